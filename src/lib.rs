@@ -1,0 +1,3 @@
+//! reqwest-throttle: a `reqwest_middleware::Middleware` that makes a `reqwest` client a good
+//! citizen of rate-limited APIs.
+#![deny(missing_docs)]
