@@ -1,3 +1,45 @@
-//! reqwest-throttle: a `reqwest_middleware::Middleware` that makes a `reqwest` client a good
-//! citizen of rate-limited APIs.
+//! # reqwest-throttle
+//!
+//! A [`reqwest_middleware::Middleware`] that makes a `reqwest` client a good citizen of
+//! rate-limited APIs. Wrap the client once:
+//!
+//! ```
+//! use reqwest_throttle::{Policy, Rate, Throttle};
+//!
+//! let throttle = Throttle::builder()
+//!     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)).concurrency(8))
+//!     .build()?;
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(throttle.clone())
+//!     .build();
+//! # drop(client);
+//! # Ok::<(), reqwest_throttle::Error>(())
+//! ```
+//!
+//! and from then on every request to a host waits for its turn under that host's **rate**
+//! (an exact GCRA, [`limiter::Gcra`]) and **concurrency cap**, requests are served in arrival
+//! order, a request that would wait longer than its `max_wait` fails at once with a typed
+//! [`Error`], and [`Throttle::stats`] tells what happened. Hosts with no rule get
+//! [`Policy::default`]: no proactive rate cap and at most [`DEFAULT_CONCURRENCY`] requests in
+//! flight.
+//!
+//! Lanes are per `scheme://host:port` by default; [`ThrottleBuilder::lane_key`] chooses another
+//! key (an API key's hash, a route).
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod error;
+mod lane;
+mod lanes;
+pub mod limiter;
+mod policy;
+mod stats;
+mod throttle;
+
+pub use error::Error;
+pub use lane::LaneKey;
+pub use lanes::DEFAULT_MAX_LANES;
+pub use limiter::{Cost, Dimension};
+pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
+pub use stats::{LaneStats, ThrottleStats};
+pub use throttle::{MaxWait, RequestCost, Throttle, ThrottleBuilder};

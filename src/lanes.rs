@@ -1,0 +1,183 @@
+//! The lane registry: one [`Lane`] per key, bounded, forgetting lanes nobody needs.
+//!
+//! # Guarantees
+//!
+//! - A lane that is in use (a request holds it: waiting, in flight, or holding a reservation) is
+//!   never evicted, so no request ever sees its lane's state vanish under it.
+//! - The registry holds at most `max_lanes` lanes while fewer than that are in use: when it is full,
+//!   idle lanes are forgotten, first those whose state is fully at rest (nothing is lost), then the
+//!   least recently used of those still holding rate debt or a cooldown. A client that visits a
+//!   million distinct hosts stays within the bound.
+//! - Eviction runs in batches down to 90 % of the bound, so its cost is amortised: one sweep per
+//!   `max_lanes / 10` new lanes, not one per request.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::time::Instant;
+
+use crate::lane::{Lane, LaneKey};
+use crate::limiter::Nanos;
+use crate::policy::Policy;
+
+/// The default bound on the number of lanes.
+pub const DEFAULT_MAX_LANES: usize = 10_000;
+
+type LaneMap = HashMap<LaneKey, Arc<Lane>, foldhash::fast::RandomState>;
+
+/// A bounded registry of lanes.
+#[derive(Debug)]
+pub(crate) struct Lanes {
+    map: Mutex<LaneMap>,
+    max_lanes: usize,
+    epoch: Instant,
+    evicted: AtomicU64,
+}
+
+impl Lanes {
+    pub fn new(max_lanes: usize) -> Lanes {
+        Lanes {
+            map: Mutex::new(LaneMap::default()),
+            max_lanes: max_lanes.max(1),
+            epoch: Instant::now(),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LaneMap> {
+        self.map
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn now(&self) -> Nanos {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The lane for `key`, created with the policy `policy()` gives if it does not exist yet.
+    pub fn lane(&self, key: &str, policy: impl FnOnce() -> Arc<Policy>) -> Arc<Lane> {
+        let now = self.now();
+        let mut map = self.lock();
+        if let Some(lane) = map.get(key) {
+            lane.last_used.store(now, Relaxed);
+            return Arc::clone(lane);
+        }
+        if map.len() >= self.max_lanes {
+            self.evict(&mut map);
+        }
+        let lane = Arc::new(Lane::new(LaneKey::new(key), policy()));
+        lane.last_used.store(now, Relaxed);
+        map.insert(lane.key.clone(), Arc::clone(&lane));
+        lane
+    }
+
+    /// Forgets idle lanes until the registry is at 90 % of its bound (or only busy lanes remain).
+    fn evict(&self, map: &mut LaneMap) {
+        let target = self.max_lanes - self.max_lanes / 10 - 1;
+        let excess = map.len().saturating_sub(target);
+        if excess == 0 {
+            return;
+        }
+        // Only the registry holds an idle lane's `Arc`; any other holder is a request using it.
+        let mut candidates: Vec<(bool, Nanos, LaneKey)> = map
+            .values()
+            .filter(|lane| Arc::strong_count(lane) == 1 && lane.is_idle())
+            .map(|lane| {
+                (
+                    lane.holds_state(),
+                    lane.last_used.load(Relaxed),
+                    lane.key.clone(),
+                )
+            })
+            .collect();
+        let excess = excess.min(candidates.len());
+        if excess < candidates.len() {
+            candidates.select_nth_unstable(excess);
+        }
+        for (holds_state, _, key) in candidates.into_iter().take(excess) {
+            if holds_state {
+                tracing::debug!(target: "reqwest_throttle", lane = %key, "evicting idle lane that still holds rate state");
+            }
+            map.remove(&key);
+        }
+        self.evicted.fetch_add(excess as u64, Relaxed);
+    }
+
+    /// Every lane, for a stats snapshot.
+    pub fn all(&self) -> Vec<Arc<Lane>> {
+        self.lock().values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        self.evicted.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limiter::Cost;
+    use crate::policy::Rate;
+
+    fn default_policy() -> Arc<Policy> {
+        Arc::new(Policy::default())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_million_hosts_stay_under_the_bound() {
+        let lanes = Lanes::new(1_000);
+        let busy = lanes.lane("https://busy.example:443", default_policy);
+        let mut max_seen = 0;
+        for i in 0..1_000_000u32 {
+            let _ = lanes.lane(&format!("https://h{i}.example:443"), default_policy);
+            max_seen = max_seen.max(lanes.len());
+        }
+        assert!(max_seen <= 1_000, "registry grew to {max_seen}");
+        // The busy lane survived every sweep: the same lane, not a fresh one.
+        let again = lanes.lane("https://busy.example:443", default_policy);
+        assert!(Arc::ptr_eq(&busy, &again));
+        assert!(lanes.evicted() >= 999_000);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lanes_with_rate_debt_go_last() {
+        let lanes = Lanes::new(10);
+        let limited = Arc::new(Policy::new().rate(Rate::per_hour(1)));
+        let debtor = lanes.lane("debtor", || Arc::clone(&limited));
+        debtor
+            .budget
+            .reserve(&Cost::requests(1), None)
+            .unwrap()
+            .settle(None);
+        drop(debtor);
+        for i in 0..9 {
+            let _ = lanes.lane(&format!("idle{i}"), default_policy);
+        }
+        // Full: the next insert evicts lanes at rest first, keeping the debtor's state.
+        let _ = lanes.lane("new", default_policy);
+        let debtor = lanes.lane("debtor", || Arc::clone(&limited));
+        assert!(debtor.holds_state(), "the rate debt was forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn when_every_lane_is_busy_nothing_is_evicted() {
+        let lanes = Lanes::new(4);
+        let held: Vec<_> = (0..4)
+            .map(|i| lanes.lane(&format!("busy{i}"), default_policy))
+            .collect();
+        let extra = lanes.lane("extra", default_policy);
+        assert_eq!(lanes.len(), 5);
+        for lane in &held {
+            assert!(Arc::ptr_eq(
+                lane,
+                &lanes.lane(lane.key.as_str(), default_policy)
+            ));
+        }
+        drop((held, extra));
+    }
+}

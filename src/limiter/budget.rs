@@ -1,0 +1,697 @@
+//! A budget: several GCRA dimensions reserved together, and a cooldown gate.
+//!
+//! A request costs something in one or more [`Dimension`]s (one request; for LLM APIs also
+//! tokens). [`Budget::reserve`] books every dimension of the [`Cost`] at the same instant, all or
+//! nothing: the reservation leaves when its slowest dimension is ready, and every dimension is
+//! booked *for that instant*, so a request never holds tokens while it waits for a request slot
+//! or the reverse.
+//!
+//! A [`Reservation`] is cancellation-safe: dropped before it is [settled](Reservation::settle),
+//! it gives its units back (exactly when it is the latest booking, see [`Gcra::refund`]) and the
+//! budget forgets it. A caller that gives up never leaves a phantom booking behind.
+//!
+//! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
+//! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
+//! that were already waiting — [`Reservation::wait`] checks the gate again every time it wakes.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::gcra::{duration_to_nanos, Gcra, Grant, Nanos};
+
+/// One thing a budget counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dimension {
+    /// Requests sent.
+    Requests,
+    /// Tokens, input and output together (OpenAI's TPM).
+    Tokens,
+    /// Input (prompt) tokens (Anthropic's ITPM).
+    InputTokens,
+    /// Output (completion) tokens (Anthropic's OTPM).
+    OutputTokens,
+}
+
+impl Dimension {
+    /// Every dimension, in index order.
+    pub const ALL: [Dimension; 4] = [
+        Dimension::Requests,
+        Dimension::Tokens,
+        Dimension::InputTokens,
+        Dimension::OutputTokens,
+    ];
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// A lower-case name for messages and stats: `requests`, `tokens`, `input tokens`, `output tokens`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Dimension::Requests => "requests",
+            Dimension::Tokens => "tokens",
+            Dimension::InputTokens => "input tokens",
+            Dimension::OutputTokens => "output tokens",
+        }
+    }
+}
+
+impl std::fmt::Display for Dimension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+const DIMENSIONS: usize = Dimension::ALL.len();
+
+/// What one request costs, per dimension.
+///
+/// ```
+/// use reqwest_throttle::limiter::{Cost, Dimension};
+///
+/// let cost = Cost::requests(1).with(Dimension::Tokens, 1_200);
+/// assert_eq!(cost.get(Dimension::Requests), 1);
+/// assert_eq!(cost.get(Dimension::Tokens), 1_200);
+/// assert_eq!(Cost::default(), Cost::requests(1));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Cost {
+    units: [u64; DIMENSIONS],
+}
+
+impl Cost {
+    /// A cost of `n` requests and nothing else.
+    pub const fn requests(n: u64) -> Cost {
+        Cost {
+            units: [n, 0, 0, 0],
+        }
+    }
+
+    /// A cost of nothing at all.
+    pub const fn zero() -> Cost {
+        Cost {
+            units: [0; DIMENSIONS],
+        }
+    }
+
+    /// This cost with `units` in `dimension`.
+    #[must_use]
+    pub const fn with(mut self, dimension: Dimension, units: u64) -> Cost {
+        self.units[dimension.index()] = units;
+        self
+    }
+
+    /// The units in `dimension`.
+    pub const fn get(&self, dimension: Dimension) -> u64 {
+        self.units[dimension.index()]
+    }
+
+    /// The dimensions this cost touches, with their units.
+    pub fn iter(&self) -> impl Iterator<Item = (Dimension, u64)> + '_ {
+        Dimension::ALL
+            .into_iter()
+            .map(|d| (d, self.get(d)))
+            .filter(|(_, units)| *units > 0)
+    }
+}
+
+impl Default for Cost {
+    /// One request.
+    fn default() -> Cost {
+        Cost::requests(1)
+    }
+}
+
+/// A rate for one dimension of a budget, as the GCRA sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// How long one unit occupies the dimension (period / rate).
+    pub interval: Duration,
+    /// How many units may go at once.
+    pub burst: u64,
+}
+
+/// Why a reservation could not be made within the time allowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// The dimension's rate: the slot is `wait` away.
+    Rate {
+        /// The dimension that is slowest.
+        dimension: Dimension,
+        /// How long until the slot.
+        wait: Duration,
+    },
+    /// A cooldown set by the server (Retry-After, rate-limit reset) lasts `wait` longer.
+    Cooldown {
+        /// The dimension cooling down; `None` when the whole lane is.
+        dimension: Option<Dimension>,
+        /// How long the cooldown still lasts.
+        wait: Duration,
+    },
+    /// The cost is larger than the dimension could ever admit at once.
+    NeverFits {
+        /// The dimension that is too small.
+        dimension: Dimension,
+        /// The cost in that dimension.
+        cost: u64,
+        /// The most the dimension admits at once.
+        burst: u64,
+    },
+}
+
+impl Blocked {
+    /// How long the caller would have to wait; `None` for a cost that never fits.
+    pub fn wait(&self) -> Option<Duration> {
+        match self {
+            Blocked::Rate { wait, .. } | Blocked::Cooldown { wait, .. } => Some(*wait),
+            Blocked::NeverFits { .. } => None,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    gcra: Option<Gcra>,
+    /// Whether a cost above the burst is refused (LLM token budgets) rather than paid back as debt.
+    strict: bool,
+    cooldown_until: Nanos,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    cells: [Cell; DIMENSIONS],
+    /// A cooldown of the whole lane, whatever the cost's dimensions.
+    cooldown_until: Nanos,
+    /// Reservations neither settled nor dropped.
+    outstanding: u64,
+}
+
+impl State {
+    fn cooldown_for(&self, cost: &Cost) -> (Nanos, Option<Dimension>) {
+        let mut until = (self.cooldown_until, None);
+        for (dimension, _) in cost.iter() {
+            let cell_until = self.cells[dimension.index()].cooldown_until;
+            if cell_until > until.0 {
+                until = (cell_until, Some(dimension));
+            }
+        }
+        until
+    }
+}
+
+/// A set of GCRA dimensions reserved together, and a cooldown gate.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use reqwest_throttle::limiter::{Budget, Cost, Dimension, Limit};
+///
+/// let budget = Budget::new();
+/// budget.set_limit(Dimension::Requests, Some(Limit { interval: Duration::from_millis(100), burst: 1 }));
+///
+/// let first = budget.reserve(&Cost::requests(1), None).unwrap();
+/// let second = budget.reserve(&Cost::requests(1), None).unwrap();
+/// assert_eq!(second.ready_at() - first.ready_at(), Duration::from_millis(100));
+///
+/// // A third would wait 200 ms; with 150 ms allowed it fails at once instead of sleeping.
+/// assert!(budget.reserve(&Cost::requests(1), Some(Duration::from_millis(150))).is_err());
+/// second.wait(None).await.unwrap();
+/// second.settle(None);
+/// first.settle(None);
+/// assert_eq!(budget.outstanding(), 0);
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Budget {
+    epoch: Instant,
+    state: Mutex<State>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget {
+            epoch: Instant::now(),
+            state: Mutex::default(),
+        }
+    }
+}
+
+impl Budget {
+    /// A budget with no limit in any dimension (only the cooldown gate applies), shared.
+    pub fn new() -> Arc<Budget> {
+        Arc::new(Budget::default())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent even if a holder panicked: every update is a plain store.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn nanos(&self, instant: Instant) -> Nanos {
+        duration_to_nanos(instant.saturating_duration_since(self.epoch))
+    }
+
+    fn instant(&self, nanos: Nanos) -> Instant {
+        // `checked_add` guards against instants beyond what the platform can represent.
+        self.epoch
+            .checked_add(Duration::from_nanos(nanos))
+            .unwrap_or_else(|| self.epoch + Duration::from_secs(86_400 * 365 * 100))
+    }
+
+    /// Sets (or with `None` removes) the rate of `dimension`, keeping what is already booked.
+    pub fn set_limit(&self, dimension: Dimension, limit: Option<Limit>) {
+        let now = self.nanos(Instant::now());
+        let mut state = self.lock();
+        let cell = &mut state.cells[dimension.index()];
+        match (limit, cell.gcra.as_mut()) {
+            (None, _) => cell.gcra = None,
+            (Some(limit), Some(gcra)) => gcra.set_rate(limit.interval, limit.burst, now),
+            (Some(limit), None) => cell.gcra = Some(Gcra::new(limit.interval, limit.burst)),
+        }
+    }
+
+    /// The rate of `dimension`, if it has one.
+    pub fn limit(&self, dimension: Dimension) -> Option<Limit> {
+        self.lock().cells[dimension.index()]
+            .gcra
+            .as_ref()
+            .map(|gcra| Limit {
+                interval: gcra.interval(),
+                burst: gcra.burst(),
+            })
+    }
+
+    /// Makes `dimension` refuse, with [`Blocked::NeverFits`], a cost above its burst instead of
+    /// admitting it as debt. Token budgets use this: a prompt larger than the whole
+    /// tokens-per-minute budget would be refused by the server too.
+    pub fn set_strict(&self, dimension: Dimension, strict: bool) {
+        self.lock().cells[dimension.index()].strict = strict;
+    }
+
+    /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
+    ///
+    /// A cooldown only ever extends: an earlier `until` than the current one is ignored.
+    pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
+        let until = self.nanos(until);
+        let mut state = self.lock();
+        let slot = match dimension {
+            None => &mut state.cooldown_until,
+            Some(dimension) => &mut state.cells[dimension.index()].cooldown_until,
+        };
+        *slot = (*slot).max(until);
+    }
+
+    /// When the cooldown that applies to `cost` ends, if it is still running.
+    pub fn cooldown_until(&self, cost: &Cost) -> Option<Instant> {
+        let now = self.nanos(Instant::now());
+        let (until, _) = self.lock().cooldown_for(cost);
+        (until > now).then(|| self.instant(until))
+    }
+
+    /// Units of `dimension` that could be reserved now without waiting; `None` when unlimited.
+    pub fn available(&self, dimension: Dimension) -> Option<u64> {
+        let now = self.nanos(Instant::now());
+        self.lock().cells[dimension.index()]
+            .gcra
+            .as_ref()
+            .map(|gcra| gcra.available(now))
+    }
+
+    /// Reservations that were neither settled nor dropped yet.
+    pub fn outstanding(&self) -> u64 {
+        self.lock().outstanding
+    }
+
+    /// Whether nothing is booked ahead of now and no cooldown runs: forgetting this budget and
+    /// starting a fresh one would change nothing.
+    pub fn is_at_rest(&self) -> bool {
+        let now = self.nanos(Instant::now());
+        let state = self.lock();
+        state.outstanding == 0
+            && state.cooldown_until <= now
+            && state.cells.iter().all(|cell| {
+                cell.cooldown_until <= now && cell.gcra.as_ref().is_none_or(|g| g.tat() <= now)
+            })
+    }
+
+    /// Books `cost` in every dimension at once.
+    ///
+    /// With `max_wait`, a reservation that could not leave within it is not made at all and the
+    /// reason comes back as [`Blocked`], without sleeping: there is no point waiting for a slot
+    /// that is already known to be too late.
+    pub fn reserve(
+        self: &Arc<Self>,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+    ) -> Result<Reservation, Blocked> {
+        let now_instant = Instant::now();
+        let now = self.nanos(now_instant);
+        let mut state = self.lock();
+
+        // The slowest dimension decides when the whole cost may leave.
+        let (cooldown, cooled_dimension) = state.cooldown_for(cost);
+        let mut at = now.max(cooldown);
+        let mut blocker = None;
+        for (dimension, units) in cost.iter() {
+            let cell = &state.cells[dimension.index()];
+            let Some(gcra) = cell.gcra.as_ref() else {
+                continue;
+            };
+            if cell.strict && units > gcra.burst() {
+                return Err(Blocked::NeverFits {
+                    dimension,
+                    cost: units,
+                    burst: gcra.burst(),
+                });
+            }
+            let ready = gcra.ready_at(units, now);
+            if ready > at {
+                at = ready;
+                blocker = Some(dimension);
+            }
+        }
+
+        let wait = Duration::from_nanos(at - now);
+        if let Some(max_wait) = max_wait {
+            if wait > max_wait {
+                return Err(match blocker {
+                    Some(dimension) => Blocked::Rate { dimension, wait },
+                    None => Blocked::Cooldown {
+                        dimension: cooled_dimension,
+                        wait,
+                    },
+                });
+            }
+        }
+
+        let mut grants = [None; DIMENSIONS];
+        for (dimension, units) in cost.iter() {
+            if let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() {
+                grants[dimension.index()] = Some(gcra.reserve_at(units, at, now));
+            }
+        }
+        state.outstanding += 1;
+        drop(state);
+
+        Ok(Reservation {
+            budget: Arc::clone(self),
+            cost: *cost,
+            grants,
+            ready_at: now_instant + wait,
+            settled: false,
+        })
+    }
+
+    fn release(&self, reservation: &Reservation, actual: Option<&Cost>) {
+        let now = self.nanos(Instant::now());
+        let mut state = self.lock();
+        state.outstanding = state.outstanding.saturating_sub(1);
+        for dimension in Dimension::ALL {
+            let reserved = reservation.cost.get(dimension);
+            let used = actual.map_or(0, |actual| actual.get(dimension));
+            let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() else {
+                continue;
+            };
+            match reservation.grants[dimension.index()] {
+                Some(grant) if used < reserved => {
+                    gcra.refund(&grant, reserved - used);
+                }
+                _ if used > reserved => gcra.debit(used - reserved, now),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Units booked in a [`Budget`], waiting to leave or in use.
+///
+/// Dropped without [`settle`](Reservation::settle), it gives its units back: a request that was
+/// cancelled while waiting leaves nothing behind.
+#[derive(Debug)]
+#[must_use = "a reservation gives its units back when dropped"]
+pub struct Reservation {
+    budget: Arc<Budget>,
+    cost: Cost,
+    grants: [Option<Grant>; DIMENSIONS],
+    ready_at: Instant,
+    settled: bool,
+}
+
+impl Reservation {
+    /// When the booked units may leave (a later cooldown can still hold them back; see [`wait`](Self::wait)).
+    pub fn ready_at(&self) -> Instant {
+        self.ready_at
+    }
+
+    /// The cost that was booked.
+    pub fn cost(&self) -> &Cost {
+        &self.cost
+    }
+
+    /// Sleeps until the units may leave and no cooldown holds them back.
+    ///
+    /// A cooldown set while this reservation waits (a 429 seen by another request) is honoured:
+    /// the gate is checked again each time the sleep ends. With a `deadline`, a cooldown that
+    /// would end after it fails at once with [`Blocked::Cooldown`] instead of sleeping in vain.
+    pub async fn wait(&self, deadline: Option<Instant>) -> Result<(), Blocked> {
+        loop {
+            let now = Instant::now();
+            let cooldown = self.budget.cooldown_until(&self.cost);
+            let until = cooldown.map_or(self.ready_at, |c| c.max(self.ready_at));
+            if until <= now {
+                return Ok(());
+            }
+            if let (Some(deadline), Some(cooldown)) = (deadline, cooldown) {
+                if cooldown > deadline {
+                    let state = self.budget.lock();
+                    let (_, dimension) = state.cooldown_for(&self.cost);
+                    return Err(Blocked::Cooldown {
+                        dimension,
+                        wait: cooldown - now,
+                    });
+                }
+            }
+            tokio::time::sleep_until(until).await;
+        }
+    }
+
+    /// Ends the reservation: the units were used.
+    ///
+    /// With `actual`, the booking is reconciled with what was really used: units reserved but not
+    /// used are given back (when they still can be, see [`Gcra::refund`]) and units used beyond
+    /// the reservation are charged, so later reservations wait for them.
+    pub fn settle(mut self, actual: Option<&Cost>) {
+        self.settled = true;
+        self.budget
+            .release(&self, Some(actual.unwrap_or(&self.cost)));
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.budget.release(self, None);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_second(budget: &Budget, dimension: Dimension, rate: u32, burst: u64) {
+        budget.set_limit(
+            dimension,
+            Some(Limit {
+                interval: Duration::from_secs(1) / rate,
+                burst,
+            }),
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unlimited_budget_admits_at_once() {
+        let budget = Budget::new();
+        let r = budget
+            .reserve(&Cost::requests(1), Some(Duration::ZERO))
+            .unwrap();
+        assert_eq!(r.ready_at(), Instant::now());
+        assert_eq!(budget.outstanding(), 1);
+        drop(r);
+        assert_eq!(budget.outstanding(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dimensions_are_booked_for_the_slowest_instant() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 10, 10);
+        per_second(&budget, Dimension::Tokens, 100, 100);
+        let cost = Cost::requests(1).with(Dimension::Tokens, 100);
+        let first = budget.reserve(&cost, None).unwrap();
+        let second = budget.reserve(&cost, None).unwrap();
+        assert_eq!(second.ready_at() - first.ready_at(), Duration::from_secs(1));
+        // The request dimension was booked for the instant the second request leaves (1 s), not
+        // for now: its cell is booked up to 1.1 s, so with a 1 s tolerance a request-only cost
+        // arriving now waits 200 ms instead of going at once.
+        let request_only = budget.reserve(&Cost::requests(1), None).unwrap();
+        assert_eq!(
+            request_only.ready_at() - first.ready_at(),
+            Duration::from_millis(200)
+        );
+        request_only.settle(None);
+        first.settle(None);
+        second.settle(None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_reservation_books_nothing() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 1);
+        let first = budget.reserve(&Cost::requests(1), None).unwrap();
+        let blocked = budget
+            .reserve(&Cost::requests(1), Some(Duration::from_millis(500)))
+            .unwrap_err();
+        assert_eq!(
+            blocked,
+            Blocked::Rate {
+                dimension: Dimension::Requests,
+                wait: Duration::from_secs(1)
+            }
+        );
+        assert_eq!(budget.outstanding(), 1);
+        first.settle(None);
+        // Nothing was booked by the refused attempt: the next slot is still 1 s away.
+        let next = budget.reserve(&Cost::requests(1), None).unwrap();
+        assert_eq!(next.ready_at() - Instant::now(), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_reservation_refunds() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 1);
+        let first = budget.reserve(&Cost::requests(1), None).unwrap();
+        let queued = budget.reserve(&Cost::requests(1), None).unwrap();
+        drop(queued);
+        let again = budget.reserve(&Cost::requests(1), None).unwrap();
+        assert_eq!(again.ready_at() - Instant::now(), Duration::from_secs(1));
+        first.settle(None);
+        again.settle(None);
+        assert_eq!(budget.outstanding(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn settle_reconciles_over_and_under_estimates() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Tokens, 100, 1_000);
+        let estimate = Cost::requests(1).with(Dimension::Tokens, 600);
+        let r = budget.reserve(&estimate, None).unwrap();
+        r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, 200)));
+        assert_eq!(budget.available(Dimension::Tokens), Some(800));
+        let r = budget.reserve(&estimate, None).unwrap();
+        r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, 1_000)));
+        // 200 + 1 000 used out of 1 000: 2 s of debt at 100 tokens/s.
+        assert_eq!(budget.available(Dimension::Tokens), Some(0));
+        let next = budget
+            .reserve(&Cost::requests(1).with(Dimension::Tokens, 1), None)
+            .unwrap();
+        assert_eq!(
+            next.ready_at() - Instant::now(),
+            Duration::from_millis(2_010)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn strict_dimension_refuses_what_never_fits() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Tokens, 100, 1_000);
+        budget.set_strict(Dimension::Tokens, true);
+        let blocked = budget
+            .reserve(&Cost::requests(1).with(Dimension::Tokens, 1_001), None)
+            .unwrap_err();
+        assert_eq!(
+            blocked,
+            Blocked::NeverFits {
+                dimension: Dimension::Tokens,
+                cost: 1_001,
+                burst: 1_000
+            }
+        );
+        assert_eq!(blocked.wait(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_holds_back_waiting_and_new_reservations() {
+        let budget = Budget::new();
+        let waiting = budget.reserve(&Cost::requests(1), None).unwrap();
+        let start = Instant::now();
+        budget.cool_down(None, start + Duration::from_secs(5));
+        // An earlier cooldown never shortens the running one.
+        budget.cool_down(None, start + Duration::from_secs(1));
+        waiting.wait(None).await.unwrap();
+        assert_eq!(Instant::now() - start, Duration::from_secs(5));
+
+        budget.cool_down(None, Instant::now() + Duration::from_secs(3));
+        let blocked = budget
+            .reserve(&Cost::requests(1), Some(Duration::from_secs(1)))
+            .unwrap_err();
+        assert_eq!(
+            blocked,
+            Blocked::Cooldown {
+                dimension: None,
+                wait: Duration::from_secs(3)
+            }
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cooldown_beyond_the_deadline_fails_without_sleeping() {
+        let budget = Budget::new();
+        let r = budget.reserve(&Cost::requests(1), None).unwrap();
+        let start = Instant::now();
+        budget.cool_down(Some(Dimension::Requests), start + Duration::from_secs(10));
+        let err = r
+            .wait(Some(start + Duration::from_secs(2)))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            Blocked::Cooldown {
+                dimension: Some(Dimension::Requests),
+                wait: Duration::from_secs(10)
+            }
+        );
+        assert_eq!(Instant::now(), start);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dimension_cooldown_spares_other_costs() {
+        let budget = Budget::new();
+        budget.cool_down(
+            Some(Dimension::Tokens),
+            Instant::now() + Duration::from_secs(60),
+        );
+        assert!(budget.cooldown_until(&Cost::requests(1)).is_none());
+        assert!(budget
+            .cooldown_until(&Cost::requests(1).with(Dimension::Tokens, 5))
+            .is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_rest_only_when_nothing_is_booked_ahead() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 1);
+        assert!(budget.is_at_rest());
+        budget
+            .reserve(&Cost::requests(1), None)
+            .unwrap()
+            .settle(None);
+        assert!(!budget.is_at_rest());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(budget.is_at_rest());
+    }
+}

@@ -1,0 +1,11 @@
+//! The rate algorithms, free of HTTP: one GCRA cell ([`Gcra`]) and a budget of several cells
+//! reserved together with a cooldown gate ([`Budget`]).
+//!
+//! The middleware uses these through lanes; they are public so that the same exact,
+//! cancellation-safe limiter can pace anything else (a queue consumer, a websocket).
+
+mod budget;
+mod gcra;
+
+pub use budget::{Blocked, Budget, Cost, Dimension, Limit, Reservation};
+pub use gcra::{Gcra, Grant, Nanos};

@@ -1,0 +1,66 @@
+//! What the throttle has done: counters per lane and a snapshot of them.
+//!
+//! [`Throttle::stats`](crate::Throttle::stats) takes a [`ThrottleStats`] snapshot at any time
+//! without stopping traffic (the counters are atomics). Every decision is also a `tracing` event
+//! under the `reqwest_throttle` target, inside a span per request with its lane and attempt.
+
+use std::time::Duration;
+
+use crate::lane::LaneKey;
+
+/// A snapshot of one lane's counters.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct LaneStats {
+    /// The lane.
+    pub key: LaneKey,
+    /// Requests handed to the next middleware (each attempt counts).
+    pub sent: u64,
+    /// Attempts that came back with a response, whatever its status.
+    pub completed: u64,
+    /// Attempts that came back with a transport error.
+    pub errors: u64,
+    /// Requests refused by the throttle itself (would wait too long, cost too large).
+    pub rejected: u64,
+    /// Total time requests spent waiting for their turn (rate, cooldown and concurrency).
+    pub waited_total: Duration,
+    /// The longest single wait.
+    pub waited_max: Duration,
+    /// Requests in flight now.
+    pub in_flight: u64,
+    /// Requests waiting for their turn now.
+    pub queued: u64,
+    /// The lane's current request rate limit, per second; `None` when it has none.
+    pub rate: Option<f64>,
+    /// How long the lane's cooldown still lasts, if one runs.
+    pub cooldown_remaining: Option<Duration>,
+}
+
+/// A snapshot of every lane the throttle knows.
+///
+/// ```
+/// use reqwest_throttle::Throttle;
+///
+/// let throttle = Throttle::builder().build().unwrap();
+/// let stats = throttle.stats();
+/// assert!(stats.lanes.is_empty());
+/// assert_eq!(stats.total_sent(), 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ThrottleStats {
+    /// One entry per lane, sorted by key.
+    pub lanes: Vec<LaneStats>,
+}
+
+impl ThrottleStats {
+    /// The stats of the lane named `key` (as in [`LaneKey::as_str`]).
+    pub fn lane(&self, key: &str) -> Option<&LaneStats> {
+        self.lanes.iter().find(|lane| lane.key.as_str() == key)
+    }
+
+    /// Attempts sent over all lanes.
+    pub fn total_sent(&self) -> u64 {
+        self.lanes.iter().map(|lane| lane.sent).sum()
+    }
+}

@@ -1,0 +1,387 @@
+//! The middleware: a request's way through its lane.
+//!
+//! ```text
+//! lane   = lanes.lane_for(&req)                 key → Lane (policy by host rules)
+//! cost   = RequestCost extension or one request
+//! r      = lane.budget.reserve(cost, max_wait)?  a slot too far away fails at once
+//! r.wait(deadline).await?                       sleeps for the slot and any cooldown
+//! permit = lane.concurrency.acquire().await     rate first, then concurrency
+//! resp   = next.run(req).await
+//! ```
+//!
+//! A task never holds a concurrency slot while it waits for rate, and a request cancelled at
+//! any point gives back its reservation and its permit (both are guards).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::{Middleware, Next};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::error::Error;
+use crate::lane::{Gauge, Lane, LaneKey};
+use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
+use crate::limiter::{Blocked, Cost, Dimension};
+use crate::policy::{HostRules, Policy, PolicyError};
+use crate::stats::ThrottleStats;
+
+/// Per-request override of the policy's `max_wait`, set through `http::Extensions`.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::MaxWait;
+///
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
+/// let request = client
+///     .get("http://127.0.0.1:9/")
+///     .with_extension(MaxWait(Duration::from_millis(200)));
+/// # drop(request);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxWait(pub Duration);
+
+/// Per-request override of what the request costs, set through `http::Extensions`.
+///
+/// ```
+/// use reqwest_throttle::{Cost, Dimension, RequestCost};
+///
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
+/// // A batch endpoint that counts as ten requests against the server's limit.
+/// let request = client
+///     .post("http://127.0.0.1:9/batch")
+///     .with_extension(RequestCost(Cost::requests(10)));
+/// # drop(request);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RequestCost(pub Cost);
+
+type KeyFn = dyn Fn(&Request) -> Option<LaneKey> + Send + Sync;
+
+struct Inner {
+    rules: HostRules,
+    lanes: Lanes,
+    lane_key: Option<Box<KeyFn>>,
+    global: Option<Arc<Semaphore>>,
+}
+
+/// The throttling middleware. Cheap to clone: clones share every lane.
+///
+/// ```
+/// use reqwest_throttle::{Policy, Rate, Throttle};
+///
+/// let throttle = Throttle::builder()
+///     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)).concurrency(8))
+///     .host("*.example.com", Policy::new().rate(Rate::per_second(2)))
+///     .build()?;
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(throttle.clone())
+///     .build();
+/// # drop(client);
+/// # Ok::<(), reqwest_throttle::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Throttle {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Throttle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Throttle")
+            .field("rules", &self.inner.rules)
+            .field("lanes", &self.inner.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Throttle`]; every setting is validated by [`build`](ThrottleBuilder::build).
+#[must_use]
+pub struct ThrottleBuilder {
+    rules: Result<HostRules, PolicyError>,
+    max_lanes: usize,
+    global_concurrency: Option<usize>,
+    lane_key: Option<Box<KeyFn>>,
+}
+
+impl Default for ThrottleBuilder {
+    fn default() -> Self {
+        ThrottleBuilder {
+            rules: Ok(HostRules::default()),
+            max_lanes: DEFAULT_MAX_LANES,
+            global_concurrency: None,
+            lane_key: None,
+        }
+    }
+}
+
+impl ThrottleBuilder {
+    /// The policy for hosts matching `pattern`: `api.github.com`, `127.0.0.1:8080` or `*.example.com`
+    /// (see [`HostRules`]).
+    pub fn host(mut self, pattern: &str, policy: Policy) -> Self {
+        self.rules = self.rules.and_then(|rules| rules.with(pattern, policy));
+        self
+    }
+
+    /// The policy for hosts no rule matches (default: [`Policy::default`]).
+    pub fn default_policy(mut self, policy: Policy) -> Self {
+        self.rules = self.rules.and_then(|rules| rules.with_default(policy));
+        self
+    }
+
+    /// Host rules built elsewhere (for example deserialized from a file), replacing any set so far.
+    pub fn rules(mut self, rules: HostRules) -> Self {
+        self.rules = Ok(rules);
+        self
+    }
+
+    /// At most `max_lanes` lanes are kept (default 10 000); idle ones are forgotten beyond that.
+    pub fn max_lanes(mut self, max_lanes: usize) -> Self {
+        self.max_lanes = max_lanes;
+        self
+    }
+
+    /// At most `max` requests in flight over all lanes together (default: no global cap).
+    pub fn global_concurrency(mut self, max: usize) -> Self {
+        self.global_concurrency = Some(max);
+        self
+    }
+
+    /// Chooses the lane of each request (per API key, per route, per model). Returning `None`
+    /// falls back to the default key, `scheme://host:port`. The lane's policy is still chosen
+    /// by the request's host.
+    ///
+    /// ```
+    /// use reqwest_throttle::{LaneKey, Throttle};
+    ///
+    /// // One lane per tenant header, so each tenant has its own budget.
+    /// let throttle = Throttle::builder()
+    ///     .lane_key(|request| {
+    ///         let tenant = request.headers().get("x-tenant")?.to_str().ok()?;
+    ///         Some(LaneKey::new(format!("tenant:{tenant}")))
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), reqwest_throttle::Error>(())
+    /// ```
+    pub fn lane_key(
+        mut self,
+        key: impl Fn(&Request) -> Option<LaneKey> + Send + Sync + 'static,
+    ) -> Self {
+        self.lane_key = Some(Box::new(key));
+        self
+    }
+
+    /// Validates the configuration and builds the throttle.
+    pub fn build(self) -> Result<Throttle, Error> {
+        let rules = self.rules?;
+        if self.max_lanes == 0 {
+            return Err(PolicyError::ZeroMaxLanes.into());
+        }
+        if self.global_concurrency == Some(0) {
+            return Err(PolicyError::ZeroConcurrency.into());
+        }
+        Ok(Throttle {
+            inner: Arc::new(Inner {
+                rules,
+                lanes: Lanes::new(self.max_lanes),
+                lane_key: self.lane_key,
+                global: self
+                    .global_concurrency
+                    .map(|max| Arc::new(Semaphore::new(max))),
+            }),
+        })
+    }
+}
+
+impl Throttle {
+    /// Starts configuring a throttle.
+    pub fn builder() -> ThrottleBuilder {
+        ThrottleBuilder::default()
+    }
+
+    /// A snapshot of every lane's counters.
+    pub fn stats(&self) -> ThrottleStats {
+        let now = Instant::now();
+        let mut lanes: Vec<_> = self
+            .inner
+            .lanes
+            .all()
+            .iter()
+            .map(|lane| lane.stats(now))
+            .collect();
+        lanes.sort_by(|a, b| a.key.cmp(&b.key));
+        ThrottleStats { lanes }
+    }
+
+    /// Lanes evicted from the registry so far.
+    pub fn evicted_lanes(&self) -> u64 {
+        self.inner.lanes.evicted()
+    }
+
+    fn lane_for(&self, request: &Request) -> Result<Arc<Lane>, Error> {
+        let url = request.url();
+        let host = url.host_str().ok_or_else(|| Error::NoHost {
+            url: url.to_string(),
+        })?;
+        let key = match self.inner.lane_key.as_ref().and_then(|key| key(request)) {
+            Some(key) => key,
+            None => LaneKey::for_url(url).ok_or_else(|| Error::NoHost {
+                url: url.to_string(),
+            })?,
+        };
+        let rules = &self.inner.rules;
+        Ok(self.inner.lanes.lane(key.as_str(), || {
+            Arc::clone(rules.policy_for(host, url.port_or_known_default()))
+        }))
+    }
+
+    /// Waits for the request's turn: rate and cooldown first, then a concurrency slot.
+    async fn admit(
+        &self,
+        lane: &Lane,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+    ) -> Result<Permits, Error> {
+        let started = Instant::now();
+        let deadline = max_wait.and_then(|wait| started.checked_add(wait));
+        let _queued = Gauge::enter(&lane.counters.queued);
+
+        let reservation = lane
+            .budget
+            .reserve(cost, max_wait)
+            .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+        reservation
+            .wait(deadline)
+            .await
+            .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+
+        let lane_permit = acquire(lane.concurrency.as_ref(), deadline)
+            .await
+            .map_err(|()| concurrency_refusal(lane, max_wait))?;
+        let global_permit = acquire(self.inner.global.as_ref(), deadline)
+            .await
+            .map_err(|()| concurrency_refusal(lane, max_wait))?;
+        // The units leave now: they are spent even if the caller later drops the request.
+        reservation.settle(None);
+
+        let waited = started.elapsed();
+        lane.counters.record_wait(waited);
+        tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted");
+        Ok(Permits {
+            _lane: lane_permit,
+            _global: global_permit,
+        })
+    }
+}
+
+/// Concurrency slots held while a request is in flight.
+struct Permits {
+    _lane: Option<OwnedSemaphorePermit>,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+/// A permit from `semaphore` (if there is one), waiting no later than `deadline`.
+async fn acquire(
+    semaphore: Option<&Arc<Semaphore>>,
+    deadline: Option<Instant>,
+) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    let Some(semaphore) = semaphore else {
+        return Ok(None);
+    };
+    let acquire = Arc::clone(semaphore).acquire_owned();
+    let permit = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, acquire)
+            .await
+            .map_err(|_| ())?,
+        None => acquire.await,
+    };
+    // The semaphores are never closed.
+    permit.map(Some).map_err(|_| ())
+}
+
+fn refusal(lane: &Lane, blocked: Blocked, max_wait: Option<Duration>) -> Error {
+    lane.counters
+        .rejected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let max_wait = max_wait.unwrap_or(Duration::MAX);
+    let error = match blocked {
+        Blocked::Rate { dimension, wait } => Error::WouldWait {
+            lane: lane.key.clone(),
+            dimension,
+            wait,
+            max_wait,
+        },
+        Blocked::Cooldown { dimension, wait } => Error::CoolingDown {
+            lane: lane.key.clone(),
+            dimension,
+            wait,
+            max_wait,
+        },
+        Blocked::NeverFits {
+            dimension,
+            cost,
+            burst,
+        } => Error::CostTooLarge {
+            lane: lane.key.clone(),
+            dimension,
+            cost,
+            burst,
+        },
+    };
+    tracing::info!(target: "reqwest_throttle", error = %error, "request refused");
+    error
+}
+
+fn concurrency_refusal(lane: &Lane, max_wait: Option<Duration>) -> Error {
+    lane.counters
+        .rejected
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let max_wait = max_wait.unwrap_or(Duration::MAX);
+    let error = Error::WouldWait {
+        lane: lane.key.clone(),
+        dimension: Dimension::Requests,
+        wait: max_wait,
+        max_wait,
+    };
+    tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
+    error
+}
+
+#[async_trait::async_trait]
+impl Middleware for Throttle {
+    async fn handle(
+        &self,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let lane = self.lane_for(&request)?;
+        let cost = extensions
+            .get::<RequestCost>()
+            .map_or_else(Cost::default, |cost| cost.0);
+        let max_wait = extensions
+            .get::<MaxWait>()
+            .map(|max_wait| max_wait.0)
+            .or(lane.policy.max_wait);
+        let span = tracing::debug_span!(target: "reqwest_throttle", "throttle", lane = %lane.key, attempt = 1u32);
+
+        async {
+            let _permits = self.admit(&lane, &cost, max_wait).await?;
+            let _in_flight = Gauge::enter(&lane.counters.in_flight);
+            lane.counters
+                .sent
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let result = next.run(request, extensions).await;
+            let counter = match &result {
+                Ok(_) => &lane.counters.completed,
+                Err(_) => &lane.counters.errors,
+            };
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            result
+        }
+        .instrument(span)
+        .await
+    }
+}
