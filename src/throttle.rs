@@ -220,6 +220,24 @@ impl Throttle {
         self.inner.lanes.evicted()
     }
 
+    /// Benchmark hook: looks up (or creates) the lane named `key`, as the middleware does, and
+    /// reserves one request in it without waiting. `true` when the request could go at once.
+    #[doc(hidden)]
+    pub fn __bench_lane_reserve(&self, key: &str) -> bool {
+        let rules = &self.inner.rules;
+        let lane = self
+            .inner
+            .lanes
+            .lane(key, || Arc::clone(rules.default_policy()));
+        match lane.budget.reserve(&Cost::requests(1), Some(Duration::ZERO)) {
+            Ok(reservation) => {
+                reservation.settle(None);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     fn lane_for(&self, request: &Request) -> Result<Arc<Lane>, Error> {
         let url = request.url();
         let host = url.host_str().ok_or_else(|| Error::NoHost {
