@@ -229,7 +229,10 @@ impl Throttle {
             .inner
             .lanes
             .lane(key, || Arc::clone(rules.default_policy()));
-        match lane.budget.reserve(&Cost::requests(1), Some(Duration::ZERO)) {
+        match lane
+            .budget
+            .reserve(&Cost::requests(1), Some(Duration::ZERO))
+        {
             Ok(reservation) => {
                 reservation.settle(None);
                 true
