@@ -1,0 +1,219 @@
+//! Server signals parsed into plain values: how long to wait ([`retry_after`]), whether the
+//! server says a retry is safe (`x-should-retry`), and its announced rate limits
+//! ([`rate_limits`]).
+//!
+//! This module knows nothing of limiters or of the middleware; it only reads headers.
+//! Every parser is total: any bytes in, `Option` out, never a panic, saturating arithmetic
+//! throughout. The wall clock is never read here: callers pass `now`, so results are
+//! deterministic and testable.
+//!
+//! Values are read as UTF-8 (not only visible ASCII), so a Go duration written with `µs`
+//! still parses; bytes that are not UTF-8 make that header line invalid. When a header is
+//! repeated, invalid lines are skipped, identical values count once, and values that
+//! disagree make the header unusable: a server that contradicts itself is not obeyed.
+//!
+//! ```
+//! use std::time::{Duration, SystemTime};
+//! use http::HeaderMap;
+//! use reqwest_throttle::signals::{HeaderFamily, Signals};
+//!
+//! let mut headers = HeaderMap::new();
+//! headers.insert("retry-after", "2".parse().unwrap());
+//! headers.insert("x-should-retry", "true".parse().unwrap());
+//! headers.insert("x-ratelimit-remaining-requests", "0".parse().unwrap());
+//! headers.insert("x-ratelimit-reset-requests", "1.5s".parse().unwrap());
+//!
+//! let signals = Signals::read(&headers, SystemTime::now());
+//! assert_eq!(signals.retry_after, Some(Duration::from_secs(2)));
+//! assert_eq!(signals.should_retry, Some(true));
+//! let limits = signals.rate_limits.unwrap();
+//! assert_eq!(limits.family, HeaderFamily::OpenAi);
+//! assert_eq!(limits.requests.unwrap().reset_in, Some(Duration::from_millis(1_500)));
+//! ```
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{AsHeaderName, DATE};
+use http::{HeaderMap, HeaderValue};
+
+mod duration;
+mod headers;
+mod retry_after;
+mod rfc3339;
+
+pub use duration::parse_go_duration;
+pub use headers::{
+    anthropic_limits, github_limits, ietf_legacy_limits, ietf_limits, ietf_service_limits,
+    openai_limits, rate_limits, HeaderFamily, IetfServiceLimit, RateLimits, Window,
+};
+pub use retry_after::{
+    parse_delay_millis, parse_delay_seconds, parse_http_date_delay, parse_retry_after, retry_after,
+};
+pub use rfc3339::parse_rfc3339;
+
+/// Everything a response's headers say about pacing and retrying, parsed once.
+///
+/// Fields are independent: which one wins (Retry-After over the `RateLimit` reset, for
+/// instance) is the caller's decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Signals {
+    /// The delay the server asked for (`retry-after-ms`, `x-ms-retry-after-ms`,
+    /// `Retry-After`); see [`retry_after`]. May be [`Duration::MAX`]: cap it.
+    pub retry_after: Option<Duration>,
+    /// The server's own verdict from `x-should-retry: true|false` (OpenAI, Anthropic), which
+    /// overrides the status-based decision.
+    pub should_retry: Option<bool>,
+    /// Announced rate limits from whichever header family is present; see [`rate_limits`].
+    pub rate_limits: Option<RateLimits>,
+}
+
+impl Signals {
+    /// Reads every signal from a response's headers. `now` is the local wall clock, used only
+    /// when the response has no `Date` header to measure HTTP-dates and timestamps against.
+    ///
+    /// ```
+    /// use std::time::SystemTime;
+    /// use http::HeaderMap;
+    /// use reqwest_throttle::signals::Signals;
+    ///
+    /// assert_eq!(Signals::read(&HeaderMap::new(), SystemTime::now()), Signals::default());
+    /// ```
+    pub fn read(headers: &HeaderMap, now: SystemTime) -> Signals {
+        Signals {
+            retry_after: retry_after(headers, now),
+            should_retry: should_retry(headers),
+            rate_limits: rate_limits(headers, now),
+        }
+    }
+}
+
+/// Reads `x-should-retry: true|false` (ASCII case-insensitive, trimmed). Anything else, or
+/// repeated lines that disagree, gives `None`.
+///
+/// ```
+/// use http::HeaderMap;
+/// use reqwest_throttle::signals::should_retry;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert("x-should-retry", "false".parse().unwrap());
+/// assert_eq!(should_retry(&headers), Some(false));
+/// ```
+pub fn should_retry(headers: &HeaderMap) -> Option<bool> {
+    consistent_value(headers, "x-should-retry", |s| {
+        let s = duration::trim_ows(s);
+        if s.eq_ignore_ascii_case("true") {
+            Some(true)
+        } else if s.eq_ignore_ascii_case("false") {
+            Some(false)
+        } else {
+            None
+        }
+    })
+}
+
+/// The response's `Date` header as an instant, when present and unambiguous.
+pub fn response_date(headers: &HeaderMap) -> Option<SystemTime> {
+    consistent_value(headers, DATE, |s| {
+        httpdate::parse_http_date(duration::trim_ows(s)).ok()
+    })
+}
+
+/// A header value as text. UTF-8 rather than `HeaderValue::to_str`'s visible ASCII, so that
+/// values such as `250µs` are readable; other bytes make the value unreadable.
+fn header_str(value: &HeaderValue) -> Option<&str> {
+    std::str::from_utf8(value.as_bytes()).ok()
+}
+
+/// Parses every line of header `name`: invalid lines are skipped, equal values count once,
+/// and if valid lines disagree the header is unusable (`None`).
+fn consistent_value<T: PartialEq>(
+    headers: &HeaderMap,
+    name: impl AsHeaderName,
+    mut parse: impl FnMut(&str) -> Option<T>,
+) -> Option<T> {
+    let mut agreed: Option<T> = None;
+    for value in headers.get_all(name) {
+        let Some(parsed) = header_str(value).and_then(&mut parse) else {
+            continue;
+        };
+        match &agreed {
+            Some(previous) if *previous != parsed => return None,
+            Some(_) => {}
+            None => agreed = Some(parsed),
+        }
+    }
+    agreed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
+    }
+
+    #[test]
+    fn should_retry_values() {
+        assert_eq!(
+            should_retry(&map(&[("x-should-retry", "true")])),
+            Some(true)
+        );
+        assert_eq!(
+            should_retry(&map(&[("x-should-retry", " FALSE ")])),
+            Some(false)
+        );
+        assert_eq!(should_retry(&map(&[("x-should-retry", "yes")])), None);
+        assert_eq!(should_retry(&map(&[("x-should-retry", "1")])), None);
+        let contradiction = map(&[("x-should-retry", "true"), ("x-should-retry", "false")]);
+        assert_eq!(should_retry(&contradiction), None);
+        assert_eq!(should_retry(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn response_date_requires_agreement() {
+        let one = map(&[("date", "Thu, 01 Jan 1970 00:01:00 GMT")]);
+        assert_eq!(
+            response_date(&one),
+            Some(UNIX_EPOCH + Duration::from_secs(60))
+        );
+        let two = map(&[
+            ("date", "Thu, 01 Jan 1970 00:01:00 GMT"),
+            ("date", "Thu, 01 Jan 1970 00:02:00 GMT"),
+        ]);
+        assert_eq!(response_date(&two), None);
+    }
+
+    #[test]
+    fn read_collects_all_three_signals() {
+        // An Anthropic 429 as the API sends it.
+        let headers = map(&[
+            ("date", "Thu, 01 Aug 2024 12:00:00 GMT"),
+            ("retry-after", "30"),
+            ("x-should-retry", "true"),
+            ("anthropic-ratelimit-requests-limit", "50"),
+            ("anthropic-ratelimit-requests-remaining", "0"),
+            ("anthropic-ratelimit-requests-reset", "2024-08-01T12:00:30Z"),
+        ]);
+        let signals = Signals::read(&headers, UNIX_EPOCH);
+        assert_eq!(signals.retry_after, Some(Duration::from_secs(30)));
+        assert_eq!(signals.should_retry, Some(true));
+        let limits = signals
+            .rate_limits
+            .unwrap_or_else(|| panic!("limits expected"));
+        assert_eq!(limits.family, HeaderFamily::Anthropic);
+        assert_eq!(
+            limits.requests,
+            Some(Window {
+                limit: Some(50),
+                remaining: Some(0),
+                reset_in: Some(Duration::from_secs(30)),
+            })
+        );
+    }
+}
