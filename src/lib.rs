@@ -33,6 +33,7 @@ mod lane;
 mod lanes;
 pub mod limiter;
 mod policy;
+pub mod retry;
 pub mod signals;
 mod stats;
 mod throttle;

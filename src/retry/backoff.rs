@@ -1,0 +1,273 @@
+//! How long to wait before the next attempt.
+//!
+//! The three schedules of the AWS Architecture Blog's "Exponential Backoff and Jitter", with
+//! `exp(n) = min(cap, base · 2ⁿ)` for retry `n` (0-based):
+//!
+//! | jitter | delay |
+//! |---|---|
+//! | [`Jitter::Full`] (default) | `random(0, exp(n))` |
+//! | [`Jitter::Equal`] | `exp(n)/2 + random(0, exp(n)/2)` |
+//! | [`Jitter::Decorrelated`] | `min(cap, random(base, 3 · previous))` |
+//! | [`Jitter::None`] | `exp(n)` |
+//!
+//! Full jitter spreads a crowd of clients that failed together the most, which is what a
+//! rate-limited API needs. When the server named a delay (Retry-After), the wait is at least that
+//! delay; the jittered backoff only ever adds to it, never shortens it.
+//!
+//! Any schedule can be plugged in instead with [`Backoff::custom`] (and, with the `backon`
+//! feature, any `backon::BackoffBuilder` through [`Backoff::backon`]).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+
+/// The randomisation applied to the exponential schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Jitter {
+    /// No randomisation: `exp(n)`.
+    None,
+    /// `random(0, exp(n))`.
+    #[default]
+    Full,
+    /// `exp(n)/2 + random(0, exp(n)/2)`.
+    Equal,
+    /// `min(cap, random(base, 3 · previous))`.
+    Decorrelated,
+}
+
+type Schedule = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + Sync;
+
+/// A backoff schedule: exponential with jitter, or a custom one.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::retry::{Backoff, Jitter};
+///
+/// let backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10))
+///     .jitter(Jitter::None);
+/// let mut delays = backoff.start();
+/// assert_eq!(delays.next_delay(), Some(Duration::from_millis(100)));
+/// assert_eq!(delays.next_delay(), Some(Duration::from_millis(200)));
+/// assert_eq!(delays.next_delay(), Some(Duration::from_millis(400)));
+/// ```
+#[derive(Clone)]
+pub struct Backoff {
+    kind: Kind,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Exponential {
+        base: Duration,
+        cap: Duration,
+        jitter: Jitter,
+    },
+    Custom(Arc<Schedule>),
+}
+
+impl fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Exponential { base, cap, jitter } => f
+                .debug_struct("Backoff::Exponential")
+                .field("base", base)
+                .field("cap", cap)
+                .field("jitter", jitter)
+                .finish(),
+            Kind::Custom(_) => f.write_str("Backoff::Custom"),
+        }
+    }
+}
+
+impl Default for Backoff {
+    /// Exponential from 200 ms, capped at 20 s, full jitter.
+    fn default() -> Backoff {
+        Backoff::exponential(Duration::from_millis(200), Duration::from_secs(20))
+    }
+}
+
+impl Backoff {
+    /// Exponential backoff from `base`, capped at `cap`, with full jitter.
+    pub fn exponential(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            kind: Kind::Exponential {
+                base,
+                cap: cap.max(base),
+                jitter: Jitter::Full,
+            },
+        }
+    }
+
+    /// Changes the jitter of an exponential schedule (no effect on a custom one).
+    #[must_use]
+    pub fn jitter(mut self, jitter: Jitter) -> Backoff {
+        if let Kind::Exponential { jitter: j, .. } = &mut self.kind {
+            *j = jitter;
+        }
+        self
+    }
+
+    /// Any schedule: `make` is called once per request and its iterator gives the delay before
+    /// each retry. When it ends, retries end.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::retry::Backoff;
+    ///
+    /// let constant = Backoff::custom(|| Box::new(std::iter::repeat(Duration::from_secs(1)).take(2)));
+    /// let mut delays = constant.start();
+    /// assert_eq!(delays.next_delay(), Some(Duration::from_secs(1)));
+    /// assert_eq!(delays.next_delay(), Some(Duration::from_secs(1)));
+    /// assert_eq!(delays.next_delay(), None);
+    /// ```
+    pub fn custom(
+        make: impl Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + Sync + 'static,
+    ) -> Backoff {
+        Backoff {
+            kind: Kind::Custom(Arc::new(make)),
+        }
+    }
+
+    /// A `backon` schedule.
+    #[cfg(feature = "backon")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "backon")))]
+    pub fn backon<B>(builder: B) -> Backoff
+    where
+        B: backon::BackoffBuilder + Clone + Send + Sync + 'static,
+        B::Backoff: Send + 'static,
+    {
+        Backoff::custom(move || Box::new(builder.clone().build()))
+    }
+
+    /// A fresh schedule for one request.
+    pub fn start(&self) -> Delays {
+        let state = match &self.kind {
+            Kind::Exponential { base, cap, jitter } => DelayState::Exponential {
+                base: *base,
+                cap: *cap,
+                jitter: *jitter,
+                retry: 0,
+                previous: *base,
+            },
+            Kind::Custom(make) => DelayState::Custom(make()),
+        };
+        Delays { state }
+    }
+}
+
+/// The delays of one request's retries, in order.
+pub struct Delays {
+    state: DelayState,
+}
+
+impl fmt::Debug for Delays {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Delays")
+    }
+}
+
+enum DelayState {
+    Exponential {
+        base: Duration,
+        cap: Duration,
+        jitter: Jitter,
+        retry: u32,
+        previous: Duration,
+    },
+    Custom(Box<dyn Iterator<Item = Duration> + Send>),
+}
+
+fn random_between(low: Duration, high: Duration) -> Duration {
+    if high <= low {
+        return low;
+    }
+    rand::rng().random_range(low..=high)
+}
+
+impl Delays {
+    /// The delay before the next retry; `None` when a custom schedule is exhausted.
+    pub fn next_delay(&mut self) -> Option<Duration> {
+        match &mut self.state {
+            DelayState::Custom(delays) => delays.next(),
+            DelayState::Exponential {
+                base,
+                cap,
+                jitter,
+                retry,
+                previous,
+            } => {
+                let factor = 1u32.checked_shl(*retry).unwrap_or(u32::MAX);
+                let exp = base.checked_mul(factor).unwrap_or(*cap).min(*cap);
+                *retry = retry.saturating_add(1);
+                let delay = match jitter {
+                    Jitter::None => exp,
+                    Jitter::Full => random_between(Duration::ZERO, exp),
+                    Jitter::Equal => exp / 2 + random_between(Duration::ZERO, exp / 2),
+                    Jitter::Decorrelated => {
+                        let high = previous.checked_mul(3).unwrap_or(*cap);
+                        random_between(*base, high).min(*cap)
+                    }
+                };
+                *previous = delay.max(*base);
+                Some(delay)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(100);
+    const CAP: Duration = Duration::from_secs(5);
+
+    fn exp(n: u32) -> Duration {
+        (BASE * 2u32.pow(n)).min(CAP)
+    }
+
+    #[test]
+    fn schedules_stay_within_their_bounds() {
+        for _ in 0..200 {
+            let mut none = Backoff::exponential(BASE, CAP).jitter(Jitter::None).start();
+            let mut full = Backoff::exponential(BASE, CAP).start();
+            let mut equal = Backoff::exponential(BASE, CAP).jitter(Jitter::Equal).start();
+            let mut decorrelated = Backoff::exponential(BASE, CAP)
+                .jitter(Jitter::Decorrelated)
+                .start();
+            let mut previous = BASE;
+            for n in 0..12 {
+                assert_eq!(none.next_delay(), Some(exp(n)));
+                assert!(full.next_delay().unwrap() <= exp(n));
+                let e = equal.next_delay().unwrap();
+                assert!(e >= exp(n) / 2 && e <= exp(n), "{e:?} vs {:?}", exp(n));
+                let d = decorrelated.next_delay().unwrap();
+                assert!(d >= BASE && d <= CAP && d <= previous * 3, "{d:?}");
+                previous = d;
+            }
+        }
+    }
+
+    #[test]
+    fn full_jitter_spreads_delays() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let mut delays = Backoff::exponential(BASE, CAP).start();
+            delays.next_delay();
+            delays.next_delay();
+            seen.insert(delays.next_delay().unwrap());
+        }
+        assert!(seen.len() > 10, "full jitter produced only {} distinct delays", seen.len());
+    }
+
+    #[test]
+    fn huge_retry_counts_saturate_at_the_cap() {
+        let mut delays = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(30))
+            .jitter(Jitter::None)
+            .start();
+        let last = (0..100).filter_map(|_| delays.next_delay()).last();
+        assert_eq!(last, Some(Duration::from_secs(30)));
+    }
+}
