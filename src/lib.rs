@@ -35,6 +35,9 @@ pub mod limiter;
 mod policy;
 pub mod retry;
 pub mod signals;
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod sim;
 mod stats;
 mod throttle;
 

@@ -1,0 +1,425 @@
+//! The simulated server's own limits, kept the way real APIs keep them.
+//!
+//! A [`Limiter`] guards one *dimension* of the budget (requests today; tokens per minute for
+//! an OpenAI-compatible server can be added as another [`Dimension`] with its own [`Cost`]
+//! field). A request is admitted only if every dimension admits it, so checking is split from
+//! charging: [`Limiter::peek`] is a pure function of `now`, [`Limiter::commit`] charges.
+//!
+//! Two models:
+//! - **fixed window** (GitHub, OpenAI's announced resets): the first request opens a window of
+//!   length `per`; at most `limit` units are admitted until it ends; the first request after
+//!   the end opens the next one. `reset` is the time left in the window.
+//! - **token bucket**, written as GCRA over a debt in nanoseconds: every unit adds `interval`
+//!   of debt, the debt drains in real (virtual) time, and a request is admitted while the debt
+//!   stays within `interval × burst`. Exact integer arithmetic, no refill loop.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// One dimension of the simulated budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dimension {
+    /// Requests: every request costs one.
+    Requests,
+}
+
+impl Dimension {
+    /// The name used in OpenAI / Anthropic header names and in error bodies.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Dimension::Requests => "requests",
+        }
+    }
+
+    /// The policy name announced in IETF `RateLimit` / `RateLimit-Policy` fields.
+    pub(crate) fn ietf_policy(self) -> &'static str {
+        match self {
+            Dimension::Requests => "default",
+        }
+    }
+}
+
+/// What one request costs in every dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cost {
+    /// Units of [`Dimension::Requests`]; always one today.
+    pub(crate) requests: u64,
+}
+
+impl Cost {
+    /// The cost of one plain request.
+    pub(crate) const ONE_REQUEST: Cost = Cost { requests: 1 };
+
+    /// This cost in one dimension.
+    pub(crate) fn of(self, dimension: Dimension) -> u64 {
+        match dimension {
+            Dimension::Requests => self.requests,
+        }
+    }
+}
+
+/// The numbers a server announces about one dimension after deciding a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Quota {
+    /// Units per window (fixed window) or the burst (token bucket).
+    pub(crate) limit: u64,
+    /// Units still available now (after charging this request, if it was admitted).
+    pub(crate) remaining: u64,
+    /// Units used in the current window: `limit - remaining`.
+    pub(crate) used: u64,
+    /// Time until the budget is whole again (window end, or bucket full).
+    pub(crate) reset_in: Duration,
+    /// The length of the window (fixed window) or the time to refill the whole burst.
+    pub(crate) window: Duration,
+}
+
+/// A limiter's answer for one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The request fits; the quota is what remains once it is charged.
+    Admit(Quota),
+    /// The request does not fit; it would fit after `retry_in` (unless it is larger than the
+    /// whole limit, in which case it never fits).
+    Limit {
+        /// The quota as it is, without this request.
+        quota: Quota,
+        /// How long the client should wait before trying again.
+        retry_in: Duration,
+    },
+}
+
+impl Verdict {
+    /// The quota announced with this verdict.
+    pub(crate) fn quota(&self) -> Quota {
+        match self {
+            Verdict::Admit(quota) | Verdict::Limit { quota, .. } => *quota,
+        }
+    }
+}
+
+/// How a limiter is configured; [`LimiterConfig::start`] makes a fresh limiter from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LimiterConfig {
+    /// `limit` units per window of `per`, the window opened by its first request.
+    FixedWindow {
+        /// Units per window.
+        limit: u64,
+        /// Window length.
+        per: Duration,
+    },
+    /// A bucket of `burst` units refilled by one unit every `interval_nanos`.
+    TokenBucket {
+        /// Nanoseconds to earn one unit; at least 1.
+        interval_nanos: u128,
+        /// Bucket capacity.
+        burst: u64,
+    },
+}
+
+/// The smallest and largest token bucket rates accepted, in units per second. Outside this
+/// range the interval between units would round to zero or overflow the arithmetic.
+pub(crate) const MIN_RATE_PER_SEC: f64 = 1e-6;
+pub(crate) const MAX_RATE_PER_SEC: f64 = 1e9;
+
+impl LimiterConfig {
+    /// A token bucket from a user's rate, clamped into the supported range (NaN counts as
+    /// the minimum) so that no configuration can make the arithmetic fail.
+    pub(crate) fn token_bucket(rate_per_sec: f64, burst: u64) -> Self {
+        let rate = if rate_per_sec.is_nan() {
+            MIN_RATE_PER_SEC
+        } else {
+            rate_per_sec.clamp(MIN_RATE_PER_SEC, MAX_RATE_PER_SEC)
+        };
+        // In range: 1e9 / rate lies in [1, 1e15], so the cast neither truncates nor saturates.
+        let interval_nanos = ((1e9 / rate).round() as u128).max(1);
+        LimiterConfig::TokenBucket {
+            interval_nanos,
+            burst,
+        }
+    }
+
+    /// A limiter in its initial state: no window open, bucket full.
+    pub(crate) fn start(self) -> Limiter {
+        match self {
+            LimiterConfig::FixedWindow { limit, per } => Limiter::FixedWindow(FixedWindow {
+                limit,
+                per,
+                opened_at: None,
+                used: 0,
+            }),
+            LimiterConfig::TokenBucket {
+                interval_nanos,
+                burst,
+            } => Limiter::TokenBucket(TokenBucket {
+                interval_nanos,
+                burst,
+                debt_nanos: 0,
+                updated_at: None,
+            }),
+        }
+    }
+}
+
+/// A limiter's running state.
+#[derive(Clone, Debug)]
+pub(crate) enum Limiter {
+    /// See [`LimiterConfig::FixedWindow`].
+    FixedWindow(FixedWindow),
+    /// See [`LimiterConfig::TokenBucket`].
+    TokenBucket(TokenBucket),
+}
+
+impl Limiter {
+    /// Whether a request of `cost` units would be admitted at `now`, without charging it.
+    pub(crate) fn peek(&self, now: Instant, cost: u64) -> Verdict {
+        match self {
+            Limiter::FixedWindow(window) => window.peek(now, cost),
+            Limiter::TokenBucket(bucket) => bucket.peek(now, cost),
+        }
+    }
+
+    /// Charges `cost` units at `now` (after [`Limiter::peek`] admitted them).
+    pub(crate) fn commit(&mut self, now: Instant, cost: u64) {
+        match self {
+            Limiter::FixedWindow(window) => window.commit(now, cost),
+            Limiter::TokenBucket(bucket) => bucket.commit(now, cost),
+        }
+    }
+}
+
+/// State of a fixed window.
+#[derive(Clone, Debug)]
+pub(crate) struct FixedWindow {
+    limit: u64,
+    per: Duration,
+    opened_at: Option<Instant>,
+    used: u64,
+}
+
+impl FixedWindow {
+    /// The window that applies at `now`: its age and the units used in it. A request after the
+    /// end of the last window would open a new one, aged zero and empty.
+    fn current(&self, now: Instant) -> (Duration, u64) {
+        match self.opened_at {
+            Some(opened_at) => {
+                let age = now.saturating_duration_since(opened_at);
+                if age < self.per {
+                    (age, self.used)
+                } else {
+                    (Duration::ZERO, 0)
+                }
+            }
+            None => (Duration::ZERO, 0),
+        }
+    }
+
+    fn peek(&self, now: Instant, cost: u64) -> Verdict {
+        let (age, used) = self.current(now);
+        let reset_in = self.per.saturating_sub(age);
+        match used.checked_add(cost).filter(|&total| total <= self.limit) {
+            Some(total) => Verdict::Admit(Quota {
+                limit: self.limit,
+                remaining: self.limit - total,
+                used: total,
+                reset_in,
+                window: self.per,
+            }),
+            None => Verdict::Limit {
+                quota: Quota {
+                    limit: self.limit,
+                    remaining: self.limit.saturating_sub(used),
+                    used,
+                    reset_in,
+                    window: self.per,
+                },
+                retry_in: reset_in,
+            },
+        }
+    }
+
+    fn commit(&mut self, now: Instant, cost: u64) {
+        let (age, used) = self.current(now);
+        if age.is_zero() && used == 0 {
+            self.opened_at = Some(now);
+        }
+        self.used = used.saturating_add(cost);
+    }
+}
+
+/// State of a token bucket, as a GCRA debt: the time the bucket needs to be full again.
+#[derive(Clone, Debug)]
+pub(crate) struct TokenBucket {
+    interval_nanos: u128,
+    burst: u64,
+    debt_nanos: u128,
+    updated_at: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// The debt left at `now`, after draining since the last update.
+    fn debt_at(&self, now: Instant) -> u128 {
+        match self.updated_at {
+            Some(updated_at) => self
+                .debt_nanos
+                .saturating_sub(now.saturating_duration_since(updated_at).as_nanos()),
+            None => 0,
+        }
+    }
+
+    /// The debt a full bucket may carry: `interval × burst`.
+    fn capacity_nanos(&self) -> u128 {
+        self.interval_nanos.saturating_mul(u128::from(self.burst))
+    }
+
+    fn quota(&self, debt: u128) -> Quota {
+        let remaining = self.capacity_nanos().saturating_sub(debt) / self.interval_nanos.max(1);
+        let remaining = u64::try_from(remaining).unwrap_or(u64::MAX).min(self.burst);
+        Quota {
+            limit: self.burst,
+            remaining,
+            used: self.burst - remaining,
+            reset_in: nanos_to_duration(debt),
+            window: nanos_to_duration(self.capacity_nanos()),
+        }
+    }
+
+    fn peek(&self, now: Instant, cost: u64) -> Verdict {
+        let debt = self.debt_at(now);
+        let after = debt.saturating_add(self.interval_nanos.saturating_mul(u128::from(cost)));
+        let capacity = self.capacity_nanos();
+        if after <= capacity {
+            Verdict::Admit(self.quota(after))
+        } else {
+            Verdict::Limit {
+                quota: self.quota(debt),
+                retry_in: nanos_to_duration(after - capacity),
+            }
+        }
+    }
+
+    fn commit(&mut self, now: Instant, cost: u64) {
+        let debt = self.debt_at(now);
+        self.debt_nanos = debt.saturating_add(self.interval_nanos.saturating_mul(u128::from(cost)));
+        self.updated_at = Some(now);
+    }
+}
+
+/// Nanoseconds as a `Duration`, saturating at `u64::MAX` seconds' worth of nanoseconds.
+fn nanos_to_duration(nanos: u128) -> Duration {
+    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+    // The remainder is below 1e9, so it always fits.
+    let subsec = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
+    Duration::new(secs, subsec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn admit(limiter: &mut Limiter, now: Instant) -> Verdict {
+        let verdict = limiter.peek(now, 1);
+        if let Verdict::Admit(_) = verdict {
+            limiter.commit(now, 1);
+        }
+        verdict
+    }
+
+    #[test]
+    fn fixed_window_opens_at_first_request_and_resets_after_its_length() {
+        let start = Instant::now();
+        let mut limiter = LimiterConfig::FixedWindow {
+            limit: 3,
+            per: Duration::from_secs(10),
+        }
+        .start();
+        let later = start + Duration::from_secs(4);
+        for expected_remaining in [2, 1, 0] {
+            match admit(&mut limiter, later) {
+                Verdict::Admit(quota) => {
+                    assert_eq!(quota.remaining, expected_remaining);
+                    assert_eq!(quota.reset_in, Duration::from_secs(10));
+                }
+                other => panic!("expected admission, got {other:?}"),
+            }
+        }
+        let third = later + Duration::from_secs(3);
+        match admit(&mut limiter, third) {
+            Verdict::Limit { retry_in, quota } => {
+                assert_eq!(retry_in, Duration::from_secs(7));
+                assert_eq!(quota.remaining, 0);
+                assert_eq!(quota.used, 3);
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        // The window ends exactly `per` after the request that opened it.
+        let end = later + Duration::from_secs(10);
+        assert!(matches!(admit(&mut limiter, end), Verdict::Admit(q) if q.remaining == 2));
+    }
+
+    #[test]
+    fn fixed_window_with_zero_limit_never_admits_and_zero_length_never_limits() {
+        let now = Instant::now();
+        let mut closed = LimiterConfig::FixedWindow {
+            limit: 0,
+            per: Duration::from_secs(1),
+        }
+        .start();
+        assert!(matches!(admit(&mut closed, now), Verdict::Limit { .. }));
+        let mut open = LimiterConfig::FixedWindow {
+            limit: 1,
+            per: Duration::ZERO,
+        }
+        .start();
+        for _ in 0..5 {
+            assert!(matches!(admit(&mut open, now), Verdict::Admit(_)));
+        }
+    }
+
+    #[test]
+    fn token_bucket_admits_the_burst_then_one_per_interval() {
+        let start = Instant::now();
+        // 2 per second, burst 4: interval 500 ms.
+        let mut limiter = LimiterConfig::token_bucket(2.0, 4).start();
+        for expected_remaining in [3, 2, 1, 0] {
+            assert!(
+                matches!(admit(&mut limiter, start), Verdict::Admit(q) if q.remaining == expected_remaining)
+            );
+        }
+        match admit(&mut limiter, start) {
+            Verdict::Limit { retry_in, quota } => {
+                assert_eq!(retry_in, Duration::from_millis(500));
+                assert_eq!(quota.reset_in, Duration::from_secs(2));
+                assert_eq!(quota.window, Duration::from_secs(2));
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        let refilled = start + Duration::from_millis(500);
+        assert!(matches!(admit(&mut limiter, refilled), Verdict::Admit(q) if q.remaining == 0));
+        assert!(matches!(
+            admit(&mut limiter, refilled),
+            Verdict::Limit { .. }
+        ));
+    }
+
+    #[test]
+    fn token_bucket_rates_out_of_range_are_clamped() {
+        for rate in [f64::NAN, -1.0, 0.0, f64::INFINITY, f64::MAX, 1e-300] {
+            let config = LimiterConfig::token_bucket(rate, u64::MAX);
+            let mut limiter = config.start();
+            let now = Instant::now();
+            // Any result is fine; what matters is that nothing overflows or panics.
+            let _ = limiter.peek(now, u64::MAX);
+            limiter.commit(now, u64::MAX);
+            let _ = limiter.peek(now + Duration::from_secs(1), 1);
+        }
+    }
+
+    #[test]
+    fn a_cost_larger_than_the_burst_is_never_admitted() {
+        let now = Instant::now();
+        let limiter = LimiterConfig::token_bucket(10.0, 5).start();
+        assert!(matches!(limiter.peek(now, 6), Verdict::Limit { .. }));
+        assert!(matches!(limiter.peek(now, 5), Verdict::Admit(q) if q.remaining == 0));
+    }
+}
