@@ -71,12 +71,34 @@ pub enum Attempt {
 
 impl Attempt {
     /// Reads a `reqwest_middleware` error.
+    ///
+    /// Besides reqwest's own connect and timeout errors, an `std::io::Error` of kind
+    /// `ConnectionRefused` (nothing was sent) or `TimedOut` anywhere in the source chain counts,
+    /// so middlewares below this one (a test double, a custom transport) can report them too.
     pub fn of_error(error: &reqwest_middleware::Error) -> Attempt {
-        match error {
-            reqwest_middleware::Error::Reqwest(error) if error.is_connect() => Attempt::ConnectError,
-            reqwest_middleware::Error::Reqwest(error) if error.is_timeout() => Attempt::Timeout,
-            _ => Attempt::OtherError,
+        if let reqwest_middleware::Error::Reqwest(error) = error {
+            if error.is_connect() {
+                return Attempt::ConnectError;
+            }
+            if error.is_timeout() {
+                return Attempt::Timeout;
+            }
         }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = match error {
+            reqwest_middleware::Error::Middleware(error) => Some(error.as_ref()),
+            reqwest_middleware::Error::Reqwest(error) => Some(error),
+        };
+        while let Some(error) = source {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => return Attempt::ConnectError,
+                    std::io::ErrorKind::TimedOut => return Attempt::Timeout,
+                    _ => {}
+                }
+            }
+            source = error.source();
+        }
+        Attempt::OtherError
     }
 }
 
