@@ -456,6 +456,22 @@ fn outcomes_admitted_before_a_state_change_are_ignored() {
 }
 
 #[test]
+fn a_failure_sent_before_recovery_does_not_count_after_it() {
+    let breaker = Breaker::new(exact().consecutive_failures(2));
+    let t0 = Instant::now();
+    let sent_during_outage = admitted(&breaker, t0);
+    record_n(&breaker, Outcome::Failure, 2, t0);
+    let half_open = t0 + secs(5);
+    let probe = admitted(&breaker, half_open);
+    breaker.record(probe, Outcome::Success, half_open);
+    record_n(&breaker, Outcome::Failure, 1, half_open);
+    // It timed out long ago; it says nothing about the recovered service.
+    breaker.record(sent_during_outage, Outcome::Failure, half_open);
+    assert_eq!(breaker.snapshot(half_open).consecutive_failures, 1);
+    assert_eq!(breaker.state_at(half_open), BreakerState::Closed);
+}
+
+#[test]
 fn an_admission_from_another_breaker_changes_nothing_here() {
     let one = Breaker::new(exact().consecutive_failures(1));
     let other = Breaker::new(exact().consecutive_failures(1));
@@ -890,4 +906,14 @@ mod properties {
             }
         }
     }
+}
+
+#[test]
+fn breaker_types_cross_threads_and_awaits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Breaker>();
+    send_sync::<Admission>();
+    send_sync::<Rejected>();
+    send_sync::<BreakerSnapshot>();
+    send_sync::<Transition>();
 }
