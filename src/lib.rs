@@ -28,6 +28,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod breaker;
 mod error;
 mod lane;
 mod lanes;
