@@ -73,6 +73,26 @@ pub enum Error {
         /// The most the dimension admits at once.
         burst: u64,
     },
+    /// The lane's circuit breaker is open: the service failed repeatedly and is left alone for
+    /// a while. Nothing was sent.
+    #[error("lane {lane}: circuit open after repeated failures; nothing was sent; retry in {retry_in:?}")]
+    CircuitOpen {
+        /// The lane.
+        lane: LaneKey,
+        /// When the breaker will let a probe through.
+        retry_in: Duration,
+    },
+    /// The server asked for a pause longer than the policy accepts (`max_retry_after`), and the
+    /// policy asked for an error rather than the response.
+    #[error("lane {lane}: the server asked to retry in {retry_after:?}, more than the {max:?} the policy waits; try later or raise max_retry_after")]
+    RetryAfterTooLong {
+        /// The lane.
+        lane: LaneKey,
+        /// The delay the server asked for.
+        retry_after: Duration,
+        /// The policy's cap.
+        max: Duration,
+    },
     /// The request's URL has no host, so no lane (and no policy) can be chosen for it.
     #[error("the request URL {url} has no host; the throttle needs one to choose a lane")]
     NoHost {
@@ -105,7 +125,9 @@ impl Error {
         match self {
             Error::WouldWait { lane, .. }
             | Error::CoolingDown { lane, .. }
-            | Error::CostTooLarge { lane, .. } => Some(lane),
+            | Error::CostTooLarge { lane, .. }
+            | Error::CircuitOpen { lane, .. }
+            | Error::RetryAfterTooLong { lane, .. } => Some(lane),
             Error::NoHost { .. } | Error::InvalidPolicy(_) => None,
         }
     }

@@ -13,8 +13,11 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::limiter::{Budget, Dimension};
+use crate::breaker::Breaker;
+use crate::limiter::{Budget, Cost, Dimension, Limit};
 use crate::policy::Policy;
+use crate::retry::{is_rate_limited, RetryBudget};
+use crate::signals::{Signals, Window};
 use crate::stats::LaneStats;
 
 /// The name of a lane: by default `scheme://host:port` of the request's URL.
@@ -77,6 +80,12 @@ pub(crate) struct Counters {
     pub waited_max_ns: AtomicU64,
     pub in_flight: AtomicU64,
     pub queued: AtomicU64,
+    pub retries: AtomicU64,
+    pub retry_budget_exhausted: AtomicU64,
+    pub cooldowns: AtomicU64,
+    pub paced: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub circuit_rejected: AtomicU64,
 }
 
 impl Counters {
@@ -113,6 +122,11 @@ pub(crate) struct Lane {
     pub counters: Counters,
     /// Nanoseconds since the registry's epoch at the last use, for idle eviction.
     pub last_used: AtomicU64,
+    pub retry_budget: RetryBudget,
+    pub breaker: Option<Breaker>,
+    /// Until when (nanoseconds since `created`) a pace learned from rate-limit headers holds; 0: none.
+    learned_until: AtomicU64,
+    created: Instant,
 }
 
 impl Lane {
@@ -123,6 +137,8 @@ impl Lane {
             budget.set_limit(Dimension::Requests, rate.limit().ok());
         }
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
+        let retry_budget = RetryBudget::new(policy.retry.budget_config());
+        let breaker = policy.breaker.clone().map(Breaker::new);
         Lane {
             key,
             policy,
@@ -130,7 +146,106 @@ impl Lane {
             concurrency,
             counters: Counters::default(),
             last_used: AtomicU64::new(0),
+            retry_budget,
+            breaker,
+            learned_until: AtomicU64::new(0),
+            created: Instant::now(),
         }
+    }
+
+    fn since_created(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.created).as_nanos())
+            .unwrap_or(u64::MAX)
+    }
+
+    fn configured_limit(&self) -> Option<Limit> {
+        self.policy.rate.and_then(|rate| rate.limit().ok())
+    }
+
+    /// Drops a pace learned from headers once its window has reset: the configured rate (or
+    /// none) applies again. Called before every reservation; one atomic load when nothing was learned.
+    pub fn expire_learned_pace(&self, now: Instant) {
+        let until = self.learned_until.load(Relaxed);
+        if until != 0 && self.since_created(now) >= until {
+            // Only one caller restores; a concurrent new pace wins over the restore.
+            if self
+                .learned_until
+                .compare_exchange(until, 0, Relaxed, Relaxed)
+                .is_ok()
+            {
+                self.budget
+                    .set_limit(Dimension::Requests, self.configured_limit());
+                tracing::debug!(target: "reqwest_throttle", lane = %self.key, "rate-limit window reset; configured pace restored");
+            }
+        }
+    }
+
+    /// Acts on what a response said: a Retry-After on a 429/503 (or GitHub's rate-limit 403)
+    /// pauses the whole lane; announced rate-limit headers pace it before the server refuses.
+    /// Retry-After wins over rate-limit headers when both are present. Every pause is capped by
+    /// the policy's `max_retry_after`, so no wait is unbounded.
+    pub fn observe(&self, status: http::StatusCode, signals: &Signals, now: Instant) {
+        let cap = self.policy.retry.configured_max_retry_after();
+        let rate_limited = is_rate_limited(status, signals);
+        if rate_limited {
+            self.counters.rate_limited.fetch_add(1, Relaxed);
+        }
+        let throttled = rate_limited || status == http::StatusCode::SERVICE_UNAVAILABLE;
+        if throttled {
+            if let Some(delay) = signals.retry_after {
+                self.cool_down(delay.min(cap), now, "Retry-After");
+                return;
+            }
+        }
+        let requests = signals
+            .rate_limits
+            .as_ref()
+            .and_then(|limits| limits.requests);
+        if let Some(window) = requests {
+            self.pace_from(window, now, cap);
+        }
+    }
+
+    fn cool_down(&self, delay: Duration, now: Instant, why: &'static str) {
+        let Some(until) = now.checked_add(delay) else {
+            return;
+        };
+        self.budget.cool_down(None, until);
+        self.counters.cooldowns.fetch_add(1, Relaxed);
+        tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms = delay.as_millis() as u64, why, "lane cooling down");
+    }
+
+    /// With `remaining` R and `reset` T, sends no faster than R/T until the reset (never faster
+    /// than the configured rate); R = 0 pauses the lane until the reset.
+    fn pace_from(&self, window: Window, now: Instant, cap: Duration) {
+        let (Some(remaining), Some(reset_in)) = (window.remaining, window.reset_in) else {
+            return;
+        };
+        if reset_in.is_zero() {
+            return;
+        }
+        // Requests already on their way were not counted by the server when it answered.
+        let unseen = self.counters.in_flight.load(Relaxed).saturating_sub(1);
+        let remaining = remaining.saturating_sub(unseen);
+        if remaining == 0 {
+            self.cool_down(reset_in.min(cap), now, "rate-limit remaining 0");
+            return;
+        }
+        // A day bounds the arithmetic; no real window is longer.
+        let reset_in = reset_in.min(Duration::from_secs(86_400));
+        let interval = reset_in / u32::try_from(remaining).unwrap_or(u32::MAX);
+        let learned = Limit { interval, burst: 1 };
+        let effective = match self.configured_limit() {
+            Some(configured) if configured.interval >= learned.interval => configured,
+            _ => learned,
+        };
+        if self.budget.limit(Dimension::Requests) != Some(effective) {
+            self.budget.set_limit(Dimension::Requests, Some(effective));
+        }
+        let until = self.since_created(now + reset_in).max(1);
+        self.learned_until.store(until, Relaxed);
+        self.counters.paced.fetch_add(1, Relaxed);
+        tracing::trace!(target: "reqwest_throttle", lane = %self.key, remaining, reset_ms = reset_in.as_millis() as u64, "paced from rate-limit headers");
     }
 
     /// Whether the lane could be forgotten without changing anything: nobody is using it (the
@@ -162,6 +277,13 @@ impl Lane {
             waited_max: Duration::from_nanos(c.waited_max_ns.load(Relaxed)),
             in_flight: c.in_flight.load(Relaxed),
             queued: c.queued.load(Relaxed),
+            retries: c.retries.load(Relaxed),
+            retry_budget_exhausted: c.retry_budget_exhausted.load(Relaxed),
+            rate_limited: c.rate_limited.load(Relaxed),
+            cooldowns: c.cooldowns.load(Relaxed),
+            paced: c.paced.load(Relaxed),
+            circuit_rejected: c.circuit_rejected.load(Relaxed),
+            breaker: self.breaker.as_ref().map(|breaker| breaker.snapshot(now)),
             rate: self.budget.limit(Dimension::Requests).map(|limit| {
                 if limit.interval.is_zero() {
                     f64::INFINITY
@@ -171,7 +293,7 @@ impl Lane {
             }),
             cooldown_remaining: self
                 .budget
-                .cooldown_until(&crate::limiter::Cost::requests(1))
+                .cooldown_until(&Cost::requests(1))
                 .map(|until| until.saturating_duration_since(now)),
         }
     }

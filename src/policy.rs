@@ -11,7 +11,9 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::{BreakerConfig, BreakerConfigError};
 use crate::limiter::Limit;
+use crate::retry::RetryPolicy;
 
 /// The concurrency cap of the default policy: requests in flight at once to one lane.
 ///
@@ -20,9 +22,12 @@ use crate::limiter::Limit;
 pub const DEFAULT_CONCURRENCY: usize = 8;
 
 /// Why a policy or rate was refused. The message names the field and the way out.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// `breaker`: an invalid circuit-breaker setting.
+    #[error("{0}")]
+    Breaker(#[from] BreakerConfigError),
     /// `rate`: the count of a rate is zero.
     #[error("rate: the count must be at least 1 per period (got 0); remove the rate for no limit")]
     ZeroRate,
@@ -244,22 +249,29 @@ impl FromStr for Rate {
 /// assert!(github.validate().is_ok());
 /// assert!(Policy::new().concurrency(0).validate().is_err());
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     pub(crate) rate: Option<Rate>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) max_wait: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) breaker: Option<BreakerConfig>,
 }
 
 impl Default for Policy {
     /// The polite default for a host nobody configured: no proactive rate cap (the server's own
-    /// signals pace it), at most [`DEFAULT_CONCURRENCY`] requests in flight, and no limit on how
-    /// long a request waits for its turn (every wait is still finite).
+    /// signals pace it: Retry-After pauses the lane, rate-limit headers slow it down before it is
+    /// refused), at most [`DEFAULT_CONCURRENCY`] requests in flight, no limit on how long a
+    /// request waits for its turn (every wait is still finite), [`RetryPolicy::default`] (three
+    /// safe retries with jittered backoff inside a 20 % retry budget) and
+    /// [`BreakerConfig::default`] (opens after 5 consecutive failures).
     fn default() -> Policy {
         Policy {
             rate: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
             max_wait: None,
+            retry: RetryPolicy::default(),
+            breaker: Some(BreakerConfig::default()),
         }
     }
 }
@@ -307,6 +319,37 @@ impl Policy {
         self
     }
 
+    /// How requests of this lane are retried (default: [`RetryPolicy::default`]).
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Policy {
+        self.retry = retry;
+        self
+    }
+
+    /// The lane's circuit breaker (default: [`BreakerConfig::default`]).
+    #[must_use]
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Policy {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// No circuit breaker for this lane.
+    #[must_use]
+    pub fn no_breaker(mut self) -> Policy {
+        self.breaker = None;
+        self
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The breaker configuration, if the lane has a breaker.
+    pub fn breaker_config(&self) -> Option<&BreakerConfig> {
+        self.breaker.as_ref()
+    }
+
     /// The configured rate, if any.
     pub fn configured_rate(&self) -> Option<Rate> {
         self.rate
@@ -329,6 +372,9 @@ impl Policy {
         }
         if self.concurrency == Some(0) {
             return Err(PolicyError::ZeroConcurrency);
+        }
+        if let Some(breaker) = &self.breaker {
+            breaker.validate()?;
         }
         Ok(())
     }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::breaker::BreakerSnapshot;
 use crate::lane::LaneKey;
 
 /// A snapshot of one lane's counters.
@@ -34,6 +35,20 @@ pub struct LaneStats {
     pub rate: Option<f64>,
     /// How long the lane's cooldown still lasts, if one runs.
     pub cooldown_remaining: Option<Duration>,
+    /// Retries made (attempts after the first).
+    pub retries: u64,
+    /// Retries refused because the lane's retry budget was spent.
+    pub retry_budget_exhausted: u64,
+    /// Responses that said "rate limited" (429, GitHub's 403 with nothing remaining).
+    pub rate_limited: u64,
+    /// Pauses of the whole lane set from server signals.
+    pub cooldowns: u64,
+    /// Responses whose rate-limit headers re-paced the lane.
+    pub paced: u64,
+    /// Requests refused at once because the lane's circuit was open.
+    pub circuit_rejected: u64,
+    /// The circuit breaker's state and counters, when the lane has one.
+    pub breaker: Option<BreakerSnapshot>,
 }
 
 /// A snapshot of every lane the throttle knows.

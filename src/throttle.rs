@@ -12,8 +12,9 @@
 //! A task never holds a concurrency slot while it waits for rate, and a request cancelled at
 //! any point gives back its reservation and its permit (both are guards).
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::Extensions;
 use reqwest::{Request, Response};
@@ -22,11 +23,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::breaker::Outcome as BreakerOutcome;
 use crate::error::Error;
 use crate::lane::{Gauge, Lane, LaneKey};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
 use crate::limiter::{Blocked, Cost, Dimension};
 use crate::policy::{HostRules, Policy, PolicyError};
+use crate::retry::{classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason};
+use crate::signals::Signals;
 use crate::stats::ThrottleStats;
 
 /// Per-request override of the policy's `max_wait`, set through `http::Extensions`.
@@ -264,9 +268,10 @@ impl Throttle {
         lane: &Lane,
         cost: &Cost,
         max_wait: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Result<Permits, Error> {
         let started = Instant::now();
-        let deadline = max_wait.and_then(|wait| started.checked_add(wait));
+        lane.expire_learned_pace(started);
         let _queued = Gauge::enter(&lane.counters.queued);
 
         let reservation = lane
@@ -323,9 +328,7 @@ async fn acquire(
 }
 
 fn refusal(lane: &Lane, blocked: Blocked, max_wait: Option<Duration>) -> Error {
-    lane.counters
-        .rejected
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    lane.counters.rejected.fetch_add(1, Relaxed);
     let max_wait = max_wait.unwrap_or(Duration::MAX);
     let error = match blocked {
         Blocked::Rate { dimension, wait } => Error::WouldWait {
@@ -356,9 +359,7 @@ fn refusal(lane: &Lane, blocked: Blocked, max_wait: Option<Duration>) -> Error {
 }
 
 fn concurrency_refusal(lane: &Lane, max_wait: Option<Duration>) -> Error {
-    lane.counters
-        .rejected
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    lane.counters.rejected.fetch_add(1, Relaxed);
     let max_wait = max_wait.unwrap_or(Duration::MAX);
     let error = Error::WouldWait {
         lane: lane.key.clone(),
@@ -368,6 +369,158 @@ fn concurrency_refusal(lane: &Lane, max_wait: Option<Duration>) -> Error {
     };
     tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
     error
+}
+
+/// One request's fixed facts, gathered once before its first attempt.
+struct RequestPlan {
+    lane: Arc<Lane>,
+    cost: Cost,
+    deadline: Option<Instant>,
+    idempotency: Idempotency,
+}
+
+impl Throttle {
+    /// The loop of DESIGN.md: breaker, budget, concurrency, send, read signals, decide.
+    async fn run(
+        &self,
+        plan: RequestPlan,
+        mut request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let RequestPlan {
+            lane,
+            cost,
+            deadline,
+            idempotency,
+        } = plan;
+        let retry = &lane.policy.retry;
+        let mut delays = retry.delays();
+        lane.retry_budget.deposit(Instant::now());
+        let mut retries_done = 0u32;
+        // The outcome of the previous attempt, handed back if a retry cannot even start.
+        let mut last: Option<reqwest_middleware::Result<Response>> = None;
+
+        loop {
+            tracing::Span::current().record("attempt", retries_done + 1);
+            // An open circuit costs nothing: no budget, no connection.
+            let admission = match lane.breaker.as_ref().map(|b| b.admit(Instant::now())) {
+                None => None,
+                Some(Ok(admission)) => Some(admission),
+                Some(Err(rejected)) => {
+                    lane.counters.circuit_rejected.fetch_add(1, Relaxed);
+                    tracing::debug!(target: "reqwest_throttle", retry_in_ms = rejected.retry_in.as_millis() as u64, "circuit open: not sent");
+                    return last.unwrap_or_else(|| {
+                        Err(Error::CircuitOpen {
+                            lane: lane.key.clone(),
+                            retry_in: rejected.retry_in,
+                        }
+                        .into())
+                    });
+                }
+            };
+            let max_wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            let permits = match self.admit(&lane, &cost, max_wait, deadline).await {
+                Ok(permits) => permits,
+                Err(error) => return last.unwrap_or_else(|| Err(error.into())),
+            };
+            drop(last.take());
+
+            let spare = if retries_done < retry.configured_max_retries() {
+                request.try_clone()
+            } else {
+                None
+            };
+            let in_flight = Gauge::enter(&lane.counters.in_flight);
+            lane.counters.sent.fetch_add(1, Relaxed);
+            let result = next.clone().run(request, extensions).await;
+            let now = Instant::now();
+
+            let (attempt, signals) = match &result {
+                Ok(response) => (
+                    Attempt::Status(response.status()),
+                    Signals::read(response.headers(), SystemTime::now()),
+                ),
+                Err(error) => (Attempt::of_error(error), Signals::default()),
+            };
+            let counter = match &result {
+                Ok(_) => &lane.counters.completed,
+                Err(_) => &lane.counters.errors,
+            };
+            counter.fetch_add(1, Relaxed);
+            if let Ok(response) = &result {
+                lane.observe(response.status(), &signals, now);
+            }
+            drop(in_flight);
+            drop(permits);
+            if let (Some(breaker), Some(admission)) = (lane.breaker.as_ref(), admission) {
+                let outcome = match attempt {
+                    Attempt::Status(status) => breaker.config().classify_status(status),
+                    Attempt::ConnectError | Attempt::Timeout => BreakerOutcome::Failure,
+                    Attempt::OtherError => BreakerOutcome::Ignored,
+                };
+                breaker.record(admission, outcome, now);
+            }
+
+            let facts = AttemptFacts {
+                verdict: classify(attempt, &signals),
+                idempotency,
+                cloneable: spare.is_some(),
+                retries_done,
+                server_delay: signals.retry_after,
+                deadline,
+            };
+            match retry.decide(&facts, &mut delays, &lane.retry_budget, now) {
+                RetryDecision::Stop(reason) => {
+                    return self.stop(&lane, reason, result);
+                }
+                RetryDecision::Wait(delay) => {
+                    // `decide` only retries a request that could be cloned.
+                    let Some(spare) = spare else {
+                        return result;
+                    };
+                    lane.counters.retries.fetch_add(1, Relaxed);
+                    tracing::debug!(target: "reqwest_throttle", ?attempt, delay_ms = delay.as_millis() as u64, "retrying");
+                    last = Some(result);
+                    tokio::time::sleep(delay).await;
+                    request = spare;
+                    retries_done += 1;
+                }
+            }
+        }
+    }
+
+    /// Hands the caller the final outcome, counting and logging why it is final.
+    fn stop(
+        &self,
+        lane: &Lane,
+        reason: StopReason,
+        result: reqwest_middleware::Result<Response>,
+    ) -> reqwest_middleware::Result<Response> {
+        match reason {
+            StopReason::Final => {}
+            StopReason::BudgetExhausted => {
+                lane.counters.retry_budget_exhausted.fetch_add(1, Relaxed);
+                tracing::warn!(target: "reqwest_throttle", "retry budget exhausted: returning the failure instead of retrying");
+            }
+            StopReason::RetryAfterTooLong(retry_after) => {
+                let max = lane.policy.retry.configured_max_retry_after();
+                tracing::warn!(target: "reqwest_throttle", retry_after_s = retry_after.as_secs(), max_s = max.as_secs(), "server asked for a pause longer than max_retry_after");
+                if lane.policy.retry.fails_on_long_retry_after() {
+                    return Err(Error::RetryAfterTooLong {
+                        lane: lane.key.clone(),
+                        retry_after,
+                        max,
+                    }
+                    .into());
+                }
+            }
+            other => {
+                tracing::debug!(target: "reqwest_throttle", reason = ?other, "not retried");
+            }
+        }
+        result
+    }
 }
 
 #[async_trait::async_trait]
@@ -386,23 +539,23 @@ impl Middleware for Throttle {
             .get::<MaxWait>()
             .map(|max_wait| max_wait.0)
             .or(lane.policy.max_wait);
-        let span = tracing::debug_span!(target: "reqwest_throttle", "throttle", lane = %lane.key, attempt = 1u32);
-
-        async {
-            let _permits = self.admit(&lane, &cost, max_wait).await?;
-            let _in_flight = Gauge::enter(&lane.counters.in_flight);
-            lane.counters
-                .sent
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let result = next.run(request, extensions).await;
-            let counter = match &result {
-                Ok(_) => &lane.counters.completed,
-                Err(_) => &lane.counters.errors,
-            };
-            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            result
-        }
-        .instrument(span)
-        .await
+        let deadline = max_wait.and_then(|wait| Instant::now().checked_add(wait));
+        let idempotency = Idempotency::of(request.method(), request.headers());
+        let span = tracing::debug_span!(
+            target: "reqwest_throttle",
+            "throttle",
+            lane = %lane.key,
+            method = %request.method(),
+            attempt = tracing::field::Empty,
+        );
+        let plan = RequestPlan {
+            lane,
+            cost,
+            deadline,
+            idempotency,
+        };
+        self.run(plan, request, extensions, next)
+            .instrument(span)
+            .await
     }
 }

@@ -233,7 +233,9 @@ mod tests {
         for _ in 0..200 {
             let mut none = Backoff::exponential(BASE, CAP).jitter(Jitter::None).start();
             let mut full = Backoff::exponential(BASE, CAP).start();
-            let mut equal = Backoff::exponential(BASE, CAP).jitter(Jitter::Equal).start();
+            let mut equal = Backoff::exponential(BASE, CAP)
+                .jitter(Jitter::Equal)
+                .start();
             let mut decorrelated = Backoff::exponential(BASE, CAP)
                 .jitter(Jitter::Decorrelated)
                 .start();
@@ -259,7 +261,11 @@ mod tests {
             delays.next_delay();
             seen.insert(delays.next_delay().unwrap());
         }
-        assert!(seen.len() > 10, "full jitter produced only {} distinct delays", seen.len());
+        assert!(
+            seen.len() > 10,
+            "full jitter produced only {} distinct delays",
+            seen.len()
+        );
     }
 
     #[test]

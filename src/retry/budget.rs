@@ -149,7 +149,9 @@ mod tests {
         for _ in 0..100 {
             budget.deposit(Instant::now());
         }
-        let granted = (0..1_000).filter(|_| budget.try_withdraw(Instant::now())).count();
+        let granted = (0..1_000)
+            .filter(|_| budget.try_withdraw(Instant::now()))
+            .count();
         // 20 % of 100 plus 1/s over a 10 s window.
         assert_eq!(granted, 30);
     }
@@ -160,14 +162,24 @@ mod tests {
         for _ in 0..10 {
             budget.deposit(Instant::now());
         }
-        assert_eq!((0..100).filter(|_| budget.try_withdraw(Instant::now())).count(), 5);
+        assert_eq!(
+            (0..100)
+                .filter(|_| budget.try_withdraw(Instant::now()))
+                .count(),
+            5
+        );
         // Ten seconds later the old requests and retries have left the window.
         tokio::time::advance(Duration::from_secs(10)).await;
         assert!(!budget.try_withdraw(Instant::now()));
         for _ in 0..4 {
             budget.deposit(Instant::now());
         }
-        assert_eq!((0..100).filter(|_| budget.try_withdraw(Instant::now())).count(), 2);
+        assert_eq!(
+            (0..100)
+                .filter(|_| budget.try_withdraw(Instant::now()))
+                .count(),
+            2
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -39,7 +39,12 @@ impl Idempotency {
     pub fn of(method: &Method, headers: &HeaderMap) -> Idempotency {
         let idempotent_method = matches!(
             *method,
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
         );
         if idempotent_method {
             Idempotency::Method
@@ -165,7 +170,9 @@ pub fn classify(attempt: Attempt, signals: &Signals) -> Verdict {
     match (signals.should_retry, attempt) {
         (Some(false), _) => Verdict::Final,
         // The server vouches for the retry; safety is still required for a non-idempotent request.
-        (Some(true), Attempt::Status(status)) if by_status == Verdict::Final && !status.is_success() => {
+        (Some(true), Attempt::Status(status))
+            if by_status == Verdict::Final && !status.is_success() =>
+        {
             Verdict::RetryIfSafe
         }
         _ => by_status,
@@ -203,7 +210,9 @@ mod tests {
             let status = StatusCode::from_u16(code).unwrap();
             assert_eq!(classify(Attempt::Status(status), &none), verdict, "{code}");
         };
-        for code in [200, 201, 204, 301, 304, 400, 401, 403, 404, 409, 422, 501, 505] {
+        for code in [
+            200, 201, 204, 301, 304, 400, 401, 403, 404, 409, 422, 501, 505,
+        ] {
             expect(code, Verdict::Final);
         }
         expect(429, Verdict::RetryNotActed);
@@ -224,11 +233,20 @@ mod tests {
     #[test]
     fn should_retry_header_overrides_the_status() {
         let no = signals_with(None, Some(false));
-        assert_eq!(classify(Attempt::Status(StatusCode::TOO_MANY_REQUESTS), &no), Verdict::Final);
+        assert_eq!(
+            classify(Attempt::Status(StatusCode::TOO_MANY_REQUESTS), &no),
+            Verdict::Final
+        );
         let yes = signals_with(None, Some(true));
-        assert_eq!(classify(Attempt::Status(StatusCode::CONFLICT), &yes), Verdict::RetryIfSafe);
+        assert_eq!(
+            classify(Attempt::Status(StatusCode::CONFLICT), &yes),
+            Verdict::RetryIfSafe
+        );
         // A success is never retried, whatever the header says.
-        assert_eq!(classify(Attempt::Status(StatusCode::OK), &yes), Verdict::Final);
+        assert_eq!(
+            classify(Attempt::Status(StatusCode::OK), &yes),
+            Verdict::Final
+        );
     }
 
     #[test]

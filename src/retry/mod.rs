@@ -242,7 +242,9 @@ impl RetryPolicy {
             return Stop(StopReason::RetriesExhausted);
         };
         // The server's delay is a floor: backoff never sends earlier than asked.
-        let delay = facts.server_delay.map_or(backoff, |server| server.max(backoff));
+        let delay = facts
+            .server_delay
+            .map_or(backoff, |server| server.max(backoff));
         if let Some(deadline) = facts.deadline {
             if now.checked_add(delay).is_none_or(|at| at > deadline) {
                 return Stop(StopReason::DeadlineTooClose);
@@ -286,7 +288,10 @@ mod tests {
             idempotency: Idempotency::None,
             ..facts(Verdict::RetryIfSafe)
         };
-        assert_eq!(decide(&policy, &post), RetryDecision::Stop(StopReason::NotSafe));
+        assert_eq!(
+            decide(&policy, &post),
+            RetryDecision::Stop(StopReason::NotSafe)
+        );
         let stream = AttemptFacts {
             cloneable: false,
             ..facts(Verdict::RetryIfSafe)
@@ -325,13 +330,17 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn server_delay_is_a_floor_and_backoff_applies_without_it() {
         let policy = RetryPolicy::new().backoff(
-            Backoff::exponential(Duration::from_secs(1), Duration::from_secs(8)).jitter(Jitter::None),
+            Backoff::exponential(Duration::from_secs(1), Duration::from_secs(8))
+                .jitter(Jitter::None),
         );
         let with_delay = AttemptFacts {
             server_delay: Some(Duration::from_millis(300)),
             ..facts(Verdict::RetryNotActed)
         };
-        assert_eq!(decide(&policy, &with_delay), RetryDecision::Wait(Duration::from_secs(1)));
+        assert_eq!(
+            decide(&policy, &with_delay),
+            RetryDecision::Wait(Duration::from_secs(1))
+        );
         let with_long_delay = AttemptFacts {
             server_delay: Some(Duration::from_secs(7)),
             ..facts(Verdict::RetryNotActed)
