@@ -112,6 +112,13 @@ impl Drop for Gauge<'_> {
     }
 }
 
+/// The quota of the server's window, as its rate-limit headers told it.
+#[derive(Clone, Copy, Debug, Default)]
+struct LearnedWindow {
+    limit: Option<u64>,
+    length: Option<Duration>,
+}
+
 /// The runtime state of one lane.
 #[derive(Debug)]
 pub(crate) struct Lane {
@@ -126,6 +133,8 @@ pub(crate) struct Lane {
     pub breaker: Option<Breaker>,
     /// Until when (nanoseconds since `created`) a pace learned from rate-limit headers holds; 0: none.
     learned_until: AtomicU64,
+    /// What the headers said about the whole window, to pace the next window before it speaks.
+    learned_window: std::sync::Mutex<LearnedWindow>,
     created: Instant,
 }
 
@@ -149,6 +158,7 @@ impl Lane {
             retry_budget,
             breaker,
             learned_until: AtomicU64::new(0),
+            learned_window: std::sync::Mutex::new(LearnedWindow::default()),
             created: Instant::now(),
         }
     }
@@ -162,22 +172,60 @@ impl Lane {
         self.policy.rate.and_then(|rate| rate.limit().ok())
     }
 
-    /// Drops a pace learned from headers once its window has reset: the configured rate (or
-    /// none) applies again. Called before every reservation; one atomic load when nothing was learned.
+    /// When the pace learned from rate-limit headers ends (the server's window resets), if one holds.
+    pub fn learned_reset(&self) -> Option<Instant> {
+        match self.learned_until.load(Relaxed) {
+            0 => None,
+            until => self.created.checked_add(Duration::from_nanos(until)),
+        }
+    }
+
+    /// Once the server's window has reset, the pace learned from its headers no longer holds.
+    /// If the headers told the window's quota (limit L over a window W), the new window is paced
+    /// at L/W until its own headers arrive; otherwise the configured rate (or none) applies again.
+    /// Called before every reservation: one atomic load when nothing was learned.
     pub fn expire_learned_pace(&self, now: Instant) {
         let until = self.learned_until.load(Relaxed);
-        if until != 0 && self.since_created(now) >= until {
-            // Only one caller restores; a concurrent new pace wins over the restore.
-            if self
-                .learned_until
-                .compare_exchange(until, 0, Relaxed, Relaxed)
-                .is_ok()
-            {
+        if until == 0 || self.since_created(now) < until {
+            return;
+        }
+        // Only one caller renews; a concurrent new pace from headers wins over it.
+        if self
+            .learned_until
+            .compare_exchange(until, 0, Relaxed, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        let window = *self
+            .learned_window
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (window.limit, window.length) {
+            (Some(limit), Some(length)) if limit > 0 && !length.is_zero() => {
+                let interval = length / u32::try_from(limit).unwrap_or(u32::MAX);
+                self.set_pace(Limit { interval, burst: 1 }, now, length);
+                tracing::debug!(target: "reqwest_throttle", lane = %self.key, limit, window_ms = length.as_millis() as u64, "rate-limit window reset; pacing the new window at its quota");
+            }
+            _ => {
                 self.budget
                     .set_limit(Dimension::Requests, self.configured_limit());
                 tracing::debug!(target: "reqwest_throttle", lane = %self.key, "rate-limit window reset; configured pace restored");
             }
         }
+    }
+
+    /// Applies a learned pace (never faster than the configured rate) until `now + holds_for`.
+    fn set_pace(&self, learned: Limit, now: Instant, holds_for: Duration) {
+        let effective = match self.configured_limit() {
+            Some(configured) if configured.interval >= learned.interval => configured,
+            _ => learned,
+        };
+        if self.budget.limit(Dimension::Requests) != Some(effective) {
+            self.budget.set_limit(Dimension::Requests, Some(effective));
+        }
+        let until = self.since_created(now + holds_for).max(1);
+        self.learned_until.store(until, Relaxed);
     }
 
     /// Acts on what a response said: a Retry-After on a 429/503 (or GitHub's rate-limit 403)
@@ -234,16 +282,21 @@ impl Lane {
         // A day bounds the arithmetic; no real window is longer.
         let reset_in = reset_in.min(Duration::from_secs(86_400));
         let interval = reset_in / u32::try_from(remaining).unwrap_or(u32::MAX);
-        let learned = Limit { interval, burst: 1 };
-        let effective = match self.configured_limit() {
-            Some(configured) if configured.interval >= learned.interval => configured,
-            _ => learned,
-        };
-        if self.budget.limit(Dimension::Requests) != Some(effective) {
-            self.budget.set_limit(Dimension::Requests, Some(effective));
+        self.set_pace(Limit { interval, burst: 1 }, now, reset_in);
+        if let Some(limit) = window.limit {
+            let mut learned = self
+                .learned_window
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // The longest reset seen is the best estimate of the window's length.
+            let length = learned
+                .length
+                .map_or(reset_in, |length| length.max(reset_in));
+            *learned = LearnedWindow {
+                limit: Some(limit),
+                length: Some(length),
+            };
         }
-        let until = self.since_created(now + reset_in).max(1);
-        self.learned_until.store(until, Relaxed);
         self.counters.paced.fetch_add(1, Relaxed);
         tracing::trace!(target: "reqwest_throttle", lane = %self.key, remaining, reset_ms = reset_in.as_millis() as u64, "paced from rate-limit headers");
     }

@@ -271,13 +271,29 @@ impl Throttle {
         deadline: Option<Instant>,
     ) -> Result<Permits, Error> {
         let started = Instant::now();
-        lane.expire_learned_pace(started);
         let _queued = Gauge::enter(&lane.counters.queued);
 
-        let reservation = lane
-            .budget
-            .reserve(cost, max_wait)
-            .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+        let reservation = loop {
+            let now = Instant::now();
+            lane.expire_learned_pace(now);
+            let max_wait = deadline
+                .map(|d| d.saturating_duration_since(now))
+                .or(max_wait);
+            let reservation = lane
+                .budget
+                .reserve(cost, max_wait)
+                .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+            // A slot booked beyond the server's reset was priced with a pace that ends there:
+            // give it back (it is the latest booking, so exactly) and book again at the reset,
+            // with what the server says then.
+            match lane.learned_reset() {
+                Some(reset) if reservation.ready_at() > reset => {
+                    drop(reservation);
+                    tokio::time::sleep_until(reset).await;
+                }
+                _ => break reservation,
+            }
+        };
         reservation
             .wait(deadline)
             .await

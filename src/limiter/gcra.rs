@@ -172,19 +172,29 @@ impl Gcra {
         self.tat = self.tat.max(now).saturating_add(self.increment(units));
     }
 
-    /// Changes the rate at `now`, keeping the units already booked ahead.
+    /// Changes the rate at `now`, keeping what is already booked.
     ///
-    /// Whatever is booked beyond `now` (debt from an oversized cost, or queued reservations) is
-    /// converted from units at the old interval into time at the new one, so a rate change neither
-    /// forgives debt nor double-charges it.
+    /// What lies within the tolerance (the bucket's fill level) is kept as a *fraction of the
+    /// bucket*: a bucket half full stays half full at the new rate. What lies beyond it — grants
+    /// already scheduled into the future, or debt from an oversized cost — is kept as *time*:
+    /// those grants leave at the instants they were given, so the next reservation is placed one
+    /// new interval after the last of them, not after a backlog re-priced at the new rate. A rate
+    /// change therefore neither forgives debt nor invents a backlog that was never booked.
     pub fn set_rate(&mut self, interval: Duration, burst: u64, now: Nanos) {
-        let interval = duration_to_nanos(interval).max(1);
+        let old_tolerance = self.tolerance();
         let booked_ahead = self.tat.saturating_sub(now);
-        // units × new interval, computed in u128 so a large backlog cannot overflow
-        let rescaled = u128::from(booked_ahead) * u128::from(interval) / u128::from(self.interval);
-        self.tat = now.saturating_add(u64::try_from(rescaled).unwrap_or(u64::MAX));
-        self.interval = interval;
+        self.interval = duration_to_nanos(interval).max(1);
         self.burst = burst.max(1);
+        let new_tolerance = self.tolerance();
+        let ahead = if booked_ahead > old_tolerance {
+            (booked_ahead - old_tolerance).saturating_add(new_tolerance)
+        } else {
+            // fill × new tolerance, in u128 so a large bucket cannot overflow
+            let scaled = u128::from(booked_ahead) * u128::from(new_tolerance)
+                / u128::from(old_tolerance.max(1));
+            u64::try_from(scaled).unwrap_or(u64::MAX)
+        };
+        self.tat = now.saturating_add(ahead);
     }
 }
 
@@ -293,15 +303,34 @@ mod tests {
     }
 
     #[test]
-    fn set_rate_keeps_booked_units() {
+    fn set_rate_keeps_the_bucket_fill_and_the_schedule() {
+        let mut cell = per_second(10, 2);
+        cell.reserve(1, 0);
+        // Half full at 10/s with burst 2; at 1/s with burst 4 it is still half full.
+        cell.set_rate(Duration::from_secs(1), 4, 0);
+        assert_eq!(cell.tat(), 2_000 * MS);
+        assert_eq!(cell.available(0), 2);
+
+        // Grants scheduled into the future keep their instants: the next one is placed one new
+        // interval after the last of them.
         let mut cell = per_second(10, 1);
-        for _ in 0..5 {
-            cell.reserve(1, 0);
-        }
-        // 5 units booked ahead at 100 ms each; at 1 per second they take 5 s.
+        let last = (0..5).map(|_| cell.reserve(1, 0)).last().unwrap();
+        assert_eq!(last.ready_at, 400 * MS);
         cell.set_rate(Duration::from_secs(1), 1, 0);
-        assert_eq!(cell.tat(), 5_000 * MS);
-        assert_eq!(cell.reserve(1, 0).ready_at, 5_000 * MS);
+        assert_eq!(cell.reserve(1, 0).ready_at, 1_400 * MS);
+        // Speeding up again does not pull the schedule earlier than what was handed out.
+        cell.set_rate(Duration::from_millis(10), 1, 0);
+        assert_eq!(cell.reserve(1, 0).ready_at, 1_410 * MS);
+    }
+
+    #[test]
+    fn set_rate_keeps_debt() {
+        let mut cell = per_second(10, 2);
+        cell.reserve(20, 0);
+        // 2 s booked, 1.8 s of it beyond the bucket: that debt stays, whatever the new rate.
+        cell.set_rate(Duration::from_millis(50), 2, 0);
+        assert_eq!(cell.tat(), 1_900 * MS);
+        assert_eq!(cell.reserve(1, 0).ready_at, 1_850 * MS);
     }
 
     #[test]

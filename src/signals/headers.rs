@@ -23,7 +23,7 @@ use sfv::{BareItem, ListEntry, Parameters, Parser};
 use super::duration::{parse_count, parse_go_duration, trim_ows};
 use super::retry_after::parse_delay_seconds;
 use super::rfc3339::rfc3339_delay;
-use super::{consistent_value, header_str, response_date};
+use super::{consistent_value, header_str, reference_time};
 
 /// A reset value at or above this many seconds is a Unix timestamp, below it a delay: no
 /// server means a delay of 31 years, and no epoch reset lies before September 2001. This
@@ -186,7 +186,7 @@ pub fn openai_limits(headers: &HeaderMap) -> Option<RateLimits> {
 /// Resets are RFC 3339 instants, turned into delays against the response's `Date` header
 /// when present, else against `now`; a plain number of seconds is accepted too.
 pub fn anthropic_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits> {
-    let reference = response_date(headers).unwrap_or(now);
+    let reference = reference_time(headers, now);
     let window = |[limit, remaining, reset]: [&str; 3]| {
         Window {
             limit: consistent_value(headers, limit, parse_count),
@@ -247,7 +247,7 @@ pub fn anthropic_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimi
 /// assert_eq!(limits.resource.as_deref(), Some("core"));
 /// ```
 pub fn github_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits> {
-    let reference = response_date(headers).unwrap_or(now);
+    let reference = reference_time(headers, now);
     let limit = consistent_value(headers, "x-ratelimit-limit", parse_count);
     let used = consistent_value(headers, "x-ratelimit-used", parse_count);
     let remaining = consistent_value(headers, "x-ratelimit-remaining", parse_count)
@@ -279,7 +279,7 @@ pub fn github_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits>
 /// leading number is the limit. The reset is delta seconds (a value of 10^9 or more is
 /// taken as a Unix timestamp, which some servers send).
 pub fn ietf_legacy_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits> {
-    let reference = response_date(headers).unwrap_or(now);
+    let reference = reference_time(headers, now);
     let limit = consistent_value(headers, "ratelimit-limit", |s| {
         parse_count(s.split([',', ';']).next().unwrap_or(s))
     });

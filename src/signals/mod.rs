@@ -118,6 +118,41 @@ pub fn response_date(headers: &HeaderMap) -> Option<SystemTime> {
     })
 }
 
+/// The clock to measure a response's absolute times (HTTP-dates, epoch resets) against.
+///
+/// The response's own `Date` when it disagrees with the local clock by more than its
+/// one-second resolution: the two clocks are skewed and the server's is the one its other
+/// headers were computed with. Otherwise the local clock, which is the more precise of two
+/// clocks that agree (a `Date` is truncated to the second, which would make every delay up to a
+/// second too long).
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use http::HeaderMap;
+/// use reqwest_throttle::signals::reference_time;
+///
+/// let now = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_000_700);
+/// let mut headers = HeaderMap::new();
+/// headers.insert("date", httpdate::fmt_http_date(now).parse().unwrap());
+/// assert_eq!(reference_time(&headers, now), now); // agrees within a second: local is finer
+/// let later = now + Duration::from_secs(30);
+/// assert_eq!(reference_time(&headers, later), now - Duration::from_millis(700)); // skewed
+/// ```
+pub fn reference_time(headers: &HeaderMap, now: SystemTime) -> SystemTime {
+    let Some(date) = response_date(headers) else {
+        return now;
+    };
+    let skew = match now.duration_since(date) {
+        Ok(ahead) => ahead,
+        Err(behind) => behind.duration(),
+    };
+    if skew >= std::time::Duration::from_secs(1) {
+        date
+    } else {
+        now
+    }
+}
+
 /// A header value as text. UTF-8 rather than `HeaderValue::to_str`'s visible ASCII, so that
 /// values such as `250µs` are readable; other bytes make the value unreadable.
 fn header_str(value: &HeaderValue) -> Option<&str> {

@@ -13,7 +13,7 @@ use http::header::RETRY_AFTER;
 use http::HeaderMap;
 
 use super::duration::{parse_decimal, trim_ows, NANOS_PER_MILLI, NANOS_PER_SEC};
-use super::{consistent_value, response_date};
+use super::{consistent_value, reference_time};
 
 /// The millisecond headers, in order of precedence; both beat `Retry-After` when valid.
 const RETRY_AFTER_MS_HEADERS: [&str; 2] = ["retry-after-ms", "x-ms-retry-after-ms"];
@@ -104,8 +104,10 @@ pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .iter()
         .find_map(|name| consistent_value(headers, *name, parse_delay_millis))
         .or_else(|| {
-            let date = response_date(headers);
-            consistent_value(headers, RETRY_AFTER, |s| parse_retry_after(s, date, now))
+            let reference = reference_time(headers, now);
+            consistent_value(headers, RETRY_AFTER, |s| {
+                parse_retry_after(s, None, reference)
+            })
         })
 }
 
