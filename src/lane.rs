@@ -141,9 +141,13 @@ pub(crate) struct Lane {
 impl Lane {
     pub fn new(key: LaneKey, policy: Arc<Policy>) -> Lane {
         let budget = Budget::new();
-        if let Some(rate) = policy.rate {
-            // Validated when the rules were built; an invalid rate here means no proactive limit.
-            budget.set_limit(Dimension::Requests, rate.limit().ok());
+        for dimension in Dimension::ALL {
+            if let Some(rate) = policy.configured_limit(dimension) {
+                // Validated when the rules were built; an invalid rate here means no limit.
+                budget.set_limit(dimension, rate.limit().ok());
+                // A token cost above the whole budget would be refused by the server too.
+                budget.set_strict(dimension, dimension != Dimension::Requests);
+            }
         }
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
         let retry_budget = RetryBudget::new(policy.retry.budget_config());
@@ -232,7 +236,16 @@ impl Lane {
     /// pauses the whole lane; announced rate-limit headers pace it before the server refuses.
     /// Retry-After wins over rate-limit headers when both are present. Every pause is capped by
     /// the policy's `max_retry_after`, so no wait is unbounded.
-    pub fn observe(&self, status: http::StatusCode, signals: &Signals, now: Instant) {
+    ///
+    /// When the response named one exhausted dimension (a 429 whose body says the token limit,
+    /// not the request limit, was hit), only that dimension pauses.
+    pub fn observe(
+        &self,
+        status: http::StatusCode,
+        signals: &Signals,
+        exhausted: Option<Dimension>,
+        now: Instant,
+    ) {
         let cap = self.policy.retry.configured_max_retry_after();
         let rate_limited = is_rate_limited(status, signals);
         if rate_limited {
@@ -241,7 +254,7 @@ impl Lane {
         let throttled = rate_limited || status == http::StatusCode::SERVICE_UNAVAILABLE;
         if throttled {
             if let Some(delay) = signals.retry_after {
-                self.cool_down(delay.min(cap), now, "Retry-After");
+                self.cool_down(exhausted, delay.min(cap), now, "Retry-After");
                 return;
             }
         }
@@ -254,11 +267,17 @@ impl Lane {
         }
     }
 
-    fn cool_down(&self, delay: Duration, now: Instant, why: &'static str) {
+    fn cool_down(
+        &self,
+        dimension: Option<Dimension>,
+        delay: Duration,
+        now: Instant,
+        why: &'static str,
+    ) {
         let Some(until) = now.checked_add(delay) else {
             return;
         };
-        self.budget.cool_down(None, until);
+        self.budget.cool_down(dimension, until);
         self.counters.cooldowns.fetch_add(1, Relaxed);
         tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms = delay.as_millis() as u64, why, "lane cooling down");
     }
@@ -276,7 +295,7 @@ impl Lane {
         let unseen = self.counters.in_flight.load(Relaxed).saturating_sub(1);
         let remaining = remaining.saturating_sub(unseen);
         if remaining == 0 {
-            self.cool_down(reset_in.min(cap), now, "rate-limit remaining 0");
+            self.cool_down(None, reset_in.min(cap), now, "rate-limit remaining 0");
             return;
         }
         // A day bounds the arithmetic; no real window is longer.

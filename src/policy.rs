@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::breaker::{BreakerConfig, BreakerConfigError};
-use crate::limiter::Limit;
+use crate::cost::CostModel;
+use crate::limiter::{Dimension, Limit};
 use crate::retry::RetryPolicy;
 
 /// The concurrency cap of the default policy: requests in flight at once to one lane.
@@ -251,7 +252,11 @@ impl FromStr for Rate {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// The request rate (the `Requests` dimension).
     pub(crate) rate: Option<Rate>,
+    /// Rates of the token dimensions: tokens, input tokens, output tokens.
+    pub(crate) token_rates: [Option<Rate>; 3],
+    pub(crate) cost_model: Option<CostModelHandle>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) max_wait: Option<Duration>,
     pub(crate) retry: RetryPolicy,
@@ -268,6 +273,8 @@ impl Default for Policy {
     fn default() -> Policy {
         Policy {
             rate: None,
+            token_rates: [None; 3],
+            cost_model: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
             max_wait: None,
             retry: RetryPolicy::default(),
@@ -287,6 +294,66 @@ impl Policy {
     pub fn rate(mut self, rate: Rate) -> Policy {
         self.rate = Some(rate);
         self
+    }
+
+    /// Limits the lane to `rate` requests (the same as [`rate`](Self::rate), reads better beside
+    /// [`tokens`](Self::tokens)).
+    #[must_use]
+    pub fn requests(self, rate: Rate) -> Policy {
+        self.rate(rate)
+    }
+
+    /// Limits `dimension` to `rate` units. A cost larger than a token dimension's burst is
+    /// refused with [`Error::CostTooLarge`](crate::Error::CostTooLarge): the server would refuse it too.
+    #[must_use]
+    pub fn limit(mut self, dimension: Dimension, rate: Rate) -> Policy {
+        match dimension {
+            Dimension::Requests => self.rate = Some(rate),
+            Dimension::Tokens => self.token_rates[0] = Some(rate),
+            Dimension::InputTokens => self.token_rates[1] = Some(rate),
+            Dimension::OutputTokens => self.token_rates[2] = Some(rate),
+        }
+        self
+    }
+
+    /// Limits the lane to `rate` tokens (input and output together, OpenAI's TPM).
+    #[must_use]
+    pub fn tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::Tokens, rate)
+    }
+
+    /// Limits the lane to `rate` input tokens (Anthropic's ITPM).
+    #[must_use]
+    pub fn input_tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::InputTokens, rate)
+    }
+
+    /// Limits the lane to `rate` output tokens (Anthropic's OTPM).
+    #[must_use]
+    pub fn output_tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::OutputTokens, rate)
+    }
+
+    /// The rate of `dimension`, if limited.
+    pub fn configured_limit(&self, dimension: Dimension) -> Option<Rate> {
+        match dimension {
+            Dimension::Requests => self.rate,
+            Dimension::Tokens => self.token_rates[0],
+            Dimension::InputTokens => self.token_rates[1],
+            Dimension::OutputTokens => self.token_rates[2],
+        }
+    }
+
+    /// Prices each request (and reads its real cost back) with `model`; see [`CostModel`].
+    #[must_use]
+    pub fn cost_model(mut self, model: impl CostModel) -> Policy {
+        self.cost_model = Some(CostModelHandle(Arc::new(model)));
+        self
+    }
+
+    /// The cost model, if any.
+    pub fn configured_cost_model(&self) -> Option<&Arc<dyn CostModel>> {
+        self.cost_model.as_ref().map(|handle| &handle.0)
     }
 
     /// Removes the proactive rate limit.
@@ -367,7 +434,7 @@ impl Policy {
 
     /// Checks every field; the error names the first one that is wrong.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        if let Some(rate) = &self.rate {
+        for rate in self.rate.iter().chain(self.token_rates.iter().flatten()) {
             rate.validate()?;
         }
         if self.concurrency == Some(0) {
@@ -377,6 +444,16 @@ impl Policy {
             breaker.validate()?;
         }
         Ok(())
+    }
+}
+
+/// A shared cost model, printable.
+#[derive(Clone)]
+pub(crate) struct CostModelHandle(pub(crate) Arc<dyn CostModel>);
+
+impl fmt::Debug for CostModelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CostModel")
     }
 }
 

@@ -24,10 +24,11 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::breaker::Outcome as BreakerOutcome;
+use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::lane::{Gauge, Lane, LaneKey};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
-use crate::limiter::{Blocked, Cost, Dimension};
+use crate::limiter::{Blocked, Commitment, Cost, Dimension};
 use crate::policy::{HostRules, Policy, PolicyError};
 use crate::retry::{classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason};
 use crate::signals::Signals;
@@ -247,19 +248,31 @@ impl Throttle {
 
     fn lane_for(&self, request: &Request) -> Result<Arc<Lane>, Error> {
         let url = request.url();
-        let host = url.host_str().ok_or_else(|| Error::NoHost {
+        let no_host = || Error::NoHost {
             url: url.to_string(),
-        })?;
-        let key = match self.inner.lane_key.as_ref().and_then(|key| key(request)) {
-            Some(key) => key,
-            None => LaneKey::for_url(url).ok_or_else(|| Error::NoHost {
-                url: url.to_string(),
-            })?,
         };
-        let rules = &self.inner.rules;
-        Ok(self.inner.lanes.lane(key.as_str(), || {
-            Arc::clone(rules.policy_for(host, url.port_or_known_default()))
-        }))
+        let host = url.host_str().ok_or_else(no_host)?;
+        let policy = self
+            .inner
+            .rules
+            .policy_for(host, url.port_or_known_default());
+        // The user's key function first, then the policy's cost model (per model, per API key),
+        // then scheme://host:port.
+        let key = self
+            .inner
+            .lane_key
+            .as_ref()
+            .and_then(|key| key(request))
+            .or_else(|| {
+                policy
+                    .configured_cost_model()
+                    .and_then(|model| model.lane_key(request))
+            });
+        let key = match key {
+            Some(key) => key,
+            None => LaneKey::for_url(url).ok_or_else(no_host)?,
+        };
+        Ok(self.inner.lanes.lane(key.as_str(), || Arc::clone(policy)))
     }
 
     /// Waits for the request's turn: rate and cooldown first, then a concurrency slot.
@@ -269,7 +282,7 @@ impl Throttle {
         cost: &Cost,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
-    ) -> Result<Permits, Error> {
+    ) -> Result<(Permits, Commitment), Error> {
         let started = Instant::now();
         let _queued = Gauge::enter(&lane.counters.queued);
 
@@ -306,15 +319,16 @@ impl Throttle {
             .await
             .map_err(|()| concurrency_refusal(lane, max_wait))?;
         // The units leave now: they are spent even if the caller later drops the request.
-        reservation.settle(None);
+        let commitment = reservation.commit();
 
         let waited = started.elapsed();
         lane.counters.record_wait(waited);
         tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted");
-        Ok(Permits {
+        let permits = Permits {
             _lane: lane_permit,
             _global: global_permit,
-        })
+        };
+        Ok((permits, commitment))
     }
 }
 
@@ -436,8 +450,8 @@ impl Throttle {
                 }
             };
             let max_wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let permits = match self.admit(&lane, &cost, max_wait, deadline).await {
-                Ok(permits) => permits,
+            let (permits, commitment) = match self.admit(&lane, &cost, max_wait, deadline).await {
+                Ok(admitted) => admitted,
                 Err(error) => return last.unwrap_or_else(|| Err(error.into())),
             };
             drop(last.take());
@@ -449,7 +463,18 @@ impl Throttle {
             };
             let in_flight = Gauge::enter(&lane.counters.in_flight);
             lane.counters.sent.fetch_add(1, Relaxed);
-            let result = next.clone().run(request, extensions).await;
+            let (result, inspection) = match (
+                next.clone().run(request, extensions).await,
+                lane.policy.configured_cost_model(),
+            ) {
+                (Ok(response), Some(model)) => {
+                    let settlement = Settlement::new(commitment);
+                    let (response, inspection) = model.inspect(response, settlement).await;
+                    (Ok(response), inspection)
+                }
+                // Without a cost model (or a response to read) the estimate stands.
+                (result, _) => (result, Inspection::NOTHING),
+            };
             let now = Instant::now();
 
             let (attempt, signals) = match &result {
@@ -465,7 +490,7 @@ impl Throttle {
             };
             counter.fetch_add(1, Relaxed);
             if let Ok(response) = &result {
-                lane.observe(response.status(), &signals, now);
+                lane.observe(response.status(), &signals, inspection.exhausted, now);
             }
             drop(in_flight);
             drop(permits);
@@ -548,9 +573,14 @@ impl Middleware for Throttle {
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
         let lane = self.lane_for(&request)?;
-        let cost = extensions
-            .get::<RequestCost>()
-            .map_or_else(Cost::default, |cost| cost.0);
+        let cost = match (
+            extensions.get::<RequestCost>(),
+            lane.policy.configured_cost_model(),
+        ) {
+            (Some(cost), _) => cost.0,
+            (None, Some(model)) => model.estimate(&request),
+            (None, None) => Cost::default(),
+        };
         let max_wait = extensions
             .get::<MaxWait>()
             .map(|max_wait| max_wait.0)

@@ -408,20 +408,38 @@ impl Budget {
     }
 
     fn release(&self, reservation: &Reservation, actual: Option<&Cost>) {
-        let now = self.nanos(Instant::now());
         let mut state = self.lock();
         state.outstanding = state.outstanding.saturating_sub(1);
+        let zero = Cost::zero();
+        self.reconcile(
+            &mut state,
+            &reservation.cost,
+            &reservation.grants,
+            actual.unwrap_or(&zero),
+        );
+    }
+
+    /// Brings the booking of `reserved` (held as `grants`) to `actual`: refunds what was not
+    /// used (when it still can be, see [`Gcra::refund`]), debits what was used beyond it.
+    fn reconcile(
+        &self,
+        state: &mut State,
+        reserved: &Cost,
+        grants: &[Option<Grant>; DIMENSIONS],
+        actual: &Cost,
+    ) {
+        let now = self.nanos(Instant::now());
         for dimension in Dimension::ALL {
-            let reserved = reservation.cost.get(dimension);
-            let used = actual.map_or(0, |actual| actual.get(dimension));
+            let booked = reserved.get(dimension);
+            let used = actual.get(dimension);
             let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() else {
                 continue;
             };
-            match reservation.grants[dimension.index()] {
-                Some(grant) if used < reserved => {
-                    gcra.refund(&grant, reserved - used);
+            match grants[dimension.index()] {
+                Some(grant) if used < booked => {
+                    gcra.refund(&grant, booked - used);
                 }
-                _ if used > reserved => gcra.debit(used - reserved, now),
+                _ if used > booked => gcra.debit(used - booked, now),
                 _ => {}
             }
         }
@@ -480,6 +498,18 @@ impl Reservation {
         }
     }
 
+    /// Ends the reservation as *used*, keeping the right to reconcile it later with what it
+    /// really cost (for example the token usage an LLM API reports in its response).
+    pub fn commit(mut self) -> Commitment {
+        self.settled = true;
+        self.budget.release(&self, Some(&self.cost));
+        Commitment {
+            budget: Arc::clone(&self.budget),
+            cost: self.cost,
+            grants: self.grants,
+        }
+    }
+
     /// Ends the reservation: the units were used.
     ///
     /// With `actual`, the booking is reconciled with what was really used: units reserved but not
@@ -489,6 +519,31 @@ impl Reservation {
         self.settled = true;
         self.budget
             .release(&self, Some(actual.unwrap_or(&self.cost)));
+    }
+}
+
+/// A used reservation that can still be reconciled with what it really cost.
+///
+/// Dropped without [`reconcile`](Commitment::reconcile), the estimate stands.
+#[derive(Debug)]
+pub struct Commitment {
+    budget: Arc<Budget>,
+    cost: Cost,
+    grants: [Option<Grant>; DIMENSIONS],
+}
+
+impl Commitment {
+    /// The cost that was booked.
+    pub fn cost(&self) -> &Cost {
+        &self.cost
+    }
+
+    /// Replaces the booked cost by `actual`: over-estimates are given back (when they still can
+    /// be, see [`Gcra::refund`]), under-estimates are charged so later reservations wait for them.
+    pub fn reconcile(self, actual: &Cost) {
+        let mut state = self.budget.lock();
+        self.budget
+            .reconcile(&mut state, &self.cost, &self.grants, actual);
     }
 }
 
