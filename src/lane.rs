@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::breaker::Breaker;
+use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::limiter::{Budget, Cost, Dimension, Limit};
 use crate::policy::Policy;
 use crate::retry::{is_rate_limited, RetryBudget};
@@ -112,6 +112,9 @@ impl Drop for Gauge<'_> {
     }
 }
 
+/// A user callback on every breaker transition of every lane.
+pub(crate) type TransitionHook = Arc<dyn Fn(&LaneKey, &Transition) + Send + Sync>;
+
 /// The quota of the server's window, as its rate-limit headers told it.
 #[derive(Clone, Copy, Debug, Default)]
 struct LearnedWindow {
@@ -139,7 +142,7 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    pub fn new(key: LaneKey, policy: Arc<Policy>) -> Lane {
+    pub fn new(key: LaneKey, policy: Arc<Policy>, on_transition: Option<&TransitionHook>) -> Lane {
         let budget = Budget::new();
         for dimension in Dimension::ALL {
             if let Some(rate) = policy.configured_limit(dimension) {
@@ -151,7 +154,15 @@ impl Lane {
         }
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
         let retry_budget = RetryBudget::new(policy.retry.budget_config());
-        let breaker = policy.breaker.clone().map(Breaker::new);
+        let breaker = policy.breaker.clone().map(|config| {
+            let mut breaker = Breaker::new(config);
+            if let Some(hook) = on_transition {
+                let hook = Arc::clone(hook);
+                let lane = key.clone();
+                breaker.on_transition(move |transition| hook(&lane, transition));
+            }
+            breaker
+        });
         Lane {
             key,
             policy,
@@ -332,9 +343,13 @@ impl Lane {
                 .is_none_or(|(semaphore, max)| semaphore.available_permits() == max)
     }
 
-    /// Whether forgetting the lane would lose rate or cooldown state.
+    /// Whether forgetting the lane would lose rate, cooldown or breaker state.
     pub fn holds_state(&self) -> bool {
         !self.budget.is_at_rest()
+            || self.breaker.as_ref().is_some_and(|breaker| {
+                breaker.state() != BreakerState::Closed
+                    || breaker.snapshot(Instant::now()).consecutive_failures > 0
+            })
     }
 
     pub fn stats(&self, now: Instant) -> LaneStats {

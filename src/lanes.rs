@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::time::Instant;
 
-use crate::lane::{Lane, LaneKey};
+use crate::lane::{Lane, LaneKey, TransitionHook};
 use crate::limiter::Nanos;
 use crate::policy::Policy;
 
@@ -27,22 +27,37 @@ pub const DEFAULT_MAX_LANES: usize = 10_000;
 type LaneMap = HashMap<LaneKey, Arc<Lane>, foldhash::fast::RandomState>;
 
 /// A bounded registry of lanes.
-#[derive(Debug)]
 pub(crate) struct Lanes {
     map: Mutex<LaneMap>,
     max_lanes: usize,
     epoch: Instant,
     evicted: AtomicU64,
+    on_transition: Option<TransitionHook>,
+}
+
+impl std::fmt::Debug for Lanes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lanes")
+            .field("len", &self.len())
+            .field("max_lanes", &self.max_lanes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Lanes {
-    pub fn new(max_lanes: usize) -> Lanes {
+    pub fn new(max_lanes: usize, on_transition: Option<TransitionHook>) -> Lanes {
         Lanes {
             map: Mutex::new(LaneMap::default()),
             max_lanes: max_lanes.max(1),
             epoch: Instant::now(),
             evicted: AtomicU64::new(0),
+            on_transition,
         }
+    }
+
+    /// The lane named `key`, if it exists (never creates one).
+    pub fn get(&self, key: &str) -> Option<Arc<Lane>> {
+        self.lock().get(key).cloned()
     }
 
     fn lock(&self) -> MutexGuard<'_, LaneMap> {
@@ -66,7 +81,11 @@ impl Lanes {
         if map.len() >= self.max_lanes {
             self.evict(&mut map);
         }
-        let lane = Arc::new(Lane::new(LaneKey::new(key), policy()));
+        let lane = Arc::new(Lane::new(
+            LaneKey::new(key),
+            policy(),
+            self.on_transition.as_ref(),
+        ));
         lane.last_used.store(now, Relaxed);
         map.insert(lane.key.clone(), Arc::clone(&lane));
         lane
@@ -130,7 +149,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_million_hosts_stay_under_the_bound() {
-        let lanes = Lanes::new(1_000);
+        let lanes = Lanes::new(1_000, None);
         let busy = lanes.lane("https://busy.example:443", default_policy);
         let mut max_seen = 0;
         for i in 0..1_000_000u32 {
@@ -146,7 +165,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn lanes_with_rate_debt_go_last() {
-        let lanes = Lanes::new(10);
+        let lanes = Lanes::new(10, None);
         let limited = Arc::new(Policy::new().rate(Rate::per_hour(1)));
         let debtor = lanes.lane("debtor", || Arc::clone(&limited));
         debtor
@@ -166,7 +185,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn when_every_lane_is_busy_nothing_is_evicted() {
-        let lanes = Lanes::new(4);
+        let lanes = Lanes::new(4, None);
         let held: Vec<_> = (0..4)
             .map(|i| lanes.lane(&format!("busy{i}"), default_policy))
             .collect();

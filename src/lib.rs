@@ -49,4 +49,4 @@ pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
 pub use stats::{LaneStats, ThrottleStats};
-pub use throttle::{MaxWait, RequestCost, Throttle, ThrottleBuilder};
+pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};

@@ -23,10 +23,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::breaker::Outcome as BreakerOutcome;
+use crate::breaker::{Breaker, BreakerState, Outcome as BreakerOutcome, Transition};
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
-use crate::lane::{Gauge, Lane, LaneKey};
+use crate::lane::{Gauge, Lane, LaneKey, TransitionHook};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
 use crate::limiter::{Blocked, Commitment, Cost, Dimension};
 use crate::policy::{HostRules, Policy, PolicyError};
@@ -109,6 +109,7 @@ pub struct ThrottleBuilder {
     max_lanes: usize,
     global_concurrency: Option<usize>,
     lane_key: Option<Box<KeyFn>>,
+    on_transition: Option<TransitionHook>,
 }
 
 impl Default for ThrottleBuilder {
@@ -118,6 +119,7 @@ impl Default for ThrottleBuilder {
             max_lanes: DEFAULT_MAX_LANES,
             global_concurrency: None,
             lane_key: None,
+            on_transition: None,
         }
     }
 }
@@ -178,6 +180,27 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Calls `hook` on every circuit-breaker state change of every lane (after the `tracing`
+    /// event), for alerting or metrics.
+    ///
+    /// ```
+    /// use reqwest_throttle::Throttle;
+    ///
+    /// let throttle = Throttle::builder()
+    ///     .on_breaker_transition(|lane, transition| {
+    ///         eprintln!("{lane}: circuit {} -> {}", transition.from, transition.to);
+    ///     })
+    ///     .build()?;
+    /// # Ok::<(), reqwest_throttle::Error>(())
+    /// ```
+    pub fn on_breaker_transition(
+        mut self,
+        hook: impl Fn(&LaneKey, &Transition) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_transition = Some(Arc::new(hook));
+        self
+    }
+
     /// Validates the configuration and builds the throttle.
     pub fn build(self) -> Result<Throttle, Error> {
         let rules = self.rules?;
@@ -190,7 +213,7 @@ impl ThrottleBuilder {
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules,
-                lanes: Lanes::new(self.max_lanes),
+                lanes: Lanes::new(self.max_lanes, self.on_transition),
                 lane_key: self.lane_key,
                 global: self
                     .global_concurrency
@@ -218,6 +241,25 @@ impl Throttle {
             .collect();
         lanes.sort_by(|a, b| a.key.cmp(&b.key));
         ThrottleStats { lanes }
+    }
+
+    /// The circuit breaker of the lane named `key` (as in [`LaneKey::as_str`]), for operators:
+    /// [`force_open`](Breaker::force_open), [`force_closed`](Breaker::force_closed),
+    /// [`reset`](Breaker::reset). `None` when the lane does not exist (yet) or has no breaker.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use reqwest_throttle::Throttle;
+    ///
+    /// let throttle = Throttle::builder().build().unwrap();
+    /// assert!(throttle.breaker("https://api.example.com:443").is_none());
+    /// # }
+    /// ```
+    pub fn breaker(&self, key: &str) -> Option<BreakerControl> {
+        let lane = self.inner.lanes.get(key)?;
+        lane.breaker.as_ref()?;
+        Some(BreakerControl { lane })
     }
 
     /// Lanes evicted from the registry so far.
@@ -329,6 +371,53 @@ impl Throttle {
             _global: global_permit,
         };
         Ok((permits, commitment))
+    }
+}
+
+/// Operator controls of one lane's circuit breaker; see [`Throttle::breaker`].
+#[derive(Clone)]
+pub struct BreakerControl {
+    lane: Arc<Lane>,
+}
+
+impl std::fmt::Debug for BreakerControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerControl")
+            .field("lane", &self.lane.key)
+            .finish()
+    }
+}
+
+impl BreakerControl {
+    fn breaker(&self) -> Option<&Breaker> {
+        self.lane.breaker.as_ref()
+    }
+
+    /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):
+    /// every request to the lane fails at once with [`Error::CircuitOpen`].
+    pub fn force_open(&self) {
+        if let Some(breaker) = self.breaker() {
+            breaker.force_open(Instant::now());
+        }
+    }
+
+    /// Closes the circuit and keeps it closed whatever happens, until [`reset`](Self::reset).
+    pub fn force_closed(&self) {
+        if let Some(breaker) = self.breaker() {
+            breaker.force_closed();
+        }
+    }
+
+    /// Back to a fresh closed breaker: counts, trips and holds cleared.
+    pub fn reset(&self) {
+        if let Some(breaker) = self.breaker() {
+            breaker.reset();
+        }
+    }
+
+    /// The breaker's state now.
+    pub fn state(&self) -> Option<BreakerState> {
+        self.breaker().map(Breaker::state)
     }
 }
 
