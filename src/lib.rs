@@ -29,6 +29,9 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod breaker;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub mod config;
 pub mod cost;
 mod error;
 mod lane;

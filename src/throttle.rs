@@ -144,6 +144,11 @@ impl ThrottleBuilder {
         self
     }
 
+    pub(crate) fn rules_result(mut self, rules: Result<HostRules, PolicyError>) -> Self {
+        self.rules = rules;
+        self
+    }
+
     /// At most `max_lanes` lanes are kept (default 10 000); idle ones are forgotten beyond that.
     pub fn max_lanes(mut self, max_lanes: usize) -> Self {
         self.max_lanes = max_lanes;

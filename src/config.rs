@@ -1,0 +1,377 @@
+//! Throttle configuration from a file or the environment (`serde` feature).
+//!
+//! Any serde format works (TOML, JSON, YAML); durations are written as `"30s"`, `"1m30s"`,
+//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"100/10s"`. Every value is
+//! validated while deserializing, so a bad file fails at load time with a message that names the
+//! field.
+//!
+//! ```
+//! use reqwest_throttle::config::ThrottleConfig;
+//!
+//! let config: ThrottleConfig = toml::from_str(r#"
+//!     max_lanes = 5000
+//!
+//!     [default]
+//!     concurrency = 8
+//!
+//!     [hosts."api.github.com"]
+//!     rate = "5000/h"
+//!     burst = 100
+//!     max_wait = "30s"
+//!
+//!     [hosts."*.example.com"]
+//!     rate = "2/s"
+//!     retry = { max_retries = 5, base = "100ms", cap = "10s", jitter = "equal" }
+//!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1m" }
+//! "#).unwrap();
+//! let throttle = config.into_builder().build().unwrap();
+//! # drop(throttle);
+//!
+//! // Environment: the same structure as JSON in one variable.
+//! let json = r#"{ "hosts": { "api.openai.com": { "rate": "500/min", "tokens": "200000/min" } } }"#;
+//! let config: ThrottleConfig = serde_json::from_str(json).unwrap();
+//! assert_eq!(config.hosts.len(), 1);
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::breaker::BreakerConfig;
+use crate::policy::{HostRules, Policy, Rate};
+use crate::retry::{Backoff, Jitter, RetryBudgetConfig, RetryPolicy};
+use crate::signals::parse_go_duration;
+use crate::throttle::ThrottleBuilder;
+
+/// A duration written as `"30s"`, `"1m30s"`, `"250ms"` or a number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "DurationText")]
+pub struct ConfigDuration(pub Duration);
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationText {
+    Seconds(f64),
+    Text(String),
+}
+
+impl TryFrom<DurationText> for ConfigDuration {
+    type Error = String;
+
+    fn try_from(text: DurationText) -> Result<Self, String> {
+        match text {
+            DurationText::Seconds(seconds) => Duration::try_from_secs_f64(seconds)
+                .map(ConfigDuration)
+                .map_err(|_| format!("{seconds} is not a number of seconds >= 0")),
+            DurationText::Text(text) => parse_go_duration(text.trim())
+                .map(ConfigDuration)
+                .ok_or_else(|| {
+                    format!("{text:?} is not a duration such as \"30s\", \"1m30s\" or \"250ms\"")
+                }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Retry settings of a policy; every field is optional and defaults to [`RetryPolicy::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryConfig {
+    /// Retries per request.
+    pub max_retries: Option<u32>,
+    /// First backoff delay.
+    pub base: Option<ConfigDuration>,
+    /// Largest backoff delay.
+    pub cap: Option<ConfigDuration>,
+    /// `"full"`, `"equal"`, `"decorrelated"` or `"none"`.
+    pub jitter: Option<JitterName>,
+    /// The longest server-requested delay that is slept on.
+    pub max_retry_after: Option<ConfigDuration>,
+    /// Fail instead of returning the response when the server asks for longer.
+    pub fail_on_long_retry_after: Option<bool>,
+    /// Retry non-idempotent requests on any retryable outcome.
+    pub retry_non_idempotent: Option<bool>,
+    /// Retries allowed per original request in the budget window (0.2 = 20 %).
+    pub budget_ratio: Option<f64>,
+    /// Retries allowed per second regardless of traffic.
+    pub budget_min_per_sec: Option<f64>,
+}
+
+/// The jitter of an exponential backoff, by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(missing_docs)]
+pub enum JitterName {
+    Full,
+    Equal,
+    Decorrelated,
+    None,
+}
+
+impl RetryConfig {
+    fn into_policy(self) -> RetryPolicy {
+        let defaults = RetryPolicy::default();
+        let mut policy = defaults.clone();
+        if let Some(n) = self.max_retries {
+            policy = policy.max_retries(n);
+        }
+        if self.base.is_some() || self.cap.is_some() || self.jitter.is_some() {
+            let base = self.base.map_or(Duration::from_millis(200), |d| d.0);
+            let cap = self.cap.map_or(Duration::from_secs(20), |d| d.0);
+            let jitter = match self.jitter.unwrap_or(JitterName::Full) {
+                JitterName::Full => Jitter::Full,
+                JitterName::Equal => Jitter::Equal,
+                JitterName::Decorrelated => Jitter::Decorrelated,
+                JitterName::None => Jitter::None,
+            };
+            policy = policy.backoff(Backoff::exponential(base, cap).jitter(jitter));
+        }
+        if let Some(max) = self.max_retry_after {
+            policy = policy.max_retry_after(max.0);
+        }
+        if let Some(fail) = self.fail_on_long_retry_after {
+            policy = policy.fail_on_long_retry_after(fail);
+        }
+        if let Some(retry) = self.retry_non_idempotent {
+            policy = policy.retry_non_idempotent(retry);
+        }
+        if self.budget_ratio.is_some() || self.budget_min_per_sec.is_some() {
+            let budget = defaults.budget_config();
+            policy = policy.budget(RetryBudgetConfig {
+                ratio: self.budget_ratio.unwrap_or(budget.ratio),
+                min_per_sec: self.budget_min_per_sec.unwrap_or(budget.min_per_sec),
+                ttl: budget.ttl,
+            });
+        }
+        policy
+    }
+}
+
+/// Circuit-breaker settings of a policy; absent fields keep [`BreakerConfig::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerSettings {
+    /// `false` removes the breaker.
+    pub enabled: Option<bool>,
+    /// Consecutive failures that open the circuit.
+    pub consecutive_failures: Option<u32>,
+    /// First open period.
+    pub open_base: Option<ConfigDuration>,
+    /// Longest open period.
+    pub open_max: Option<ConfigDuration>,
+    /// Probes admitted at once while half-open.
+    pub half_open_probes: Option<u32>,
+    /// Probe successes that close the circuit.
+    pub successes_to_close: Option<u32>,
+}
+
+impl BreakerSettings {
+    fn into_config(self) -> Option<BreakerConfig> {
+        if self.enabled == Some(false) {
+            return None;
+        }
+        let mut config = BreakerConfig::default();
+        if let Some(n) = self.consecutive_failures {
+            config = config.consecutive_failures(n);
+        }
+        if self.open_base.is_some() || self.open_max.is_some() {
+            let (base, max) = config.open_durations();
+            let base = self.open_base.map_or(base, |d| d.0);
+            let max = self.open_max.map_or(max.max(base), |d| d.0);
+            config = config.open_for(base, max);
+        }
+        if let Some(n) = self.half_open_probes {
+            config = config.half_open_probes(n);
+        }
+        if let Some(n) = self.successes_to_close {
+            config = config.successes_to_close(n);
+        }
+        Some(config)
+    }
+}
+
+/// One policy as written in a file. Every field is optional: absent means [`Policy::default`].
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Requests rate, `"600/min"`.
+    pub rate: Option<Rate>,
+    /// Burst of the requests rate (default: its whole count).
+    pub burst: Option<u64>,
+    /// Tokens rate (LLM TPM), `"200000/min"`.
+    pub tokens: Option<Rate>,
+    /// Input tokens rate.
+    pub input_tokens: Option<Rate>,
+    /// Output tokens rate.
+    pub output_tokens: Option<Rate>,
+    /// Requests in flight at once; `0` is refused, absent keeps the default of 8.
+    pub concurrency: Option<usize>,
+    /// `true` removes the concurrency cap.
+    pub unlimited_concurrency: Option<bool>,
+    /// How long a request may wait for its turn.
+    pub max_wait: Option<ConfigDuration>,
+    /// Retry settings.
+    pub retry: Option<RetryConfig>,
+    /// Circuit-breaker settings.
+    pub breaker: Option<BreakerSettings>,
+}
+
+impl PolicyConfig {
+    /// The policy this describes (validated when the throttle is built).
+    pub fn into_policy(self) -> Policy {
+        let mut policy = Policy::new();
+        if let Some(mut rate) = self.rate {
+            if let Some(burst) = self.burst {
+                rate = rate.burst(burst);
+            }
+            policy = policy.rate(rate);
+        }
+        if let Some(rate) = self.tokens {
+            policy = policy.tokens(rate);
+        }
+        if let Some(rate) = self.input_tokens {
+            policy = policy.input_tokens(rate);
+        }
+        if let Some(rate) = self.output_tokens {
+            policy = policy.output_tokens(rate);
+        }
+        if let Some(max) = self.concurrency {
+            policy = policy.concurrency(max);
+        }
+        if self.unlimited_concurrency == Some(true) {
+            policy = policy.unlimited_concurrency();
+        }
+        if let Some(max_wait) = self.max_wait {
+            policy = policy.max_wait(max_wait.0);
+        }
+        if let Some(retry) = self.retry {
+            policy = policy.retry(retry.into_policy());
+        }
+        if let Some(breaker) = self.breaker {
+            policy = match breaker.into_config() {
+                Some(config) => policy.breaker(config),
+                None => policy.no_breaker(),
+            };
+        }
+        policy
+    }
+}
+
+/// A whole throttle as written in a file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// The policy for hosts no rule matches.
+    pub default: Option<PolicyConfig>,
+    /// Policies by host pattern (`api.github.com`, `127.0.0.1:8080`, `*.example.com`).
+    #[serde(default)]
+    pub hosts: BTreeMap<String, PolicyConfig>,
+    /// Bound on the number of lanes.
+    pub max_lanes: Option<usize>,
+    /// Requests in flight over all lanes.
+    pub global_concurrency: Option<usize>,
+}
+
+impl ThrottleConfig {
+    /// A builder with this configuration; [`ThrottleBuilder::build`] validates it and names the
+    /// host rule and field of the first invalid value.
+    pub fn into_builder(self) -> ThrottleBuilder {
+        let default = self
+            .default
+            .map(PolicyConfig::into_policy)
+            .unwrap_or_default();
+        let mut rules = HostRules::new(Policy::default()).with_default(default);
+        for (pattern, policy) in self.hosts {
+            rules = rules.and_then(|rules| rules.with(&pattern, policy.into_policy()));
+        }
+        let mut builder = ThrottleBuilder::default().rules_result(rules);
+        if let Some(max) = self.max_lanes {
+            builder = builder.max_lanes(max);
+        }
+        if let Some(max) = self.global_concurrency {
+            builder = builder.global_concurrency(max);
+        }
+        builder
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_file_round_trips_into_policies() {
+        let config: ThrottleConfig = toml::from_str(
+            r#"
+            [default]
+            unlimited_concurrency = true
+            max_wait = 2.5
+
+            [hosts."api.github.com"]
+            rate = "5000/h"
+            burst = 100
+            breaker = { enabled = false }
+            "#,
+        )
+        .unwrap();
+        let github = config.hosts["api.github.com"].clone().into_policy();
+        assert_eq!(
+            github.configured_rate(),
+            Some(Rate::per_hour(5_000).burst(100))
+        );
+        assert!(github.breaker_config().is_none());
+        let default = config.default.clone().unwrap().into_policy();
+        assert_eq!(default.configured_concurrency(), None);
+        assert_eq!(
+            default.configured_max_wait(),
+            Some(Duration::from_millis(2_500))
+        );
+        assert!(config.into_builder().build().is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (
+                r#"[hosts."a.com"]
+                rate = "ten per second""#,
+                "rate",
+            ),
+            (
+                r#"[hosts."a.com"]
+                max_wait = "soon""#,
+                "max_wait",
+            ),
+            (
+                r#"[hosts."a.com"]
+                concurency = 3"#,
+                "concurency",
+            ),
+            (
+                r#"[default]
+                rate = "0/s""#,
+                "rate",
+            ),
+        ];
+        for (text, field) in cases {
+            let err = toml::from_str::<ThrottleConfig>(text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{text}: {err}");
+        }
+        let zero: ThrottleConfig = toml::from_str(
+            r#"[hosts."a.com"]
+               concurrency = 0"#,
+        )
+        .unwrap();
+        let err = zero.into_builder().build().unwrap_err().to_string();
+        assert!(err.contains("concurrency"), "{err}");
+    }
+}
