@@ -144,6 +144,7 @@ impl ThrottleBuilder {
         self
     }
 
+    #[cfg(feature = "serde")]
     pub(crate) fn rules_result(mut self, rules: Result<HostRules, PolicyError>) -> Self {
         self.rules = rules;
         self

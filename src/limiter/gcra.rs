@@ -47,6 +47,9 @@ pub struct Grant {
     pub start: Nanos,
     /// End of the virtual interval: the cell's `tat` right after this grant.
     pub end: Nanos,
+    /// The cell's booking number for this grant: it can give capacity back only while no other
+    /// booking, rate change or debit came after it.
+    pub seq: u64,
 }
 
 /// A generic cell rate algorithm cell: one rate, one burst, one theoretical arrival time.
@@ -71,6 +74,8 @@ pub struct Gcra {
     burst: u64,
     /// Theoretical arrival time.
     tat: Nanos,
+    /// Bumped by every change of `tat` other than a refund's: identifies the latest grant.
+    seq: u64,
 }
 
 impl Gcra {
@@ -83,6 +88,7 @@ impl Gcra {
             interval: duration_to_nanos(interval).max(1),
             burst: burst.max(1),
             tat: 0,
+            seq: 0,
         }
     }
 
@@ -136,10 +142,12 @@ impl Gcra {
         let start = self.tat.max(at);
         let end = start.saturating_add(self.increment(cost));
         self.tat = end;
+        self.seq = self.seq.wrapping_add(1);
         Grant {
             ready_at: at,
             start,
             end,
+            seq: self.seq,
         }
     }
 
@@ -153,16 +161,20 @@ impl Gcra {
     ///
     /// Only the latest grant can give capacity back: every later grant was scheduled around the
     /// interval it holds, so handing that interval to a newcomer would let two units share one
-    /// slot. A refund of an earlier grant is therefore forfeited and `false` is returned; the
-    /// cell never over-admits. Returns `true` when the capacity was returned.
+    /// slot. A refund of an earlier grant (or of one made before a rate change or a debit, whose
+    /// interval no longer lines up with the cell) is therefore forfeited and `false` is returned;
+    /// the cell never over-admits. A grant gives back at most once. Returns `true` when the
+    /// capacity was returned.
     pub fn refund(&mut self, grant: &Grant, units: u64) -> bool {
-        if self.tat != grant.end {
+        if grant.seq != self.seq || self.tat != grant.end {
             return false;
         }
         let returned = self
             .increment(units)
             .min(grant.end.saturating_sub(grant.start));
         self.tat = self.tat.saturating_sub(returned);
+        // Nothing is the latest grant any more: the one before was scheduled around this one.
+        self.seq = self.seq.wrapping_add(1);
         true
     }
 
@@ -170,6 +182,7 @@ impl Gcra {
     /// later reservations wait for them.
     pub fn debit(&mut self, units: u64, now: Nanos) {
         self.tat = self.tat.max(now).saturating_add(self.increment(units));
+        self.seq = self.seq.wrapping_add(1);
     }
 
     /// Changes the rate at `now`, keeping what is already booked.
@@ -181,6 +194,7 @@ impl Gcra {
     /// new interval after the last of them, not after a backlog re-priced at the new rate. A rate
     /// change therefore neither forgives debt nor invents a backlog that was never booked.
     pub fn set_rate(&mut self, interval: Duration, burst: u64, now: Nanos) {
+        self.seq = self.seq.wrapping_add(1);
         let old_tolerance = self.tolerance();
         let booked_ahead = self.tat.saturating_sub(now);
         self.interval = duration_to_nanos(interval).max(1);
@@ -292,6 +306,21 @@ mod tests {
         let grant = cell.reserve(4, 0);
         assert!(cell.refund(&grant, 1_000));
         assert_eq!(cell.available(0), 4);
+    }
+
+    #[test]
+    fn a_grant_from_before_a_rate_change_cannot_free_a_newer_slot() {
+        let mut cell = Gcra::new(Duration::from_nanos(2), 1);
+        let old = cell.reserve(1, 0);
+        cell.set_rate(Duration::from_nanos(1), 1, 0);
+        let newer = cell.reserve(1, 0);
+        assert_eq!(newer.end, old.end);
+        assert!(!cell.refund(&old, 1));
+        assert!(cell.reserve(1, 0).ready_at > newer.ready_at);
+        // A grant gives back at most once.
+        let latest = cell.reserve(1, 0);
+        assert!(cell.refund(&latest, 1));
+        assert!(!cell.refund(&latest, 1));
     }
 
     #[test]
