@@ -7,7 +7,7 @@
 //! | [`HeaderFamily::OpenAi`] | `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` (OpenAI, Azure OpenAI) | Go duration (`6m0s`) |
 //! | [`HeaderFamily::Ietf`] | `RateLimit` + `RateLimit-Policy` structured-field lists | delta seconds (`t`) |
 //! | [`HeaderFamily::IetfLegacy`] | `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` | delta seconds |
-//! | [`HeaderFamily::GitHub`] | `x-ratelimit-{limit,remaining,used,reset,resource}` (GitHub, X) | Unix epoch seconds |
+//! | [`HeaderFamily::GitHub`] | `x-ratelimit-{limit,remaining,used,reset,resource}` (GitHub), `x-rate-limit-*` (X) | Unix epoch seconds |
 //!
 //! Instants (RFC 3339, epoch) become delays against the response's `Date` header when it is
 //! present, else against `now`, and an instant in the past is a zero delay. Invalid values
@@ -224,7 +224,8 @@ pub fn anthropic_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimi
 }
 
 /// Reads GitHub / X headers `x-ratelimit-{limit,remaining,used,reset}` into `requests`, and
-/// `x-ratelimit-resource` into `resource`.
+/// `x-ratelimit-resource` into `resource`. X's API spells the same fields
+/// `x-rate-limit-{limit,remaining,reset}`; those are read when the GitHub spelling is absent.
 ///
 /// The reset is Unix epoch seconds, turned into a delay against the response's `Date`
 /// header when present, else against `now` (a value below 10^9 is taken as a delay in
@@ -248,13 +249,18 @@ pub fn anthropic_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimi
 /// ```
 pub fn github_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits> {
     let reference = reference_time(headers, now);
-    let limit = consistent_value(headers, "x-ratelimit-limit", parse_count);
+    // GitHub's spelling first, then X's.
+    let either = |github: &str, x: &str| {
+        consistent_value(headers, github, parse_count)
+            .or_else(|| consistent_value(headers, x, parse_count))
+    };
+    let limit = either("x-ratelimit-limit", "x-rate-limit-limit");
     let used = consistent_value(headers, "x-ratelimit-used", parse_count);
-    let remaining = consistent_value(headers, "x-ratelimit-remaining", parse_count)
+    let remaining = either("x-ratelimit-remaining", "x-rate-limit-remaining")
         .or_else(|| Some(limit?.saturating_sub(used?)));
-    let reset_in = consistent_value(headers, "x-ratelimit-reset", |s| {
-        epoch_or_delay(s, reference)
-    });
+    let reset_in = ["x-ratelimit-reset", "x-rate-limit-reset"]
+        .into_iter()
+        .find_map(|name| consistent_value(headers, name, |s| epoch_or_delay(s, reference)));
     let resource = consistent_value(headers, "x-ratelimit-resource", |s| {
         let s = trim_ows(s);
         (!s.is_empty()).then(|| s.to_owned())
@@ -743,6 +749,22 @@ mod tests {
         assert_eq!(
             limits.and_then(|l| l.requests),
             window(Some(5_000), Some(0), Some(0))
+        );
+    }
+
+    #[test]
+    fn x_spelling_is_read_as_github_family() {
+        let headers = map(&[
+            ("x-rate-limit-limit", b"900"),
+            ("x-rate-limit-remaining", b"899"),
+            ("x-rate-limit-reset", b"1700000900"),
+        ]);
+        assert_eq!(
+            rate_limits(&headers, at(1_700_000_000)),
+            Some(RateLimits {
+                requests: window(Some(900), Some(899), Some(900)),
+                ..RateLimits::new(HeaderFamily::GitHub)
+            })
         );
     }
 
