@@ -5,6 +5,8 @@
 //! - `budget_reserve_settle`: what the middleware does per request: [`Budget::reserve`] (reads
 //!   tokio's clock, takes the budget's lock) and [`Reservation::settle`].
 //! - `governor_check`: `RateLimiter::direct(..).check()`.
+//! - `gcra_reserve_fake_clock`, `std_instant_elapsed`, `tokio_instant_now`: the cell without a
+//!   clock and the clocks alone, to tell the algorithm's cost from the clock's.
 //!
 //! "admitted": a rate so high that nothing ever waits. "refused": a rate of one per hour, spent,
 //! so every call is refused (the fast-fail path of `max_wait`).
@@ -29,6 +31,22 @@ fn admitted(c: &mut Criterion) {
             let now = u64::try_from(epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
             black_box(cell.reserve(black_box(1), now))
         })
+    });
+
+    // The same cell with a clock that costs nothing, and the clock alone: where the time goes.
+    let mut cell = Gcra::new(Duration::from_nanos(1), 1_000_000_000);
+    let mut fake_now = 0u64;
+    group.bench_function("gcra_reserve_fake_clock", |b| {
+        b.iter(|| {
+            fake_now += 20;
+            black_box(cell.reserve(black_box(1), black_box(fake_now)))
+        })
+    });
+    group.bench_function("std_instant_elapsed", |b| {
+        b.iter(|| black_box(epoch.elapsed()))
+    });
+    group.bench_function("tokio_instant_now", |b| {
+        b.iter(|| black_box(tokio::time::Instant::now()))
     });
 
     let budget = Budget::new();
