@@ -66,13 +66,13 @@ impl Lanes {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn now(&self) -> Nanos {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    fn nanos(&self, now: Instant) -> Nanos {
+        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// The lane for `key`, created with the policy `policy()` gives if it does not exist yet.
-    pub fn lane(&self, key: &str, policy: impl FnOnce() -> Arc<Policy>) -> Arc<Lane> {
-        let now = self.now();
+    pub fn lane(&self, key: &str, now: Instant, policy: impl FnOnce() -> Arc<Policy>) -> Arc<Lane> {
+        let now = self.nanos(now);
         let mut map = self.lock();
         if let Some(lane) = map.get(key) {
             lane.last_used.store(now, Relaxed);
@@ -150,15 +150,19 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_million_hosts_stay_under_the_bound() {
         let lanes = Lanes::new(1_000, None);
-        let busy = lanes.lane("https://busy.example:443", default_policy);
+        let busy = lanes.lane("https://busy.example:443", Instant::now(), default_policy);
         let mut max_seen = 0;
         for i in 0..1_000_000u32 {
-            let _ = lanes.lane(&format!("https://h{i}.example:443"), default_policy);
+            let _ = lanes.lane(
+                &format!("https://h{i}.example:443"),
+                Instant::now(),
+                default_policy,
+            );
             max_seen = max_seen.max(lanes.len());
         }
         assert!(max_seen <= 1_000, "registry grew to {max_seen}");
         // The busy lane survived every sweep: the same lane, not a fresh one.
-        let again = lanes.lane("https://busy.example:443", default_policy);
+        let again = lanes.lane("https://busy.example:443", Instant::now(), default_policy);
         assert!(Arc::ptr_eq(&busy, &again));
         assert!(lanes.evicted() >= 999_000);
     }
@@ -167,7 +171,7 @@ mod tests {
     async fn lanes_with_rate_debt_go_last() {
         let lanes = Lanes::new(10, None);
         let limited = Arc::new(Policy::new().rate(Rate::per_hour(1)));
-        let debtor = lanes.lane("debtor", || Arc::clone(&limited));
+        let debtor = lanes.lane("debtor", Instant::now(), || Arc::clone(&limited));
         debtor
             .budget
             .reserve(&Cost::requests(1), None)
@@ -175,11 +179,11 @@ mod tests {
             .settle(None);
         drop(debtor);
         for i in 0..9 {
-            let _ = lanes.lane(&format!("idle{i}"), default_policy);
+            let _ = lanes.lane(&format!("idle{i}"), Instant::now(), default_policy);
         }
         // Full: the next insert evicts lanes at rest first, keeping the debtor's state.
-        let _ = lanes.lane("new", default_policy);
-        let debtor = lanes.lane("debtor", || Arc::clone(&limited));
+        let _ = lanes.lane("new", Instant::now(), default_policy);
+        let debtor = lanes.lane("debtor", Instant::now(), || Arc::clone(&limited));
         assert!(debtor.holds_state(), "the rate debt was forgotten");
     }
 
@@ -187,14 +191,14 @@ mod tests {
     async fn when_every_lane_is_busy_nothing_is_evicted() {
         let lanes = Lanes::new(4, None);
         let held: Vec<_> = (0..4)
-            .map(|i| lanes.lane(&format!("busy{i}"), default_policy))
+            .map(|i| lanes.lane(&format!("busy{i}"), Instant::now(), default_policy))
             .collect();
-        let extra = lanes.lane("extra", default_policy);
+        let extra = lanes.lane("extra", Instant::now(), default_policy);
         assert_eq!(lanes.len(), 5);
         for lane in &held {
             assert!(Arc::ptr_eq(
                 lane,
-                &lanes.lane(lane.key.as_str(), default_policy)
+                &lanes.lane(lane.key.as_str(), Instant::now(), default_policy)
             ));
         }
         drop((held, extra));

@@ -28,7 +28,7 @@ use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::lane::{Gauge, Lane, LaneKey, TransitionHook};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
-use crate::limiter::{Blocked, Commitment, Cost, Dimension};
+use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation};
 use crate::policy::{HostRules, Policy, PolicyError};
 use crate::retry::{classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason};
 use crate::signals::Signals;
@@ -277,24 +277,20 @@ impl Throttle {
     /// reserves one request in it without waiting. `true` when the request could go at once.
     #[doc(hidden)]
     pub fn __bench_lane_reserve(&self, key: &str) -> bool {
+        let now = Instant::now();
         let rules = &self.inner.rules;
         let lane = self
             .inner
             .lanes
-            .lane(key, || Arc::clone(rules.default_policy()));
-        match lane
-            .budget
-            .reserve(&Cost::requests(1), Some(Duration::ZERO))
-        {
-            Ok(reservation) => {
-                reservation.settle(None);
-                true
-            }
-            Err(_) => false,
-        }
+            .lane(key, now, || Arc::clone(rules.default_policy()));
+        matches!(
+            lane.budget
+                .acquire(&Cost::requests(1), Some(Duration::ZERO), now),
+            Ok(Booking::Ready(_))
+        )
     }
 
-    fn lane_for(&self, request: &Request) -> Result<Arc<Lane>, Error> {
+    fn lane_for(&self, request: &Request, now: Instant) -> Result<Arc<Lane>, Error> {
         let url = request.url();
         let no_host = || Error::NoHost {
             url: url.to_string(),
@@ -320,7 +316,10 @@ impl Throttle {
             Some(key) => key,
             None => LaneKey::for_url(url).ok_or_else(no_host)?,
         };
-        Ok(self.inner.lanes.lane(key.as_str(), || Arc::clone(policy)))
+        Ok(self
+            .inner
+            .lanes
+            .lane(key.as_str(), now, || Arc::clone(policy)))
     }
 
     /// Waits for the request's turn: rate and cooldown first, then a concurrency slot.
@@ -330,35 +329,42 @@ impl Throttle {
         cost: &Cost,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
+        started: Instant,
     ) -> Result<(Permits, Commitment), Error> {
-        let started = Instant::now();
         let _queued = Gauge::enter(&lane.counters.queued);
 
-        let reservation = loop {
-            let now = Instant::now();
+        let mut now = started;
+        let booking = loop {
             lane.expire_learned_pace(now);
             let max_wait = deadline
                 .map(|d| d.saturating_duration_since(now))
                 .or(max_wait);
-            let reservation = lane
+            let booking = lane
                 .budget
-                .reserve(cost, max_wait)
+                .acquire(cost, max_wait, now)
                 .map_err(|blocked| refusal(lane, blocked, max_wait))?;
             // A slot booked beyond the server's reset was priced with a pace that ends there:
             // give it back (it is the latest booking, so exactly) and book again at the reset,
             // with what the server says then.
-            match lane.learned_reset() {
-                Some(reset) if reservation.ready_at() > reset => {
+            match (booking, lane.learned_reset()) {
+                (Booking::Wait(reservation), Some(reset)) if reservation.ready_at() > reset => {
                     drop(reservation);
                     tokio::time::sleep_until(reset).await;
+                    now = Instant::now();
                 }
-                _ => break reservation,
+                (booking, _) => break booking,
             }
         };
-        reservation
-            .wait(deadline)
-            .await
-            .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+        let booked = match booking {
+            Booking::Ready(commitment) => Ok(commitment),
+            Booking::Wait(reservation) => {
+                reservation
+                    .wait(deadline)
+                    .await
+                    .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+                Err(reservation)
+            }
+        };
 
         let lane_permit = acquire(lane.concurrency.as_ref(), deadline)
             .await
@@ -366,12 +372,16 @@ impl Throttle {
         let global_permit = acquire(self.inner.global.as_ref(), deadline)
             .await
             .map_err(|()| concurrency_refusal(lane, max_wait))?;
-        // The units leave now: they are spent even if the caller later drops the request.
-        let commitment = reservation.commit();
+        // The units leave now: they are spent even if the caller later drops the request. (A
+        // reservation that had to wait is committed only here, so a caller that gave up while
+        // waiting for a concurrency slot still gets it refunded.)
+        let commitment = booked.unwrap_or_else(Reservation::commit);
 
         let waited = started.elapsed();
-        lane.counters.record_wait(waited);
-        tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted");
+        if !waited.is_zero() {
+            lane.counters.record_wait(waited);
+            tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
+        }
         let permits = Permits {
             _lane: lane_permit,
             _global: global_permit,
@@ -441,6 +451,10 @@ async fn acquire(
     let Some(semaphore) = semaphore else {
         return Ok(None);
     };
+    // The common case, a free slot, needs no future and no clock.
+    if let Ok(permit) = Arc::clone(semaphore).try_acquire_owned() {
+        return Ok(Some(permit));
+    }
     let acquire = Arc::clone(semaphore).acquire_owned();
     let permit = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, acquire)
@@ -502,6 +516,7 @@ struct RequestPlan {
     cost: Cost,
     deadline: Option<Instant>,
     idempotency: Idempotency,
+    started: Instant,
 }
 
 impl Throttle {
@@ -518,10 +533,12 @@ impl Throttle {
             cost,
             deadline,
             idempotency,
+            started,
         } = plan;
         let retry = &lane.policy.retry;
         let mut delays = retry.delays();
-        lane.retry_budget.deposit(Instant::now());
+        lane.retry_budget.deposit(started);
+        let mut now = started;
         let mut retries_done = 0u32;
         // The outcome of the previous attempt, handed back if a retry cannot even start.
         let mut last: Option<reqwest_middleware::Result<Response>> = None;
@@ -529,7 +546,7 @@ impl Throttle {
         loop {
             tracing::Span::current().record("attempt", retries_done + 1);
             // An open circuit costs nothing: no budget, no connection.
-            let admission = match lane.breaker.as_ref().map(|b| b.admit(Instant::now())) {
+            let admission = match lane.breaker.as_ref().map(|b| b.admit(now)) {
                 None => None,
                 Some(Ok(admission)) => Some(admission),
                 Some(Err(rejected)) => {
@@ -544,8 +561,9 @@ impl Throttle {
                     });
                 }
             };
-            let max_wait = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-            let (permits, commitment) = match self.admit(&lane, &cost, max_wait, deadline).await {
+            let max_wait = deadline.map(|d| d.saturating_duration_since(now));
+            let admitted = self.admit(&lane, &cost, max_wait, deadline, now).await;
+            let (permits, commitment) = match admitted {
                 Ok(admitted) => admitted,
                 Err(error) => return last.unwrap_or_else(|| Err(error.into())),
             };
@@ -570,7 +588,7 @@ impl Throttle {
                 // Without a cost model (or a response to read) the estimate stands.
                 (result, _) => (result, Inspection::NOTHING),
             };
-            let now = Instant::now();
+            now = Instant::now();
 
             let (attempt, signals) = match &result {
                 Ok(response) => (
@@ -619,6 +637,7 @@ impl Throttle {
                     tracing::debug!(target: "reqwest_throttle", ?attempt, delay_ms = delay.as_millis() as u64, "retrying");
                     last = Some(result);
                     tokio::time::sleep(delay).await;
+                    now = Instant::now();
                     request = spare;
                     retries_done += 1;
                 }
@@ -667,7 +686,9 @@ impl Middleware for Throttle {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let lane = self.lane_for(&request)?;
+        // One clock read serves the lane lookup, the deadline and the first attempt.
+        let now = Instant::now();
+        let lane = self.lane_for(&request, now)?;
         let cost = match (
             extensions.get::<RequestCost>(),
             lane.policy.configured_cost_model(),
@@ -680,7 +701,7 @@ impl Middleware for Throttle {
             .get::<MaxWait>()
             .map(|max_wait| max_wait.0)
             .or(lane.policy.max_wait);
-        let deadline = max_wait.and_then(|wait| Instant::now().checked_add(wait));
+        let deadline = max_wait.and_then(|wait| now.checked_add(wait));
         let idempotency = Idempotency::of(request.method(), request.headers());
         let span = tracing::debug_span!(
             target: "reqwest_throttle",
@@ -694,6 +715,7 @@ impl Middleware for Throttle {
             cost,
             deadline,
             idempotency,
+            started: now,
         };
         self.run(plan, request, extensions, next)
             .instrument(span)

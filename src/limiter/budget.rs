@@ -349,11 +349,70 @@ impl Budget {
         cost: &Cost,
         max_wait: Option<Duration>,
     ) -> Result<Reservation, Blocked> {
-        let now_instant = Instant::now();
+        self.reserve_at(cost, max_wait, Instant::now())
+    }
+
+    /// [`reserve`](Self::reserve) with the clock already read: `now` is the caller's current
+    /// instant (one clock read per request is enough).
+    pub fn reserve_at(
+        self: &Arc<Self>,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        now: Instant,
+    ) -> Result<Reservation, Blocked> {
+        let (grants, wait) = self.book(cost, max_wait, now, true)?;
+        Ok(self.reservation(cost, grants, now + wait))
+    }
+
+    /// Books `cost` like [`reserve_at`](Self::reserve_at), and when the units may leave at once
+    /// returns them already used ([`Booking::Ready`]): one lock for the common case of a lane
+    /// that is not saturated.
+    pub fn acquire(
+        self: &Arc<Self>,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        now: Instant,
+    ) -> Result<Booking, Blocked> {
+        let (grants, wait) = self.book(cost, max_wait, now, false)?;
+        if wait.is_zero() {
+            return Ok(Booking::Ready(Commitment {
+                budget: Arc::clone(self),
+                cost: *cost,
+                grants,
+            }));
+        }
+        self.lock().outstanding += 1;
+        Ok(Booking::Wait(self.reservation(cost, grants, now + wait)))
+    }
+
+    fn reservation(
+        self: &Arc<Self>,
+        cost: &Cost,
+        grants: [Option<Grant>; DIMENSIONS],
+        ready_at: Instant,
+    ) -> Reservation {
+        Reservation {
+            budget: Arc::clone(self),
+            cost: *cost,
+            grants,
+            ready_at,
+            settled: false,
+        }
+    }
+
+    /// The booking itself, under one lock: the slowest dimension (or cooldown) decides when the
+    /// whole cost may leave, and every dimension is booked for that instant.
+    #[allow(clippy::type_complexity)]
+    fn book(
+        &self,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        now_instant: Instant,
+        count_outstanding: bool,
+    ) -> Result<([Option<Grant>; DIMENSIONS], Duration), Blocked> {
         let now = self.nanos(now_instant);
         let mut state = self.lock();
 
-        // The slowest dimension decides when the whole cost may leave.
         let (cooldown, cooled_dimension) = state.cooldown_for(cost);
         let mut at = now.max(cooldown);
         let mut blocker = None;
@@ -395,16 +454,10 @@ impl Budget {
                 grants[dimension.index()] = Some(gcra.reserve_at(units, at, now));
             }
         }
-        state.outstanding += 1;
-        drop(state);
-
-        Ok(Reservation {
-            budget: Arc::clone(self),
-            cost: *cost,
-            grants,
-            ready_at: now_instant + wait,
-            settled: false,
-        })
+        if count_outstanding {
+            state.outstanding += 1;
+        }
+        Ok((grants, wait))
     }
 
     fn release(&self, reservation: &Reservation, actual: Option<&Cost>) {
@@ -428,7 +481,6 @@ impl Budget {
         grants: &[Option<Grant>; DIMENSIONS],
         actual: &Cost,
     ) {
-        let now = self.nanos(Instant::now());
         for dimension in Dimension::ALL {
             let booked = reserved.get(dimension);
             let used = actual.get(dimension);
@@ -439,7 +491,8 @@ impl Budget {
                 Some(grant) if used < booked => {
                     gcra.refund(&grant, booked - used);
                 }
-                _ if used > booked => gcra.debit(used - booked, now),
+                // The clock is read only when something must be charged.
+                _ if used > booked => gcra.debit(used - booked, self.nanos(Instant::now())),
                 _ => {}
             }
         }
@@ -520,6 +573,15 @@ impl Reservation {
         self.budget
             .release(&self, Some(actual.unwrap_or(&self.cost)));
     }
+}
+
+/// The outcome of [`Budget::acquire`].
+#[derive(Debug)]
+pub enum Booking {
+    /// The units may leave now; they are already counted as used.
+    Ready(Commitment),
+    /// The units leave at [`Reservation::ready_at`]; wait for them.
+    Wait(Reservation),
 }
 
 /// A used reservation that can still be reconciled with what it really cost.

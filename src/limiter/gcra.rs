@@ -187,26 +187,29 @@ impl Gcra {
 
     /// Changes the rate at `now`, keeping what is already booked.
     ///
-    /// What lies within the tolerance (the bucket's fill level) is kept as a *fraction of the
-    /// bucket*: a bucket half full stays half full at the new rate. What lies beyond it — grants
-    /// already scheduled into the future, or debt from an oversized cost — is kept as *time*:
-    /// those grants leave at the instants they were given, so the next reservation is placed one
-    /// new interval after the last of them, not after a backlog re-priced at the new rate. A rate
-    /// change therefore neither forgives debt nor invents a backlog that was never booked.
+    /// Units booked within the tolerance (the bucket's fill) are kept as *units*: they cost
+    /// the new interval each, so a rate change neither forgives recent use nor double-charges
+    /// it. Grants scheduled beyond the tolerance (waiters, or debt from an oversized cost) are
+    /// kept as *time*: they leave at the instants they were given, and the next reservation is
+    /// placed at least one new interval after the last of them, so arrival order holds across
+    /// the change and no backlog is invented at the new price.
     pub fn set_rate(&mut self, interval: Duration, burst: u64, now: Nanos) {
         self.seq = self.seq.wrapping_add(1);
+        let old_interval = self.interval;
         let old_tolerance = self.tolerance();
         let booked_ahead = self.tat.saturating_sub(now);
         self.interval = duration_to_nanos(interval).max(1);
         self.burst = burst.max(1);
-        let new_tolerance = self.tolerance();
-        let ahead = if booked_ahead > old_tolerance {
-            (booked_ahead - old_tolerance).saturating_add(new_tolerance)
-        } else {
-            // fill × new tolerance, in u128 so a large bucket cannot overflow
-            let scaled = u128::from(booked_ahead) * u128::from(new_tolerance)
-                / u128::from(old_tolerance.max(1));
+        // units × new interval, in u128 so a large bucket cannot overflow
+        let as_units = |nanos: Nanos| {
+            let scaled = u128::from(nanos) * u128::from(self.interval) / u128::from(old_interval);
             u64::try_from(scaled).unwrap_or(u64::MAX)
+        };
+        let ahead = if booked_ahead > old_tolerance {
+            let queued = booked_ahead - old_tolerance;
+            queued.saturating_add(as_units(old_tolerance).max(self.tolerance()))
+        } else {
+            as_units(booked_ahead)
         };
         self.tat = now.saturating_add(ahead);
     }
@@ -332,13 +335,13 @@ mod tests {
     }
 
     #[test]
-    fn set_rate_keeps_the_bucket_fill_and_the_schedule() {
+    fn set_rate_keeps_booked_units_and_the_schedule() {
         let mut cell = per_second(10, 2);
         cell.reserve(1, 0);
-        // Half full at 10/s with burst 2; at 1/s with burst 4 it is still half full.
+        // One unit booked at 10/s; at 1/s it costs a second.
         cell.set_rate(Duration::from_secs(1), 4, 0);
-        assert_eq!(cell.tat(), 2_000 * MS);
-        assert_eq!(cell.available(0), 2);
+        assert_eq!(cell.tat(), 1_000 * MS);
+        assert_eq!(cell.available(0), 3);
 
         // Grants scheduled into the future keep their instants: the next one is placed one new
         // interval after the last of them.
@@ -347,8 +350,8 @@ mod tests {
         assert_eq!(last.ready_at, 400 * MS);
         cell.set_rate(Duration::from_secs(1), 1, 0);
         assert_eq!(cell.reserve(1, 0).ready_at, 1_400 * MS);
-        // Speeding up again does not pull the schedule earlier than what was handed out.
-        cell.set_rate(Duration::from_millis(10), 1, 0);
+        // Speeding up again, even with a larger burst, never goes before what was handed out.
+        cell.set_rate(Duration::from_millis(10), 50, 0);
         assert_eq!(cell.reserve(1, 0).ready_at, 1_410 * MS);
     }
 

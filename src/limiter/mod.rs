@@ -7,5 +7,5 @@
 mod budget;
 mod gcra;
 
-pub use budget::{Blocked, Budget, Commitment, Cost, Dimension, Limit, Reservation};
+pub use budget::{Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation};
 pub use gcra::{Gcra, Grant, Nanos};
