@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use governor::{Quota, RateLimiter};
-use reqwest_throttle::limiter::{Budget, Cost, Dimension, Gcra, Limit};
+use reqwest_throttle::limiter::{Booking, Budget, Cost, Dimension, Gcra, Limit};
 
 fn admitted(c: &mut Criterion) {
     let mut group = c.benchmark_group("limiter/admitted");
@@ -65,6 +65,20 @@ fn admitted(c: &mut Criterion) {
                 Err(blocked) => panic!("the benchmark rate must never refuse: {blocked:?}"),
             },
         )
+    });
+
+    // The middleware's path: one clock read, one lock, the units used at once.
+    group.bench_function("budget_acquire", |b| {
+        b.iter(|| {
+            match budget.acquire(
+                black_box(&cost),
+                Some(Duration::ZERO),
+                tokio::time::Instant::now(),
+            ) {
+                Ok(Booking::Ready(commitment)) => drop(commitment),
+                other => panic!("the benchmark rate must never make a request wait: {other:?}"),
+            }
+        })
     });
 
     // The same rate as the cells above: one per nanosecond, a second's worth of burst.
