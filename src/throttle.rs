@@ -366,12 +366,32 @@ impl Throttle {
             }
         };
 
-        let lane_permit = acquire(lane.concurrency.as_ref(), deadline)
-            .await
-            .map_err(|()| concurrency_refusal(lane, max_wait))?;
-        let global_permit = acquire(self.inner.global.as_ref(), deadline)
-            .await
-            .map_err(|()| concurrency_refusal(lane, max_wait))?;
+        let (lane_permit, global_permit) = loop {
+            let lane_permit = acquire(lane.concurrency.as_ref(), deadline)
+                .await
+                .map_err(|()| concurrency_refusal(lane, max_wait))?;
+            let global_permit = acquire(self.inner.global.as_ref(), deadline)
+                .await
+                .map_err(|()| concurrency_refusal(lane, max_wait))?;
+            // A cooldown set while this request queued for a slot (a 429 seen by the request
+            // that held it) holds it back too: nothing leaves the lane before the pause ends.
+            let Some(until) = lane.budget.cooldown_until(cost) else {
+                break (lane_permit, global_permit);
+            };
+            drop((lane_permit, global_permit));
+            if deadline.is_some_and(|deadline| until > deadline) {
+                let now = Instant::now();
+                return Err(refusal(
+                    lane,
+                    Blocked::Cooldown {
+                        dimension: None,
+                        wait: until - now,
+                    },
+                    max_wait,
+                ));
+            }
+            tokio::time::sleep_until(until).await;
+        };
         // The units leave now: they are spent even if the caller later drops the request. (A
         // reservation that had to wait is committed only here, so a caller that gave up while
         // waiting for a concurrency slot still gets it refunded.)
