@@ -268,6 +268,23 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "backon")]
+    #[test]
+    fn a_backon_schedule_plugs_in() {
+        let builder = backon::ConstantBuilder::default()
+            .with_delay(Duration::from_millis(300))
+            .with_max_times(2);
+        let mut delays = Backoff::backon(builder).start();
+        assert_eq!(delays.next_delay(), Some(Duration::from_millis(300)));
+        assert_eq!(delays.next_delay(), Some(Duration::from_millis(300)));
+        assert_eq!(delays.next_delay(), None);
+        // Each request gets a fresh schedule.
+        assert_eq!(
+            Backoff::backon(builder).start().next_delay(),
+            Some(Duration::from_millis(300))
+        );
+    }
+
     #[test]
     fn huge_retry_counts_saturate_at_the_cap() {
         let mut delays = Backoff::exponential(Duration::from_secs(1), Duration::from_secs(30))
