@@ -1,0 +1,265 @@
+//! The LLM cost model: estimate before, reconcile after, read refusals.
+
+use http::header::CONTENT_TYPE;
+use http::StatusCode;
+use reqwest::{Request, Response};
+use serde_json::Value;
+
+use super::body::{self, UsageStream};
+use super::estimate::{estimate, Endpoint, TokenEstimate};
+use super::key;
+use super::usage::Usage;
+use crate::cost::{CostModel, Inspection, Settlement};
+use crate::lane::LaneKey;
+use crate::limiter::{Cost, Dimension};
+
+/// How a provider charges output tokens against its limit once the real usage is known.
+///
+/// Both ways charge the prompt exactly: the booking is brought to the `usage` the server reports
+/// (an under-estimate is debited, an over-estimate refunded).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Accounting {
+    /// The output allowance booked when the request arrived stays booked, however short the
+    /// completion (OpenAI: "your rate limit is calculated as the maximum of `max_tokens` and the
+    /// estimated number of tokens" of the request, counted at request time; nothing is given
+    /// back after the completion). Refunding it on the client would make the client believe in
+    /// capacity the server does not have, and provoke 429s. A completion longer than the
+    /// allowance (possible only when no maximum was set) is debited.
+    ReservedOutput,
+    /// Output is charged as used: the allowance is an estimate, adjusted to the real output
+    /// when the response ends (Anthropic documents that its output-tokens-per-minute limit is
+    /// "estimated based on `max_tokens` at the beginning of the request and adjusted at the end
+    /// of the request to reflect the actual number of output tokens used").
+    UsedOutput,
+}
+
+/// The cost model of OpenAI-style and Anthropic APIs: lanes per model and API key, the token
+/// cost of each request estimated from its JSON body, reconciled from the `usage` the server
+/// reports, and the server's refusals read (which dimension is exhausted; `insufficient_quota`
+/// is permanent).
+///
+/// The cost of a request booked in its lane is `{requests: 1, tokens: input + output,
+/// input tokens: input, output tokens: output}` (see [`estimate`](super::estimate)); only the
+/// dimensions the policy limits (or the server announces) are counted.
+///
+/// ```
+/// use reqwest_throttle::llm::{Accounting, TokenCost};
+/// use reqwest_throttle::{Policy, Rate};
+///
+/// // An OpenAI-compatible server that charges completions as used, not as reserved.
+/// let policy = Policy::openai()
+///     .cost_model(TokenCost::openai().accounting(Accounting::UsedOutput))
+///     .tokens(Rate::per_minute(100_000));
+/// # drop(policy);
+/// ```
+#[derive(Clone, Debug)]
+pub struct TokenCost {
+    accounting: Accounting,
+}
+
+impl TokenCost {
+    /// OpenAI (and Azure OpenAI, and compatible servers): [`Accounting::ReservedOutput`].
+    pub fn openai() -> TokenCost {
+        TokenCost {
+            accounting: Accounting::ReservedOutput,
+        }
+    }
+
+    /// Anthropic's Messages API: [`Accounting::UsedOutput`].
+    pub fn anthropic() -> TokenCost {
+        TokenCost {
+            accounting: Accounting::UsedOutput,
+        }
+    }
+
+    /// How output tokens are charged once the usage is known.
+    #[must_use]
+    pub fn accounting(mut self, accounting: Accounting) -> TokenCost {
+        self.accounting = accounting;
+        self
+    }
+
+    /// The configured accounting.
+    pub fn configured_accounting(&self) -> Accounting {
+        self.accounting
+    }
+
+    /// The booked cost of a token estimate: one request, input and output together in
+    /// `Tokens`, and each apart in `InputTokens` and `OutputTokens`.
+    ///
+    /// ```
+    /// use reqwest_throttle::llm::{TokenCost, TokenEstimate};
+    /// use reqwest_throttle::Dimension;
+    ///
+    /// let mut estimate = TokenEstimate::default();
+    /// estimate.input = 120;
+    /// estimate.output = 400;
+    /// let cost = TokenCost::cost_of(&estimate);
+    /// assert_eq!(cost.get(Dimension::Requests), 1);
+    /// assert_eq!(cost.get(Dimension::Tokens), 520);
+    /// assert_eq!(cost.get(Dimension::OutputTokens), 400);
+    /// ```
+    pub fn cost_of(estimate: &TokenEstimate) -> Cost {
+        Cost::requests(1)
+            .with(Dimension::Tokens, estimate.total())
+            .with(Dimension::InputTokens, estimate.input)
+            .with(Dimension::OutputTokens, estimate.output)
+    }
+
+    /// What a request really cost, given what was booked and what the server reported.
+    ///
+    /// ```
+    /// use reqwest_throttle::llm::{Accounting, TokenCost, Usage};
+    /// use reqwest_throttle::{Cost, Dimension};
+    ///
+    /// let booked = Cost::requests(1)
+    ///     .with(Dimension::Tokens, 600)
+    ///     .with(Dimension::InputTokens, 100)
+    ///     .with(Dimension::OutputTokens, 500);
+    /// let usage = Usage::new(110, 40);
+    /// // OpenAI keeps the 500-token allowance booked; only the prompt is corrected.
+    /// let openai = TokenCost::openai().actual_cost(&booked, usage);
+    /// assert_eq!(openai.get(Dimension::Tokens), 610);
+    /// // Anthropic charges output as used.
+    /// let anthropic = TokenCost::anthropic().actual_cost(&booked, usage);
+    /// assert_eq!(anthropic.get(Dimension::Tokens), 150);
+    /// ```
+    pub fn actual_cost(&self, booked: &Cost, usage: Usage) -> Cost {
+        let output = match self.accounting {
+            Accounting::ReservedOutput => {
+                usage.output_tokens.max(booked.get(Dimension::OutputTokens))
+            }
+            Accounting::UsedOutput => usage.output_tokens,
+        };
+        Cost::requests(booked.get(Dimension::Requests))
+            .with(Dimension::Tokens, usage.input_tokens.saturating_add(output))
+            .with(Dimension::InputTokens, usage.input_tokens)
+            .with(Dimension::OutputTokens, output)
+    }
+}
+
+/// Reads an error body: which dimension the server says is exhausted, and whether the refusal is
+/// permanent (`insufficient_quota`: the account has no credit left; retrying cannot help).
+///
+/// ```
+/// use reqwest_throttle::llm::read_refusal;
+/// use reqwest_throttle::Dimension;
+///
+/// let tpm = br#"{"error":{"message":"Rate limit reached for gpt-4o on tokens per min (TPM)","type":"tokens","code":"rate_limit_exceeded"}}"#;
+/// assert_eq!(read_refusal(tpm).exhausted, Some(Dimension::Tokens));
+/// let quota = br#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#;
+/// assert!(read_refusal(quota).permanent);
+/// ```
+pub fn read_refusal(body: &[u8]) -> Inspection {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return Inspection::NOTHING;
+    };
+    let Some(error) = value.get("error") else {
+        return Inspection::NOTHING;
+    };
+    let field = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("");
+    let (kind, code, message) = (field("type"), field("code"), field("message"));
+    if kind == "insufficient_quota" || code == "insufficient_quota" {
+        return Inspection::permanent();
+    }
+    let message = message.to_ascii_lowercase();
+    let exhausted = match kind {
+        "tokens" | "tokens_usage_based" => Some(Dimension::Tokens),
+        "input_tokens" => Some(Dimension::InputTokens),
+        "output_tokens" => Some(Dimension::OutputTokens),
+        "requests" => None,
+        // Anthropic names the limit in its message.
+        _ if message.contains("input tokens per minute") => Some(Dimension::InputTokens),
+        _ if message.contains("output tokens per minute") => Some(Dimension::OutputTokens),
+        _ if message.contains("tokens per min") || message.contains("(tpm)") => {
+            Some(Dimension::Tokens)
+        }
+        _ => None,
+    };
+    match exhausted {
+        Some(dimension) => Inspection::exhausted(dimension),
+        None => Inspection::NOTHING,
+    }
+}
+
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("text/event-stream"))
+}
+
+#[async_trait::async_trait]
+impl CostModel for TokenCost {
+    fn lane_key(&self, request: &Request) -> Option<LaneKey> {
+        key::lane_key(request)
+    }
+
+    fn estimate(&self, request: &Request) -> Cost {
+        let estimate = Endpoint::from_path(request.url().path()).and_then(|endpoint| {
+            let body = request.body()?.as_bytes()?;
+            estimate(endpoint, body)
+        });
+        estimate.map_or_else(|| Cost::requests(1), |e| TokenCost::cost_of(&e))
+    }
+
+    async fn inspect(&self, response: Response, settlement: Settlement) -> (Response, Inspection) {
+        let status = response.status();
+        let priced_in_tokens = settlement.estimate().get(Dimension::Tokens) > 0;
+        if status.is_success() {
+            if !priced_in_tokens {
+                return (response, Inspection::NOTHING);
+            }
+            if is_event_stream(&response) {
+                let (parts, inner) = body::split(response);
+                let model = self.clone();
+                let on_end = Box::new(move |usage: Option<Usage>| {
+                    // No usage chunk (the caller did not ask for one): the estimate stands.
+                    if let Some(usage) = usage {
+                        let actual = model.actual_cost(settlement.estimate(), usage);
+                        settlement.settle(&actual);
+                    }
+                });
+                let stream = UsageStream::new(inner, on_end);
+                return (
+                    body::join(parts, reqwest::Body::wrap(stream)),
+                    Inspection::NOTHING,
+                );
+            }
+            let (parts, inner) = body::split(response);
+            return match body::buffer(inner).await {
+                Ok(bytes) => {
+                    if let Some(usage) = Usage::from_json(&bytes) {
+                        let actual = self.actual_cost(settlement.estimate(), usage);
+                        settlement.settle(&actual);
+                    }
+                    (
+                        body::join(parts, reqwest::Body::from(bytes)),
+                        Inspection::NOTHING,
+                    )
+                }
+                Err(failed) => (body::join(parts, failed), Inspection::NOTHING),
+            };
+        }
+        // A refused request generated nothing: give its tokens back (the request stays counted).
+        let requests = settlement.estimate().get(Dimension::Requests);
+        settlement.settle(&Cost::requests(requests));
+        if !(status.is_client_error() || status.is_server_error()) {
+            return (response, Inspection::NOTHING);
+        }
+        let (parts, inner) = body::split(response);
+        match body::buffer(inner).await {
+            Ok(bytes) => {
+                let inspection = if status == StatusCode::TOO_MANY_REQUESTS {
+                    read_refusal(&bytes)
+                } else {
+                    Inspection::NOTHING
+                };
+                (body::join(parts, reqwest::Body::from(bytes)), inspection)
+            }
+            Err(failed) => (body::join(parts, failed), Inspection::NOTHING),
+        }
+    }
+}
