@@ -256,3 +256,107 @@ async fn insufficient_quota_is_returned_at_once_and_never_retried() {
     assert_eq!(api.stats().received, 1, "retried a permanent refusal");
     assert_eq!(throttle.stats().lanes[0].retries, 0);
 }
+
+fn chat(max_tokens: u64, content: &str) -> String {
+    json!({"model": "gpt-4o", "max_tokens": max_tokens,
+           "messages": [{"role": "user", "content": content}]})
+    .to_string()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_given_up_while_waiting_gives_its_tokens_back() {
+    let api = SimulatedApi::builder().tokens_per_minute(TPM).build();
+    let throttle = Throttle::builder()
+        .host(
+            "api.openai.test",
+            Policy::openai().tokens(Rate::per_minute(TPM)),
+        )
+        .build()
+        .unwrap();
+    let client = client(&throttle, &api);
+    let start = Instant::now();
+    // 30 000 of the 40 000 tokens go at once.
+    let first = client
+        .post(URL)
+        .body(chat(30_000, "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    // 20 000 more must wait for 10 000 to refill (15 s); this caller gives up after 1 s.
+    let given_up = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.post(URL).body(chat(20_000, "hi")).send(),
+    )
+    .await;
+    assert!(given_up.is_err());
+    // The next one is booked as if the abandoned one had never existed: it leaves after the
+    // same 15 s (not 45 s).
+    let next = client
+        .post(URL)
+        .body(chat(20_000, "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(next.status(), 200);
+    let waited = Instant::now() - start;
+    assert!(
+        waited >= Duration::from_secs(15) && waited < Duration::from_secs(16),
+        "{waited:?}"
+    );
+    assert_eq!((api.stats().ok, api.stats().limited), (2, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_limit_refusal_pauses_only_the_token_dimension() {
+    let api = SimulatedApi::builder()
+        .tokens_per_minute(1_000)
+        .headers(HeaderStyle::OpenAi)
+        .retry_after(RetryAfterStyle::Millis)
+        .build();
+    // Another process with the same key spends 900 of the 1 000 tokens.
+    let other = Throttle::builder()
+        .host("api.openai.test", Policy::openai())
+        .build()
+        .unwrap();
+    let spent = client(&other, &api)
+        .post(URL)
+        .body(chat(890, "hi"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(spent.status(), 200);
+
+    let throttle = Throttle::builder()
+        .host("api.openai.test", Policy::openai())
+        .build()
+        .unwrap();
+    let client = client(&throttle, &api);
+    let start = Instant::now();
+    let big = tokio::spawn({
+        let client = client.clone();
+        async move { client.post(URL).body(chat(490, "hi")).send().await }
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // A request that costs no tokens on the client side goes on during the token cooldown.
+    let small = client
+        .post(URL)
+        .body(chat(1, "hi"))
+        .with_extension(reqwest_throttle::RequestCost(
+            reqwest_throttle::Cost::requests(1),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    assert_eq!(Instant::now() - start, Duration::from_millis(10));
+    // The refused one waited for the server's retry-after-ms, then succeeded.
+    let big = big.await.unwrap().unwrap();
+    assert_eq!(big.status(), 200);
+    let log = api.requests();
+    assert_eq!(log[1].status, Some(http::StatusCode::TOO_MANY_REQUESTS));
+    // The small request spent 10 of the server's tokens during the pause, so the retry may be
+    // refused once more before it fits; it is never lost.
+    let lane = &throttle.stats().lanes[0];
+    assert!(lane.rate_limited >= 1 && lane.cooldowns >= 1, "{lane:?}");
+}

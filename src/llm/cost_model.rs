@@ -263,3 +263,151 @@ impl CostModel for TokenCost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use reqwest::ResponseBuilderExt as _;
+
+    use super::*;
+    use crate::limiter::Budget;
+    use crate::Rate;
+
+    const BURST: u64 = 10_000;
+    const URL: &str = "http://api.test/v1/chat/completions";
+
+    fn budget() -> Arc<Budget> {
+        let budget = Budget::new();
+        let limit = Rate::per_minute(BURST).limit().unwrap();
+        budget.set_limit(Dimension::Tokens, Some(limit));
+        budget
+    }
+
+    /// Books `input` + `output` tokens and sends them, as the middleware does.
+    fn settlement(budget: &Arc<Budget>, input: u64, output: u64) -> Settlement {
+        let mut estimate = TokenEstimate::default();
+        estimate.input = input;
+        estimate.output = output;
+        let reservation = budget
+            .reserve(&TokenCost::cost_of(&estimate), None)
+            .unwrap();
+        Settlement::new(reservation.commit())
+    }
+
+    fn response(status: u16, content_type: &str, body: &'static str) -> Response {
+        let response = http::Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .header("x-request-id", "req-1")
+            .url(reqwest::Url::parse(URL).unwrap())
+            .body(body)
+            .unwrap();
+        Response::from(response)
+    }
+
+    fn available(budget: &Budget) -> u64 {
+        budget.available(Dimension::Tokens).unwrap()
+    }
+
+    const JSON: &str = r#"{"id":"chatcmpl-1","choices":[],"usage":{"prompt_tokens":90,"completion_tokens":40,"total_tokens":130}}"#;
+
+    async fn inspect_json(model: TokenCost, input: u64, output: u64) -> u64 {
+        let budget = budget();
+        let settlement = settlement(&budget, input, output);
+        assert_eq!(available(&budget), BURST - input - output);
+        let (response, inspection) = model
+            .inspect(response(200, "application/json", JSON), settlement)
+            .await;
+        assert_eq!(inspection, Inspection::NOTHING);
+        // The caller gets the same response: status, headers, URL and bytes.
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.url().as_str(), URL);
+        assert_eq!(response.headers()["x-request-id"], "req-1");
+        assert_eq!(response.bytes().await.unwrap(), JSON.as_bytes());
+        BURST - available(&budget)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn json_usage_settles_over_and_under_estimates_exactly() {
+        // Output charged as used: 100 + 500 booked, 90 + 40 used.
+        assert_eq!(inspect_json(TokenCost::anthropic(), 100, 500).await, 130);
+        // Under-estimated prompt (50 booked, 90 used): the difference is charged.
+        assert_eq!(inspect_json(TokenCost::anthropic(), 50, 20).await, 130);
+        // OpenAI keeps the output allowance; the prompt is corrected both ways.
+        assert_eq!(inspect_json(TokenCost::openai(), 100, 500).await, 590);
+        assert_eq!(inspect_json(TokenCost::openai(), 50, 500).await, 590);
+        // A completion beyond the allowance (no max_tokens was sent) is charged.
+        assert_eq!(inspect_json(TokenCost::openai(), 90, 10).await, 130);
+    }
+
+    const STREAM: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}],\"usage\":null}\n\n\
+data: {\"choices\":[],\"usage\":{\"prompt_tokens\":90,\"completion_tokens\":40,\"total_tokens\":130}}\n\n\
+data: [DONE]\n\n";
+    const STREAM_WITHOUT_USAGE: &str =
+        "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_settles_on_its_usage_chunk_once_read() {
+        let budget = budget();
+        let settlement = settlement(&budget, 100, 500);
+        let (response, _) = TokenCost::anthropic()
+            .inspect(response(200, "text/event-stream", STREAM), settlement)
+            .await;
+        // Nothing is settled before the caller reads the stream.
+        assert_eq!(available(&budget), BURST - 600);
+        assert_eq!(response.bytes().await.unwrap(), STREAM.as_bytes());
+        assert_eq!(available(&budget), BURST - 130);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_without_usage_keeps_the_estimate() {
+        let budget = budget();
+        let settlement = settlement(&budget, 100, 500);
+        let (response, _) = TokenCost::anthropic()
+            .inspect(
+                response(200, "text/event-stream", STREAM_WITHOUT_USAGE),
+                settlement,
+            )
+            .await;
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            STREAM_WITHOUT_USAGE.as_bytes()
+        );
+        assert_eq!(available(&budget), BURST - 600);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_dropped_unread_keeps_the_estimate() {
+        let budget = budget();
+        let settlement = settlement(&budget, 100, 500);
+        let (response, _) = TokenCost::anthropic()
+            .inspect(response(200, "text/event-stream", STREAM), settlement)
+            .await;
+        drop(response);
+        // Never read: no usage seen, the estimate stands.
+        assert_eq!(available(&budget), BURST - 600);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refusals_give_tokens_back_and_name_the_exhausted_dimension() {
+        let budget = budget();
+        let settlement = settlement(&budget, 100, 500);
+        let body = r#"{"error":{"message":"Rate limit reached on tokens per min (TPM)","type":"tokens","code":"rate_limit_exceeded"}}"#;
+        let (response, inspection) = TokenCost::openai()
+            .inspect(response(429, "application/json", body), settlement)
+            .await;
+        assert_eq!(inspection, Inspection::exhausted(Dimension::Tokens));
+        assert_eq!(available(&budget), BURST);
+        assert_eq!(response.text().await.unwrap(), body);
+
+        let anthropic = r#"{"type":"error","error":{"type":"rate_limit_error","message":"This request would exceed the rate limit for your organization of 8,000 output tokens per minute."}}"#;
+        assert_eq!(
+            read_refusal(anthropic.as_bytes()),
+            Inspection::exhausted(Dimension::OutputTokens)
+        );
+        let requests = r#"{"error":{"message":"Rate limit reached on requests per min (RPM)","type":"requests","code":"rate_limit_exceeded"}}"#;
+        assert_eq!(read_refusal(requests.as_bytes()), Inspection::NOTHING);
+        assert_eq!(read_refusal(b"<html>busy</html>"), Inspection::NOTHING);
+    }
+}
