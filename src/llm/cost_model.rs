@@ -92,10 +92,7 @@ impl TokenCost {
     /// use reqwest_throttle::llm::{TokenCost, TokenEstimate};
     /// use reqwest_throttle::Dimension;
     ///
-    /// let mut estimate = TokenEstimate::default();
-    /// estimate.input = 120;
-    /// estimate.output = 400;
-    /// let cost = TokenCost::cost_of(&estimate);
+    /// let cost = TokenCost::cost_of(&TokenEstimate::new(120, 400));
     /// assert_eq!(cost.get(Dimension::Requests), 1);
     /// assert_eq!(cost.get(Dimension::Tokens), 520);
     /// assert_eq!(cost.get(Dimension::OutputTokens), 400);

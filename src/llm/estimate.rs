@@ -107,6 +107,15 @@ pub struct TokenEstimate {
 }
 
 impl TokenEstimate {
+    /// An estimate of `input` prompt tokens and an `output` allowance, for no named model.
+    pub fn new(input: u64, output: u64) -> TokenEstimate {
+        TokenEstimate {
+            model: None,
+            input,
+            output,
+        }
+    }
+
     /// Input and output together: what counts against a tokens-per-minute limit.
     pub fn total(&self) -> u64 {
         self.input.saturating_add(self.output)
