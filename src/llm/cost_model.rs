@@ -283,9 +283,7 @@ mod tests {
 
     /// Books `input` + `output` tokens and sends them, as the middleware does.
     fn settlement(budget: &Arc<Budget>, input: u64, output: u64) -> Settlement {
-        let mut estimate = TokenEstimate::default();
-        estimate.input = input;
-        estimate.output = output;
+        let estimate = TokenEstimate::new(input, output);
         let reservation = budget
             .reserve(&TokenCost::cost_of(&estimate), None)
             .unwrap();
