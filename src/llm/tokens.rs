@@ -66,8 +66,9 @@ impl Counter {
     }
 }
 
-/// Tokens of `text` for `model`, counted the way this crate estimates prompts (see the
-/// [module docs](self)).
+/// Tokens of `text` for `model`, counted the way this crate estimates prompts: exact with the
+/// `tiktoken` feature (the encoding of the model's family; `o200k_base` for a model tiktoken-rs
+/// does not know), [`CHARS_PER_TOKEN`] characters per token, rounded up, without it.
 ///
 /// ```
 /// use reqwest_throttle::llm::count_tokens;
