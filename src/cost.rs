@@ -56,16 +56,38 @@ pub struct Inspection {
     /// The one dimension the server said is exhausted (a 429 "tokens per minute" body): only
     /// that dimension cools down, requests that cost none of it go on.
     pub exhausted: Option<Dimension>,
+    /// The response is a refusal no retry can change (OpenAI's `insufficient_quota` 429: the
+    /// account is out of credit, not out of rate): it is handed to the caller at once.
+    pub permanent: bool,
 }
 
 impl Inspection {
     /// An inspection that found nothing to add.
-    pub const NOTHING: Inspection = Inspection { exhausted: None };
+    pub const NOTHING: Inspection = Inspection {
+        exhausted: None,
+        permanent: false,
+    };
 
     /// An inspection saying `dimension` is exhausted.
     pub fn exhausted(dimension: Dimension) -> Inspection {
         Inspection {
             exhausted: Some(dimension),
+            permanent: false,
+        }
+    }
+
+    /// An inspection saying the response is final whatever its status: never retried.
+    ///
+    /// ```
+    /// use reqwest_throttle::cost::Inspection;
+    ///
+    /// assert!(Inspection::permanent().permanent);
+    /// assert!(!Inspection::NOTHING.permanent);
+    /// ```
+    pub fn permanent() -> Inspection {
+        Inspection {
+            exhausted: None,
+            permanent: true,
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::limiter::{Budget, Cost, Dimension, Limit};
 use crate::policy::Policy;
 use crate::retry::{is_rate_limited, RetryBudget};
-use crate::signals::{Signals, Window};
+use crate::signals::{HeaderFamily, RateLimits, Signals, Window};
 use crate::stats::LaneStats;
 
 /// The name of a lane: by default `scheme://host:port` of the request's URL.
@@ -141,6 +141,20 @@ pub(crate) struct Lane {
     created: Instant,
 }
 
+/// A limit of `limit` units per minute, with the whole minute as burst; `None` for a limit of
+/// zero or one too fast to represent (more than one unit per nanosecond).
+fn per_minute_limit(limit: u64) -> Option<Limit> {
+    if limit == 0 {
+        return None;
+    }
+    let interval = Duration::from_secs(60).as_nanos() / u128::from(limit);
+    let interval = u64::try_from(interval).ok().filter(|nanos| *nanos > 0)?;
+    Some(Limit {
+        interval: Duration::from_nanos(interval),
+        burst: limit,
+    })
+}
+
 impl Lane {
     pub fn new(key: LaneKey, policy: Arc<Policy>, on_transition: Option<&TransitionHook>) -> Lane {
         let budget = Budget::new();
@@ -250,6 +264,9 @@ impl Lane {
     ///
     /// When the response named one exhausted dimension (a 429 whose body says the token limit,
     /// not the request limit, was hit), only that dimension pauses.
+    ///
+    /// Announced token windows (tokens, input and output tokens) keep the token budgets in
+    /// step with the server; see [`sync_tokens`](Self::sync_tokens).
     pub fn observe(
         &self,
         status: http::StatusCode,
@@ -258,6 +275,9 @@ impl Lane {
         now: Instant,
     ) {
         let cap = self.policy.retry.configured_max_retry_after();
+        if let Some(limits) = signals.rate_limits.as_ref() {
+            self.sync_tokens(limits);
+        }
         let rate_limited = is_rate_limited(status, signals);
         if rate_limited {
             self.counters.rate_limited.fetch_add(1, Relaxed);
@@ -275,6 +295,84 @@ impl Lane {
             .and_then(|limits| limits.requests);
         if let Some(window) = requests {
             self.pace_from(window, now, cap);
+        }
+    }
+
+    /// Keeps each token budget in step with the token windows the server announces.
+    ///
+    /// OpenAI and Anthropic announce token limits per minute and replenish them continuously
+    /// (a token bucket: `reset` is the time until the bucket is full again), so:
+    /// - a limit `L` the policy did not set is learned as `L` per minute with a burst of `L`
+    ///   (never faster than a configured rate), and a cost above it is refused at once
+    ///   ([`Error::CostTooLarge`](crate::Error::CostTooLarge)), as the server would refuse it;
+    /// - the lane never believes more tokens are available than the `remaining` the server
+    ///   announced: the difference is booked. Requests already sent but not yet seen by the
+    ///   server were booked by this lane when they left, so they are not counted twice, and an
+    ///   older answer (a larger `remaining`) never gives anything back.
+    ///
+    /// Token windows read from other header families (IETF `qu="tokens"`) have no stated
+    /// period; they only sync a token budget that has a limit already.
+    fn sync_tokens(&self, limits: &RateLimits) {
+        let per_minute = matches!(
+            limits.family,
+            HeaderFamily::OpenAi | HeaderFamily::Anthropic
+        );
+        let windows = [
+            (Dimension::Tokens, limits.tokens),
+            (Dimension::InputTokens, limits.input_tokens),
+            (Dimension::OutputTokens, limits.output_tokens),
+        ];
+        for (dimension, window) in windows {
+            let Some(window) = window else {
+                continue;
+            };
+            let mut remaining = window.remaining;
+            if per_minute {
+                if let Some((announced, learned)) = window
+                    .limit
+                    .and_then(|limit| Some((limit, per_minute_limit(limit)?)))
+                {
+                    let configured = self
+                        .policy
+                        .configured_limit(dimension)
+                        .and_then(|rate| rate.limit().ok());
+                    let effective = match configured {
+                        Some(configured) if configured.interval >= learned.interval => configured,
+                        _ => learned,
+                    };
+                    let current = self.budget.limit(dimension);
+                    if current.is_none() {
+                        // Requests that left before the limit was known were not booked in this
+                        // dimension, and the server had not counted them yet when it answered
+                        // this one: assume each costs what the server's budget has lost so far.
+                        let unseen = self.counters.in_flight.load(Relaxed).saturating_sub(1);
+                        let lost = announced.saturating_sub(remaining.unwrap_or(0));
+                        remaining =
+                            remaining.map(|r| r.saturating_sub(unseen.saturating_mul(lost)));
+                    }
+                    if current != Some(effective) {
+                        self.budget.set_limit(dimension, Some(effective));
+                        self.budget.set_strict(dimension, true);
+                        tracing::debug!(target: "reqwest_throttle", lane = %self.key, %dimension, burst = effective.burst, "token limit learned from rate-limit headers");
+                    }
+                }
+            }
+            let (Some(remaining), Some(available)) = (remaining, self.budget.available(dimension))
+            else {
+                continue;
+            };
+            let excess = available.saturating_sub(remaining);
+            if excess == 0 {
+                continue;
+            }
+            // Book what the server says is gone: an immediate reservation of the excess (it fits,
+            // it is at most what is available) settled as used.
+            let cost = Cost::zero().with(dimension, excess);
+            if let Ok(reservation) = self.budget.reserve(&cost, Some(Duration::ZERO)) {
+                reservation.settle(None);
+                self.counters.paced.fetch_add(1, Relaxed);
+                tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
+            }
         }
     }
 

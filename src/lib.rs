@@ -37,6 +37,9 @@ mod error;
 mod lane;
 mod lanes;
 pub mod limiter;
+#[cfg(feature = "llm")]
+#[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
+pub mod llm;
 mod policy;
 pub mod retry;
 pub mod signals;

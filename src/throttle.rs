@@ -30,7 +30,9 @@ use crate::lane::{Gauge, Lane, LaneKey, TransitionHook};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation};
 use crate::policy::{HostRules, Policy, PolicyError};
-use crate::retry::{classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason};
+use crate::retry::{
+    classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason, Verdict,
+};
 use crate::signals::Signals;
 use crate::stats::ThrottleStats;
 
@@ -637,7 +639,12 @@ impl Throttle {
             }
 
             let facts = AttemptFacts {
-                verdict: classify(attempt, &signals),
+                // A refusal the cost model knows to be permanent (out of quota) is not retried.
+                verdict: if inspection.permanent {
+                    Verdict::Final
+                } else {
+                    classify(attempt, &signals)
+                },
                 idempotency,
                 cloneable: spare.is_some(),
                 retries_done,

@@ -1,8 +1,8 @@
 //! The simulated server's own limits, kept the way real APIs keep them.
 //!
-//! A [`Limiter`] guards one *dimension* of the budget (requests today; tokens per minute for
-//! an OpenAI-compatible server can be added as another [`Dimension`] with its own [`Cost`]
-//! field). A request is admitted only if every dimension admits it, so checking is split from
+//! A [`Limiter`] guards one *dimension* of the budget: requests, or tokens (an
+//! OpenAI-compatible server's tokens per minute, each request costing its prompt tokens plus its
+//! completion allowance). A request is admitted only if every dimension admits it, so checking is split from
 //! charging: [`Limiter::peek`] is a pure function of `now`, [`Limiter::commit`] charges.
 //!
 //! Two models:
@@ -22,6 +22,8 @@ use tokio::time::Instant;
 pub(crate) enum Dimension {
     /// Requests: every request costs one.
     Requests,
+    /// Tokens: a request costs its prompt tokens plus its completion allowance.
+    Tokens,
 }
 
 impl Dimension {
@@ -29,6 +31,7 @@ impl Dimension {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Dimension::Requests => "requests",
+            Dimension::Tokens => "tokens",
         }
     }
 
@@ -36,6 +39,7 @@ impl Dimension {
     pub(crate) fn ietf_policy(self) -> &'static str {
         match self {
             Dimension::Requests => "default",
+            Dimension::Tokens => "tokens",
         }
     }
 }
@@ -43,18 +47,26 @@ impl Dimension {
 /// What one request costs in every dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Cost {
-    /// Units of [`Dimension::Requests`]; always one today.
+    /// Units of [`Dimension::Requests`]: one.
     pub(crate) requests: u64,
+    /// Units of [`Dimension::Tokens`].
+    pub(crate) tokens: u64,
 }
 
 impl Cost {
-    /// The cost of one plain request.
-    pub(crate) const ONE_REQUEST: Cost = Cost { requests: 1 };
+    /// The cost of one request of `tokens` tokens.
+    pub(crate) const fn request(tokens: u64) -> Cost {
+        Cost {
+            requests: 1,
+            tokens,
+        }
+    }
 
     /// This cost in one dimension.
     pub(crate) fn of(self, dimension: Dimension) -> u64 {
         match dimension {
             Dimension::Requests => self.requests,
+            Dimension::Tokens => self.tokens,
         }
     }
 }
@@ -136,6 +148,17 @@ impl LimiterConfig {
         LimiterConfig::TokenBucket {
             interval_nanos,
             burst,
+        }
+    }
+
+    /// A token bucket of `limit` units refilled evenly over `per` (`limit` per minute, as
+    /// OpenAI and Anthropic replenish their limits continuously). Exact integer interval; a zero
+    /// `limit` refuses everything and a zero `per` is one nanosecond per unit.
+    pub(crate) fn refilled_over(limit: u64, per: Duration) -> Self {
+        let interval_nanos = (per.as_nanos() / u128::from(limit.max(1))).max(1);
+        LimiterConfig::TokenBucket {
+            interval_nanos,
+            burst: limit,
         }
     }
 

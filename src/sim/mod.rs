@@ -30,6 +30,22 @@
 //!
 //! The server never panics on a request and is safe to use from many tasks at once.
 //!
+//! # LLM calls (feature `llm`)
+//!
+//! With the `llm` feature the server is also an OpenAI-compatible LLM API. A POST to
+//! `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or `…/messages` with a
+//! JSON body is charged, against [`SimulatedApiBuilder::tokens_per_minute`], what OpenAI
+//! documents its limiter counts when the request arrives: the prompt tokens (counted as the
+//! client counts them, `reqwest_throttle::llm::estimate`) plus the completion allowance (`max_tokens` ×
+//! `n`, or `reqwest_throttle::llm::DEFAULT_COMPLETION_TOKENS` when absent); nothing is given back when
+//! the completion is shorter. The completion is `1 + hash(seq) mod allowance` tokens, so runs
+//! are reproducible. The answer has the provider's JSON shape and a `usage` object; with
+//! `"stream": true` it is a server-sent event stream whose final chunk carries the usage when
+//! `stream_options.include_usage` is set. With [`HeaderStyle::OpenAi`] every answer carries
+//! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a refusal's body says
+//! `"type": "tokens"` or `"type": "requests"`, and [`Outage::InsufficientQuota`] answers as an
+//! account without credit does.
+//!
 //! # Time
 //!
 //! The limits run on [`tokio::time::Instant`], so under
@@ -72,6 +88,11 @@
 
 mod headers;
 mod limiter;
+#[cfg(feature = "llm")]
+mod llm;
+#[cfg(not(feature = "llm"))]
+#[path = "llm_off.rs"]
+mod llm;
 mod server;
 
 pub use server::SimServer;
@@ -89,6 +110,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use limiter::{Cost, Dimension, Limiter, LimiterConfig, Quota, Verdict};
+use llm::{Generated, LlmCall};
 
 /// Which family of rate-limit headers the simulated server announces on admitted and limited
 /// answers.
@@ -154,6 +176,9 @@ pub enum Outage {
     /// cannot know whether the server acted). In middleware mode the request fails with an
     /// [`io::Error`] of kind [`io::ErrorKind::ConnectionReset`].
     Hangup,
+    /// The account has no credit left: every request is answered `429` with OpenAI's
+    /// `insufficient_quota` body and no retry hint (retrying cannot help).
+    InsufficientQuota,
 }
 
 /// What the simulated server did with one request.
@@ -214,6 +239,13 @@ pub struct SimStats {
     pub first_request: Option<Instant>,
     /// When the last request arrived.
     pub last_request: Option<Instant>,
+    /// Tokens charged against the tokens limit by admitted LLM calls (prompt + completion
+    /// allowance, see the [module docs](self#llm-calls-feature-llm)).
+    pub tokens_charged: u64,
+    /// Prompt tokens reported in the `usage` of admitted LLM calls.
+    pub prompt_tokens: u64,
+    /// Completion tokens reported in the `usage` of admitted LLM calls.
+    pub completion_tokens: u64,
 }
 
 impl SimStats {
@@ -240,6 +272,7 @@ pub struct SimulatedApiBuilder {
 #[derive(Clone, Debug)]
 struct Config {
     requests: Option<LimiterConfig>,
+    tokens: Option<LimiterConfig>,
     headers: HeaderStyle,
     retry_after: RetryAfterStyle,
     limited_status: StatusCode,
@@ -253,6 +286,7 @@ impl Default for SimulatedApiBuilder {
         SimulatedApiBuilder {
             config: Config {
                 requests: None,
+                tokens: None,
                 headers: HeaderStyle::None,
                 retry_after: RetryAfterStyle::Seconds,
                 limited_status: StatusCode::TOO_MANY_REQUESTS,
@@ -287,6 +321,31 @@ impl SimulatedApiBuilder {
     /// of 0 refuses everything. Replaces a [`limit`](Self::limit).
     pub fn token_bucket(mut self, rate_per_sec: f64, burst: u64) -> Self {
         self.config.requests = Some(LimiterConfig::token_bucket(rate_per_sec, burst));
+        self
+    }
+
+    /// At most `rpm` requests per minute, replenished continuously (a token bucket of `rpm`
+    /// refilled over a minute), as OpenAI and Anthropic document their limits. Replaces a
+    /// [`limit`](Self::limit) or [`token_bucket`](Self::token_bucket).
+    pub fn requests_per_minute(mut self, rpm: u64) -> Self {
+        self.config.requests = Some(LimiterConfig::refilled_over(rpm, Duration::from_secs(60)));
+        self
+    }
+
+    /// At most `tpm` tokens per minute, replenished continuously, charged to LLM calls as
+    /// OpenAI documents (prompt + `max_tokens` × `n` when the request arrives; see the
+    /// [module docs](self#llm-calls-feature-llm)). Requests that are not LLM calls cost no
+    /// tokens. Announced as `x-ratelimit-{limit,remaining,reset}-tokens` with
+    /// [`HeaderStyle::OpenAi`]; a refusal's body says `"type": "tokens"`.
+    pub fn tokens_per_minute(mut self, tpm: u64) -> Self {
+        self.config.tokens = Some(LimiterConfig::refilled_over(tpm, Duration::from_secs(60)));
+        self
+    }
+
+    /// At most `tokens` tokens per fixed window of length `per` (see [`limit`](Self::limit)
+    /// for how windows open). Replaces [`tokens_per_minute`](Self::tokens_per_minute).
+    pub fn tokens_limit(mut self, tokens: u64, per: Duration) -> Self {
+        self.config.tokens = Some(LimiterConfig::FixedWindow { limit: tokens, per });
         self
     }
 
@@ -332,12 +391,13 @@ impl SimulatedApiBuilder {
 
     /// The simulated API, with an empty history and full budget.
     pub fn build(self) -> SimulatedApi {
-        let limits = self
-            .config
-            .requests
-            .map(|limiter| (Dimension::Requests, limiter.start()))
-            .into_iter()
-            .collect();
+        let limits = [
+            (Dimension::Requests, self.config.requests),
+            (Dimension::Tokens, self.config.tokens),
+        ]
+        .into_iter()
+        .filter_map(|(dimension, limiter)| Some((dimension, limiter?.start())))
+        .collect();
         let (outage, _) = watch::channel(None);
         SimulatedApi {
             inner: Arc::new(Inner {
@@ -407,12 +467,15 @@ struct State {
 struct SimRequest {
     method: Method,
     path: String,
+    body: Bytes,
 }
 
 /// What the server decided for one request.
 enum Decision {
     Ok {
         quotas: Vec<(Dimension, Quota)>,
+        /// The LLM call answered, and the tokens it reports.
+        llm: Option<(LlmCall, Generated)>,
     },
     Limited {
         quotas: Vec<(Dimension, Quota)>,
@@ -423,6 +486,7 @@ enum Decision {
         status: StatusCode,
         retry_in: Option<Duration>,
     },
+    InsufficientQuota,
     Refused(io::ErrorKind),
 }
 
@@ -532,9 +596,11 @@ impl SimulatedApi {
     fn decide(&self, request: &SimRequest) -> (u64, Decision) {
         let outage = self.outage();
         let config = &self.inner.config;
+        let call = LlmCall::parse(&request.method, &request.path, &request.body);
         let mut state = self.lock();
         let now = Instant::now();
         let decision = match (outage, config.fail_every) {
+            (Some(Outage::InsufficientQuota), _) => Decision::InsufficientQuota,
             (Some(Outage::Refuse), _) => Decision::Refused(io::ErrorKind::ConnectionRefused),
             (Some(Outage::Hangup), _) => Decision::Refused(io::ErrorKind::ConnectionReset),
             (Some(Outage::Status(status)), _) => Decision::Failed {
@@ -549,10 +615,16 @@ impl SimulatedApi {
                 status,
                 retry_in: None,
             },
-            (None, None) => state.admit(now, Cost::ONE_REQUEST),
+            (None, None) => {
+                let cost = Cost::request(call.as_ref().map_or(0, LlmCall::charge));
+                // The sequence number this request is about to get, below.
+                let seq = state.stats.received.saturating_add(1);
+                state.admit(now, cost, call.map(|call| (call.generate(seq), call)))
+            }
         };
         let (outcome, status) = match &decision {
             Decision::Ok { .. } => (Outcome::Ok, Some(StatusCode::OK)),
+            Decision::InsufficientQuota => (Outcome::Limited, Some(StatusCode::TOO_MANY_REQUESTS)),
             Decision::Limited { .. } => (Outcome::Limited, Some(config.limited_status)),
             Decision::Failed { status, .. } => (Outcome::Failed, Some(*status)),
             Decision::Refused(_) => (Outcome::Refused, None),
@@ -560,6 +632,15 @@ impl SimulatedApi {
         let stats = &mut state.stats;
         stats.received = stats.received.saturating_add(1);
         let seq = stats.received;
+        if let Decision::Ok {
+            llm: Some((call, generated)),
+            ..
+        } = &decision
+        {
+            stats.tokens_charged = stats.tokens_charged.saturating_add(call.charge());
+            stats.prompt_tokens = stats.prompt_tokens.saturating_add(generated.prompt);
+            stats.completion_tokens = stats.completion_tokens.saturating_add(generated.completion);
+        }
         let counter = match outcome {
             Outcome::Ok => &mut stats.ok,
             Outcome::Limited => &mut stats.limited,
@@ -593,10 +674,21 @@ impl SimulatedApi {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let (status, body) = match decision {
             Decision::Refused(kind) => return Reply::Drop(kind),
-            Decision::Ok { quotas } => {
+            Decision::Ok { quotas, llm } => {
                 headers::rate_limit(config.headers, &quotas, wall_now, &mut headers);
-                (StatusCode::OK, format!("{{\"id\":{seq},\"ok\":true}}"))
+                match llm {
+                    Some((call, generated)) => {
+                        let (content_type, body) = call.render(seq, generated);
+                        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+                        (StatusCode::OK, body)
+                    }
+                    None => (StatusCode::OK, format!("{{\"id\":{seq},\"ok\":true}}")),
+                }
             }
+            Decision::InsufficientQuota => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "{\"error\":{\"message\":\"You exceeded your current quota, please check your plan and billing details.\",\"type\":\"insufficient_quota\",\"param\":null,\"code\":\"insufficient_quota\"}}".to_owned(),
+            ),
             Decision::Limited {
                 quotas,
                 dimension,
@@ -647,7 +739,7 @@ impl SimulatedApi {
 impl State {
     /// Admits a request if every dimension has room for its cost (and charges them all), or
     /// reports the dimension that will be free last.
-    fn admit(&mut self, now: Instant, cost: Cost) -> Decision {
+    fn admit(&mut self, now: Instant, cost: Cost, call: Option<(Generated, LlmCall)>) -> Decision {
         let verdicts: Vec<(Dimension, Verdict)> = self
             .limits
             .iter()
@@ -674,7 +766,10 @@ impl State {
                 for (dimension, limiter) in &mut self.limits {
                     limiter.commit(now, cost.of(*dimension));
                 }
-                Decision::Ok { quotas }
+                Decision::Ok {
+                    quotas,
+                    llm: call.map(|(generated, call)| (call, generated)),
+                }
             }
         }
     }
@@ -725,6 +820,11 @@ impl Middleware for SimulatedApi {
         let request = SimRequest {
             method: req.method().clone(),
             path,
+            body: req
+                .body()
+                .and_then(|body| body.as_bytes())
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default(),
         };
         match self.respond(request).await {
             Reply::Answer(answer) => {

@@ -230,10 +230,11 @@ async fn answer_http(
 ) -> Result<hyper::Response<Full<Bytes>>, io::Error> {
     let (parts, body) = request.into_parts();
     // Read the whole body, so that the connection can be kept alive.
-    Limited::new(body, MAX_BODY_BYTES)
+    let body = Limited::new(body, MAX_BODY_BYTES)
         .collect()
         .await
-        .map_err(io::Error::other)?;
+        .map_err(io::Error::other)?
+        .to_bytes();
     let path = parts
         .uri
         .path_and_query()
@@ -241,6 +242,7 @@ async fn answer_http(
     let request = SimRequest {
         method: parts.method,
         path,
+        body,
     };
     match api.respond(request).await {
         Reply::Answer(answer) => {
