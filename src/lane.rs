@@ -365,14 +365,10 @@ impl Lane {
             if excess == 0 {
                 continue;
             }
-            // Book what the server says is gone: an immediate reservation of the excess (it fits,
-            // it is at most what is available) settled as used.
-            let cost = Cost::zero().with(dimension, excess);
-            if let Ok(reservation) = self.budget.reserve(&cost, Some(Duration::ZERO)) {
-                reservation.settle(None);
-                self.counters.paced.fetch_add(1, Relaxed);
-                tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
-            }
+            // Book what the server says is gone.
+            self.budget.debit(dimension, excess);
+            self.counters.paced.fetch_add(1, Relaxed);
+            tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
         }
     }
 

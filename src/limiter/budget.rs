@@ -293,6 +293,15 @@ impl Budget {
         self.lock().cells[dimension.index()].strict = strict;
     }
 
+    /// Charges `units` of `dimension` that were used without a reservation (the server reports
+    /// less remaining than this budget believes): later reservations wait for them.
+    pub fn debit(&self, dimension: Dimension, units: u64) {
+        let now = self.nanos(Instant::now());
+        if let Some(gcra) = self.lock().cells[dimension.index()].gcra.as_mut() {
+            gcra.debit(units, now);
+        }
+    }
+
     /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
     ///
     /// A cooldown only ever extends: an earlier `until` than the current one is ignored.
