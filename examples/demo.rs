@@ -84,13 +84,18 @@ async fn main() -> DemoResult<()> {
     rows.push(
         run_batch(
             &progress,
-            "(c1) throttle, rate configured",
+            "(c1) throttle, rate 99/s configured",
             HeaderStyle::None,
             |server| {
                 // A fixed window admits `LIMIT` per window, so the configured rate has no burst
                 // beyond one: a GCRA burst of `LIMIT` on top of the steady rate would put up to
-                // twice the limit into the first window.
-                let rate = Rate::new(LIMIT, WINDOW).burst(1);
+                // twice the limit into the first window (51 × 429 in this demo). And 1 % under
+                // the limit: the server's window opens when the first request *arrives* (after
+                // a TCP connect), so at exactly the limit the 101st request can arrive a few
+                // milliseconds before that window ends; its `Retry-After: 1` (whole seconds,
+                // rounded up) then pauses the lane for a whole second (5 × 429 and 71 % of the
+                // limit at 100/s here, none and 99 % at 99/s).
+                let rate = Rate::new(LIMIT - LIMIT / 100, WINDOW).burst(1);
                 let host = server.addr().to_string();
                 let throttle = Throttle::builder()
                     .host(&host, Policy::new().rate(rate))
