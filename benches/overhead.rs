@@ -124,7 +124,7 @@ fn requests(c: &mut Criterion) {
 
     let mut sequential = c.benchmark_group("overhead/sequential");
     sequential.throughput(Throughput::Elements(1));
-    sequential.sample_size(50);
+    sequential.sample_size(30);
     for (name, client) in &clients {
         sequential.bench_function(*name, |b| {
             b.to_async(&runtime).iter(|| client.get(&url));
@@ -134,7 +134,7 @@ fn requests(c: &mut Criterion) {
 
     let mut concurrent = c.benchmark_group(format!("overhead/concurrent{CONCURRENT}"));
     concurrent.throughput(Throughput::Elements(CONCURRENT as u64));
-    concurrent.sample_size(50);
+    concurrent.sample_size(30);
     for (name, client) in &clients {
         concurrent.bench_function(*name, |b| {
             b.to_async(&runtime)
@@ -162,7 +162,8 @@ fn breaker(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().warm_up_time(Duration::from_secs(1));
+    // No plots: drawing them takes longer than some of the measurements on a busy machine.
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).without_plots();
     targets = requests, breaker
 }
 criterion_main!(benches);

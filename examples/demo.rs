@@ -120,7 +120,8 @@ async fn main() -> DemoResult<()> {
     );
     print_table(&rows);
 
-    server_goes_down(&progress).await?;
+    // A bar of its own: the batch bars' area ends above the table printed since.
+    server_goes_down().await?;
 
     // ── LLM token budgets (issue 5) ─────────────────────────────────────────────────────────
     // The LLM phase plugs in here: a simulated chat-completions API limiting both requests and
@@ -202,7 +203,7 @@ struct Row {
 }
 
 fn bar_style() -> ProgressStyle {
-    ProgressStyle::with_template("{prefix:<34} [{bar:30}] {pos:>3}/{len} {elapsed:>4} {msg}")
+    ProgressStyle::with_template("{prefix:<36} [{bar:30}] {pos:>3}/{len} {elapsed:>4} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ")
 }
@@ -278,9 +279,10 @@ async fn run_batch(
 }
 
 fn print_table(rows: &[Row]) {
-    println!();
+    // Two: a progress bar as wide as the terminal leaves the cursor waiting to wrap.
+    println!("\n");
     println!(
-        "{:<34} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9}",
+        "{:<36} {:>10} {:>9} {:>8} {:>9} {:>9} {:>9}",
         "client", "completed", "429s", "retries", "elapsed", "ok/s", "of limit"
     );
     let limit_per_sec = LIMIT as f64 / WINDOW.as_secs_f64();
@@ -297,7 +299,7 @@ fn print_table(rows: &[Row]) {
             0.0
         };
         println!(
-            "{:<34} {:>10} {:>9} {:>8} {:>8.1}s {:>9.1} {:>8.0}%",
+            "{:<36} {:>10} {:>9} {:>8} {:>8.1}s {:>9.1} {:>8.0}%",
             row.name,
             format!("{}/{REQUESTS}", row.ok),
             row.limited,
@@ -324,7 +326,7 @@ struct Call {
 }
 
 /// The "server goes down" phase: healthy, 503 for `OUTAGE`, healthy again.
-async fn server_goes_down(progress: &MultiProgress) -> DemoResult<()> {
+async fn server_goes_down() -> DemoResult<()> {
     println!(
         "\nServer goes down: {CALLERS} callers each send a GET every {CALLER_PERIOD:?} through the throttle; \
          the server is healthy for {HEALTHY_BEFORE:?},\nanswers 503 for {OUTAGE:?}, then is healthy again. \
@@ -342,9 +344,9 @@ async fn server_goes_down(progress: &MultiProgress) -> DemoResult<()> {
     let url = server.url("/v1/items/1");
 
     let total = HEALTHY_BEFORE + OUTAGE + HEALTHY_AFTER;
-    let bar = progress.add(ProgressBar::new(total.as_millis() as u64));
+    let bar = ProgressBar::new(total.as_millis() as u64);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:<34} [{bar:30}] {msg}")
+        ProgressStyle::with_template("{prefix:<36} [{bar:30}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> "),
     );
