@@ -18,7 +18,9 @@
 //! Each runs sequentially (one request at a time) and with 16 requests in flight. A request is
 //! sent and its body read. A loopback round trip takes tens of microseconds, so differences of
 //! tens of nanoseconds drown in its noise: the `breaker` group measures the closed breaker's
-//! `admit` + `record` on its own, beside an empty closure.
+//! `admit` + `record` on its own, beside an empty closure. Last, the same five clients run
+//! interleaved (see [`interleaved`]), which a machine shared with other work needs for a
+//! trustworthy ratio to bare reqwest.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -26,7 +28,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::Router;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use futures_util::future::join_all;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::policies::ExponentialBackoff;
@@ -160,10 +162,91 @@ fn breaker(c: &mut Criterion) {
     group.finish();
 }
 
+/// Rounds of the interleaved comparison, and the work of one variant in one round.
+const ROUNDS: usize = 21;
+const SEQUENTIAL_PER_ROUND: usize = 200;
+const BATCHES_PER_ROUND: usize = 25;
+
+/// The same comparison, interleaved: every round runs every variant once (in a rotating order),
+/// and each variant is compared with bare reqwest *of the same round*. On a machine shared with
+/// other work, criterion's variants run seconds apart under different load; the per-round ratio
+/// cancels most of that drift. Prints the median time per request and the median throughput
+/// ratio to bare reqwest.
+fn interleaved() {
+    let url = format!("http://{}/", start_server());
+    let runtime: Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let clients = clients();
+    let sequential = |client: &Client| {
+        runtime.block_on(async {
+            for _ in 0..SEQUENTIAL_PER_ROUND {
+                client.get(&url).await;
+            }
+        });
+        SEQUENTIAL_PER_ROUND
+    };
+    let concurrent = |client: &Client| {
+        runtime.block_on(async {
+            for _ in 0..BATCHES_PER_ROUND {
+                join_all((0..CONCURRENT).map(|_| client.get(&url))).await;
+            }
+        });
+        BATCHES_PER_ROUND * CONCURRENT
+    };
+    // Warm every pool first, so the first round pays no connection setup.
+    for (_, client) in &clients {
+        concurrent(client);
+    }
+    let modes: [(&str, &RunRound); 2] =
+        [("sequential", &sequential), ("concurrent16", &concurrent)];
+    println!("\ninterleaved: {ROUNDS} rounds, each variant once per round (rotating order)");
+    println!(
+        "{:<14} {:<20} {:>14} {:>12} {:>16}",
+        "mode", "client", "µs/request", "requests/s", "vs bare (median)"
+    );
+    for (mode, run) in modes {
+        let mut per_request: Vec<Vec<f64>> = vec![Vec::with_capacity(ROUNDS); clients.len()];
+        for round in 0..ROUNDS {
+            for k in 0..clients.len() {
+                let index = (round + k) % clients.len();
+                let started = std::time::Instant::now();
+                let requests = run(&clients[index].1);
+                per_request[index].push(started.elapsed().as_secs_f64() / requests as f64);
+            }
+        }
+        let bare = &per_request[0];
+        for ((name, _), times) in clients.iter().zip(&per_request) {
+            let ratios: Vec<f64> = bare.iter().zip(times).map(|(b, t)| b / t).collect();
+            let time = median(times.clone());
+            println!(
+                "{mode:<14} {name:<20} {:>14.1} {:>12.0} {:>15.1}%",
+                time * 1e6,
+                1.0 / time,
+                100.0 * median(ratios)
+            );
+        }
+    }
+}
+
+/// Runs one variant's share of a round; returns the requests it sent.
+type RunRound<'a> = dyn Fn(&Client) -> usize + 'a;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 criterion_group! {
     name = benches;
     // No plots: drawing them takes longer than some of the measurements on a busy machine.
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).without_plots();
     targets = requests, breaker
 }
-criterion_main!(benches);
+
+fn main() {
+    benches();
+    interleaved();
+    Criterion::default().configure_from_args().final_summary();
+}
