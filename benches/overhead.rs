@@ -17,10 +17,14 @@
 //!
 //! Each runs sequentially (one request at a time) and with 16 requests in flight. A request is
 //! sent and its body read. A loopback round trip takes tens of microseconds, so differences of
-//! tens of nanoseconds drown in its noise: the `breaker` group measures the closed breaker's
-//! `admit` + `record` on its own, beside an empty closure. Last, the same five clients run
-//! interleaved (see [`interleaved`]), which a machine shared with other work needs for a
-//! trustworthy ratio to bare reqwest.
+//! tens of nanoseconds drown in its noise. Hence three more measurements:
+//!
+//! - `in_memory`: the middleware's own CPU per request, each chain ending in a middleware that
+//!   answers at once (no socket);
+//! - `breaker`: a closed breaker's `admit` + `record`, beside an empty closure;
+//! - last, printed as a table, the five clients interleaved round by round (see
+//!   [`interleaved`]): on a machine shared with other work, criterion's variants run seconds
+//!   apart under different load, and only a per-round ratio to bare reqwest is trustworthy.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
@@ -30,7 +34,8 @@ use axum::routing::get;
 use axum::Router;
 use criterion::{criterion_group, Criterion, Throughput};
 use futures_util::future::join_all;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use http::Extensions;
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware, Middleware, Next};
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_throttle::breaker::{Breaker, BreakerConfig, Outcome};
@@ -146,8 +151,83 @@ fn requests(c: &mut Criterion) {
     concurrent.finish();
 }
 
+/// Answers every request itself with a small 200, like the local server but without a socket:
+/// placed last in the chain, it leaves only the middleware's own work to measure.
+struct Terminal;
+
+#[async_trait::async_trait]
+impl Middleware for Terminal {
+    async fn handle(
+        &self,
+        _request: reqwest::Request,
+        _extensions: &mut Extensions,
+        _next: Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        let response = http::Response::builder()
+            .status(200)
+            .header("content-type", "text/plain; charset=utf-8")
+            .header("content-length", "2")
+            .body("ok")
+            .map_err(reqwest_middleware::Error::middleware)?;
+        Ok(reqwest::Response::from(response))
+    }
+}
+
+/// The middleware's own cost per request, without the network: each chain ends in [`Terminal`].
+fn in_memory(c: &mut Criterion) {
+    let runtime: Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("client runtime");
+    let throttle = |policy: Policy| {
+        Throttle::builder()
+            .default_policy(policy)
+            .build()
+            .expect("throttle")
+    };
+    let retry = RetryTransientMiddleware::new_with_policy(
+        ExponentialBackoff::builder().build_with_max_retries(3),
+    );
+    let chains = [
+        ("terminal_only", ClientBuilder::new(reqwest_client())),
+        (
+            "reqwest_retry",
+            ClientBuilder::new(reqwest_client()).with(retry),
+        ),
+        (
+            "throttle",
+            ClientBuilder::new(reqwest_client())
+                .with(throttle(Policy::new().unlimited_concurrency())),
+        ),
+        (
+            "throttle_no_breaker",
+            ClientBuilder::new(reqwest_client())
+                .with(throttle(Policy::new().unlimited_concurrency().no_breaker())),
+        ),
+    ];
+    let mut group = c.benchmark_group("in_memory");
+    group.throughput(Throughput::Elements(1));
+    // No network noise here: two seconds are plenty, and keep the whole bench under two minutes.
+    group.measurement_time(Duration::from_secs(2));
+    for (name, chain) in chains {
+        let client = chain.with(Terminal).build();
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| async {
+                let response = client
+                    .get("http://127.0.0.1:9/")
+                    .send()
+                    .await
+                    .expect("request");
+                black_box(response.bytes().await.expect("body"));
+            });
+        });
+    }
+    group.finish();
+}
+
 fn breaker(c: &mut Criterion) {
     let mut group = c.benchmark_group("breaker");
+    group.measurement_time(Duration::from_secs(2));
     group.bench_function("empty_closure", |b| b.iter(|| {}));
     let breaker = Breaker::new(BreakerConfig::default());
     let now = tokio::time::Instant::now();
@@ -242,7 +322,7 @@ criterion_group! {
     name = benches;
     // No plots: drawing them takes longer than some of the measurements on a busy machine.
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).without_plots();
-    targets = requests, breaker
+    targets = requests, in_memory, breaker
 }
 
 fn main() {
