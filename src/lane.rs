@@ -120,7 +120,15 @@ pub(crate) type TransitionHook = Arc<dyn Fn(&LaneKey, &Transition) + Send + Sync
 struct LearnedWindow {
     limit: Option<u64>,
     length: Option<Duration>,
+    /// Guessed from refusals rather than announced.
+    from_refusals: bool,
+    /// Windows to hold a guessed quota before probing upwards again; 0 while probing.
+    hold: u32,
 }
+
+/// Windows a quota guessed from refusals is held, once a probe was refused, before the lane
+/// probes upwards again (the server's quota may have grown).
+const HOLD_WINDOWS: u32 = 60;
 
 /// The runtime state of one lane.
 #[derive(Debug)]
@@ -138,6 +146,10 @@ pub(crate) struct Lane {
     learned_until: AtomicU64,
     /// What the headers said about the whole window, to pace the next window before it speaks.
     learned_window: std::sync::Mutex<LearnedWindow>,
+    /// Successful responses since the last refusal that taught a pace.
+    oks_since_refusal: AtomicU64,
+    /// When (nanoseconds since `created`) the successes counted above began to count.
+    measured_from: AtomicU64,
     created: Instant,
 }
 
@@ -188,6 +200,8 @@ impl Lane {
             breaker,
             learned_until: AtomicU64::new(0),
             learned_window: std::sync::Mutex::new(LearnedWindow::default()),
+            oks_since_refusal: AtomicU64::new(0),
+            measured_from: AtomicU64::new(0),
             created: Instant::now(),
         }
     }
@@ -226,10 +240,22 @@ impl Lane {
         {
             return;
         }
-        let window = *self
-            .learned_window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let window = {
+            let mut learned = self
+                .learned_window
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if learned.from_refusals {
+                if learned.hold == 0 {
+                    // Probing: a quota guessed from refusals is tried 5 % higher each window,
+                    // until a refusal says it is too high.
+                    learned.limit = learned.limit.map(|limit| limit + (limit / 20).max(1));
+                } else {
+                    learned.hold -= 1;
+                }
+            }
+            *learned
+        };
         match (window.limit, window.length) {
             (Some(limit), Some(length)) if limit > 0 && !length.is_zero() => {
                 let interval = length / u32::try_from(limit).unwrap_or(u32::MAX);
@@ -282,10 +308,17 @@ impl Lane {
         if rate_limited {
             self.counters.rate_limited.fetch_add(1, Relaxed);
         }
+        if status.is_success() {
+            self.oks_since_refusal.fetch_add(1, Relaxed);
+        }
         let throttled = rate_limited || status == http::StatusCode::SERVICE_UNAVAILABLE;
         if throttled {
             if let Some(delay) = signals.retry_after {
-                self.cool_down(exhausted, delay.min(cap), now, "Retry-After");
+                let delay = delay.min(cap);
+                self.cool_down(exhausted, delay, now, "Retry-After");
+                if rate_limited && exhausted.is_none() && signals.rate_limits.is_none() {
+                    self.learn_from_refusal(delay, now);
+                }
                 return;
             }
         }
@@ -372,6 +405,49 @@ impl Lane {
         }
     }
 
+    /// A server that refuses with Retry-After but announces no rate-limit headers still tells
+    /// its quota by its refusals: the requests it accepted since the end of the previous pause,
+    /// over the time from then to the end of this one, is its rate. The lane is paced a little
+    /// below it (95 %), so the next window is spread evenly instead of rushed, and the requests
+    /// in flight when the quota runs out stop provoking refusals. Rate-limit headers, when a
+    /// server sends them, take precedence.
+    fn learn_from_refusal(&self, delay: Duration, now: Instant) {
+        let oks = self.oks_since_refusal.swap(0, Relaxed);
+        let resumes = self.since_created(now.checked_add(delay).unwrap_or(now));
+        let measured_from = self.measured_from.swap(resumes, Relaxed);
+        // Refusals of requests already in flight carry no new measure: the first one took it.
+        if oks == 0 || resumes <= measured_from {
+            return;
+        }
+        let mut learned = self
+            .learned_window
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (quota, cycle, hold) = match (learned.from_refusals, learned.limit, learned.length) {
+            // Paced from refusals and refused again: the quota probed was too high. Back off
+            // 5 % and hold there a while.
+            (true, Some(limit), Some(length)) => ((limit * 95 / 100).max(1), length, HOLD_WINDOWS),
+            // First refusal: what the server accepted over the whole cycle, a little below;
+            // then probe upwards.
+            _ => (
+                (oks * 95 / 100).max(1),
+                Duration::from_nanos(resumes - measured_from),
+                0,
+            ),
+        };
+        *learned = LearnedWindow {
+            limit: Some(quota),
+            length: Some(cycle),
+            from_refusals: true,
+            hold,
+        };
+        drop(learned);
+        let interval = cycle / u32::try_from(quota).unwrap_or(u32::MAX);
+        // Paced from the end of the pause on, and for a whole cycle after it.
+        self.set_pace(Limit { interval, burst: 1 }, now, delay + cycle);
+        tracing::info!(target: "reqwest_throttle", lane = %self.key, accepted = oks, cycle_ms = cycle.as_millis() as u64, "pace learned from the server's refusals");
+    }
+
     fn cool_down(
         &self,
         dimension: Option<Dimension>,
@@ -419,6 +495,8 @@ impl Lane {
             *learned = LearnedWindow {
                 limit: Some(limit),
                 length: Some(length),
+                from_refusals: false,
+                hold: 0,
             };
         }
         self.counters.paced.fetch_add(1, Relaxed);

@@ -481,6 +481,8 @@ pub struct HostRules {
     /// `(".example.com", policy)`, longest suffix first.
     suffixes: Vec<(String, Arc<Policy>)>,
     default: Arc<Policy>,
+    /// Whether any exact rule names a port (saves a formatted lookup per request otherwise).
+    has_port_rules: bool,
 }
 
 impl Default for HostRules {
@@ -500,6 +502,7 @@ impl HostRules {
             exact: HashMap::new(),
             suffixes: Vec::new(),
             default: Arc::new(default),
+            has_port_rules: false,
         }
     }
 
@@ -531,6 +534,7 @@ impl HostRules {
         } else if normalized.contains('*') {
             return Err(bad("`*` is only allowed as a leading `*.`"));
         } else {
+            self.has_port_rules |= normalized.contains(':');
             self.exact.insert(normalized, policy);
         }
         Ok(self)
@@ -545,13 +549,22 @@ impl HostRules {
 
     /// The policy for `host` (and `port`, when the URL has one).
     pub fn policy_for(&self, host: &str, port: Option<u16>) -> &Arc<Policy> {
-        let host = normalize_host(host);
-        if let Some(port) = port {
+        if self.exact.is_empty() && self.suffixes.is_empty() {
+            return &self.default;
+        }
+        // URL hosts are already lower-case; only a trailing dot or a hand-made host needs work.
+        let host: std::borrow::Cow<'_, str> =
+            if host.ends_with('.') || host.bytes().any(|b| b.is_ascii_uppercase()) {
+                normalize_host(host).into()
+            } else {
+                host.into()
+            };
+        if let Some(port) = port.filter(|_| self.has_port_rules) {
             if let Some(policy) = self.exact.get(&format!("{host}:{port}")) {
                 return policy;
             }
         }
-        if let Some(policy) = self.exact.get(&host) {
+        if let Some(policy) = self.exact.get(host.as_ref()) {
             return policy;
         }
         self.suffixes

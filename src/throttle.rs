@@ -28,7 +28,7 @@ use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::lane::{Gauge, Lane, LaneKey, TransitionHook};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
-use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation};
+use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::policy::{HostRules, Policy, PolicyError};
 use crate::retry::{
     classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason, Verdict,
@@ -334,41 +334,9 @@ impl Throttle {
         started: Instant,
     ) -> Result<(Permits, Commitment), Error> {
         let _queued = Gauge::enter(&lane.counters.queued);
-
         let mut now = started;
-        let booking = loop {
-            lane.expire_learned_pace(now);
-            let max_wait = deadline
-                .map(|d| d.saturating_duration_since(now))
-                .or(max_wait);
-            let booking = lane
-                .budget
-                .acquire(cost, max_wait, now)
-                .map_err(|blocked| refusal(lane, blocked, max_wait))?;
-            // A slot booked beyond the server's reset was priced with a pace that ends there:
-            // give it back (it is the latest booking, so exactly) and book again at the reset,
-            // with what the server says then.
-            match (booking, lane.learned_reset()) {
-                (Booking::Wait(reservation), Some(reset)) if reservation.ready_at() > reset => {
-                    drop(reservation);
-                    tokio::time::sleep_until(reset).await;
-                    now = Instant::now();
-                }
-                (booking, _) => break booking,
-            }
-        };
-        let booked = match booking {
-            Booking::Ready(commitment) => Ok(commitment),
-            Booking::Wait(reservation) => {
-                reservation
-                    .wait(deadline)
-                    .await
-                    .map_err(|blocked| refusal(lane, blocked, max_wait))?;
-                Err(reservation)
-            }
-        };
-
-        let (lane_permit, global_permit) = loop {
+        loop {
+            let booked = self.book(lane, cost, max_wait, deadline, now).await?;
             let lane_permit = acquire(lane.concurrency.as_ref(), deadline)
                 .await
                 .map_err(|()| concurrency_refusal(lane, max_wait))?;
@@ -376,39 +344,87 @@ impl Throttle {
                 .await
                 .map_err(|()| concurrency_refusal(lane, max_wait))?;
             // A cooldown set while this request queued for a slot (a 429 seen by the request
-            // that held it) holds it back too: nothing leaves the lane before the pause ends.
-            let Some(until) = lane.budget.cooldown_until(cost) else {
-                break (lane_permit, global_permit);
-            };
-            drop((lane_permit, global_permit));
-            if deadline.is_some_and(|deadline| until > deadline) {
-                let now = Instant::now();
-                return Err(refusal(
-                    lane,
-                    Blocked::Cooldown {
+            // that held it) holds it back too: nothing leaves the lane before the pause ends,
+            // and then it books again under what the lane learned meanwhile.
+            if let Some(until) = lane.budget.cooldown_until(cost) {
+                drop((lane_permit, global_permit, booked));
+                if deadline.is_some_and(|deadline| until > deadline) {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let blocked = Blocked::Cooldown {
                         dimension: None,
-                        wait: until - now,
-                    },
-                    max_wait,
-                ));
+                        wait,
+                    };
+                    return Err(refusal(lane, blocked, max_wait));
+                }
+                tokio::time::sleep_until(until).await;
+                now = Instant::now();
+                continue;
             }
-            tokio::time::sleep_until(until).await;
-        };
-        // The units leave now: they are spent even if the caller later drops the request. (A
-        // reservation that had to wait is committed only here, so a caller that gave up while
-        // waiting for a concurrency slot still gets it refunded.)
-        let commitment = booked.unwrap_or_else(Reservation::commit);
+            // The units leave now: they are spent even if the caller later drops the request.
+            // (A reservation that had to wait is committed only here, so a caller that gave up
+            // while waiting for a concurrency slot still gets it refunded.)
+            let commitment = booked.unwrap_or_else(Reservation::commit);
 
-        let waited = started.elapsed();
-        if !waited.is_zero() {
-            lane.counters.record_wait(waited);
-            tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
+            let waited = started.elapsed();
+            if !waited.is_zero() {
+                lane.counters.record_wait(waited);
+                tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
+            }
+            let permits = Permits {
+                _lane: lane_permit,
+                _global: global_permit,
+            };
+            return Ok((permits, commitment));
         }
-        let permits = Permits {
-            _lane: lane_permit,
-            _global: global_permit,
-        };
-        Ok((permits, commitment))
+    }
+
+    /// Books the request's cost and waits for its slot: `Ok(commitment)` when it could leave at
+    /// once, `Err(reservation)` once a reservation's slot has come.
+    async fn book(
+        &self,
+        lane: &Lane,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<Result<Commitment, Reservation>, Error> {
+        let mut now = now;
+        loop {
+            lane.expire_learned_pace(now);
+            let max_wait = deadline
+                .map(|d| d.saturating_duration_since(now))
+                .or(max_wait);
+            let reservation = match lane.budget.acquire(cost, max_wait, now) {
+                Ok(Booking::Ready(commitment)) => return Ok(Ok(commitment)),
+                Ok(Booking::Wait(reservation)) => reservation,
+                Err(blocked) => return Err(refusal(lane, blocked, max_wait)),
+            };
+            // A slot booked beyond the server's reset was priced with a pace that ends there:
+            // give it back (it is the latest booking, so exactly) and book again at the reset,
+            // with what the server says then.
+            if let Some(reset) = lane.learned_reset() {
+                if reservation.ready_at() > reset {
+                    drop(reservation);
+                    tokio::time::sleep_until(reset).await;
+                    now = Instant::now();
+                    continue;
+                }
+            }
+            let waited = reservation
+                .wait(deadline)
+                .await
+                .map_err(|blocked| refusal(lane, blocked, max_wait))?;
+            match waited {
+                Waited::OnTime => return Ok(Err(reservation)),
+                // Booked before the server asked for a pause: its slot is long past, and the
+                // lane may have learned a pace since. Book again, so the waiters that the pause
+                // piled up leave at that pace instead of all at once.
+                Waited::PastCooldown => {
+                    drop(reservation);
+                    now = Instant::now();
+                }
+            }
+        }
     }
 }
 

@@ -289,3 +289,39 @@ async fn retries_respect_the_deadline() {
     assert_eq!(api.stats().received, 3);
     assert!(Instant::now() - start <= Duration::from_secs(3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn refusals_without_headers_teach_the_lane_a_pace() {
+    // 50 requests per 1 s window, 429 with Retry-After, and not a single rate-limit header: the
+    // situation of the goodput bench, in virtual time with 10 ms of latency.
+    let api = SimulatedApi::builder()
+        .limit(50, Duration::from_secs(1))
+        .retry_after(RetryAfterStyle::Seconds)
+        .latency(Duration::from_millis(10))
+        .build();
+    let throttle = Throttle::builder().build().unwrap();
+    let client = client(&throttle, &api);
+
+    let start = Instant::now();
+    let statuses = run_load(&client, 32, 1_000).await;
+    let elapsed = Instant::now() - start;
+    let stats = api.stats();
+
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "a caller saw a refusal"
+    );
+    let provoked = stats.limited as f64 / 1_000.0;
+    assert!(
+        provoked <= 0.05,
+        "{} refusals provoked for 1 000 requests",
+        stats.limited
+    );
+    // Goodput: 1 000 requests at 50/s take 20 s at best.
+    let goodput = 20.0 / elapsed.as_secs_f64();
+    assert!(
+        goodput >= 0.9,
+        "took {elapsed:?}: {:.1} % of the limit",
+        goodput * 100.0
+    );
+}

@@ -536,15 +536,21 @@ impl Reservation {
     /// Sleeps until the units may leave and no cooldown holds them back.
     ///
     /// A cooldown set while this reservation waits (a 429 seen by another request) is honoured:
-    /// the gate is checked again each time the sleep ends. With a `deadline`, a cooldown that
-    /// would end after it fails at once with [`Blocked::Cooldown`] instead of sleeping in vain.
-    pub async fn wait(&self, deadline: Option<Instant>) -> Result<(), Blocked> {
+    /// the gate is checked again each time the sleep ends, and the result says so
+    /// ([`Waited::PastCooldown`]): the slot was booked before the server spoke, so a caller may
+    /// prefer to book again under what the lane learned meanwhile. With a `deadline`, a cooldown
+    /// that would end after it fails at once with [`Blocked::Cooldown`] instead of sleeping in vain.
+    pub async fn wait(&self, deadline: Option<Instant>) -> Result<Waited, Blocked> {
+        let mut waited = Waited::OnTime;
         loop {
             let now = Instant::now();
             let cooldown = self.budget.cooldown_until(&self.cost);
+            if cooldown.is_some_and(|cooldown| cooldown > self.ready_at) {
+                waited = Waited::PastCooldown;
+            }
             let until = cooldown.map_or(self.ready_at, |c| c.max(self.ready_at));
             if until <= now {
-                return Ok(());
+                return Ok(waited);
             }
             if let (Some(deadline), Some(cooldown)) = (deadline, cooldown) {
                 if cooldown > deadline {
@@ -582,6 +588,15 @@ impl Reservation {
         self.budget
             .release(&self, Some(actual.unwrap_or(&self.cost)));
     }
+}
+
+/// How a [`Reservation::wait`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waited {
+    /// At the reserved slot.
+    OnTime,
+    /// Later than the reserved slot, held back by a cooldown set after the booking.
+    PastCooldown,
 }
 
 /// The outcome of [`Budget::acquire`].

@@ -7,5 +7,7 @@
 mod budget;
 mod gcra;
 
-pub use budget::{Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation};
+pub use budget::{
+    Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation, Waited,
+};
 pub use gcra::{Gcra, Grant, Nanos};

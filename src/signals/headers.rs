@@ -23,7 +23,7 @@ use sfv::{BareItem, ListEntry, Parameters, Parser};
 use super::duration::{parse_count, parse_go_duration, trim_ows};
 use super::retry_after::parse_delay_seconds;
 use super::rfc3339::rfc3339_delay;
-use super::{consistent_value, header_str, reference_time};
+use super::{consistent_value, header_str, reference_time, Present};
 
 /// A reset value at or above this many seconds is a Unix timestamp, below it a delay: no
 /// server means a delay of 31 years, and no epoch reset lies before September 2001. This
@@ -128,11 +128,24 @@ impl RateLimits {
 /// assert_eq!(requests.reset_in, Some(Duration::from_secs(30)));
 /// ```
 pub fn rate_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLimits> {
-    anthropic_limits(headers, now)
-        .or_else(|| openai_limits(headers))
-        .or_else(|| ietf_limits(headers))
-        .or_else(|| ietf_legacy_limits(headers, now))
-        .or_else(|| github_limits(headers, now))
+    let present = Present::scan(headers);
+    let anthropic = || {
+        present
+            .anthropic
+            .then(|| anthropic_limits(headers, now))
+            .flatten()
+    };
+    let x_ratelimit = |read: fn(&HeaderMap, SystemTime) -> Option<RateLimits>| {
+        present.x_ratelimit.then(|| read(headers, now)).flatten()
+    };
+    let ietf = |read: fn(&HeaderMap, SystemTime) -> Option<RateLimits>| {
+        present.ietf.then(|| read(headers, now)).flatten()
+    };
+    anthropic()
+        .or_else(|| x_ratelimit(|headers, _| openai_limits(headers)))
+        .or_else(|| ietf(|headers, _| ietf_limits(headers)))
+        .or_else(|| ietf(ietf_legacy_limits))
+        .or_else(|| x_ratelimit(github_limits))
 }
 
 /// Reads OpenAI / Azure OpenAI headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.

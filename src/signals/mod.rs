@@ -79,11 +79,61 @@ impl Signals {
     /// assert_eq!(Signals::read(&HeaderMap::new(), SystemTime::now()), Signals::default());
     /// ```
     pub fn read(headers: &HeaderMap, now: SystemTime) -> Signals {
+        // Most responses carry no signal at all: one pass over the names decides which parsers
+        // have anything to read, so the common case costs a scan, not forty lookups.
+        let present = Present::scan(headers);
         Signals {
-            retry_after: retry_after(headers, now),
-            should_retry: should_retry(headers),
-            rate_limits: rate_limits(headers, now),
+            retry_after: present
+                .retry_after
+                .then(|| retry_after(headers, now))
+                .flatten(),
+            should_retry: present
+                .should_retry
+                .then(|| should_retry(headers))
+                .flatten(),
+            rate_limits: present
+                .any_rate_limit()
+                .then(|| rate_limits(headers, now))
+                .flatten(),
         }
+    }
+}
+
+/// Which signal headers a map carries, from one pass over its names (lower-case, as
+/// `HeaderName` keeps them).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Present {
+    pub retry_after: bool,
+    pub should_retry: bool,
+    pub anthropic: bool,
+    /// `x-ratelimit-*` (OpenAI, GitHub) or `x-rate-limit-*` (X).
+    pub x_ratelimit: bool,
+    /// `ratelimit` / `ratelimit-policy` (structured fields) or the older `ratelimit-*` trio.
+    pub ietf: bool,
+}
+
+impl Present {
+    pub(crate) fn scan(headers: &HeaderMap) -> Present {
+        let mut present = Present::default();
+        for name in headers.keys() {
+            let name = name.as_str();
+            if name.ends_with("retry-after") || name.ends_with("retry-after-ms") {
+                present.retry_after = true;
+            } else if name == "x-should-retry" {
+                present.should_retry = true;
+            } else if name.starts_with("anthropic-ratelimit-") {
+                present.anthropic = true;
+            } else if name.starts_with("x-ratelimit-") || name.starts_with("x-rate-limit-") {
+                present.x_ratelimit = true;
+            } else if name.starts_with("ratelimit") {
+                present.ietf = true;
+            }
+        }
+        present
+    }
+
+    fn any_rate_limit(self) -> bool {
+        self.anthropic || self.x_ratelimit || self.ietf
     }
 }
 
