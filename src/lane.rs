@@ -407,15 +407,22 @@ impl Lane {
 
     /// A server that refuses with Retry-After but announces no rate-limit headers still tells
     /// its quota by its refusals: the requests it accepted since the end of the previous pause,
-    /// over the time from then to the end of this one, is its rate. The lane is paced a little
-    /// below it (95 %), so the next window is spread evenly instead of rushed, and the requests
-    /// in flight when the quota runs out stop provoking refusals. Rate-limit headers, when a
-    /// server sends them, take precedence.
+    /// over the time from then to the end of this one, is its rate. The lane is paced at it, so
+    /// the next windows are spread evenly instead of rushed and the requests in flight when a
+    /// quota runs out stop provoking refusals; then it probes 5 % higher each window until a
+    /// refusal says that is too much, backs off 5 % and holds there for a while (additive
+    /// increase, multiplicative decrease). Rate-limit headers, when a server sends them, take
+    /// precedence.
     fn learn_from_refusal(&self, delay: Duration, now: Instant) {
-        let oks = self.oks_since_refusal.swap(0, Relaxed);
+        // Refusals of requests that were already in flight when the previous pause began carry
+        // no new measure: the first one took it.
+        let measured_from = self.measured_from.load(Relaxed);
+        if self.since_created(now) < measured_from {
+            return;
+        }
         let resumes = self.since_created(now.checked_add(delay).unwrap_or(now));
-        let measured_from = self.measured_from.swap(resumes, Relaxed);
-        // Refusals of requests already in flight carry no new measure: the first one took it.
+        self.measured_from.store(resumes, Relaxed);
+        let oks = self.oks_since_refusal.swap(0, Relaxed);
         if oks == 0 || resumes <= measured_from {
             return;
         }
@@ -427,13 +434,10 @@ impl Lane {
             // Paced from refusals and refused again: the quota probed was too high. Back off
             // 5 % and hold there a while.
             (true, Some(limit), Some(length)) => ((limit * 95 / 100).max(1), length, HOLD_WINDOWS),
-            // First refusal: what the server accepted over the whole cycle, a little below;
-            // then probe upwards.
-            _ => (
-                (oks * 95 / 100).max(1),
-                Duration::from_nanos(resumes - measured_from),
-                0,
-            ),
+            // First refusal: what the server accepted over the whole cycle (the cycle is
+            // measured to the end of the pause, which a whole-second Retry-After rounds up, so
+            // this already errs low); then probe upwards.
+            _ => (oks, Duration::from_nanos(resumes - measured_from), 0),
         };
         *learned = LearnedWindow {
             limit: Some(quota),
