@@ -123,11 +123,8 @@ async fn main() -> DemoResult<()> {
     // A bar of its own: the batch bars' area ends above the table printed since.
     server_goes_down().await?;
 
-    // ── LLM token budgets (issue 5) ─────────────────────────────────────────────────────────
-    // The LLM phase plugs in here: a simulated chat-completions API limiting both requests and
-    // tokens per minute, the same prompts sent with and without `Policy::openai()` token
-    // budgets, and a row per client with tokens/min achieved vs the limit and 429s provoked.
-    // ────────────────────────────────────────────────────────────────────────────────────────
+    // LLM token budgets, in virtual time: a minute-scale limit would make a real-time demo long.
+    tokio::task::spawn_blocking(token_budgets).await??;
 
     Ok(())
 }
@@ -516,4 +513,114 @@ fn report_outage(
 
 fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+// ── LLM token budgets (issue 5) ─────────────────────────────────────────────────────────────
+
+/// RPM and TPM of the simulated chat-completions API.
+const LLM_RPM: u64 = 500;
+const LLM_TPM: u64 = 40_000;
+const LLM_REQUESTS: usize = 400;
+
+/// A chat body of varied size: a prompt of 20 to 600 words and a `max_tokens` of 16 to 400.
+fn chat_body(i: u64) -> String {
+    let spread = |salt: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ salt;
+    let words = 20 + spread(1) % 580;
+    let prompt = vec!["tokens"; words as usize].join(" ");
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "max_tokens": 16 + spread(2) % 385,
+        "messages": [{"role": "user", "content": prompt}],
+    })
+    .to_string()
+}
+
+/// Runs the LLM phase on a runtime of its own with paused time, so minutes pass in moments.
+fn token_budgets() -> DemoResult<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()?;
+    runtime.block_on(async {
+        println!(
+            "\nLLM API: a simulated chat-completions API allows {LLM_RPM} requests and {LLM_TPM} tokens per minute\n\
+             (prompt + max_tokens counted on arrival, as OpenAI does). {LLM_REQUESTS} chats of varied size from 40 tasks,\n\
+             in virtual time."
+        );
+        println!(
+            "\n{:<40} {:>9} {:>6} {:>10} {:>9} {:>9}",
+            "client", "completed", "429s", "tokens/min", "req/min", "elapsed"
+        );
+        let rows: [(&str, Option<Policy>); 3] = [
+            ("(a) no token budget (defaults)", None),
+            (
+                "(b) Policy::openai(), limits configured",
+                Some(
+                    Policy::openai()
+                        .requests(Rate::per_minute(LLM_RPM))
+                        .tokens(Rate::per_minute(LLM_TPM)),
+                ),
+            ),
+            ("(c) Policy::openai(), limits from headers", Some(Policy::openai())),
+        ];
+        for (name, policy) in rows {
+            let api = SimulatedApi::builder()
+                .requests_per_minute(LLM_RPM)
+                .tokens_per_minute(LLM_TPM)
+                .headers(HeaderStyle::OpenAi)
+                .latency(Duration::from_millis(400))
+                .build();
+            let mut builder = Throttle::builder();
+            if let Some(policy) = policy {
+                builder = builder.host("api.openai.test", policy);
+            }
+            let client = ClientBuilder::new(reqwest::Client::new())
+                .with(builder.build()?)
+                .with(api.clone())
+                .build();
+            let start = Instant::now();
+            let next = Arc::new(AtomicUsize::new(0));
+            let tasks: Vec<_> = (0..40)
+                .map(|_| {
+                    let (client, next) = (client.clone(), Arc::clone(&next));
+                    tokio::spawn(async move {
+                        let mut completed = 0u64;
+                        while let i @ 0..LLM_REQUESTS = next.fetch_add(1, Relaxed) {
+                            let sent = client
+                                .post("http://api.openai.test/v1/chat/completions")
+                                .bearer_auth("sk-demo")
+                                .header("content-type", "application/json")
+                                .body(chat_body(i as u64))
+                                .send()
+                                .await;
+                            if matches!(sent, Ok(ref response) if response.status().is_success()) {
+                                completed += 1;
+                            }
+                        }
+                        completed
+                    })
+                })
+                .collect();
+            let mut completed = 0;
+            for task in tasks {
+                completed += task.await?;
+            }
+            let elapsed = start.elapsed();
+            let minutes = elapsed.as_secs_f64() / 60.0;
+            let stats = api.stats();
+            println!(
+                "{name:<40} {:>5}/{LLM_REQUESTS} {:>6} {:>10.0} {:>9.0} {:>8.1}s",
+                completed,
+                stats.limited,
+                stats.tokens_charged as f64 / minutes,
+                stats.ok as f64 / minutes,
+                elapsed.as_secs_f64(),
+            );
+        }
+        println!(
+            "tokens/min: what the server charged per minute of the run, against its {LLM_TPM}; \
+             a run shorter than a minute can exceed it by the server's initial full bucket."
+        );
+        Ok(())
+    })
 }
