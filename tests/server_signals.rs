@@ -49,10 +49,20 @@ async fn run_load(client: &ClientWithMiddleware, tasks: usize, total: usize) -> 
     statuses
 }
 
-/// Answers 429 with `Retry-After: 5` to the first request and 200 to every other, recording
-/// the virtual instant each request arrived.
+/// Answers 429 with `Retry-After: 5` to the first request and 200 to every other, after
+/// `latency`, recording the virtual instant each request arrived.
 #[derive(Clone, Default)]
-struct FirstRefused(Arc<Mutex<Vec<Instant>>>);
+struct FirstRefused {
+    arrivals: Arc<Mutex<Vec<Instant>>>,
+    latency: Duration,
+}
+
+impl FirstRefused {
+    fn arrivals_since(&self, start: Instant) -> Vec<Duration> {
+        let arrivals = self.arrivals.lock().unwrap();
+        arrivals.iter().map(|at| *at - start).collect()
+    }
+}
 
 #[async_trait::async_trait]
 impl Middleware for FirstRefused {
@@ -62,9 +72,15 @@ impl Middleware for FirstRefused {
         _extensions: &mut Extensions,
         _next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let mut arrivals = self.0.lock().unwrap();
-        arrivals.push(Instant::now());
-        let response = if arrivals.len() == 1 {
+        let first = {
+            let mut arrivals = self.arrivals.lock().unwrap();
+            arrivals.push(Instant::now());
+            arrivals.len() == 1
+        };
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        let response = if first {
             http::Response::builder()
                 .status(429)
                 .header("retry-after", "5")
@@ -74,6 +90,40 @@ impl Middleware for FirstRefused {
         };
         Ok(Response::from(response.unwrap()))
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cooldown_holds_back_requests_queued_for_a_concurrency_slot() {
+    // Found by the goodput bench: callers queued on the lane's semaphore were sent, one after
+    // another, into a cooldown the lane already knew about.
+    let server = FirstRefused {
+        latency: Duration::from_millis(100),
+        ..FirstRefused::default()
+    };
+    let throttle = Throttle::builder()
+        .default_policy(Policy::new().concurrency(1))
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle)
+        .with(server.clone())
+        .build();
+    let start = Instant::now();
+    let statuses = run_load(&client, 3, 3).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
+    let arrivals = server.arrivals_since(start);
+    // The first is answered at 100 ms with a 5 s pause: nothing else arrives before 5.1 s (the
+    // two queued callers and the first one's retry).
+    assert_eq!(arrivals.len(), 4, "{arrivals:?}");
+    assert!(
+        arrivals[1..]
+            .iter()
+            .all(|at| *at >= Duration::from_millis(5_100)),
+        "sent into a known cooldown: {arrivals:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -93,18 +143,15 @@ async fn retry_after_pauses_the_whole_lane() {
         "{statuses:?}"
     );
 
-    let arrivals = server.0.lock().unwrap().clone();
+    let arrivals = server.arrivals_since(start);
     // 20 requests and the one retry.
     assert_eq!(arrivals.len(), 21);
-    assert_eq!(arrivals[0], start);
+    assert_eq!(arrivals[0], Duration::ZERO);
     // Nothing reached the server during the 5 s it asked for: not the retry, not the 19 other
     // tasks that were already waiting.
     assert!(
-        arrivals[1..]
-            .iter()
-            .all(|at| *at - start >= Duration::from_secs(5)),
-        "{:?}",
-        arrivals.iter().map(|at| *at - start).collect::<Vec<_>>()
+        arrivals[1..].iter().all(|at| *at >= Duration::from_secs(5)),
+        "{arrivals:?}"
     );
     let lane = throttle.stats().lanes.pop().unwrap();
     assert_eq!((lane.rate_limited, lane.cooldowns, lane.retries), (1, 1, 1));
