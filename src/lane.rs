@@ -112,6 +112,21 @@ impl Drop for Gauge<'_> {
     }
 }
 
+/// A request in flight in a lane; see [`Lane::take_off`].
+pub(crate) struct Flight<'a> {
+    lane: &'a Lane,
+    cost: Cost,
+}
+
+impl Drop for Flight<'_> {
+    fn drop(&mut self) {
+        self.lane.counters.in_flight.fetch_sub(1, Relaxed);
+        for (dimension, units) in self.cost.iter() {
+            self.lane.in_flight_units[dimension as usize].fetch_sub(units, Relaxed);
+        }
+    }
+}
+
 /// A user callback on every breaker transition of every lane.
 pub(crate) type TransitionHook = Arc<dyn Fn(&LaneKey, &Transition) + Send + Sync>;
 
@@ -148,6 +163,9 @@ pub(crate) struct Lane {
     learned_window: std::sync::Mutex<LearnedWindow>,
     /// Successful responses since the last refusal that taught a pace.
     oks_since_refusal: AtomicU64,
+    /// Units of each dimension (indexed as [`Dimension::ALL`]) of the requests in flight, as
+    /// estimated when they left: what the server may not have counted yet when it answers.
+    in_flight_units: [AtomicU64; Dimension::ALL.len()],
     /// When (nanoseconds since `created`) the successes counted above began to count.
     measured_from: AtomicU64,
     created: Instant,
@@ -201,6 +219,7 @@ impl Lane {
             learned_until: AtomicU64::new(0),
             learned_window: std::sync::Mutex::new(LearnedWindow::default()),
             oks_since_refusal: AtomicU64::new(0),
+            in_flight_units: Default::default(),
             measured_from: AtomicU64::new(0),
             created: Instant::now(),
         }
@@ -213,6 +232,19 @@ impl Lane {
 
     fn configured_limit(&self) -> Option<Limit> {
         self.policy.rate.and_then(|rate| rate.limit().ok())
+    }
+
+    /// Counts a request that leaves now, with its estimated `cost`, as in flight until the
+    /// returned guard is dropped (answered, failed or cancelled).
+    pub fn take_off(&self, cost: &Cost) -> Flight<'_> {
+        self.counters.in_flight.fetch_add(1, Relaxed);
+        for (dimension, units) in cost.iter() {
+            self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
+        }
+        Flight {
+            lane: self,
+            cost: *cost,
+        }
     }
 
     /// When the pace learned from rate-limit headers ends (the server's window resets), if one holds.
@@ -292,17 +324,19 @@ impl Lane {
     /// not the request limit, was hit), only that dimension pauses.
     ///
     /// Announced token windows (tokens, input and output tokens) keep the token budgets in
-    /// step with the server; see [`sync_tokens`](Self::sync_tokens).
+    /// step with the server; see [`sync_tokens`](Self::sync_tokens). `cost` is what the
+    /// answered request was estimated to cost when it left (it is still counted in flight).
     pub fn observe(
         &self,
         status: http::StatusCode,
         signals: &Signals,
         exhausted: Option<Dimension>,
+        cost: &Cost,
         now: Instant,
     ) {
         let cap = self.policy.retry.configured_max_retry_after();
         if let Some(limits) = signals.rate_limits.as_ref() {
-            self.sync_tokens(limits);
+            self.sync_tokens(limits, cost);
         }
         let rate_limited = is_rate_limited(status, signals);
         if rate_limited {
@@ -345,7 +379,7 @@ impl Lane {
     ///
     /// Token windows read from other header families (IETF `qu="tokens"`) have no stated
     /// period; they only sync a token budget that has a limit already.
-    fn sync_tokens(&self, limits: &RateLimits) {
+    fn sync_tokens(&self, limits: &RateLimits, answered: &Cost) {
         let per_minute = matches!(
             limits.family,
             HeaderFamily::OpenAi | HeaderFamily::Anthropic
@@ -361,10 +395,7 @@ impl Lane {
             };
             let mut remaining = window.remaining;
             if per_minute {
-                if let Some((announced, learned)) = window
-                    .limit
-                    .and_then(|limit| Some((limit, per_minute_limit(limit)?)))
-                {
+                if let Some(learned) = window.limit.and_then(per_minute_limit) {
                     let configured = self
                         .policy
                         .configured_limit(dimension)
@@ -376,12 +407,15 @@ impl Lane {
                     let current = self.budget.limit(dimension);
                     if current.is_none() {
                         // Requests that left before the limit was known were not booked in this
-                        // dimension, and the server had not counted them yet when it answered
-                        // this one: assume each costs what the server's budget has lost so far.
-                        let unseen = self.counters.in_flight.load(Relaxed).saturating_sub(1);
-                        let lost = announced.saturating_sub(remaining.unwrap_or(0));
-                        remaining =
-                            remaining.map(|r| r.saturating_sub(unseen.saturating_mul(lost)));
+                        // dimension, and the server charges them when they arrive: the first
+                        // answer usually comes from the first to arrive, so none of the others
+                        // is in its `remaining` yet. Book them all, at their estimated cost (a
+                        // guess per request from this answer alone would be far off when sizes
+                        // vary, and the sync never gives back what it booked).
+                        let unseen = self.in_flight_units[dimension as usize]
+                            .load(Relaxed)
+                            .saturating_sub(answered.get(dimension));
+                        remaining = remaining.map(|r| r.saturating_sub(unseen));
                     }
                     if current != Some(effective) {
                         self.budget.set_limit(dimension, Some(effective));
@@ -559,5 +593,72 @@ impl Lane {
                 .cooldown_until(&Cost::requests(1))
                 .map(|until| until.saturating_duration_since(now)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 200 announcing an OpenAI token window of `limit` with `remaining` left.
+    fn tokens_left(limit: u64, remaining: u64) -> Signals {
+        let window = Window {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_in: Some(Duration::from_secs(1)),
+        };
+        Signals {
+            rate_limits: Some(RateLimits {
+                family: HeaderFamily::OpenAi,
+                requests: None,
+                tokens: Some(window),
+                input_tokens: None,
+                output_tokens: None,
+                resource: None,
+            }),
+            ..Signals::default()
+        }
+    }
+
+    fn tokens(units: u64) -> Cost {
+        Cost::requests(1).with(Dimension::Tokens, units)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_token_limit_learned_late_books_every_request_still_in_flight() {
+        let lane = Lane::new(LaneKey::new("llm"), Arc::new(Policy::new()), None);
+        // Three requests of very different sizes left before the limit was known.
+        let costs = [tokens(100), tokens(2_000), tokens(3_000)];
+        let flights: Vec<_> = costs.iter().map(|cost| lane.take_off(cost)).collect();
+        // The smallest is answered first: the server had charged it alone.
+        let ok = http::StatusCode::OK;
+        lane.observe(
+            ok,
+            &tokens_left(10_000, 9_900),
+            None,
+            &costs[0],
+            Instant::now(),
+        );
+        // The other two will be charged on arrival: 9 900 - 5 000, not 9 900 - 2 × 100.
+        assert_eq!(
+            lane.budget.limit(Dimension::Tokens).map(|l| l.burst),
+            Some(10_000)
+        );
+        assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
+        // A later answer that counted more of them gives nothing back, and books nothing twice.
+        lane.observe(
+            ok,
+            &tokens_left(10_000, 7_900),
+            None,
+            &costs[1],
+            Instant::now(),
+        );
+        assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
+        drop(flights);
+        assert_eq!(lane.counters.in_flight.load(Relaxed), 0);
+        assert!(lane
+            .in_flight_units
+            .iter()
+            .all(|units| units.load(Relaxed) == 0));
     }
 }

@@ -612,7 +612,7 @@ impl Throttle {
             } else {
                 None
             };
-            let in_flight = Gauge::enter(&lane.counters.in_flight);
+            let in_flight = lane.take_off(&cost);
             lane.counters.sent.fetch_add(1, Relaxed);
             let (result, inspection) = match (
                 next.clone().run(request, extensions).await,
@@ -641,7 +641,13 @@ impl Throttle {
             };
             counter.fetch_add(1, Relaxed);
             if let Ok(response) = &result {
-                lane.observe(response.status(), &signals, inspection.exhausted, now);
+                lane.observe(
+                    response.status(),
+                    &signals,
+                    inspection.exhausted,
+                    &cost,
+                    now,
+                );
             }
             drop(in_flight);
             drop(permits);

@@ -360,3 +360,91 @@ async fn a_token_limit_refusal_pauses_only_the_token_dimension() {
     let lane = &throttle.stats().lanes[0];
     assert!(lane.rate_limited >= 1 && lane.cooldowns >= 1, "{lane:?}");
 }
+
+/// The demo's request body: a prompt of 20 to 600 repeated words and `max_tokens` from 16 to
+/// 400, about 1 000 to 1 400 tokens each by the characters-per-token estimate.
+fn large_chat_body(i: u64) -> String {
+    let spread = |salt: u64| i.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) ^ salt;
+    let words = 20 + spread(1) % 580;
+    let prompt = vec!["tokens"; words as usize].join(" ");
+    json!({
+        "model": "gpt-4o-mini",
+        "max_tokens": 16 + spread(2) % 385,
+        "messages": [{"role": "user", "content": prompt}],
+    })
+    .to_string()
+}
+
+/// The demo's workload (40 tasks, 400 large chats, limits only announced in headers): the
+/// requests that left before the first answer taught the token limit must not push the lane
+/// into a run of refusals once it is known.
+#[tokio::test(start_paused = true)]
+async fn limits_learned_from_headers_with_large_requests() {
+    const TOTAL: usize = 400;
+    let api = SimulatedApi::builder()
+        .requests_per_minute(RPM)
+        .tokens_per_minute(TPM)
+        .headers(HeaderStyle::OpenAi)
+        .latency(Duration::from_millis(400))
+        .build();
+    let throttle = Throttle::builder()
+        .host("api.openai.test", Policy::openai())
+        .build()
+        .unwrap();
+    let client = client(&throttle, &api);
+    let next = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..40)
+        .map(|_| {
+            let (client, next) = (client.clone(), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut failed = 0;
+                while let i @ 0..TOTAL = next.fetch_add(1, Ordering::Relaxed) {
+                    let response = client
+                        .post(URL)
+                        .bearer_auth("sk-test-key")
+                        .header("content-type", "application/json")
+                        .body(large_chat_body(i as u64))
+                        .send()
+                        .await;
+                    match response {
+                        Ok(response) if response.status().is_success() => {
+                            response.bytes().await.expect("body");
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for handle in handles {
+        failed += handle.await.expect("task panicked");
+    }
+    let stats = api.stats();
+    let efficiency = efficiency(&stats);
+    let start = api.requests()[0].at;
+    let refused: Vec<_> = api
+        .requests()
+        .iter()
+        .filter(|r| r.status == Some(http::StatusCode::TOO_MANY_REQUESTS))
+        .map(|r| (r.at - start).as_millis())
+        .collect();
+    println!("refused at {refused:?}");
+    println!(
+        "large requests, learned limits: {} ok, {} limited, {} tokens in {:?}, efficiency {:.3}",
+        stats.ok,
+        stats.limited,
+        stats.tokens_charged,
+        stats.elapsed(),
+        efficiency
+    );
+    assert_eq!(failed, 0, "a caller saw a refusal");
+    assert_eq!(stats.ok, TOTAL as u64);
+    assert!(
+        stats.limited <= TOTAL as u64 / 100,
+        "{} refusals provoked (more than 1 %)",
+        stats.limited
+    );
+    assert!(efficiency >= 0.90, "efficiency {efficiency:.3} below 90 %");
+}
