@@ -40,9 +40,19 @@ impl LaneKey {
     /// The default key of a URL: `scheme://host:port` (host lower-cased by the URL parser, port
     /// made explicit). `None` when the URL has no host.
     pub fn for_url(url: &reqwest::Url) -> Option<LaneKey> {
+        let mut key = String::new();
+        LaneKey::write_url_key(&mut key, url)?;
+        Some(LaneKey(key.into()))
+    }
+
+    /// Appends the default key of `url` to `buffer`; `None` (and nothing written) without a host.
+    pub(crate) fn write_url_key(buffer: &mut String, url: &reqwest::Url) -> Option<()> {
+        use std::fmt::Write;
         let host = url.host_str()?;
         let port = url.port_or_known_default().unwrap_or(0);
-        Some(LaneKey(format!("{}://{host}:{port}", url.scheme()).into()))
+        // Writing to a String cannot fail.
+        let _ = write!(buffer, "{}://{host}:{port}", url.scheme());
+        Some(())
     }
 
     /// The key as text.

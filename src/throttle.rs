@@ -314,14 +314,26 @@ impl Throttle {
                     .configured_cost_model()
                     .and_then(|model| model.lane_key(request))
             });
-        let key = match key {
-            Some(key) => key,
-            None => LaneKey::for_url(url).ok_or_else(no_host)?,
-        };
-        Ok(self
-            .inner
-            .lanes
-            .lane(key.as_str(), now, || Arc::clone(policy)))
+        if let Some(key) = key {
+            return Ok(self
+                .inner
+                .lanes
+                .lane(key.as_str(), now, || Arc::clone(policy)));
+        }
+        // The default key, written into a reused buffer: a lane that exists is found without
+        // allocating (the key is only copied when a lane is created).
+        thread_local! {
+            static KEY: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        KEY.with(|buffer| {
+            let mut buffer = buffer.borrow_mut();
+            buffer.clear();
+            LaneKey::write_url_key(&mut buffer, url).ok_or_else(no_host)?;
+            Ok(self
+                .inner
+                .lanes
+                .lane(buffer.as_str(), now, || Arc::clone(policy)))
+        })
     }
 
     /// Waits for the request's turn: rate and cooldown first, then a concurrency slot.
@@ -631,7 +643,8 @@ impl Throttle {
             let (attempt, signals) = match &result {
                 Ok(response) => (
                     Attempt::Status(response.status()),
-                    Signals::read(response.headers(), SystemTime::now()),
+                    // The wall clock only turns HTTP-dates and epoch resets into delays.
+                    Signals::read_with_clock(response.headers(), SystemTime::now),
                 ),
                 Err(error) => (Attempt::of_error(error), Signals::default()),
             };

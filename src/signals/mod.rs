@@ -79,9 +79,21 @@ impl Signals {
     /// assert_eq!(Signals::read(&HeaderMap::new(), SystemTime::now()), Signals::default());
     /// ```
     pub fn read(headers: &HeaderMap, now: SystemTime) -> Signals {
+        Signals::read_with_clock(headers, || now)
+    }
+
+    /// [`read`](Self::read), asking the wall clock only if a signal header is present.
+    pub(crate) fn read_with_clock(
+        headers: &HeaderMap,
+        clock: impl FnOnce() -> SystemTime,
+    ) -> Signals {
         // Most responses carry no signal at all: one pass over the names decides which parsers
         // have anything to read, so the common case costs a scan, not forty lookups.
         let present = Present::scan(headers);
+        if !present.retry_after && !present.should_retry && !present.any_rate_limit() {
+            return Signals::default();
+        }
+        let now = clock();
         Signals {
             retry_after: present
                 .retry_after
