@@ -1,16 +1,23 @@
 //! The middleware: a request's way through its lane.
 //!
 //! ```text
-//! lane   = lanes.lane_for(&req)                 key → Lane (policy by host rules)
-//! cost   = RequestCost extension or one request
-//! r      = lane.budget.reserve(cost, max_wait)?  a slot too far away fails at once
-//! r.wait(deadline).await?                       sleeps for the slot and any cooldown
-//! permit = lane.concurrency.acquire().await     rate first, then concurrency
-//! resp   = next.run(req).await
+//! lane   = lane_for(&req)                     user key, cost model's key, or scheme://host:port
+//! cost   = RequestCost extension, the policy's cost model, or one request
+//! loop {                                      one pass per attempt
+//!   lane.breaker.admit()?                     open → Error::CircuitOpen: nothing sent, no budget
+//!   admit():  book(cost)                      GCRA slot in every dimension; too far → typed error now
+//!             wait for the slot and any cooldown (re-book if a cooldown outlived the slot)
+//!             lane + global concurrency slots (and the cooldown checked again)
+//!   resp   = next.run(req)
+//!   cost model inspects resp                  settles the booking with the real usage
+//!   lane.observe(signals)                     Retry-After → cooldown; rate-limit headers → pace
+//!   lane.breaker.record(outcome)
+//!   retry.decide(..)                          Stop(reason) → return | Wait(delay) → sleep, again
+//! }
 //! ```
 //!
 //! A task never holds a concurrency slot while it waits for rate, and a request cancelled at
-//! any point gives back its reservation and its permit (both are guards).
+//! any point gives back its reservation and its permits (all are guards).
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
