@@ -321,7 +321,9 @@ impl Lane {
         if self.budget.limit(Dimension::Requests) != Some(effective) {
             self.budget.set_limit(Dimension::Requests, Some(effective));
         }
-        let until = self.since_created(now + holds_for).max(1);
+        // In nanoseconds since the lane's creation, saturating: a huge pace window cannot overflow.
+        let holds_for = u64::try_from(holds_for.as_nanos()).unwrap_or(u64::MAX);
+        let until = self.since_created(now).saturating_add(holds_for).max(1);
         self.learned_until.store(until, Relaxed);
     }
 

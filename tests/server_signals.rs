@@ -372,3 +372,63 @@ async fn refusals_without_headers_teach_the_lane_a_pace() {
         goodput * 100.0
     );
 }
+
+/// Answers every request with 429 and the given hostile `Retry-After` and rate-limit headers.
+#[derive(Clone)]
+struct Hostile(&'static [(&'static str, &'static str)]);
+
+#[async_trait::async_trait]
+impl Middleware for Hostile {
+    async fn handle(
+        &self,
+        _request: Request,
+        _extensions: &mut Extensions,
+        _next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let mut response = http::Response::builder().status(429);
+        for (name, value) in self.0 {
+            response = response.header(*name, *value);
+        }
+        Ok(Response::from(response.body("no").unwrap()))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn hostile_server_values_are_capped_not_slept_on_and_never_panic() {
+    let cases: [&'static [(&'static str, &'static str)]; 4] = [
+        &[("retry-after", "99999999999999999999")],
+        &[("retry-after-ms", "1e400"), ("retry-after", "-5")],
+        &[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "9999999999h"),
+        ],
+        &[
+            ("ratelimit", "\"default\";r=0;t=99999999999999"),
+            ("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ],
+    ];
+    for headers in cases {
+        let throttle = Throttle::builder().build().unwrap();
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(throttle.clone())
+            .with(Hostile(headers))
+            .build();
+        let start = Instant::now();
+        let response = client.get(URL).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "{headers:?}"
+        );
+        // Whatever the server said, the lane pauses for at most the 120 s cap.
+        let lane = throttle.stats().lanes.pop().unwrap();
+        assert!(
+            lane.cooldown_remaining.unwrap_or_default() <= Duration::from_secs(120),
+            "{headers:?}: {lane:?}"
+        );
+        assert!(
+            Instant::now() - start <= Duration::from_secs(4 * 120),
+            "{headers:?}"
+        );
+    }
+}

@@ -124,6 +124,13 @@ impl Default for Cost {
     }
 }
 
+/// `now + wait`, saturating at a century ahead instead of panicking on an unrepresentable instant.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 100)))
+        .unwrap_or(now)
+}
+
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -258,9 +265,7 @@ impl Budget {
 
     fn instant(&self, nanos: Nanos) -> Instant {
         // `checked_add` guards against instants beyond what the platform can represent.
-        self.epoch
-            .checked_add(Duration::from_nanos(nanos))
-            .unwrap_or_else(|| self.epoch + Duration::from_secs(86_400 * 365 * 100))
+        later(self.epoch, Duration::from_nanos(nanos))
     }
 
     /// Sets (or with `None` removes) the rate of `dimension`, keeping what is already booked.
@@ -370,7 +375,7 @@ impl Budget {
         now: Instant,
     ) -> Result<Reservation, Blocked> {
         let (grants, wait) = self.book(cost, max_wait, now, true)?;
-        Ok(self.reservation(cost, grants, now + wait))
+        Ok(self.reservation(cost, grants, later(now, wait)))
     }
 
     /// Books `cost` like [`reserve_at`](Self::reserve_at), and when the units may leave at once
@@ -391,7 +396,11 @@ impl Budget {
             }));
         }
         self.lock().outstanding += 1;
-        Ok(Booking::Wait(self.reservation(cost, grants, now + wait)))
+        Ok(Booking::Wait(self.reservation(
+            cost,
+            grants,
+            later(now, wait),
+        )))
     }
 
     fn reservation(
