@@ -14,6 +14,7 @@
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! that were already waiting — [`Reservation::wait`] checks the gate again every time it wakes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -235,6 +236,10 @@ impl State {
 pub struct Budget {
     epoch: Instant,
     state: Mutex<State>,
+    /// Whether a limit or a cooldown was ever set. Until then every cost may leave at once, and
+    /// [`acquire`](Budget::acquire) says so without taking the lock: the common case of a lane
+    /// nobody configured and no server has paused costs no shared write.
+    engaged: AtomicBool,
 }
 
 impl Default for Budget {
@@ -242,6 +247,7 @@ impl Default for Budget {
         Budget {
             epoch: Instant::now(),
             state: Mutex::default(),
+            engaged: AtomicBool::new(false),
         }
     }
 }
@@ -272,6 +278,9 @@ impl Budget {
     pub fn set_limit(&self, dimension: Dimension, limit: Option<Limit>) {
         let now = self.nanos(Instant::now());
         let mut state = self.lock();
+        if limit.is_some() {
+            self.engaged.store(true, Ordering::Release);
+        }
         let cell = &mut state.cells[dimension.index()];
         match (limit, cell.gcra.as_mut()) {
             (None, _) => cell.gcra = None,
@@ -313,6 +322,7 @@ impl Budget {
     pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
         let until = self.nanos(until);
         let mut state = self.lock();
+        self.engaged.store(true, Ordering::Release);
         let slot = match dimension {
             None => &mut state.cooldown_until,
             Some(dimension) => &mut state.cells[dimension.index()].cooldown_until,
@@ -322,6 +332,9 @@ impl Budget {
 
     /// When the cooldown that applies to `cost` ends, if it is still running.
     pub fn cooldown_until(&self, cost: &Cost) -> Option<Instant> {
+        if !self.engaged.load(Ordering::Acquire) {
+            return None;
+        }
         let now = self.nanos(Instant::now());
         let (until, _) = self.lock().cooldown_for(cost);
         (until > now).then(|| self.instant(until))
@@ -428,6 +441,9 @@ impl Budget {
         now_instant: Instant,
         count_outstanding: bool,
     ) -> Result<([Option<Grant>; DIMENSIONS], Duration), Blocked> {
+        if !count_outstanding && !self.engaged.load(Ordering::Acquire) {
+            return Ok(([None; DIMENSIONS], Duration::ZERO));
+        }
         let now = self.nanos(now_instant);
         let mut state = self.lock();
 
