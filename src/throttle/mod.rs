@@ -30,13 +30,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::breaker::{Breaker, BreakerState, Outcome as BreakerOutcome, Transition};
+use crate::breaker::Outcome as BreakerOutcome;
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
-use crate::lane::{Gauge, Lane, LaneKey, TransitionHook};
-use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
+use crate::lane::{Gauge, Lane, LaneKey};
+use crate::lanes::Lanes;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
-use crate::policy::{HostRules, Policy, PolicyError};
+use crate::policy::HostRules;
 use crate::retry::{
     classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason, Verdict,
 };
@@ -73,6 +73,12 @@ pub struct MaxWait(pub Duration);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestCost(pub Cost);
 
+mod builder;
+mod control;
+
+pub use builder::ThrottleBuilder;
+pub use control::BreakerControl;
+
 type KeyFn = dyn Fn(&Request) -> Option<LaneKey> + Send + Sync;
 
 struct Inner {
@@ -108,133 +114,6 @@ impl std::fmt::Debug for Throttle {
             .field("rules", &self.inner.rules)
             .field("lanes", &self.inner.lanes.len())
             .finish_non_exhaustive()
-    }
-}
-
-/// Builds a [`Throttle`]; every setting is validated by [`build`](ThrottleBuilder::build).
-#[must_use]
-pub struct ThrottleBuilder {
-    rules: Result<HostRules, PolicyError>,
-    max_lanes: usize,
-    global_concurrency: Option<usize>,
-    lane_key: Option<Box<KeyFn>>,
-    on_transition: Option<TransitionHook>,
-}
-
-impl Default for ThrottleBuilder {
-    fn default() -> Self {
-        ThrottleBuilder {
-            rules: Ok(HostRules::default()),
-            max_lanes: DEFAULT_MAX_LANES,
-            global_concurrency: None,
-            lane_key: None,
-            on_transition: None,
-        }
-    }
-}
-
-impl ThrottleBuilder {
-    /// The policy for hosts matching `pattern`: `api.github.com`, `127.0.0.1:8080` or `*.example.com`
-    /// (see [`HostRules`]).
-    pub fn host(mut self, pattern: &str, policy: Policy) -> Self {
-        self.rules = self.rules.and_then(|rules| rules.with(pattern, policy));
-        self
-    }
-
-    /// The policy for hosts no rule matches (default: [`Policy::default`]).
-    pub fn default_policy(mut self, policy: Policy) -> Self {
-        self.rules = self.rules.and_then(|rules| rules.with_default(policy));
-        self
-    }
-
-    /// Host rules built elsewhere (for example deserialized from a file), replacing any set so far.
-    pub fn rules(mut self, rules: HostRules) -> Self {
-        self.rules = Ok(rules);
-        self
-    }
-
-    #[cfg(feature = "serde")]
-    pub(crate) fn rules_result(mut self, rules: Result<HostRules, PolicyError>) -> Self {
-        self.rules = rules;
-        self
-    }
-
-    /// At most `max_lanes` lanes are kept (default 10 000); idle ones are forgotten beyond that.
-    pub fn max_lanes(mut self, max_lanes: usize) -> Self {
-        self.max_lanes = max_lanes;
-        self
-    }
-
-    /// At most `max` requests in flight over all lanes together (default: no global cap).
-    pub fn global_concurrency(mut self, max: usize) -> Self {
-        self.global_concurrency = Some(max);
-        self
-    }
-
-    /// Chooses the lane of each request (per API key, per route, per model). Returning `None`
-    /// falls back to the default key, `scheme://host:port`. The lane's policy is still chosen
-    /// by the request's host.
-    ///
-    /// ```
-    /// use reqwest_throttle::{LaneKey, Throttle};
-    ///
-    /// // One lane per tenant header, so each tenant has its own budget.
-    /// let throttle = Throttle::builder()
-    ///     .lane_key(|request| {
-    ///         let tenant = request.headers().get("x-tenant")?.to_str().ok()?;
-    ///         Some(LaneKey::new(format!("tenant:{tenant}")))
-    ///     })
-    ///     .build()?;
-    /// # Ok::<(), reqwest_throttle::Error>(())
-    /// ```
-    pub fn lane_key(
-        mut self,
-        key: impl Fn(&Request) -> Option<LaneKey> + Send + Sync + 'static,
-    ) -> Self {
-        self.lane_key = Some(Box::new(key));
-        self
-    }
-
-    /// Calls `hook` on every circuit-breaker state change of every lane (after the `tracing`
-    /// event), for alerting or metrics.
-    ///
-    /// ```
-    /// use reqwest_throttle::Throttle;
-    ///
-    /// let throttle = Throttle::builder()
-    ///     .on_breaker_transition(|lane, transition| {
-    ///         eprintln!("{lane}: circuit {} -> {}", transition.from, transition.to);
-    ///     })
-    ///     .build()?;
-    /// # Ok::<(), reqwest_throttle::Error>(())
-    /// ```
-    pub fn on_breaker_transition(
-        mut self,
-        hook: impl Fn(&LaneKey, &Transition) + Send + Sync + 'static,
-    ) -> Self {
-        self.on_transition = Some(Arc::new(hook));
-        self
-    }
-
-    /// Validates the configuration and builds the throttle.
-    pub fn build(self) -> Result<Throttle, Error> {
-        let rules = self.rules?;
-        if self.max_lanes == 0 {
-            return Err(PolicyError::ZeroMaxLanes.into());
-        }
-        if self.global_concurrency == Some(0) {
-            return Err(PolicyError::ZeroConcurrency.into());
-        }
-        Ok(Throttle {
-            inner: Arc::new(Inner {
-                rules,
-                lanes: Lanes::new(self.max_lanes, self.on_transition),
-                lane_key: self.lane_key,
-                global: self
-                    .global_concurrency
-                    .map(|max| Arc::new(Semaphore::new(max))),
-            }),
-        })
     }
 }
 
@@ -444,53 +323,6 @@ impl Throttle {
                 }
             }
         }
-    }
-}
-
-/// Operator controls of one lane's circuit breaker; see [`Throttle::breaker`].
-#[derive(Clone)]
-pub struct BreakerControl {
-    lane: Arc<Lane>,
-}
-
-impl std::fmt::Debug for BreakerControl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BreakerControl")
-            .field("lane", &self.lane.key)
-            .finish()
-    }
-}
-
-impl BreakerControl {
-    fn breaker(&self) -> Option<&Breaker> {
-        self.lane.breaker.as_ref()
-    }
-
-    /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):
-    /// every request to the lane fails at once with [`Error::CircuitOpen`].
-    pub fn force_open(&self) {
-        if let Some(breaker) = self.breaker() {
-            breaker.force_open(Instant::now());
-        }
-    }
-
-    /// Closes the circuit and keeps it closed whatever happens, until [`reset`](Self::reset).
-    pub fn force_closed(&self) {
-        if let Some(breaker) = self.breaker() {
-            breaker.force_closed();
-        }
-    }
-
-    /// Back to a fresh closed breaker: counts, trips and holds cleared.
-    pub fn reset(&self) {
-        if let Some(breaker) = self.breaker() {
-            breaker.reset();
-        }
-    }
-
-    /// The breaker's state now.
-    pub fn state(&self) -> Option<BreakerState> {
-        self.breaker().map(Breaker::state)
     }
 }
 
