@@ -264,6 +264,7 @@ impl Throttle {
             let commitment = booked.unwrap_or_else(Reservation::commit);
 
             let waited = started.elapsed();
+            tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
             if !waited.is_zero() {
                 lane.counters.record_wait(waited);
                 tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
@@ -610,6 +611,7 @@ impl Middleware for Throttle {
             lane = %lane.key,
             method = %request.method(),
             attempt = tracing::field::Empty,
+            waited_ms = tracing::field::Empty,
         );
         let plan = RequestPlan {
             lane,
