@@ -75,7 +75,7 @@ fn admitted(c: &mut Criterion) {
                 Some(Duration::ZERO),
                 tokio::time::Instant::now(),
             ) {
-                Ok(Booking::Ready(commitment)) => drop(commitment),
+                Ok(Booking::Ready(commitment)) => black_box(commitment),
                 other => panic!("the benchmark rate must never make a request wait: {other:?}"),
             }
         })

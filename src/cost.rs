@@ -10,17 +10,20 @@
 //! charges per item, per byte or per query complexity.
 
 use std::fmt;
+use std::sync::Arc;
 
 use reqwest::{Request, Response};
 
 use crate::lane::LaneKey;
-use crate::limiter::{Commitment, Cost, Dimension};
+
+use crate::limiter::{Budget, Commitment, Cost, Dimension};
 
 /// The reconciliation of one request's booking, handed to [`CostModel::inspect`].
 ///
 /// Call [`settle`](Settlement::settle) with the real cost once it is known — now, or later
 /// from a wrapped streaming body. Dropped without it, the estimate stands.
 pub struct Settlement {
+    budget: Arc<Budget>,
     commitment: Commitment,
 }
 
@@ -33,8 +36,8 @@ impl fmt::Debug for Settlement {
 }
 
 impl Settlement {
-    pub(crate) fn new(commitment: Commitment) -> Settlement {
-        Settlement { commitment }
+    pub(crate) fn new(budget: Arc<Budget>, commitment: Commitment) -> Settlement {
+        Settlement { budget, commitment }
     }
 
     /// What was booked before sending.
@@ -45,7 +48,7 @@ impl Settlement {
     /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
     /// was booked after it), an under-estimate is charged, so later requests wait for it.
     pub fn settle(self, actual: &Cost) {
-        self.commitment.reconcile(actual);
+        self.budget.settle(self.commitment, actual);
     }
 }
 

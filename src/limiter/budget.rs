@@ -316,6 +316,14 @@ impl Budget {
         }
     }
 
+    /// Replaces what `commitment` booked in this budget by `actual`: over-estimates are given
+    /// back (when they still can be, see [`Gcra::refund`]), under-estimates are charged so later
+    /// reservations wait for them.
+    pub fn settle(&self, commitment: Commitment, actual: &Cost) {
+        let mut state = self.lock();
+        self.reconcile(&mut state, &commitment.cost, &commitment.grants, actual);
+    }
+
     /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
     ///
     /// A cooldown only ever extends: an earlier `until` than the current one is ignored.
@@ -403,7 +411,6 @@ impl Budget {
         let (grants, wait) = self.book(cost, max_wait, now, false)?;
         if wait.is_zero() {
             return Ok(Booking::Ready(Commitment {
-                budget: Arc::clone(self),
                 cost: *cost,
                 grants,
             }));
@@ -597,7 +604,6 @@ impl Reservation {
         self.settled = true;
         self.budget.release(&self, Some(&self.cost));
         Commitment {
-            budget: Arc::clone(&self.budget),
             cost: self.cost,
             grants: self.grants,
         }
@@ -633,12 +639,13 @@ pub enum Booking {
     Wait(Reservation),
 }
 
-/// A used reservation that can still be reconciled with what it really cost.
+/// A used reservation that can still be reconciled with what it really cost, through
+/// [`Budget::settle`] on the budget it came from.
 ///
-/// Dropped without [`reconcile`](Commitment::reconcile), the estimate stands.
+/// Dropped without that, the estimate stands. It holds no reference to its budget, so the
+/// common case (nothing to reconcile) costs nothing.
 #[derive(Debug)]
 pub struct Commitment {
-    budget: Arc<Budget>,
     cost: Cost,
     grants: [Option<Grant>; DIMENSIONS],
 }
@@ -647,14 +654,6 @@ impl Commitment {
     /// The cost that was booked.
     pub fn cost(&self) -> &Cost {
         &self.cost
-    }
-
-    /// Replaces the booked cost by `actual`: over-estimates are given back (when they still can
-    /// be, see [`Gcra::refund`]), under-estimates are charged so later reservations wait for them.
-    pub fn reconcile(self, actual: &Cost) {
-        let mut state = self.budget.lock();
-        self.budget
-            .reconcile(&mut state, &self.cost, &self.grants, actual);
     }
 }
 

@@ -287,7 +287,7 @@ mod tests {
         let reservation = budget
             .reserve(&TokenCost::cost_of(&estimate), None)
             .unwrap();
-        Settlement::new(reservation.commit())
+        Settlement::new(Arc::clone(budget), reservation.commit())
     }
 
     fn response(status: u16, content_type: &str, body: &'static str) -> Response {

@@ -471,7 +471,7 @@ impl Throttle {
                 lane.policy.configured_cost_model(),
             ) {
                 (Ok(response), Some(model)) => {
-                    let settlement = Settlement::new(commitment);
+                    let settlement = Settlement::new(Arc::clone(&lane.budget), commitment);
                     let (response, inspection) = model.inspect(response, settlement).await;
                     (Ok(response), inspection)
                 }
