@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::time::Instant;
 
@@ -28,7 +28,7 @@ type LaneMap = HashMap<LaneKey, Arc<Lane>, foldhash::fast::RandomState>;
 
 /// A bounded registry of lanes.
 pub(crate) struct Lanes {
-    map: Mutex<LaneMap>,
+    map: RwLock<LaneMap>,
     max_lanes: usize,
     epoch: Instant,
     evicted: AtomicU64,
@@ -47,7 +47,7 @@ impl std::fmt::Debug for Lanes {
 impl Lanes {
     pub fn new(max_lanes: usize, on_transition: Option<TransitionHook>) -> Lanes {
         Lanes {
-            map: Mutex::new(LaneMap::default()),
+            map: RwLock::new(LaneMap::default()),
             max_lanes: max_lanes.max(1),
             epoch: Instant::now(),
             evicted: AtomicU64::new(0),
@@ -57,12 +57,20 @@ impl Lanes {
 
     /// The lane named `key`, if it exists (never creates one).
     pub fn get(&self, key: &str) -> Option<Arc<Lane>> {
-        self.lock().get(key).cloned()
+        self.read().get(key).cloned()
     }
 
-    fn lock(&self) -> MutexGuard<'_, LaneMap> {
+    // The map stays consistent even if a holder panicked: every update is a single insert or
+    // remove.
+    fn read(&self) -> RwLockReadGuard<'_, LaneMap> {
         self.map
-            .lock()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, LaneMap> {
+        self.map
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -73,7 +81,13 @@ impl Lanes {
     /// The lane for `key`, created with the policy `policy()` gives if it does not exist yet.
     pub fn lane(&self, key: &str, now: Instant, policy: impl FnOnce() -> Arc<Policy>) -> Arc<Lane> {
         let now = self.nanos(now);
-        let mut map = self.lock();
+        // Lanes that exist are found under a shared lock: concurrent requests do not queue here.
+        if let Some(lane) = self.read().get(key) {
+            lane.last_used.store(now, Relaxed);
+            return Arc::clone(lane);
+        }
+        let mut map = self.write();
+        // Another request may have created it between the two locks.
         if let Some(lane) = map.get(key) {
             lane.last_used.store(now, Relaxed);
             return Arc::clone(lane);
@@ -125,11 +139,11 @@ impl Lanes {
 
     /// Every lane, for a stats snapshot.
     pub fn all(&self) -> Vec<Arc<Lane>> {
-        self.lock().values().cloned().collect()
+        self.read().values().cloned().collect()
     }
 
     pub fn len(&self) -> usize {
-        self.lock().len()
+        self.read().len()
     }
 
     pub fn evicted(&self) -> u64 {
