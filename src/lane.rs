@@ -586,6 +586,7 @@ impl Lane {
             waited_max: Duration::from_nanos(c.waited_max_ns.load(Relaxed)),
             in_flight: c.in_flight.load(Relaxed),
             queued: c.queued.load(Relaxed),
+            outstanding: self.budget.outstanding(),
             retries: c.retries.load(Relaxed),
             retry_budget_exhausted: c.retry_budget_exhausted.load(Relaxed),
             rate_limited: c.rate_limited.load(Relaxed),

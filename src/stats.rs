@@ -31,6 +31,8 @@ pub struct LaneStats {
     pub in_flight: u64,
     /// Requests waiting for their turn now.
     pub queued: u64,
+    /// Budget reservations booked and not yet used or given back (requests waiting for a slot).
+    pub outstanding: u64,
     /// The lane's current request rate limit, per second; `None` when it has none.
     pub rate: Option<f64>,
     /// How long the lane's cooldown still lasts, if one runs.

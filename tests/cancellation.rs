@@ -298,6 +298,8 @@ async fn dropped_requests_leave_no_permit_and_no_reservation_behind() {
     let lane = stats.lane(API).expect("the api.test lane");
     assert_eq!(lane.in_flight, 0);
     assert_eq!(lane.queued, 0);
+    // No reservation of a dropped request is left in the budget.
+    assert_eq!(lane.outstanding, 0);
     assert_eq!(lane.rejected, 0);
     assert_eq!(lane.errors, 0);
     assert_eq!(lane.sent, seen.started.load(SeqCst));
