@@ -48,6 +48,15 @@ pub enum Error {
         /// The most it was allowed to wait.
         max_wait: Duration,
     },
+    /// Every concurrency slot (of the lane, or the global cap) stayed busy for as long as the
+    /// request may wait.
+    #[error("lane {lane}: no concurrency slot came free within the {max_wait:?} this request may wait; raise max_wait or the concurrency cap")]
+    Saturated {
+        /// The lane.
+        lane: LaneKey,
+        /// The most the request was allowed to wait.
+        max_wait: Duration,
+    },
     /// The lane is paused by the server (Retry-After, rate-limit reset) longer than the request may wait.
     #[error("lane {lane} is cooling down for {wait:?} more ({}); the request's {max_wait:?} deadline cannot be met", cooling_what(*dimension))]
     CoolingDown {
@@ -125,6 +134,7 @@ impl Error {
         match self {
             Error::WouldWait { lane, .. }
             | Error::CoolingDown { lane, .. }
+            | Error::Saturated { lane, .. }
             | Error::CostTooLarge { lane, .. }
             | Error::CircuitOpen { lane, .. }
             | Error::RetryAfterTooLong { lane, .. } => Some(lane),

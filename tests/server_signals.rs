@@ -432,3 +432,35 @@ async fn hostile_server_values_are_capped_not_slept_on_and_never_panic() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn no_free_concurrency_slot_within_max_wait_is_a_typed_error() {
+    let api = SimulatedApi::builder()
+        .latency(Duration::from_secs(10))
+        .build();
+    let throttle = Throttle::builder()
+        .default_policy(
+            Policy::new()
+                .concurrency(1)
+                .max_wait(Duration::from_secs(2)),
+        )
+        .build()
+        .unwrap();
+    let client = client(&throttle, &api);
+    let busy = tokio::spawn({
+        let client = client.clone();
+        async move { client.get(URL).send().await.unwrap().status() }
+    });
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    let err = client.get(URL).send().await.unwrap_err();
+    // It waited its 2 s for the slot, not the 10 s the busy request holds it.
+    assert_eq!(Instant::now() - start, Duration::from_secs(2));
+    match Error::from_middleware(&err) {
+        Some(Error::Saturated { max_wait, .. }) => assert_eq!(*max_wait, Duration::from_secs(2)),
+        other => panic!("expected Saturated, got {other:?}"),
+    }
+    assert!(err.to_string().contains("concurrency"), "{err}");
+    assert_eq!(busy.await.unwrap(), StatusCode::OK);
+    assert_eq!(api.stats().received, 1);
+}

@@ -35,7 +35,7 @@ use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::lane::{Gauge, Lane, LaneKey};
 use crate::lanes::Lanes;
-use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
+use crate::limiter::{Blocked, Booking, Commitment, Cost, Reservation, Waited};
 use crate::policy::HostRules;
 use crate::retry::{
     classify, Attempt, AttemptFacts, Idempotency, RetryDecision, StopReason, Verdict,
@@ -390,10 +390,8 @@ fn refusal(lane: &Lane, blocked: Blocked, max_wait: Option<Duration>) -> Error {
 fn concurrency_refusal(lane: &Lane, max_wait: Option<Duration>) -> Error {
     lane.counters.rejected.fetch_add(1, Relaxed);
     let max_wait = max_wait.unwrap_or(Duration::MAX);
-    let error = Error::WouldWait {
+    let error = Error::Saturated {
         lane: lane.key.clone(),
-        dimension: Dimension::Requests,
-        wait: max_wait,
         max_wait,
     };
     tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
