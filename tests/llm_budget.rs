@@ -69,9 +69,22 @@ fn body(i: u64) -> serde_json::Value {
     body
 }
 
-/// Sends `total` requests from `tasks` tasks, all with one API key and one model so that they
+/// The mixed chats of the 2 000-request batches, all on one model (the simulated server has one
+/// budget for all, and the lane is per model).
+fn mixed_chat(i: u64) -> String {
+    let mut body = body(i);
+    body["model"] = json!("gpt-4o");
+    body.to_string()
+}
+
+/// Sends `total` chats made by `chat` from `tasks` tasks, all with one API key so that they
 /// share the server's budget; returns how many the callers saw fail.
-async fn run_batch(client: &ClientWithMiddleware, tasks: usize, total: usize) -> usize {
+async fn run_batch(
+    client: &ClientWithMiddleware,
+    tasks: usize,
+    total: usize,
+    chat: fn(u64) -> String,
+) -> usize {
     let next = Arc::new(AtomicUsize::new(0));
     let handles: Vec<_> = (0..tasks)
         .map(|_| {
@@ -82,16 +95,13 @@ async fn run_batch(client: &ClientWithMiddleware, tasks: usize, total: usize) ->
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
-                        return failed;
+                        break;
                     }
-                    let mut body = body(i as u64);
-                    // One model per lane: the simulated server has one budget for all.
-                    body["model"] = json!("gpt-4o");
                     let response = client
                         .post(URL)
                         .bearer_auth("sk-test-key")
                         .header("content-type", "application/json")
-                        .body(body.to_string())
+                        .body(chat(i as u64))
                         .send()
                         .await;
                     match response {
@@ -102,6 +112,7 @@ async fn run_batch(client: &ClientWithMiddleware, tasks: usize, total: usize) ->
                         _ => failed += 1,
                     }
                 }
+                failed
             })
         })
         .collect();
@@ -110,6 +121,31 @@ async fn run_batch(client: &ClientWithMiddleware, tasks: usize, total: usize) ->
         failed += handle.await.expect("task panicked");
     }
     failed
+}
+
+/// Prints when the server refused and how the batch went (shown when a test fails), and
+/// returns the server's counters with the batch's efficiency.
+fn report(label: &str, api: &SimulatedApi) -> (SimStats, f64) {
+    let stats = api.stats();
+    let efficiency = efficiency(&stats);
+    let requests = api.requests();
+    if let Some(first) = requests.first() {
+        let refused: Vec<_> = requests
+            .iter()
+            .filter(|r| r.status == Some(http::StatusCode::TOO_MANY_REQUESTS))
+            .map(|r| (r.at - first.at).as_millis())
+            .collect();
+        println!("refused at {refused:?}");
+    }
+    println!(
+        "{label}: {} ok, {} limited, {} tokens in {:?}, efficiency {:.3}",
+        stats.ok,
+        stats.limited,
+        stats.tokens_charged,
+        stats.elapsed(),
+        efficiency
+    );
+    (stats, efficiency)
 }
 
 /// How close to the binding limit the batch ran: the least time the server's own buckets allow
@@ -134,17 +170,8 @@ async fn known_limits_no_refusal_at_full_speed() {
         .build()
         .unwrap();
     let client = client(&throttle, &api);
-    let failed = run_batch(&client, 50, 2_000).await;
-    let stats = api.stats();
-    let efficiency = efficiency(&stats);
-    println!(
-        "known limits: {} ok, {} limited, {} tokens in {:?}, efficiency {:.3}",
-        stats.ok,
-        stats.limited,
-        stats.tokens_charged,
-        stats.elapsed(),
-        efficiency
-    );
+    let failed = run_batch(&client, 50, 2_000, mixed_chat).await;
+    let (stats, efficiency) = report("known limits", &api);
     assert_eq!(failed, 0);
     assert_eq!(stats.ok, 2_000);
     assert_eq!(stats.limited, 0, "the client provoked refusals");
@@ -163,25 +190,8 @@ async fn limits_learned_from_headers() {
         .build()
         .unwrap();
     let client = client(&throttle, &api);
-    let failed = run_batch(&client, 50, 2_000).await;
-    let stats = api.stats();
-    let efficiency = efficiency(&stats);
-    let start = api.requests()[0].at;
-    let refused: Vec<_> = api
-        .requests()
-        .iter()
-        .filter(|r| r.status == Some(http::StatusCode::TOO_MANY_REQUESTS))
-        .map(|r| (r.at - start).as_millis())
-        .collect();
-    println!("refused at {refused:?}");
-    println!(
-        "learned limits: {} ok, {} limited, {} tokens in {:?}, efficiency {:.3}",
-        stats.ok,
-        stats.limited,
-        stats.tokens_charged,
-        stats.elapsed(),
-        efficiency
-    );
+    let failed = run_batch(&client, 50, 2_000, mixed_chat).await;
+    let (stats, efficiency) = report("learned limits", &api);
     assert_eq!(failed, 0, "a caller saw a refusal");
     assert_eq!(stats.ok, 2_000);
     assert!(
@@ -392,53 +402,8 @@ async fn limits_learned_from_headers_with_large_requests() {
         .build()
         .unwrap();
     let client = client(&throttle, &api);
-    let next = Arc::new(AtomicUsize::new(0));
-    let handles: Vec<_> = (0..40)
-        .map(|_| {
-            let (client, next) = (client.clone(), Arc::clone(&next));
-            tokio::spawn(async move {
-                let mut failed = 0;
-                while let i @ 0..TOTAL = next.fetch_add(1, Ordering::Relaxed) {
-                    let response = client
-                        .post(URL)
-                        .bearer_auth("sk-test-key")
-                        .header("content-type", "application/json")
-                        .body(large_chat_body(i as u64))
-                        .send()
-                        .await;
-                    match response {
-                        Ok(response) if response.status().is_success() => {
-                            response.bytes().await.expect("body");
-                        }
-                        _ => failed += 1,
-                    }
-                }
-                failed
-            })
-        })
-        .collect();
-    let mut failed = 0;
-    for handle in handles {
-        failed += handle.await.expect("task panicked");
-    }
-    let stats = api.stats();
-    let efficiency = efficiency(&stats);
-    let start = api.requests()[0].at;
-    let refused: Vec<_> = api
-        .requests()
-        .iter()
-        .filter(|r| r.status == Some(http::StatusCode::TOO_MANY_REQUESTS))
-        .map(|r| (r.at - start).as_millis())
-        .collect();
-    println!("refused at {refused:?}");
-    println!(
-        "large requests, learned limits: {} ok, {} limited, {} tokens in {:?}, efficiency {:.3}",
-        stats.ok,
-        stats.limited,
-        stats.tokens_charged,
-        stats.elapsed(),
-        efficiency
-    );
+    let failed = run_batch(&client, 40, TOTAL, large_chat_body).await;
+    let (stats, efficiency) = report("large requests, learned limits", &api);
     assert_eq!(failed, 0, "a caller saw a refusal");
     assert_eq!(stats.ok, TOTAL as u64);
     assert!(
