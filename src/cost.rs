@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use reqwest::{Request, Response};
 
-use crate::lane::LaneKey;
+use crate::key::LaneKey;
 
 use crate::limiter::{Budget, Commitment, Cost, Dimension};
 

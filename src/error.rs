@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use crate::lane::LaneKey;
+use crate::key::LaneKey;
 use crate::limiter::Dimension;
 use crate::policy::PolicyError;
 

@@ -4,8 +4,6 @@
 //! created from a [`Policy`] the first time its key is seen and lives in the
 //! [`Lanes`](crate::lanes::Lanes) registry while it matters.
 
-use std::borrow::Borrow;
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,70 +12,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::breaker::{Breaker, BreakerState, Transition};
+pub(crate) use crate::key::LaneKey;
 use crate::limiter::{Budget, Cost, Dimension, Limit};
 use crate::policy::Policy;
 use crate::retry::{is_rate_limited, RetryBudget};
 use crate::signals::{HeaderFamily, RateLimits, Signals, Window};
 use crate::stats::LaneStats;
-
-/// The name of a lane: by default `scheme://host:port` of the request's URL.
-///
-/// ```
-/// use reqwest_throttle::LaneKey;
-///
-/// let url = reqwest::Url::parse("https://API.github.com/repos").unwrap();
-/// assert_eq!(LaneKey::for_url(&url).unwrap().as_str(), "https://api.github.com:443");
-/// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LaneKey(Arc<str>);
-
-impl LaneKey {
-    /// A lane key from any text (for a custom key function: an API key's hash, a route).
-    pub fn new(key: impl Into<Arc<str>>) -> LaneKey {
-        LaneKey(key.into())
-    }
-
-    /// The default key of a URL: `scheme://host:port` (host lower-cased by the URL parser, port
-    /// made explicit). `None` when the URL has no host.
-    pub fn for_url(url: &reqwest::Url) -> Option<LaneKey> {
-        let mut key = String::new();
-        LaneKey::write_url_key(&mut key, url)?;
-        Some(LaneKey(key.into()))
-    }
-
-    /// Appends the default key of `url` to `buffer`; `None` (and nothing written) without a host.
-    pub(crate) fn write_url_key(buffer: &mut String, url: &reqwest::Url) -> Option<()> {
-        use std::fmt::Write;
-        let host = url.host_str()?;
-        let port = url.port_or_known_default().unwrap_or(0);
-        // Writing to a String cannot fail.
-        let _ = write!(buffer, "{}://{host}:{port}", url.scheme());
-        Some(())
-    }
-
-    /// The key as text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl Borrow<str> for LaneKey {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for LaneKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for LaneKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
-    }
-}
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]

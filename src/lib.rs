@@ -34,6 +34,7 @@ pub mod breaker;
 pub mod config;
 pub mod cost;
 mod error;
+mod key;
 mod lane;
 mod lanes;
 pub mod limiter;
@@ -50,7 +51,7 @@ mod stats;
 mod throttle;
 
 pub use error::Error;
-pub use lane::LaneKey;
+pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};

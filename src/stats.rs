@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::breaker::BreakerSnapshot;
-use crate::lane::LaneKey;
+use crate::key::LaneKey;
 
 /// A snapshot of one lane's counters.
 #[derive(Clone, Debug, PartialEq)]

@@ -10,7 +10,7 @@ use super::estimate::{estimate, Endpoint, TokenEstimate};
 use super::key;
 use super::usage::Usage;
 use crate::cost::{CostModel, Inspection, Settlement};
-use crate::lane::LaneKey;
+use crate::key::LaneKey;
 use crate::limiter::{Cost, Dimension};
 
 /// How a provider charges output tokens against its limit once the real usage is known.

@@ -14,7 +14,7 @@ use reqwest::Request;
 use serde::Deserialize;
 
 use super::estimate::Endpoint;
-use crate::lane::LaneKey;
+use crate::key::LaneKey;
 
 /// A fixed seed, so that one key gives the same lane in every process and every run (lanes
 /// shared through a common store must agree on their names).
