@@ -1,45 +1,64 @@
 //! One lane: the runtime state shared by every request to one host (or API key, or model).
 //!
-//! A lane owns its budget (rate and cooldown), its concurrency semaphore and its counters. It is
-//! created from a [`Policy`] the first time its key is seen and lives in the
+//! A lane owns its budget (rate and cooldown), its pace learner, its concurrency semaphore, its
+//! retry budget, its circuit breaker and its counters, behind two verbs:
+//!
+//! - [`Lane::admit`] waits for a request's turn (breaker admission, budget booking, cooldown,
+//!   lane and global concurrency slots, in that order: rate first, so a task never holds a slot
+//!   while it waits for rate) and hands back a [`Ticket`];
+//! - [`Ticket::finish`] reads what came back once, through the lane's
+//!   [`Classifier`](crate::assess::Classifier), and applies the one [`Assessment`] everywhere:
+//!   counters, the pace learner's actions on the budget, the breaker.
+//!
+//! A ticket is a guard: dropped at any point (the caller gave up) it gives back its
+//! reservation, its concurrency slots, its in-flight counts and its breaker probe.
+//!
+//! A lane is created from a [`Policy`] the first time its key is seen and lives in the
 //! [`Lanes`](crate::lanes::Lanes) registry while it matters.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
-use tokio::sync::Semaphore;
+use reqwest::Response;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::breaker::{Breaker, BreakerState, Transition};
+use crate::assess::{Assessment, Attempted, Classifier, DefaultClassifier};
+use crate::breaker::{Admission, Breaker, BreakerState, Transition};
+use crate::cost::{Inspection, Settlement};
+use crate::error::Error;
 pub(crate) use crate::key::LaneKey;
-use crate::limiter::{Budget, Cost, Dimension, Limit};
+use crate::limiter::pace::{Action, Actions, InFlight, Observation, PaceConfig, PaceLearner};
+use crate::limiter::{Blocked, Booking, Budget, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::policy::Policy;
-use crate::retry::{is_rate_limited, RetryBudget};
-use crate::signals::{HeaderFamily, RateLimits, Signals, Window};
+use crate::retry::{
+    Attempt, AttemptFacts, Delays, Idempotency, RetryBudget, RetryDecision, StopReason,
+};
+use crate::signals::Signals;
 use crate::stats::LaneStats;
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub sent: AtomicU64,
-    pub completed: AtomicU64,
-    pub errors: AtomicU64,
-    pub rejected: AtomicU64,
-    pub waited_total_ns: AtomicU64,
-    pub waited_max_ns: AtomicU64,
-    pub in_flight: AtomicU64,
-    pub queued: AtomicU64,
-    pub retries: AtomicU64,
-    pub retry_budget_exhausted: AtomicU64,
-    pub cooldowns: AtomicU64,
-    pub paced: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub circuit_rejected: AtomicU64,
+struct Counters {
+    sent: AtomicU64,
+    completed: AtomicU64,
+    errors: AtomicU64,
+    rejected: AtomicU64,
+    waited_total_ns: AtomicU64,
+    waited_max_ns: AtomicU64,
+    in_flight: AtomicU64,
+    queued: AtomicU64,
+    retries: AtomicU64,
+    retry_budget_exhausted: AtomicU64,
+    cooldowns: AtomicU64,
+    paced: AtomicU64,
+    rate_limited: AtomicU64,
+    circuit_rejected: AtomicU64,
 }
 
 impl Counters {
-    pub fn record_wait(&self, waited: Duration) {
+    fn record_wait(&self, waited: Duration) {
         let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
         self.waited_total_ns.fetch_add(nanos, Relaxed);
         self.waited_max_ns.fetch_max(nanos, Relaxed);
@@ -47,10 +66,10 @@ impl Counters {
 }
 
 /// Decrements a gauge when dropped, so a cancelled request never leaves it counted.
-pub(crate) struct Gauge<'a>(&'a AtomicU64);
+struct Gauge<'a>(&'a AtomicU64);
 
 impl<'a> Gauge<'a> {
-    pub fn enter(gauge: &'a AtomicU64) -> Gauge<'a> {
+    fn enter(gauge: &'a AtomicU64) -> Gauge<'a> {
         gauge.fetch_add(1, Relaxed);
         Gauge(gauge)
     }
@@ -62,90 +81,93 @@ impl Drop for Gauge<'_> {
     }
 }
 
-/// A request in flight in a lane; see [`Lane::take_off`].
-pub(crate) struct Flight<'a> {
-    lane: &'a Lane,
-    cost: Cost,
-}
-
-impl Drop for Flight<'_> {
-    fn drop(&mut self) {
-        self.lane.counters.in_flight.fetch_sub(1, Relaxed);
-        for (dimension, units) in self.cost.iter() {
-            self.lane.in_flight_units[dimension as usize].fetch_sub(units, Relaxed);
-        }
-    }
-}
-
 /// A user callback on every breaker transition of every lane.
 pub(crate) type TransitionHook = Arc<dyn Fn(&LaneKey, &Transition) + Send + Sync>;
 
-/// The quota of the server's window, as its rate-limit headers told it.
-#[derive(Clone, Copy, Debug, Default)]
-struct LearnedWindow {
-    limit: Option<u64>,
-    length: Option<Duration>,
-    /// Guessed from refusals rather than announced.
-    from_refusals: bool,
-    /// Windows to hold a guessed quota before probing upwards again; 0 while probing.
-    hold: u32,
-}
-
-/// Windows a quota guessed from refusals is held, once a probe was refused, before the lane
-/// probes upwards again (the server's quota may have grown).
-const HOLD_WINDOWS: u32 = 60;
-
 /// The runtime state of one lane.
-#[derive(Debug)]
 pub(crate) struct Lane {
-    pub key: LaneKey,
-    pub policy: Arc<Policy>,
-    pub budget: Arc<Budget>,
-    pub concurrency: Option<Arc<Semaphore>>,
-    pub counters: Counters,
-    /// Nanoseconds since the registry's epoch at the last use, for idle eviction.
-    pub last_used: AtomicU64,
-    pub retry_budget: RetryBudget,
-    pub breaker: Option<Breaker>,
-    /// Until when (nanoseconds since `created`) a pace learned from rate-limit headers holds; 0: none.
-    learned_until: AtomicU64,
-    /// What the headers said about the whole window, to pace the next window before it speaks.
-    learned_window: std::sync::Mutex<LearnedWindow>,
-    /// Successful responses since the last refusal that taught a pace.
-    oks_since_refusal: AtomicU64,
+    key: LaneKey,
+    policy: Arc<Policy>,
+    classifier: Arc<dyn Classifier>,
+    budget: Arc<Budget>,
+    pace: Mutex<PaceLearner>,
+    /// Nanoseconds since `created` at which the pace learner next has something to do on its own
+    /// (a window reset, an announcement going stale); `u64::MAX`: nothing. One atomic load per
+    /// booking when nothing was learned.
+    pace_due: AtomicU64,
+    concurrency: Option<Arc<Semaphore>>,
+    counters: Counters,
     /// Units of each dimension (indexed as [`Dimension::ALL`]) of the requests in flight, as
     /// estimated when they left: what the server may not have counted yet when it answers.
     in_flight_units: [AtomicU64; Dimension::ALL.len()],
-    /// When (nanoseconds since `created`) the successes counted above began to count.
-    measured_from: AtomicU64,
+    /// Nanoseconds since the registry's epoch at the last use, for idle eviction.
+    last_used: AtomicU64,
+    retry_budget: RetryBudget,
+    breaker: Option<Breaker>,
     created: Instant,
 }
 
-/// A limit of `limit` units per minute, with the whole minute as burst; `None` for a limit of
-/// zero or one too fast to represent (more than one unit per nanosecond).
-fn per_minute_limit(limit: u64) -> Option<Limit> {
-    if limit == 0 {
-        return None;
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("key", &self.key)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
     }
-    let interval = Duration::from_secs(60).as_nanos() / u128::from(limit);
-    let interval = u64::try_from(interval).ok().filter(|nanos| *nanos > 0)?;
-    Some(Limit {
-        interval: Duration::from_nanos(interval),
-        burst: limit,
-    })
+}
+
+/// The concurrency slots a request holds while it is in flight.
+struct Permits {
+    _lane: Option<OwnedSemaphorePermit>,
+    _global: Option<OwnedSemaphorePermit>,
+}
+
+/// A request's turn in its lane, from [`Lane::admit`] to [`Ticket::finish`].
+///
+/// While it lives the request is counted in flight with its estimated cost and holds its
+/// concurrency slots; dropped without `finish` it gives everything back.
+pub(crate) struct Ticket {
+    lane: Arc<Lane>,
+    cost: Cost,
+    commitment: Option<Commitment>,
+    admission: Option<Admission>,
+    departed: Instant,
+    permits: Option<Permits>,
+}
+
+/// What one request carries from attempt to attempt for the retry decision.
+pub(crate) struct RetryState {
+    delays: Delays,
+    idempotency: Idempotency,
+    deadline: Option<Instant>,
+    retries_done: u32,
+}
+
+impl RetryState {
+    /// Which attempt comes next, counting from 1.
+    pub fn attempt(&self) -> u32 {
+        self.retries_done + 1
+    }
 }
 
 impl Lane {
     pub fn new(key: LaneKey, policy: Arc<Policy>, on_transition: Option<&TransitionHook>) -> Lane {
         let budget = Budget::new();
+        let mut configured = [None; Dimension::ALL.len()];
         for dimension in Dimension::ALL {
             if let Some(rate) = policy.configured_limit(dimension) {
                 // Validated when the rules were built; an invalid rate here means no limit.
-                budget.set_limit(dimension, rate.limit().ok());
+                let limit = rate.limit().ok();
+                configured[dimension as usize] = limit;
+                budget.set_limit(dimension, limit);
                 // A token cost above the whole budget would be refused by the server too.
                 budget.set_strict(dimension, dimension != Dimension::Requests);
             }
         }
+        let pace = PaceLearner::new(PaceConfig {
+            configured,
+            max_wait: policy.retry.configured_max_retry_after(),
+        });
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
         let retry_budget = RetryBudget::new(policy.retry.budget_config());
         let breaker = policy.breaker.clone().map(|config| {
@@ -157,22 +179,47 @@ impl Lane {
             }
             breaker
         });
+        let classifier = policy
+            .configured_classifier()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(DefaultClassifier));
         Lane {
             key,
             policy,
+            classifier,
             budget,
+            pace: Mutex::new(pace),
+            pace_due: AtomicU64::new(u64::MAX),
             concurrency,
             counters: Counters::default(),
+            in_flight_units: Default::default(),
             last_used: AtomicU64::new(0),
             retry_budget,
             breaker,
-            learned_until: AtomicU64::new(0),
-            learned_window: std::sync::Mutex::new(LearnedWindow::default()),
-            oks_since_refusal: AtomicU64::new(0),
-            in_flight_units: Default::default(),
-            measured_from: AtomicU64::new(0),
             created: Instant::now(),
         }
+    }
+
+    pub fn key(&self) -> &LaneKey {
+        &self.key
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.breaker.as_ref()
+    }
+
+    /// Marks the lane used at `now` (nanoseconds since the registry's epoch).
+    pub fn touch(&self, now: u64) {
+        self.last_used.store(now, Relaxed);
+    }
+
+    /// When the lane was last used (nanoseconds since the registry's epoch).
+    pub fn last_used(&self) -> u64 {
+        self.last_used.load(Relaxed)
     }
 
     fn since_created(&self, instant: Instant) -> u64 {
@@ -180,317 +227,340 @@ impl Lane {
             .unwrap_or(u64::MAX)
     }
 
-    fn configured_limit(&self) -> Option<Limit> {
-        self.policy.rate.and_then(|rate| rate.limit().ok())
-    }
-
-    /// Counts a request that leaves now, with its estimated `cost`, as in flight until the
-    /// returned guard is dropped (answered, failed or cancelled).
-    pub fn take_off(&self, cost: &Cost) -> Flight<'_> {
-        self.counters.in_flight.fetch_add(1, Relaxed);
-        for (dimension, units) in cost.iter() {
-            self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
-        }
-        Flight {
-            lane: self,
-            cost: *cost,
-        }
-    }
-
-    /// When the pace learned from rate-limit headers ends (the server's window resets), if one holds.
-    pub fn learned_reset(&self) -> Option<Instant> {
-        match self.learned_until.load(Relaxed) {
-            0 => None,
-            until => self.created.checked_add(Duration::from_nanos(until)),
-        }
-    }
-
-    /// Once the server's window has reset, the pace learned from its headers no longer holds.
-    /// If the headers told the window's quota (limit L over a window W), the new window is paced
-    /// at L/W until its own headers arrive; otherwise the configured rate (or none) applies again.
-    /// Called before every reservation: one atomic load when nothing was learned.
-    pub fn expire_learned_pace(&self, now: Instant) {
-        let until = self.learned_until.load(Relaxed);
-        if until == 0 || self.since_created(now) < until {
-            return;
-        }
-        // Only one caller renews; a concurrent new pace from headers wins over it.
-        if self
-            .learned_until
-            .compare_exchange(until, 0, Relaxed, Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        let window = {
-            let mut learned = self
-                .learned_window
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if learned.from_refusals {
-                if learned.hold == 0 {
-                    // Probing: a quota guessed from refusals is tried 5 % higher each window,
-                    // until a refusal says it is too high.
-                    learned.limit = learned.limit.map(|limit| limit + (limit / 20).max(1));
-                } else {
-                    learned.hold -= 1;
-                }
-            }
-            *learned
-        };
-        match (window.limit, window.length) {
-            (Some(limit), Some(length)) if limit > 0 && !length.is_zero() => {
-                let interval = length / u32::try_from(limit).unwrap_or(u32::MAX);
-                self.set_pace(Limit { interval, burst: 1 }, now, length);
-                tracing::debug!(target: "reqwest_throttle", lane = %self.key, limit, window_ms = length.as_millis() as u64, "rate-limit window reset; pacing the new window at its quota");
-            }
-            _ => {
-                self.budget
-                    .set_limit(Dimension::Requests, self.configured_limit());
-                tracing::debug!(target: "reqwest_throttle", lane = %self.key, "rate-limit window reset; configured pace restored");
-            }
-        }
-    }
-
-    /// Applies a learned pace (never faster than the configured rate) until `now + holds_for`.
-    fn set_pace(&self, learned: Limit, now: Instant, holds_for: Duration) {
-        let effective = match self.configured_limit() {
-            Some(configured) if configured.interval >= learned.interval => configured,
-            _ => learned,
-        };
-        if self.budget.limit(Dimension::Requests) != Some(effective) {
-            self.budget.set_limit(Dimension::Requests, Some(effective));
-        }
-        // In nanoseconds since the lane's creation, saturating: a huge pace window cannot overflow.
-        let holds_for = u64::try_from(holds_for.as_nanos()).unwrap_or(u64::MAX);
-        let until = self.since_created(now).saturating_add(holds_for).max(1);
-        self.learned_until.store(until, Relaxed);
-    }
-
-    /// Acts on what a response said: a Retry-After on a 429/503 (or GitHub's rate-limit 403)
-    /// pauses the whole lane; announced rate-limit headers pace it before the server refuses.
-    /// Retry-After wins over rate-limit headers when both are present. Every pause is capped by
-    /// the policy's `max_retry_after`, so no wait is unbounded.
-    ///
-    /// When the response named one exhausted dimension (a 429 whose body says the token limit,
-    /// not the request limit, was hit), only that dimension pauses.
-    ///
-    /// Announced token windows (tokens, input and output tokens) keep the token budgets in
-    /// step with the server; see [`sync_tokens`](Self::sync_tokens). `cost` is what the
-    /// answered request was estimated to cost when it left (it is still counted in flight).
-    pub fn observe(
-        &self,
-        status: http::StatusCode,
-        signals: &Signals,
-        exhausted: Option<Dimension>,
-        cost: &Cost,
-        now: Instant,
-    ) {
-        let cap = self.policy.retry.configured_max_retry_after();
-        if let Some(limits) = signals.rate_limits.as_ref() {
-            self.sync_tokens(limits, cost);
-        }
-        let rate_limited = is_rate_limited(status, signals);
-        if rate_limited {
-            self.counters.rate_limited.fetch_add(1, Relaxed);
-        }
-        if status.is_success() {
-            self.oks_since_refusal.fetch_add(1, Relaxed);
-        }
-        let throttled = rate_limited || status == http::StatusCode::SERVICE_UNAVAILABLE;
-        if throttled {
-            if let Some(delay) = signals.retry_after {
-                let delay = delay.min(cap);
-                self.cool_down(exhausted, delay, now, "Retry-After");
-                if rate_limited && exhausted.is_none() && signals.rate_limits.is_none() {
-                    self.learn_from_refusal(delay, now);
-                }
-                return;
-            }
-        }
-        let requests = signals
-            .rate_limits
-            .as_ref()
-            .and_then(|limits| limits.requests);
-        if let Some(window) = requests {
-            self.pace_from(window, now, cap);
-        }
-    }
-
-    /// Keeps each token budget in step with the token windows the server announces.
-    ///
-    /// OpenAI and Anthropic announce token limits per minute and replenish them continuously
-    /// (a token bucket: `reset` is the time until the bucket is full again), so:
-    /// - a limit `L` the policy did not set is learned as `L` per minute with a burst of `L`
-    ///   (never faster than a configured rate), and a cost above it is refused at once
-    ///   ([`Error::CostTooLarge`](crate::Error::CostTooLarge)), as the server would refuse it;
-    /// - the lane never believes more tokens are available than the `remaining` the server
-    ///   announced: the difference is booked. Requests already sent but not yet seen by the
-    ///   server were booked by this lane when they left, so they are not counted twice, and an
-    ///   older answer (a larger `remaining`) never gives anything back.
-    ///
-    /// Token windows read from other header families (IETF `qu="tokens"`) have no stated
-    /// period; they only sync a token budget that has a limit already.
-    fn sync_tokens(&self, limits: &RateLimits, answered: &Cost) {
-        let per_minute = matches!(
-            limits.family,
-            HeaderFamily::OpenAi | HeaderFamily::Anthropic
-        );
-        let windows = [
-            (Dimension::Tokens, limits.tokens),
-            (Dimension::InputTokens, limits.input_tokens),
-            (Dimension::OutputTokens, limits.output_tokens),
-        ];
-        for (dimension, window) in windows {
-            let Some(window) = window else {
-                continue;
-            };
-            let mut remaining = window.remaining;
-            if per_minute {
-                if let Some(learned) = window.limit.and_then(per_minute_limit) {
-                    let configured = self
-                        .policy
-                        .configured_limit(dimension)
-                        .and_then(|rate| rate.limit().ok());
-                    let effective = match configured {
-                        Some(configured) if configured.interval >= learned.interval => configured,
-                        _ => learned,
-                    };
-                    let current = self.budget.limit(dimension);
-                    if current.is_none() {
-                        // Requests that left before the limit was known were not booked in this
-                        // dimension, and the server charges them when they arrive: the first
-                        // answer usually comes from the first to arrive, so none of the others
-                        // is in its `remaining` yet. Book them all, at their estimated cost (a
-                        // guess per request from this answer alone would be far off when sizes
-                        // vary, and the sync never gives back what it booked).
-                        let unseen = self.in_flight_units[dimension as usize]
-                            .load(Relaxed)
-                            .saturating_sub(answered.get(dimension));
-                        remaining = remaining.map(|r| r.saturating_sub(unseen));
-                    }
-                    if current != Some(effective) {
-                        self.budget.set_limit(dimension, Some(effective));
-                        self.budget.set_strict(dimension, true);
-                        tracing::debug!(target: "reqwest_throttle", lane = %self.key, %dimension, burst = effective.burst, "token limit learned from rate-limit headers");
-                    }
-                }
-            }
-            let (Some(remaining), Some(available)) = (remaining, self.budget.available(dimension))
-            else {
-                continue;
-            };
-            let excess = available.saturating_sub(remaining);
-            if excess == 0 {
-                continue;
-            }
-            // Book what the server says is gone.
-            self.budget.debit(dimension, excess);
-            self.counters.paced.fetch_add(1, Relaxed);
-            tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
-        }
-    }
-
-    /// A server that refuses with Retry-After but announces no rate-limit headers still tells
-    /// its quota by its refusals: the requests it accepted since the end of the previous pause,
-    /// over the time from then to the end of this one, is its rate. The lane is paced at it, so
-    /// the next windows are spread evenly instead of rushed and the requests in flight when a
-    /// quota runs out stop provoking refusals; then it probes 5 % higher each window until a
-    /// refusal says that is too much, backs off 5 % and holds there for a while (additive
-    /// increase, multiplicative decrease). Rate-limit headers, when a server sends them, take
-    /// precedence.
-    fn learn_from_refusal(&self, delay: Duration, now: Instant) {
-        // Refusals of requests that were already in flight when the previous pause began carry
-        // no new measure: the first one took it.
-        let measured_from = self.measured_from.load(Relaxed);
-        if self.since_created(now) < measured_from {
-            return;
-        }
-        let resumes = self.since_created(now.checked_add(delay).unwrap_or(now));
-        self.measured_from.store(resumes, Relaxed);
-        let oks = self.oks_since_refusal.swap(0, Relaxed);
-        if oks == 0 || resumes <= measured_from {
-            return;
-        }
-        let mut learned = self
-            .learned_window
+    fn pace(&self) -> MutexGuard<'_, PaceLearner> {
+        // The learner's state stays consistent even if a holder panicked: its updates are plain stores.
+        self.pace
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (quota, cycle, hold) = match (learned.from_refusals, learned.limit, learned.length) {
-            // Paced from refusals and refused again: the quota probed was too high. Back off
-            // 5 % and hold there a while.
-            (true, Some(limit), Some(length)) => ((limit * 95 / 100).max(1), length, HOLD_WINDOWS),
-            // First refusal: what the server accepted over the whole cycle (the cycle is
-            // measured to the end of the pause, which a whole-second Retry-After rounds up, so
-            // this already errs low); then probe upwards.
-            _ => (oks, Duration::from_nanos(resumes - measured_from), 0),
-        };
-        *learned = LearnedWindow {
-            limit: Some(quota),
-            length: Some(cycle),
-            from_refusals: true,
-            hold,
-        };
-        drop(learned);
-        let interval = cycle / u32::try_from(quota).unwrap_or(u32::MAX);
-        // Paced from the end of the pause on, and for a whole cycle after it.
-        self.set_pace(Limit { interval, burst: 1 }, now, delay + cycle);
-        tracing::info!(target: "reqwest_throttle", lane = %self.key, accepted = oks, cycle_ms = cycle.as_millis() as u64, "pace learned from the server's refusals");
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn cool_down(
+    /// Waits for the request's turn: breaker, then rate and cooldown, then concurrency slots.
+    ///
+    /// An open circuit costs nothing (no budget, no slot). A turn beyond `deadline` fails at
+    /// once with a typed error instead of sleeping.
+    pub async fn admit(
+        self: &Arc<Self>,
+        cost: &Cost,
+        deadline: Option<Instant>,
+        global: Option<&Arc<Semaphore>>,
+        started: Instant,
+    ) -> Result<Ticket, Error> {
+        let admission = match self.breaker.as_ref().map(|b| b.admit(started)) {
+            None => None,
+            Some(Ok(admission)) => Some(admission),
+            Some(Err(rejected)) => {
+                self.counters.circuit_rejected.fetch_add(1, Relaxed);
+                tracing::debug!(target: "reqwest_throttle", retry_in_ms = rejected.retry_in.as_millis() as u64, "circuit open: not sent");
+                return Err(Error::CircuitOpen {
+                    lane: self.key.clone(),
+                    retry_in: rejected.retry_in,
+                });
+            }
+        };
+        let max_wait = deadline.map(|d| d.saturating_duration_since(started));
+        let _queued = Gauge::enter(&self.counters.queued);
+        let mut now = started;
+        loop {
+            let booked = self.book(cost, max_wait, deadline, now).await?;
+            let lane_permit = acquire(self.concurrency.as_ref(), deadline)
+                .await
+                .map_err(|()| self.concurrency_refusal(max_wait))?;
+            let global_permit = acquire(global, deadline)
+                .await
+                .map_err(|()| self.concurrency_refusal(max_wait))?;
+            // A cooldown set while this request queued for a slot (a 429 seen by the request
+            // that held it) holds it back too: nothing leaves the lane before the pause ends,
+            // and then it books again under what the lane learned meanwhile.
+            if let Some(until) = self.budget.cooldown_until(cost) {
+                drop((lane_permit, global_permit, booked));
+                if deadline.is_some_and(|deadline| until > deadline) {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let blocked = Blocked::Cooldown {
+                        dimension: None,
+                        wait,
+                    };
+                    return Err(self.refusal(blocked, max_wait));
+                }
+                tokio::time::sleep_until(until).await;
+                now = Instant::now();
+                continue;
+            }
+            // The units leave now: they are spent even if the caller later drops the request.
+            // (A reservation that had to wait is committed only here, so a caller that gave up
+            // while waiting for a concurrency slot still gets it refunded.)
+            let commitment = booked.unwrap_or_else(Reservation::commit);
+            let waited = started.elapsed();
+            tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
+            if !waited.is_zero() {
+                self.counters.record_wait(waited);
+                tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
+            }
+            self.counters.sent.fetch_add(1, Relaxed);
+            self.counters.in_flight.fetch_add(1, Relaxed);
+            for (dimension, units) in cost.iter() {
+                self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
+            }
+            return Ok(Ticket {
+                lane: Arc::clone(self),
+                cost: *cost,
+                commitment: Some(commitment),
+                admission,
+                departed: if waited.is_zero() {
+                    started
+                } else {
+                    Instant::now()
+                },
+                permits: Some(Permits {
+                    _lane: lane_permit,
+                    _global: global_permit,
+                }),
+            });
+        }
+    }
+
+    /// Books the request's cost and waits for its slot: `Ok(commitment)` when it could leave at
+    /// once, `Err(reservation)` once a reservation's slot has come.
+    async fn book(
         &self,
-        dimension: Option<Dimension>,
-        delay: Duration,
-        now: Instant,
-        why: &'static str,
-    ) {
-        let Some(until) = now.checked_add(delay) else {
-            return;
-        };
-        self.budget.cool_down(dimension, until);
-        self.counters.cooldowns.fetch_add(1, Relaxed);
-        tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms = delay.as_millis() as u64, why, "lane cooling down");
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        mut now: Instant,
+    ) -> Result<Result<Commitment, Reservation>, Error> {
+        loop {
+            self.tick(now);
+            let max_wait = deadline
+                .map(|d| d.saturating_duration_since(now))
+                .or(max_wait);
+            let reservation = match self.budget.acquire(cost, max_wait, now) {
+                Ok(Booking::Ready(commitment)) => return Ok(Ok(commitment)),
+                Ok(Booking::Wait(reservation)) => reservation,
+                Err(blocked) => return Err(self.refusal(blocked, max_wait)),
+            };
+            // A slot booked beyond the server's reset was priced with a pace that ends there:
+            // give it back (it is the latest booking, so exactly) and book again at the reset,
+            // with what the server says then.
+            let reset = self.pace().reset_at();
+            if let Some(reset) = reset {
+                if reservation.ready_at() > reset {
+                    drop(reservation);
+                    tokio::time::sleep_until(reset).await;
+                    now = Instant::now();
+                    continue;
+                }
+            }
+            let waited = reservation
+                .wait(deadline)
+                .await
+                .map_err(|blocked| self.refusal(blocked, max_wait))?;
+            match waited {
+                Waited::OnTime => return Ok(Err(reservation)),
+                // Booked before the server asked for a pause: its slot is long past, and the
+                // lane may have learned a pace since. Book again, so the waiters that the pause
+                // piled up leave at that pace instead of all at once.
+                Waited::PastCooldown => {
+                    drop(reservation);
+                    now = Instant::now();
+                }
+            }
+        }
     }
 
-    /// With `remaining` R and `reset` T, sends no faster than R/T until the reset (never faster
-    /// than the configured rate); R = 0 pauses the lane until the reset.
-    fn pace_from(&self, window: Window, now: Instant, cap: Duration) {
-        let (Some(remaining), Some(reset_in)) = (window.remaining, window.reset_in) else {
+    /// Lets the pace learner act on what time alone changes, when it has something due.
+    fn tick(&self, now: Instant) {
+        if self.since_created(now) < self.pace_due.load(Relaxed) {
             return;
+        }
+        let mut pace = self.pace();
+        let actions = pace.tick(now);
+        self.apply(&pace, &actions);
+    }
+
+    /// Applies the learner's actions to the budget (under the learner's lock, so that two
+    /// answers' actions never interleave) and records when it is next due.
+    fn apply(&self, pace: &PaceLearner, actions: &Actions) {
+        for action in actions.iter() {
+            match action {
+                Action::SetLimit {
+                    dimension,
+                    limit,
+                    strict,
+                    fresh,
+                } => {
+                    if fresh {
+                        self.budget.set_limit(dimension, None);
+                    }
+                    self.budget.set_limit(dimension, limit);
+                    self.budget.set_strict(dimension, strict);
+                    if dimension == Dimension::Requests {
+                        self.counters.paced.fetch_add(1, Relaxed);
+                    }
+                    tracing::debug!(target: "reqwest_throttle", lane = %self.key, %dimension, per_second = limit.map(|l| 1.0 / l.interval.as_secs_f64().max(f64::MIN_POSITIVE)), burst = limit.map(|l| l.burst), strict, "pace set");
+                }
+                Action::CoolDown {
+                    dimension,
+                    until,
+                    why,
+                } => {
+                    self.budget.cool_down(dimension, until);
+                    self.counters.cooldowns.fetch_add(1, Relaxed);
+                    let pause_ms =
+                        until.saturating_duration_since(Instant::now()).as_millis() as u64;
+                    tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms, why, "lane cooling down");
+                }
+                Action::SyncDown {
+                    dimension,
+                    remaining,
+                } => {
+                    let Some(available) = self.budget.available(dimension) else {
+                        continue;
+                    };
+                    let excess = available.saturating_sub(remaining);
+                    if excess > 0 {
+                        // Book what the server says is gone.
+                        self.budget.debit(dimension, excess);
+                        self.counters.paced.fetch_add(1, Relaxed);
+                        tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
+                    }
+                }
+            }
+        }
+        let due = pace
+            .next_due()
+            .map_or(u64::MAX, |due| self.since_created(due));
+        self.pace_due.store(due, Relaxed);
+    }
+
+    /// A fresh retry state for one request, whose first attempt starts at `now`.
+    pub fn retry_state(
+        &self,
+        idempotency: Idempotency,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> RetryState {
+        self.retry_budget.deposit(now);
+        RetryState {
+            delays: self.policy.retry.delays(),
+            idempotency,
+            deadline,
+            retries_done: 0,
+        }
+    }
+
+    /// Whether another attempt could still follow the one about to start (so its request is
+    /// worth cloning first).
+    pub fn may_retry(&self, state: &RetryState) -> bool {
+        state.retries_done < self.policy.retry.configured_max_retries()
+    }
+
+    /// Retry, or stop: the policy decides from the one assessment; counted and traced here.
+    pub fn decide(
+        &self,
+        assessment: &Assessment,
+        state: &mut RetryState,
+        cloneable: bool,
+        now: Instant,
+    ) -> RetryDecision {
+        let facts = AttemptFacts {
+            verdict: assessment.verdict,
+            idempotency: state.idempotency,
+            cloneable,
+            retries_done: state.retries_done,
+            server_delay: assessment.server_delay,
+            deadline: state.deadline,
         };
-        if reset_in.is_zero() {
-            return;
+        let decision = self
+            .policy
+            .retry
+            .decide(&facts, &mut state.delays, &self.retry_budget, now);
+        if let RetryDecision::Wait(delay) = decision {
+            state.retries_done += 1;
+            self.counters.retries.fetch_add(1, Relaxed);
+            tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "retrying");
         }
-        // Requests already on their way were not counted by the server when it answered.
-        let unseen = self.counters.in_flight.load(Relaxed).saturating_sub(1);
-        let remaining = remaining.saturating_sub(unseen);
-        if remaining == 0 {
-            self.cool_down(None, reset_in.min(cap), now, "rate-limit remaining 0");
-            return;
+        decision
+    }
+
+    /// Hands the caller the final outcome, counting and logging why it is final.
+    pub fn stop(
+        &self,
+        reason: StopReason,
+        result: reqwest_middleware::Result<Response>,
+    ) -> reqwest_middleware::Result<Response> {
+        match reason {
+            StopReason::Final => {}
+            StopReason::BudgetExhausted => {
+                self.counters.retry_budget_exhausted.fetch_add(1, Relaxed);
+                tracing::warn!(target: "reqwest_throttle", "retry budget exhausted: returning the failure instead of retrying");
+            }
+            StopReason::RetryAfterTooLong(retry_after) => {
+                let max = self.policy.retry.configured_max_retry_after();
+                tracing::warn!(target: "reqwest_throttle", retry_after_s = retry_after.as_secs(), max_s = max.as_secs(), "server asked for a pause longer than max_retry_after");
+                if self.policy.retry.fails_on_long_retry_after() {
+                    return Err(Error::RetryAfterTooLong {
+                        lane: self.key.clone(),
+                        retry_after,
+                        max,
+                    }
+                    .into());
+                }
+            }
+            other => {
+                tracing::debug!(target: "reqwest_throttle", reason = ?other, "not retried");
+            }
         }
-        // A day bounds the arithmetic; no real window is longer.
-        let reset_in = reset_in.min(Duration::from_secs(86_400));
-        let interval = reset_in / u32::try_from(remaining).unwrap_or(u32::MAX);
-        self.set_pace(Limit { interval, burst: 1 }, now, reset_in);
-        if let Some(limit) = window.limit {
-            let mut learned = self
-                .learned_window
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            // The longest reset seen is the best estimate of the window's length.
-            let length = learned
-                .length
-                .map_or(reset_in, |length| length.max(reset_in));
-            *learned = LearnedWindow {
-                limit: Some(limit),
-                length: Some(length),
-                from_refusals: false,
-                hold: 0,
-            };
-        }
-        self.counters.paced.fetch_add(1, Relaxed);
-        tracing::trace!(target: "reqwest_throttle", lane = %self.key, remaining, reset_ms = reset_in.as_millis() as u64, "paced from rate-limit headers");
+        result
+    }
+
+    /// Benchmark hook: books one request now without waiting; `true` when it could go at once.
+    pub fn try_book_now(&self, now: Instant) -> bool {
+        matches!(
+            self.budget
+                .acquire(&Cost::requests(1), Some(Duration::ZERO), now),
+            Ok(Booking::Ready(_))
+        )
+    }
+
+    fn refusal(&self, blocked: Blocked, max_wait: Option<Duration>) -> Error {
+        self.counters.rejected.fetch_add(1, Relaxed);
+        let lane = self.key.clone();
+        let max_wait = max_wait.unwrap_or(Duration::MAX);
+        let error = match blocked {
+            Blocked::Rate { dimension, wait } => Error::WouldWait {
+                lane,
+                dimension,
+                wait,
+                max_wait,
+            },
+            Blocked::Cooldown { dimension, wait } => Error::CoolingDown {
+                lane,
+                dimension,
+                wait,
+                max_wait,
+            },
+            Blocked::NeverFits {
+                dimension,
+                cost,
+                burst,
+            } => Error::CostTooLarge {
+                lane,
+                dimension,
+                cost,
+                burst,
+            },
+        };
+        tracing::info!(target: "reqwest_throttle", error = %error, "request refused");
+        error
+    }
+
+    fn concurrency_refusal(&self, max_wait: Option<Duration>) -> Error {
+        self.counters.rejected.fetch_add(1, Relaxed);
+        let error = Error::Saturated {
+            lane: self.key.clone(),
+            max_wait: max_wait.unwrap_or(Duration::MAX),
+        };
+        tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
+        error
     }
 
     /// Whether the lane could be forgotten without changing anything: nobody is using it (the
@@ -549,9 +619,116 @@ impl Lane {
     }
 }
 
+impl Ticket {
+    /// The booking's reconciliation, for the policy's cost model; once.
+    pub fn settlement(&mut self) -> Option<Settlement> {
+        let commitment = self.commitment.take()?;
+        Some(Settlement::new(Arc::clone(&self.lane.budget), commitment))
+    }
+
+    /// Reads what came back, once: the lane's classifier makes the one [`Assessment`], and the
+    /// counters, the pace learner and the breaker all act on it. Frees the request's slots.
+    pub fn finish(
+        mut self,
+        result: &reqwest_middleware::Result<Response>,
+        inspection: Inspection,
+        now: Instant,
+    ) -> Assessment {
+        let lane = Arc::clone(&self.lane);
+        let (attempt, signals) = match result {
+            Ok(response) => (
+                Attempt::Status(response.status()),
+                // The wall clock only turns HTTP-dates and epoch resets into delays.
+                Signals::read_with_clock(response.headers(), SystemTime::now),
+            ),
+            Err(error) => (Attempt::of_error(error), Signals::default()),
+        };
+        let counter = match result {
+            Ok(_) => &lane.counters.completed,
+            Err(_) => &lane.counters.errors,
+        };
+        counter.fetch_add(1, Relaxed);
+        let assessment = lane.classifier.assess(
+            &Attempted::new(attempt, &signals)
+                .with_inspection(inspection)
+                .with_breaker(lane.policy.breaker.as_ref()),
+        );
+        if assessment.rate_limited {
+            lane.counters.rate_limited.fetch_add(1, Relaxed);
+        }
+        if result.is_ok() {
+            let in_flight = InFlight {
+                requests: lane.counters.in_flight.load(Relaxed),
+                units: std::array::from_fn(|i| lane.in_flight_units[i].load(Relaxed)),
+            };
+            let observation = Observation {
+                now,
+                departed: self.departed,
+                answer: assessment.answer,
+                pause: assessment.pause,
+                limits: signals.rate_limits.as_ref(),
+                answered: std::array::from_fn(|i| self.cost.get(Dimension::ALL[i])),
+                in_flight,
+            };
+            let mut pace = lane.pace();
+            let actions = pace.observe(&observation);
+            if !actions.is_empty() {
+                lane.apply(&pace, &actions);
+            }
+        }
+        // Out of flight and out of its slots before the breaker hears of it.
+        self.release();
+        if let (Some(breaker), Some(admission)) = (lane.breaker.as_ref(), self.admission.take()) {
+            breaker.record(admission, assessment.breaker, now);
+        }
+        assessment
+    }
+
+    fn release(&mut self) {
+        if self.permits.take().is_some() {
+            let lane = &self.lane;
+            lane.counters.in_flight.fetch_sub(1, Relaxed);
+            for (dimension, units) in self.cost.iter() {
+                lane.in_flight_units[dimension as usize].fetch_sub(units, Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A permit from `semaphore` (if there is one), waiting no later than `deadline`.
+async fn acquire(
+    semaphore: Option<&Arc<Semaphore>>,
+    deadline: Option<Instant>,
+) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    let Some(semaphore) = semaphore else {
+        return Ok(None);
+    };
+    // The common case, a free slot, needs no future and no clock.
+    if let Ok(permit) = Arc::clone(semaphore).try_acquire_owned() {
+        return Ok(Some(permit));
+    }
+    let acquire = Arc::clone(semaphore).acquire_owned();
+    let permit = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, acquire)
+            .await
+            .map_err(|_| ())?,
+        None => acquire.await,
+    };
+    // The semaphores are never closed.
+    permit.map(Some).map_err(|_| ())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limiter::pace::Answer;
+    use crate::signals::{HeaderFamily, RateLimits, Window};
 
     /// A 200 announcing an OpenAI token window of `limit` with `remaining` left.
     fn tokens_left(limit: u64, remaining: u64) -> Signals {
@@ -577,21 +754,41 @@ mod tests {
         Cost::requests(1).with(Dimension::Tokens, units)
     }
 
+    /// Applies what the learner makes of a 200 carrying `signals` for a request of `answered`.
+    fn observe_ok(lane: &Lane, signals: &Signals, answered: &Cost) {
+        let in_flight = InFlight {
+            requests: lane.counters.in_flight.load(Relaxed),
+            units: std::array::from_fn(|i| lane.in_flight_units[i].load(Relaxed)),
+        };
+        let now = Instant::now();
+        let mut pace = lane.pace();
+        let actions = pace.observe(&Observation {
+            now,
+            departed: now,
+            answer: Answer::Accepted,
+            pause: None,
+            limits: signals.rate_limits.as_ref(),
+            answered: std::array::from_fn(|i| answered.get(Dimension::ALL[i])),
+            in_flight,
+        });
+        lane.apply(&pace, &actions);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_token_limit_learned_late_books_every_request_still_in_flight() {
-        let lane = Lane::new(LaneKey::new("llm"), Arc::new(Policy::new()), None);
+        let lane = Arc::new(Lane::new(
+            LaneKey::new("llm"),
+            Arc::new(Policy::new().unlimited_concurrency()),
+            None,
+        ));
         // Three requests of very different sizes left before the limit was known.
         let costs = [tokens(100), tokens(2_000), tokens(3_000)];
-        let flights: Vec<_> = costs.iter().map(|cost| lane.take_off(cost)).collect();
+        let mut tickets = Vec::new();
+        for cost in &costs {
+            tickets.push(lane.admit(cost, None, None, Instant::now()).await.unwrap());
+        }
         // The smallest is answered first: the server had charged it alone.
-        let ok = http::StatusCode::OK;
-        lane.observe(
-            ok,
-            &tokens_left(10_000, 9_900),
-            None,
-            &costs[0],
-            Instant::now(),
-        );
+        observe_ok(&lane, &tokens_left(10_000, 9_900), &costs[0]);
         // The other two will be charged on arrival: 9 900 - 5 000, not 9 900 - 2 × 100.
         assert_eq!(
             lane.budget.limit(Dimension::Tokens).map(|l| l.burst),
@@ -599,15 +796,9 @@ mod tests {
         );
         assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
         // A later answer that counted more of them gives nothing back, and books nothing twice.
-        lane.observe(
-            ok,
-            &tokens_left(10_000, 7_900),
-            None,
-            &costs[1],
-            Instant::now(),
-        );
+        observe_ok(&lane, &tokens_left(10_000, 7_900), &costs[1]);
         assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
-        drop(flights);
+        drop(tickets);
         assert_eq!(lane.counters.in_flight.load(Relaxed), 0);
         assert!(lane
             .in_flight_units

@@ -83,13 +83,13 @@ impl Lanes {
         let now = self.nanos(now);
         // Lanes that exist are found under a shared lock: concurrent requests do not queue here.
         if let Some(lane) = self.read().get(key) {
-            lane.last_used.store(now, Relaxed);
+            lane.touch(now);
             return Arc::clone(lane);
         }
         let mut map = self.write();
         // Another request may have created it between the two locks.
         if let Some(lane) = map.get(key) {
-            lane.last_used.store(now, Relaxed);
+            lane.touch(now);
             return Arc::clone(lane);
         }
         if map.len() >= self.max_lanes {
@@ -100,8 +100,8 @@ impl Lanes {
             policy(),
             self.on_transition.as_ref(),
         ));
-        lane.last_used.store(now, Relaxed);
-        map.insert(lane.key.clone(), Arc::clone(&lane));
+        lane.touch(now);
+        map.insert(lane.key().clone(), Arc::clone(&lane));
         lane
     }
 
@@ -116,13 +116,7 @@ impl Lanes {
         let mut candidates: Vec<(bool, Nanos, LaneKey)> = map
             .values()
             .filter(|lane| Arc::strong_count(lane) == 1 && lane.is_idle())
-            .map(|lane| {
-                (
-                    lane.holds_state(),
-                    lane.last_used.load(Relaxed),
-                    lane.key.clone(),
-                )
-            })
+            .map(|lane| (lane.holds_state(), lane.last_used(), lane.key().clone()))
             .collect();
         let excess = excess.min(candidates.len());
         if excess < candidates.len() {
@@ -154,7 +148,6 @@ impl Lanes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limiter::Cost;
     use crate::policy::Rate;
 
     fn default_policy() -> Arc<Policy> {
@@ -186,11 +179,7 @@ mod tests {
         let lanes = Lanes::new(10, None);
         let limited = Arc::new(Policy::new().rate(Rate::per_hour(1)));
         let debtor = lanes.lane("debtor", Instant::now(), || Arc::clone(&limited));
-        debtor
-            .budget
-            .reserve(&Cost::requests(1), None)
-            .unwrap()
-            .settle(None);
+        assert!(debtor.try_book_now(Instant::now()));
         drop(debtor);
         for i in 0..9 {
             let _ = lanes.lane(&format!("idle{i}"), Instant::now(), default_policy);
@@ -212,7 +201,7 @@ mod tests {
         for lane in &held {
             assert!(Arc::ptr_eq(
                 lane,
-                &lanes.lane(lane.key.as_str(), Instant::now(), default_policy)
+                &lanes.lane(lane.key().as_str(), Instant::now(), default_policy)
             ));
         }
         drop((held, extra));

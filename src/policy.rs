@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::assess::Classifier;
 use crate::breaker::{BreakerConfig, BreakerConfigError};
 use crate::cost::CostModel;
 use crate::limiter::{Dimension, Limit};
@@ -257,6 +258,7 @@ pub struct Policy {
     /// Rates of the token dimensions: tokens, input tokens, output tokens.
     pub(crate) token_rates: [Option<Rate>; 3],
     pub(crate) cost_model: Option<CostModelHandle>,
+    pub(crate) classifier: Option<ClassifierHandle>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) max_wait: Option<Duration>,
     pub(crate) retry: RetryPolicy,
@@ -275,6 +277,7 @@ impl Default for Policy {
             rate: None,
             token_rates: [None; 3],
             cost_model: None,
+            classifier: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
             max_wait: None,
             retry: RetryPolicy::default(),
@@ -407,6 +410,27 @@ impl Policy {
         self
     }
 
+    /// Decides what each attempt's outcome means (retry, breaker, pause) with `classifier`
+    /// instead of [`DefaultClassifier`](crate::assess::DefaultClassifier).
+    ///
+    /// ```
+    /// use reqwest_throttle::assess::DefaultClassifier;
+    /// use reqwest_throttle::Policy;
+    ///
+    /// let policy = Policy::new().classifier(DefaultClassifier);
+    /// assert!(policy.configured_classifier().is_some());
+    /// ```
+    #[must_use]
+    pub fn classifier(mut self, classifier: impl Classifier) -> Policy {
+        self.classifier = Some(ClassifierHandle(Arc::new(classifier)));
+        self
+    }
+
+    /// The classifier set with [`classifier`](Self::classifier), if any.
+    pub fn configured_classifier(&self) -> Option<&Arc<dyn Classifier>> {
+        self.classifier.as_ref().map(|handle| &handle.0)
+    }
+
     /// The retry policy.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry
@@ -444,6 +468,16 @@ impl Policy {
             breaker.validate()?;
         }
         Ok(())
+    }
+}
+
+/// A shared classifier, printable.
+#[derive(Clone)]
+pub(crate) struct ClassifierHandle(pub(crate) Arc<dyn Classifier>);
+
+impl fmt::Debug for ClassifierHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Classifier")
     }
 }
 

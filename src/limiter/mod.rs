@@ -6,6 +6,7 @@
 
 mod budget;
 mod gcra;
+pub mod pace;
 
 pub use budget::{
     Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation, Waited,

@@ -70,6 +70,9 @@ pub enum Attempt {
     ConnectError,
     /// The attempt timed out: the server may or may not have acted.
     Timeout,
+    /// The connection was closed or reset before the response completed (a hang-up): the
+    /// request may or may not have reached the server.
+    Disconnected,
     /// Any other transport error (body, decode, redirect): not retried.
     OtherError,
 }
@@ -79,7 +82,9 @@ impl Attempt {
     ///
     /// Besides reqwest's own connect and timeout errors, an `std::io::Error` of kind
     /// `ConnectionRefused` (nothing was sent) or `TimedOut` anywhere in the source chain counts,
-    /// so middlewares below this one (a test double, a custom transport) can report them too.
+    /// so middlewares below this one (a test double, a custom transport) can report them too. A
+    /// hang-up is hyper's "connection closed before message completed", or an `std::io::Error`
+    /// of kind `ConnectionReset`, `ConnectionAborted`, `BrokenPipe` or `UnexpectedEof`.
     pub fn of_error(error: &reqwest_middleware::Error) -> Attempt {
         if let reqwest_middleware::Error::Reqwest(error) = error {
             if error.is_connect() {
@@ -95,10 +100,20 @@ impl Attempt {
         };
         while let Some(error) = source {
             if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind;
                 match io.kind() {
-                    std::io::ErrorKind::ConnectionRefused => return Attempt::ConnectError,
-                    std::io::ErrorKind::TimedOut => return Attempt::Timeout,
+                    ErrorKind::ConnectionRefused => return Attempt::ConnectError,
+                    ErrorKind::TimedOut => return Attempt::Timeout,
+                    ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::UnexpectedEof => return Attempt::Disconnected,
                     _ => {}
+                }
+            }
+            if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+                if hyper.is_incomplete_message() || hyper.is_canceled() {
+                    return Attempt::Disconnected;
                 }
             }
             source = error.source();
@@ -152,7 +167,7 @@ pub fn is_rate_limited(status: StatusCode, signals: &Signals) -> bool {
 pub fn classify(attempt: Attempt, signals: &Signals) -> Verdict {
     let by_status = match attempt {
         Attempt::ConnectError => return Verdict::RetryNotActed,
-        Attempt::Timeout => Verdict::RetryIfSafe,
+        Attempt::Timeout | Attempt::Disconnected => Verdict::RetryIfSafe,
         Attempt::OtherError => return Verdict::Final,
         Attempt::Status(status) if is_rate_limited(status, signals) => Verdict::RetryNotActed,
         Attempt::Status(StatusCode::SERVICE_UNAVAILABLE) if signals.retry_after.is_some() => {

@@ -16,14 +16,14 @@ pub struct BreakerControl {
 impl std::fmt::Debug for BreakerControl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BreakerControl")
-            .field("lane", &self.lane.key)
+            .field("lane", self.lane.key())
             .finish()
     }
 }
 
 impl BreakerControl {
     fn breaker(&self) -> Option<&Breaker> {
-        self.lane.breaker.as_ref()
+        self.lane.breaker()
     }
 
     /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):

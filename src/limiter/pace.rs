@@ -1,0 +1,695 @@
+//! The pace learner: what the server's answers teach about the rate it allows.
+//!
+//! A [`PaceLearner`] is a value type, pure in `now` like [`Gcra`](super::Gcra): it takes
+//! [`Observation`]s (how the server answered, its parsed signals, when the attempt left and
+//! what it cost) and returns [`Actions`] (set a dimension's limit, cool a dimension or the whole
+//! lane down until an instant, sync a token budget down to what the server says remains) that
+//! its owner applies to a [`Budget`](super::Budget). It reads no clock, holds no lock and knows
+//! no HTTP type beyond the plain values of [`signals`](crate::signals), so every behaviour below
+//! is tested with a fake clock and no sockets.
+//!
+//! # What it learns
+//!
+//! - **From rate-limit headers** (`remaining` R, `reset` T): the lane sends no faster than R/T
+//!   until the reset; R = 0 pauses it until the reset. Requests still in flight when the server
+//!   answered are taken off R (the server had not counted them). When the headers told the
+//!   window's quota (limit L), the next window is paced at L/T before its own headers arrive.
+//! - **From refusals without headers** (a 429 with Retry-After and nothing else): the requests
+//!   the server accepted over an *active* measurement period (from the first departure after the
+//!   previous pause or after an idle gap, to the end of this pause) are its quota per that cycle.
+//!   The lane is paced at it, then probes 5 % higher each window until a refusal says that is
+//!   too much, backs off 5 % and holds (additive increase, multiplicative decrease).
+//! - **Token limits** announced per minute (OpenAI, Anthropic): learned as that many tokens per
+//!   minute with the whole minute as burst, and the token budgets are synced down to the
+//!   announced `remaining`. A learned limit is *strict* (a cost above it is refused before it is
+//!   sent) only while its announcement is fresh; it is replaced as soon as the server announces
+//!   another one, and forgotten when no answer re-announces it within a window.
+//!
+//! # Guarantees
+//!
+//! - Never faster than a configured rate: every limit it sets is the slower of the learned one
+//!   and the configured one.
+//! - Every wait it derives from a server value (a cooldown, a pace's interval) is at most the
+//!   configured cap ([`PaceConfig::max_wait`]), whatever the server sent.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Dimension, Limit};
+use crate::signals::{HeaderFamily, RateLimits, Window};
+
+/// Windows a quota guessed from refusals is held, once a probe was refused, before the lane
+/// probes upwards again (the server's quota may have grown).
+const HOLD_WINDOWS: u32 = 60;
+
+/// The window of a per-minute token limit (OpenAI's TPM, Anthropic's ITPM/OTPM).
+const TOKEN_WINDOW: Duration = Duration::from_secs(60);
+
+/// A learned token limit is strict at least this long after its announcement.
+const MIN_FRESH: Duration = Duration::from_secs(1);
+
+/// An idle gap between two departures shorter than this never restarts a measurement.
+const MIN_IDLE_GAP: Duration = Duration::from_secs(1);
+
+/// The index of a dimension in per-dimension arrays.
+const fn slot(dimension: Dimension) -> usize {
+    dimension as usize
+}
+
+/// What the learner is told once, when a lane is created.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PaceConfig {
+    /// The configured limit of each dimension (indexed as [`Dimension::ALL`]); the learner never
+    /// paces faster than these.
+    pub configured: [Option<Limit>; Dimension::ALL.len()],
+    /// The longest wait any server value may cause: cooldowns and pace intervals are capped here.
+    pub max_wait: Duration,
+}
+
+impl PaceConfig {
+    fn configured(&self, dimension: Dimension) -> Option<Limit> {
+        self.configured[slot(dimension)]
+    }
+
+    /// The slower of `learned` and the configured limit of `dimension`.
+    fn never_faster(&self, dimension: Dimension, learned: Limit) -> Limit {
+        match self.configured(dimension) {
+            Some(configured) if configured.interval >= learned.interval => configured,
+            _ => learned,
+        }
+    }
+}
+
+/// How the server answered one attempt, as the lane's classifier judged it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// A 2xx: the server accepted the request.
+    Accepted,
+    /// The server said "too many requests" (429, GitHub's rate-limit 403).
+    RateLimited,
+    /// The server is overloaded (503): its Retry-After pauses the lane, it teaches no quota.
+    Unavailable,
+    /// Anything else: only its headers are read.
+    Other,
+}
+
+/// A pause the server asked for: of the whole lane, or of the one dimension it named exhausted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pause {
+    /// The exhausted dimension; `None` pauses the whole lane.
+    pub dimension: Option<Dimension>,
+    /// How long, as the server said it (uncapped).
+    pub delay: Duration,
+}
+
+/// What is still in flight in the lane when an answer arrives (the answered request included).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct InFlight {
+    /// Requests in flight.
+    pub requests: u64,
+    /// Units of each dimension (indexed as [`Dimension::ALL`]) in flight, as estimated when
+    /// they left.
+    pub units: [u64; Dimension::ALL.len()],
+}
+
+/// One answer, with what the learner needs to know about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Observation<'a> {
+    /// When the answer arrived.
+    pub now: Instant,
+    /// When the answered attempt left.
+    pub departed: Instant,
+    /// How the server answered.
+    pub answer: Answer,
+    /// The pause the server asked for (Retry-After on a refusal), uncapped: the learner caps it.
+    pub pause: Option<Pause>,
+    /// The rate-limit headers, if any.
+    pub limits: Option<&'a RateLimits>,
+    /// The answered attempt's estimated units per dimension (indexed as [`Dimension::ALL`]).
+    pub answered: [u64; Dimension::ALL.len()],
+    /// What was in flight when it arrived, the answered attempt included.
+    pub in_flight: InFlight,
+}
+
+/// What the learner asks its owner to do to the lane's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Set the limit of `dimension` (`None`: no limit); `strict` refuses costs above the burst;
+    /// `fresh` starts the dimension's cell anew instead of keeping what it booked (a token limit
+    /// replaced by another announcement: the server's `remaining` that follows is the truth).
+    SetLimit {
+        /// The dimension.
+        dimension: Dimension,
+        /// The new limit.
+        limit: Option<Limit>,
+        /// Whether a cost above the burst is refused.
+        strict: bool,
+        /// Whether the cell starts anew.
+        fresh: bool,
+    },
+    /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
+    CoolDown {
+        /// The dimension, or the whole lane.
+        dimension: Option<Dimension>,
+        /// The end of the pause; at most the cap after the answer.
+        until: Instant,
+        /// What asked for it, for the trace.
+        why: &'static str,
+    },
+    /// The server says only `remaining` units of `dimension` are left: book the difference.
+    SyncDown {
+        /// The dimension.
+        dimension: Dimension,
+        /// What the server says remains, less what it has not seen yet.
+        remaining: u64,
+    },
+}
+
+/// The actions of one observation: at most a few, without allocating.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Actions {
+    items: [Option<Action>; 8],
+    len: usize,
+}
+
+impl Actions {
+    fn push(&mut self, action: Action) {
+        // Eight is more than one observation can produce (a limit and a sync per token
+        // dimension, and one pause or pace); a ninth would be a bug, and is dropped.
+        if let Some(item) = self.items.get_mut(self.len) {
+            *item = Some(action);
+            self.len += 1;
+        }
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The actions, in the order they are to be applied.
+    pub fn iter(&self) -> impl Iterator<Item = Action> + '_ {
+        self.items[..self.len].iter().flatten().copied()
+    }
+}
+
+/// The quota of the server's window, as its headers or its refusals told it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct LearnedWindow {
+    limit: Option<u64>,
+    length: Option<Duration>,
+    /// Guessed from refusals rather than announced.
+    from_refusals: bool,
+    /// Windows to hold a guessed quota before probing upwards again; 0 while probing.
+    hold: u32,
+}
+
+/// The active period over which accepted requests are counted, to learn from a refusal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Measure {
+    /// Departure of the first accepted request counted.
+    since: Option<Instant>,
+    /// Accepted requests counted.
+    accepted: u64,
+    /// Attempts that left before this instant (during or before the previous pause) teach nothing.
+    after: Option<Instant>,
+    /// The latest departure seen, to tell an idle gap.
+    last_departure: Option<Instant>,
+}
+
+/// A token limit learned from an announcement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct LearnedTokens {
+    /// What the server announced (units per window).
+    announced: u64,
+    /// Whether a cost above it is still refused before it is sent.
+    strict: bool,
+    /// Strict until then; merely pacing after.
+    fresh_until: Instant,
+    /// Forgotten then, unless announced again.
+    expires: Instant,
+}
+
+/// The pace learner of one lane; see the [module documentation](self).
+///
+/// ```
+/// use std::time::Duration;
+/// use tokio::time::Instant;
+/// use reqwest_throttle::limiter::pace::{Action, Answer, Observation, PaceConfig, PaceLearner};
+/// use reqwest_throttle::signals::{HeaderFamily, RateLimits, Window};
+/// use reqwest_throttle::Dimension;
+///
+/// let mut learner = PaceLearner::new(PaceConfig {
+///     configured: [None; 4],
+///     max_wait: Duration::from_secs(10),
+/// });
+/// let now = Instant::now();
+/// // 10 requests left until a reset in 5 s: one every 500 ms.
+/// let limits = RateLimits {
+///     requests: Some(Window {
+///         limit: Some(100),
+///         remaining: Some(10),
+///         reset_in: Some(Duration::from_secs(5)),
+///     }),
+///     family: HeaderFamily::Ietf,
+///     tokens: None,
+///     input_tokens: None,
+///     output_tokens: None,
+///     resource: None,
+/// };
+/// let actions = learner.observe(&Observation {
+///     now,
+///     departed: now,
+///     answer: Answer::Accepted,
+///     pause: None,
+///     limits: Some(&limits),
+///     answered: [1, 0, 0, 0],
+///     in_flight: Default::default(),
+/// });
+/// let set = actions.iter().find_map(|action| match action {
+///     Action::SetLimit { dimension: Dimension::Requests, limit, .. } => limit,
+///     _ => None,
+/// });
+/// assert_eq!(set.unwrap().interval, Duration::from_millis(500));
+/// ```
+#[derive(Clone, Debug)]
+pub struct PaceLearner {
+    config: PaceConfig,
+    /// The limit of each dimension as last set (by the configuration or by this learner).
+    current: [Option<Limit>; Dimension::ALL.len()],
+    /// Until when the requests pace learned from the server holds.
+    pace_until: Option<Instant>,
+    window: LearnedWindow,
+    measure: Measure,
+    tokens: [Option<LearnedTokens>; Dimension::ALL.len()],
+}
+
+impl PaceLearner {
+    /// A learner that has learned nothing yet: the configured limits apply.
+    pub fn new(config: PaceConfig) -> PaceLearner {
+        PaceLearner {
+            config,
+            current: config.configured,
+            pace_until: None,
+            window: LearnedWindow::default(),
+            measure: Measure::default(),
+            tokens: [None; Dimension::ALL.len()],
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &PaceConfig {
+        &self.config
+    }
+
+    /// The limit of `dimension` as the learner last set it.
+    pub fn limit(&self, dimension: Dimension) -> Option<Limit> {
+        self.current[slot(dimension)]
+    }
+
+    /// When the requests pace learned from the server ends (its window resets), if one holds.
+    /// A reservation booked beyond it was priced with a pace that no longer holds then.
+    pub fn reset_at(&self) -> Option<Instant> {
+        self.pace_until
+    }
+
+    /// The next instant at which [`tick`](Self::tick) has something to do, if any.
+    pub fn next_due(&self) -> Option<Instant> {
+        let tokens = self.tokens.iter().flatten().map(|learned| {
+            if learned.strict {
+                learned.fresh_until.min(learned.expires)
+            } else {
+                learned.expires
+            }
+        });
+        self.pace_until.into_iter().chain(tokens).min()
+    }
+
+    /// What time alone changes, called before every booking: a server window that has reset
+    /// (the next window is paced at its quota, or the configured rate applies again), a token
+    /// announcement that is no longer fresh (no longer strict) or no longer current (forgotten).
+    pub fn tick(&mut self, now: Instant) -> Actions {
+        let mut actions = Actions::default();
+        if self.pace_until.is_some_and(|until| now >= until) {
+            self.pace_until = None;
+            self.renew_window(now, &mut actions);
+        }
+        for dimension in [
+            Dimension::Tokens,
+            Dimension::InputTokens,
+            Dimension::OutputTokens,
+        ] {
+            let Some(learned) = self.tokens[slot(dimension)] else {
+                continue;
+            };
+            if now >= learned.expires {
+                self.tokens[slot(dimension)] = None;
+                let configured = self.config.configured(dimension);
+                self.set(
+                    dimension,
+                    configured,
+                    configured.is_some(),
+                    false,
+                    &mut actions,
+                );
+            } else if learned.strict && now >= learned.fresh_until {
+                self.tokens[slot(dimension)] = Some(LearnedTokens {
+                    strict: false,
+                    ..learned
+                });
+                if self.config.configured(dimension).is_none() {
+                    // Still paced, no longer strict: a cost above an old announcement is sent,
+                    // so the server can say whether its limit changed.
+                    let limit = self.current[slot(dimension)];
+                    actions.push(Action::SetLimit {
+                        dimension,
+                        limit,
+                        strict: false,
+                        fresh: false,
+                    });
+                }
+            }
+        }
+        actions
+    }
+
+    /// Learns from one answer; see the [module documentation](self).
+    pub fn observe(&mut self, observation: &Observation<'_>) -> Actions {
+        let mut actions = Actions::default();
+        let now = observation.now;
+        self.note_departure(observation);
+        if let Some(limits) = observation.limits {
+            self.sync_tokens(limits, observation, &mut actions);
+        }
+        // Retry-After wins over rate-limit headers when both are present.
+        if let Some(pause) = observation.pause {
+            let delay = pause.delay.min(self.config.max_wait);
+            self.cool_down(pause.dimension, delay, now, "Retry-After", &mut actions);
+            if observation.answer == Answer::RateLimited
+                && pause.dimension.is_none()
+                && observation.limits.is_none()
+            {
+                self.learn_from_refusal(observation.departed, delay, now, &mut actions);
+            }
+            return actions;
+        }
+        let requests = observation.limits.and_then(|limits| limits.requests);
+        if let Some(window) = requests {
+            self.pace_from(window, observation.in_flight.requests, now, &mut actions);
+        }
+        actions
+    }
+
+    /// Counts an accepted request towards the measurement, and restarts the measurement after
+    /// an idle gap: learning measures active time only.
+    fn note_departure(&mut self, observation: &Observation<'_>) {
+        let departed = observation.departed;
+        let measure = &mut self.measure;
+        if measure.after.is_some_and(|after| departed < after) {
+            return;
+        }
+        let idle_gap = self.current[slot(Dimension::Requests)]
+            .map_or(MIN_IDLE_GAP, |limit| limit.interval.saturating_mul(2))
+            .max(MIN_IDLE_GAP);
+        let idle = measure
+            .last_departure
+            .is_some_and(|last| departed.saturating_duration_since(last) > idle_gap);
+        if idle {
+            measure.since = None;
+            measure.accepted = 0;
+        }
+        if measure.last_departure.is_none_or(|last| departed > last) {
+            measure.last_departure = Some(departed);
+        }
+        if observation.answer == Answer::Accepted {
+            measure.accepted += 1;
+            measure.since = Some(measure.since.map_or(departed, |since| since.min(departed)));
+        }
+    }
+
+    /// Sets `dimension`'s limit, asking the owner only when it changes.
+    fn set(
+        &mut self,
+        dimension: Dimension,
+        limit: Option<Limit>,
+        strict: bool,
+        fresh: bool,
+        actions: &mut Actions,
+    ) {
+        if self.current[slot(dimension)] == limit && !fresh {
+            return;
+        }
+        self.current[slot(dimension)] = limit;
+        actions.push(Action::SetLimit {
+            dimension,
+            limit,
+            strict,
+            fresh,
+        });
+    }
+
+    /// Paces requests at `learned` (never faster than configured, never an interval above the
+    /// cap) until `now + holds_for`.
+    fn set_pace(
+        &mut self,
+        learned: Limit,
+        now: Instant,
+        holds_for: Duration,
+        actions: &mut Actions,
+    ) {
+        let learned = Limit {
+            interval: learned.interval.min(self.config.max_wait),
+            ..learned
+        };
+        let effective = self.config.never_faster(Dimension::Requests, learned);
+        self.set(Dimension::Requests, Some(effective), false, false, actions);
+        self.pace_until = Some(later(now, holds_for));
+    }
+
+    fn cool_down(
+        &mut self,
+        dimension: Option<Dimension>,
+        delay: Duration,
+        now: Instant,
+        why: &'static str,
+        actions: &mut Actions,
+    ) {
+        let delay = delay.min(self.config.max_wait);
+        actions.push(Action::CoolDown {
+            dimension,
+            until: later(now, delay),
+            why,
+        });
+    }
+
+    /// The server's window has reset: pace the new one at the quota it told (limit L over a
+    /// window W: L/W), probing a quota guessed from refusals upwards; or, with no quota known,
+    /// return to the configured rate.
+    fn renew_window(&mut self, now: Instant, actions: &mut Actions) {
+        let window = &mut self.window;
+        if window.from_refusals {
+            if window.hold == 0 {
+                window.limit = window.limit.map(|limit| limit + (limit / 20).max(1));
+            } else {
+                window.hold -= 1;
+            }
+        }
+        match (window.limit, window.length) {
+            (Some(limit), Some(length)) if limit > 0 && !length.is_zero() => {
+                let interval = length / u32::try_from(limit).unwrap_or(u32::MAX);
+                self.set_pace(Limit { interval, burst: 1 }, now, length, actions);
+            }
+            _ => {
+                let configured = self.config.configured(Dimension::Requests);
+                self.set(Dimension::Requests, configured, false, false, actions);
+            }
+        }
+    }
+
+    /// With `remaining` R and `reset` T, sends no faster than R/T until the reset; R = 0
+    /// pauses the lane until the reset. T is capped, so no pace waits longer than the cap.
+    fn pace_from(&mut self, window: Window, in_flight: u64, now: Instant, actions: &mut Actions) {
+        let (Some(remaining), Some(reset_in)) = (window.remaining, window.reset_in) else {
+            return;
+        };
+        if reset_in.is_zero() {
+            return;
+        }
+        let reset_in = reset_in.min(self.config.max_wait);
+        // Requests already on their way were not counted by the server when it answered.
+        let unseen = in_flight.saturating_sub(1);
+        let remaining = remaining.saturating_sub(unseen);
+        if remaining == 0 {
+            self.cool_down(None, reset_in, now, "rate-limit remaining 0", actions);
+            return;
+        }
+        let interval = reset_in / u32::try_from(remaining).unwrap_or(u32::MAX);
+        self.set_pace(Limit { interval, burst: 1 }, now, reset_in, actions);
+        if let Some(limit) = window.limit {
+            // The longest reset seen is the best estimate of the window's length.
+            let length = self
+                .window
+                .length
+                .filter(|_| !self.window.from_refusals)
+                .map_or(reset_in, |length| length.max(reset_in));
+            self.window = LearnedWindow {
+                limit: Some(limit),
+                length: Some(length),
+                from_refusals: false,
+                hold: 0,
+            };
+        }
+    }
+
+    /// A refusal with Retry-After and no rate-limit headers: the requests accepted over the
+    /// active period that ends with this pause are the server's quota per that cycle.
+    fn learn_from_refusal(
+        &mut self,
+        departed: Instant,
+        delay: Duration,
+        now: Instant,
+        actions: &mut Actions,
+    ) {
+        // Refusals of requests that left before the previous pause ended carry no new measure.
+        if self.measure.after.is_some_and(|after| departed < after) {
+            return;
+        }
+        let resumes = later(now, delay);
+        let measure = std::mem::take(&mut self.measure);
+        self.measure = Measure {
+            after: Some(resumes),
+            last_departure: measure.last_departure,
+            ..Measure::default()
+        };
+        let Some(since) = measure.since else {
+            return;
+        };
+        if measure.accepted == 0 || resumes <= since {
+            return;
+        }
+        let (quota, cycle, hold) = match (
+            self.window.from_refusals,
+            self.window.limit,
+            self.window.length,
+        ) {
+            // Paced from refusals and refused again: the quota probed was too high. Back off
+            // 5 % and hold there a while.
+            (true, Some(limit), Some(length)) => ((limit * 95 / 100).max(1), length, HOLD_WINDOWS),
+            // First refusal: what the server accepted over the active cycle (measured to the end
+            // of the pause, which a whole-second Retry-After rounds up, so it errs low).
+            _ => (measure.accepted, resumes.duration_since(since), 0),
+        };
+        self.window = LearnedWindow {
+            limit: Some(quota),
+            length: Some(cycle),
+            from_refusals: true,
+            hold,
+        };
+        let interval = cycle / u32::try_from(quota).unwrap_or(u32::MAX);
+        // Paced from the end of the pause on, and for a whole cycle after it.
+        self.set_pace(
+            Limit { interval, burst: 1 },
+            now,
+            delay.saturating_add(cycle),
+            actions,
+        );
+    }
+
+    /// Keeps each token budget in step with the token windows the server announces.
+    ///
+    /// OpenAI and Anthropic announce token limits per minute and replenish them continuously,
+    /// so a limit `L` the policy did not set is learned as `L` per minute with a burst of `L`,
+    /// and the budget never believes more tokens are available than the announced `remaining`
+    /// (requests the server had not seen yet are taken off it only when the limit was not known
+    /// when they left: those were not booked in the dimension).
+    fn sync_tokens(
+        &mut self,
+        limits: &RateLimits,
+        observation: &Observation<'_>,
+        actions: &mut Actions,
+    ) {
+        let per_minute = matches!(
+            limits.family,
+            HeaderFamily::OpenAi | HeaderFamily::Anthropic
+        );
+        let windows = [
+            (Dimension::Tokens, limits.tokens),
+            (Dimension::InputTokens, limits.input_tokens),
+            (Dimension::OutputTokens, limits.output_tokens),
+        ];
+        let now = observation.now;
+        for (dimension, window) in windows {
+            let Some(window) = window else {
+                continue;
+            };
+            let mut remaining = window.remaining;
+            if let Some(announced) = window.limit.filter(|_| per_minute) {
+                if let Some(learned) = per_minute_limit(announced) {
+                    let effective = self.config.never_faster(dimension, learned);
+                    let current = self.current[slot(dimension)];
+                    let known = self.tokens[slot(dimension)];
+                    let replaced = known.is_some_and(|known| known.announced != announced);
+                    if current.is_none() || replaced {
+                        // Requests that left before the limit was known were not booked in this
+                        // dimension and the server charges them when they arrive: book them all
+                        // at their estimated cost.
+                        let unseen = observation.in_flight.units[slot(dimension)]
+                            .saturating_sub(observation.answered[slot(dimension)]);
+                        remaining = remaining.map(|r| r.saturating_sub(unseen));
+                    }
+                    let fresh_for = window
+                        .reset_in
+                        .unwrap_or(MIN_FRESH)
+                        .clamp(MIN_FRESH, TOKEN_WINDOW);
+                    self.tokens[slot(dimension)] = Some(LearnedTokens {
+                        announced,
+                        strict: true,
+                        fresh_until: later(now, fresh_for),
+                        expires: later(now, TOKEN_WINDOW),
+                    });
+                    let was_strict = known.is_some_and(|known| known.strict);
+                    if current != Some(effective) || replaced || !was_strict {
+                        self.current[slot(dimension)] = Some(effective);
+                        actions.push(Action::SetLimit {
+                            dimension,
+                            limit: Some(effective),
+                            strict: true,
+                            fresh: replaced,
+                        });
+                    }
+                }
+            }
+            if self.current[slot(dimension)].is_none() {
+                continue;
+            }
+            if let Some(remaining) = remaining {
+                actions.push(Action::SyncDown {
+                    dimension,
+                    remaining,
+                });
+            }
+        }
+    }
+}
+
+/// `now + wait`, saturating at a century ahead instead of panicking.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait)
+        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 100)))
+        .unwrap_or(now)
+}
+
+/// A limit of `limit` units per minute, with the whole minute as burst; `None` for a limit of
+/// zero or one too fast to represent (more than one unit per nanosecond).
+pub fn per_minute_limit(limit: u64) -> Option<Limit> {
+    if limit == 0 {
+        return None;
+    }
+    let interval = TOKEN_WINDOW.as_nanos() / u128::from(limit);
+    let interval = u64::try_from(interval).ok().filter(|nanos| *nanos > 0)?;
+    Some(Limit {
+        interval: Duration::from_nanos(interval),
+        burst: limit,
+    })
+}
