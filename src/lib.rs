@@ -48,6 +48,7 @@ pub mod signals;
 pub mod sim;
 mod stats;
 mod throttle;
+mod time;
 
 pub use error::Error;
 pub use lane::LaneKey;

@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::config::FailureWindow;
+use crate::time::{duration_to_nanos, Epoch};
 
 /// Buckets of a time window (Hystrix's default): 10 % expiry granularity.
 pub(super) const TIME_BUCKETS: usize = 10;
@@ -107,9 +108,9 @@ struct Bucket {
 
 #[derive(Debug)]
 pub(super) struct TimeWindow {
-    bucket_nanos: u128,
+    bucket_nanos: u64,
     /// Time zero of bucket indices: the first call recorded (the breaker has no clock of its own).
-    origin: Option<Instant>,
+    origin: Option<Epoch>,
     /// The highest bucket index recorded: a caller whose `now` lags behind another's (read
     /// before the lock) lands in the current bucket rather than resurrecting an expired one.
     latest: u64,
@@ -118,22 +119,20 @@ pub(super) struct TimeWindow {
 
 impl TimeWindow {
     fn new(window: Duration) -> Self {
-        let buckets = u128::try_from(TIME_BUCKETS).unwrap_or(1);
         TimeWindow {
-            bucket_nanos: (window.as_nanos() / buckets).max(1),
+            bucket_nanos: (duration_to_nanos(window) / TIME_BUCKETS as u64).max(1),
             origin: None,
             latest: 0,
             buckets: [Bucket::default(); TIME_BUCKETS],
         }
     }
 
-    fn index_at(&self, origin: Instant, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(origin).as_nanos();
-        u64::try_from(elapsed / self.bucket_nanos).unwrap_or(u64::MAX)
+    fn index_at(&self, origin: Epoch, now: Instant) -> u64 {
+        origin.nanos(now) / self.bucket_nanos
     }
 
     fn record(&mut self, failed: bool, now: Instant) {
-        let origin = *self.origin.get_or_insert(now);
+        let origin = *self.origin.get_or_insert(Epoch::at(now));
         let index = self.index_at(origin, now).max(self.latest);
         self.latest = index;
         let slot = (index % TIME_BUCKETS as u64) as usize;

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::time::{duration_to_nanos, Epoch};
+
 const SLOTS: usize = 10;
 
 /// How much retrying a lane's budget allows.
@@ -58,8 +60,9 @@ struct Slot {
 #[derive(Debug)]
 pub struct RetryBudget {
     config: RetryBudgetConfig,
-    epoch: Instant,
-    slot_length: Duration,
+    epoch: Epoch,
+    /// Nanoseconds per slot, never zero.
+    slot_nanos: u64,
     slots: Mutex<[Slot; SLOTS]>,
 }
 
@@ -69,16 +72,14 @@ impl RetryBudget {
         let ttl = config.ttl.max(Duration::from_millis(SLOTS as u64));
         RetryBudget {
             config,
-            epoch: Instant::now(),
-            slot_length: ttl / SLOTS as u32,
+            epoch: Epoch::now(),
+            slot_nanos: (duration_to_nanos(ttl) / SLOTS as u64).max(1),
             slots: Mutex::new([Slot::default(); SLOTS]),
         }
     }
 
     fn period(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.epoch).as_nanos();
-        let period = elapsed / self.slot_length.as_nanos().max(1);
-        u64::try_from(period).unwrap_or(u64::MAX)
+        self.epoch.nanos(now) / self.slot_nanos
     }
 
     fn with_slot<T>(&self, now: Instant, f: impl FnOnce(&mut [Slot; SLOTS], usize) -> T) -> T {
