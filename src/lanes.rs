@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use crate::lane::{Lane, LaneKey, TransitionHook};
 use crate::limiter::Nanos;
 use crate::policy::Policy;
+use crate::time::Epoch;
 
 /// The default bound on the number of lanes.
 pub const DEFAULT_MAX_LANES: usize = 10_000;
@@ -30,7 +31,7 @@ type LaneMap = HashMap<LaneKey, Arc<Lane>, foldhash::fast::RandomState>;
 pub(crate) struct Lanes {
     map: RwLock<LaneMap>,
     max_lanes: usize,
-    epoch: Instant,
+    epoch: Epoch,
     evicted: AtomicU64,
     on_transition: Option<TransitionHook>,
 }
@@ -49,7 +50,7 @@ impl Lanes {
         Lanes {
             map: RwLock::new(LaneMap::default()),
             max_lanes: max_lanes.max(1),
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
             evicted: AtomicU64::new(0),
             on_transition,
         }
@@ -74,13 +75,9 @@ impl Lanes {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn nanos(&self, now: Instant) -> Nanos {
-        u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// The lane for `key`, created with the policy `policy()` gives if it does not exist yet.
     pub fn lane(&self, key: &str, now: Instant, policy: impl FnOnce() -> Arc<Policy>) -> Arc<Lane> {
-        let now = self.nanos(now);
+        let now = self.epoch.nanos(now);
         // Lanes that exist are found under a shared lock: concurrent requests do not queue here.
         if let Some(lane) = self.read().get(key) {
             lane.touch(now);

@@ -48,8 +48,10 @@ pub mod signals;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod sim;
+mod sliding_counter;
 mod stats;
 mod throttle;
+mod time;
 
 pub use error::Error;
 pub use key::LaneKey;

@@ -1,15 +1,18 @@
 //! Sliding windows of call outcomes for the failure-rate trip condition.
 //!
 //! A count window is a ring of the last `n` outcomes with running totals: O(1) per call.
-//! A time window is [`TIME_BUCKETS`] buckets of `window / TIME_BUCKETS` each, reused in a ring:
-//! constant memory at any request rate, at the price of expiring a call between
-//! `window - window / TIME_BUCKETS` and `window` after it was recorded.
+//! A time window is a [`SlidingCounter`] of [`TIME_BUCKETS`] buckets of `window / TIME_BUCKETS`
+//! each: constant memory at any request rate, at the price of expiring a call between
+//! `window - window / TIME_BUCKETS` and `window` after it was recorded. Its origin is the first
+//! call recorded (the breaker has no clock of its own), and a caller whose `now` lags behind
+//! another's (read before the lock) counts in the current bucket.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::config::FailureWindow;
+use crate::sliding_counter::SlidingCounter;
 
 /// Buckets of a time window (Hystrix's default): 10 % expiry granularity.
 pub(super) const TIME_BUCKETS: usize = 10;
@@ -99,77 +102,32 @@ impl CountWindow {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Bucket {
-    index: u64,
-    totals: Totals,
-}
-
+/// A time window: calls and failures in a [`SlidingCounter`] of [`TIME_BUCKETS`] buckets.
 #[derive(Debug)]
-pub(super) struct TimeWindow {
-    bucket_nanos: u128,
-    /// Time zero of bucket indices: the first call recorded (the breaker has no clock of its own).
-    origin: Option<Instant>,
-    /// The highest bucket index recorded: a caller whose `now` lags behind another's (read
-    /// before the lock) lands in the current bucket rather than resurrecting an expired one.
-    latest: u64,
-    buckets: [Bucket; TIME_BUCKETS],
-}
+pub(super) struct TimeWindow(SlidingCounter<TIME_BUCKETS, Totals>);
 
 impl TimeWindow {
     fn new(window: Duration) -> Self {
-        let buckets = u128::try_from(TIME_BUCKETS).unwrap_or(1);
-        TimeWindow {
-            bucket_nanos: (window.as_nanos() / buckets).max(1),
-            origin: None,
-            latest: 0,
-            buckets: [Bucket::default(); TIME_BUCKETS],
-        }
-    }
-
-    fn index_at(&self, origin: Instant, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(origin).as_nanos();
-        u64::try_from(elapsed / self.bucket_nanos).unwrap_or(u64::MAX)
+        TimeWindow(SlidingCounter::new(window))
     }
 
     fn record(&mut self, failed: bool, now: Instant) {
-        let origin = *self.origin.get_or_insert(now);
-        let index = self.index_at(origin, now).max(self.latest);
-        self.latest = index;
-        let slot = (index % TIME_BUCKETS as u64) as usize;
-        if let Some(bucket) = self.buckets.get_mut(slot) {
-            if bucket.index != index {
-                *bucket = Bucket {
-                    index,
-                    totals: Totals::default(),
-                };
-            }
-            bucket.totals.calls = bucket.totals.calls.saturating_add(1);
-            if failed {
-                bucket.totals.failures = bucket.totals.failures.saturating_add(1);
-            }
+        let bucket = self.0.current(now);
+        bucket.calls = bucket.calls.saturating_add(1);
+        if failed {
+            bucket.failures = bucket.failures.saturating_add(1);
         }
     }
 
     fn totals(&self, now: Instant) -> Totals {
-        let Some(origin) = self.origin else {
-            return Totals::default();
-        };
-        let current = self.index_at(origin, now).max(self.latest);
-        let oldest = current.saturating_sub(TIME_BUCKETS as u64 - 1);
-        self.buckets
-            .iter()
-            .filter(|b| (oldest..=current).contains(&b.index))
-            .fold(Totals::default(), |sum, b| Totals {
-                calls: sum.calls.saturating_add(b.totals.calls),
-                failures: sum.failures.saturating_add(b.totals.failures),
-            })
+        self.0.live(now).fold(Totals::default(), |sum, b| Totals {
+            calls: sum.calls.saturating_add(b.calls),
+            failures: sum.failures.saturating_add(b.failures),
+        })
     }
 
     fn clear(&mut self) {
-        self.origin = None;
-        self.latest = 0;
-        self.buckets = [Bucket::default(); TIME_BUCKETS];
+        self.0.clear();
     }
 }
 

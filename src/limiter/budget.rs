@@ -20,7 +20,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::gcra::{duration_to_nanos, Gcra, Grant, Nanos};
+use super::gcra::{Gcra, Grant, Nanos};
+use crate::time::{later, Epoch};
 
 /// One thing a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -125,13 +126,6 @@ impl Default for Cost {
     }
 }
 
-/// `now + wait`, saturating at a century ahead instead of panicking on an unrepresentable instant.
-fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait)
-        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 100)))
-        .unwrap_or(now)
-}
-
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -234,7 +228,7 @@ impl State {
 /// ```
 #[derive(Debug)]
 pub struct Budget {
-    epoch: Instant,
+    epoch: Epoch,
     state: Mutex<State>,
     /// Whether a limit or a cooldown was ever set. Until then every cost may leave at once, and
     /// [`acquire`](Budget::acquire) says so without taking the lock: the common case of a lane
@@ -245,7 +239,7 @@ pub struct Budget {
 impl Default for Budget {
     fn default() -> Self {
         Budget {
-            epoch: Instant::now(),
+            epoch: Epoch::now(),
             state: Mutex::default(),
             engaged: AtomicBool::new(false),
         }
@@ -265,18 +259,9 @@ impl Budget {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn nanos(&self, instant: Instant) -> Nanos {
-        duration_to_nanos(instant.saturating_duration_since(self.epoch))
-    }
-
-    fn instant(&self, nanos: Nanos) -> Instant {
-        // `checked_add` guards against instants beyond what the platform can represent.
-        later(self.epoch, Duration::from_nanos(nanos))
-    }
-
     /// Sets (or with `None` removes) the rate of `dimension`, keeping what is already booked.
     pub fn set_limit(&self, dimension: Dimension, limit: Option<Limit>) {
-        let now = self.nanos(Instant::now());
+        let now = self.epoch.nanos(Instant::now());
         let mut state = self.lock();
         if limit.is_some() {
             self.engaged.store(true, Ordering::Release);
@@ -310,7 +295,7 @@ impl Budget {
     /// Charges `units` of `dimension` that were used without a reservation (the server reports
     /// less remaining than this budget believes): later reservations wait for them.
     pub fn debit(&self, dimension: Dimension, units: u64) {
-        let now = self.nanos(Instant::now());
+        let now = self.epoch.nanos(Instant::now());
         if let Some(gcra) = self.lock().cells[dimension.index()].gcra.as_mut() {
             gcra.debit(units, now);
         }
@@ -328,7 +313,7 @@ impl Budget {
     ///
     /// A cooldown only ever extends: an earlier `until` than the current one is ignored.
     pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
-        let until = self.nanos(until);
+        let until = self.epoch.nanos(until);
         let mut state = self.lock();
         self.engaged.store(true, Ordering::Release);
         let slot = match dimension {
@@ -343,14 +328,14 @@ impl Budget {
         if !self.engaged.load(Ordering::Acquire) {
             return None;
         }
-        let now = self.nanos(Instant::now());
+        let now = self.epoch.nanos(Instant::now());
         let (until, _) = self.lock().cooldown_for(cost);
-        (until > now).then(|| self.instant(until))
+        (until > now).then(|| self.epoch.instant(until))
     }
 
     /// Units of `dimension` that could be reserved now without waiting; `None` when unlimited.
     pub fn available(&self, dimension: Dimension) -> Option<u64> {
-        let now = self.nanos(Instant::now());
+        let now = self.epoch.nanos(Instant::now());
         self.lock().cells[dimension.index()]
             .gcra
             .as_ref()
@@ -365,7 +350,7 @@ impl Budget {
     /// Whether nothing is booked ahead of now and no cooldown runs: forgetting this budget and
     /// starting a fresh one would change nothing.
     pub fn is_at_rest(&self) -> bool {
-        let now = self.nanos(Instant::now());
+        let now = self.epoch.nanos(Instant::now());
         let state = self.lock();
         state.outstanding == 0
             && state.cooldown_until <= now
@@ -451,7 +436,7 @@ impl Budget {
         if !count_outstanding && !self.engaged.load(Ordering::Acquire) {
             return Ok(([None; DIMENSIONS], Duration::ZERO));
         }
-        let now = self.nanos(now_instant);
+        let now = self.epoch.nanos(now_instant);
         let mut state = self.lock();
 
         let (cooldown, cooled_dimension) = state.cooldown_for(cost);
@@ -533,7 +518,7 @@ impl Budget {
                     gcra.refund(&grant, booked - used);
                 }
                 // The clock is read only when something must be charged.
-                _ if used > booked => gcra.debit(used - booked, self.nanos(Instant::now())),
+                _ if used > booked => gcra.debit(used - booked, self.epoch.nanos(Instant::now())),
                 _ => {}
             }
         }

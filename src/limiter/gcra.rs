@@ -28,13 +28,10 @@
 
 use std::time::Duration;
 
+use crate::time::duration_to_nanos;
+
 /// Nanoseconds since the owner's epoch.
 pub type Nanos = u64;
-
-/// Converts a duration to nanoseconds, saturating at `u64::MAX` (about 584 years).
-pub(crate) fn duration_to_nanos(duration: Duration) -> Nanos {
-    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
 
 /// What a reservation booked in a [`Gcra`] cell: when it may go, and the virtual interval it holds.
 ///

@@ -7,12 +7,16 @@
 //! most about `(1 + ratio)` times its normal load, never `(1 + max_retries)` times: an outage is
 //! not turned into a retry storm.
 //!
-//! The window is ten slots of `ttl / 10`, counted in `tokio::time::Instant` (virtual in tests).
+//! The window is a [`SlidingCounter`] of ten slots of `ttl / 10`, counted in
+//! `tokio::time::Instant` (virtual in tests) from the first request or retry counted. A caller
+//! whose `now` lags behind another's (read before the lock) counts in the current slot.
 
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sliding_counter::SlidingCounter;
 
 const SLOTS: usize = 10;
 
@@ -46,10 +50,9 @@ impl Default for RetryBudgetConfig {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
+/// What one slot of the window counts.
+#[derive(Debug, Default)]
 struct Slot {
-    /// Index of the slot period this entry counts (periods since the epoch).
-    period: u64,
     requests: u64,
     retries: u64,
 }
@@ -58,9 +61,7 @@ struct Slot {
 #[derive(Debug)]
 pub struct RetryBudget {
     config: RetryBudgetConfig,
-    epoch: Instant,
-    slot_length: Duration,
-    slots: Mutex<[Slot; SLOTS]>,
+    slots: Mutex<SlidingCounter<SLOTS, Slot>>,
 }
 
 impl RetryBudget {
@@ -69,57 +70,41 @@ impl RetryBudget {
         let ttl = config.ttl.max(Duration::from_millis(SLOTS as u64));
         RetryBudget {
             config,
-            epoch: Instant::now(),
-            slot_length: ttl / SLOTS as u32,
-            slots: Mutex::new([Slot::default(); SLOTS]),
+            slots: Mutex::new(SlidingCounter::new(ttl)),
         }
     }
 
-    fn period(&self, now: Instant) -> u64 {
-        let elapsed = now.saturating_duration_since(self.epoch).as_nanos();
-        let period = elapsed / self.slot_length.as_nanos().max(1);
-        u64::try_from(period).unwrap_or(u64::MAX)
-    }
-
-    fn with_slot<T>(&self, now: Instant, f: impl FnOnce(&mut [Slot; SLOTS], usize) -> T) -> T {
-        let period = self.period(now);
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        let index = (period % SLOTS as u64) as usize;
-        if slots[index].period != period {
-            slots[index] = Slot {
-                period,
-                requests: 0,
-                retries: 0,
-            };
-        }
-        f(&mut slots, index)
+    fn slots(&self) -> MutexGuard<'_, SlidingCounter<SLOTS, Slot>> {
+        // The counts stay consistent even if a holder panicked: every update is one increment.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Counts an original request (not a retry).
     pub fn deposit(&self, now: Instant) {
-        self.with_slot(now, |slots, index| slots[index].requests += 1);
+        let mut slots = self.slots();
+        let slot = slots.current(now);
+        slot.requests = slot.requests.saturating_add(1);
     }
 
     /// Asks for one retry: `true` (and counted) when the budget allows it.
     pub fn try_withdraw(&self, now: Instant) -> bool {
-        let current = self.period(now);
         let ratio = finite_non_negative(self.config.ratio);
         let floor = finite_non_negative(self.config.min_per_sec) * self.config.ttl.as_secs_f64();
-        self.with_slot(now, |slots, index| {
-            let live = slots
-                .iter()
-                .filter(|slot| current.saturating_sub(slot.period) < SLOTS as u64);
-            let (requests, retries) = live.fold((0, 0), |(req, ret), slot| {
-                (req + slot.requests, ret + slot.retries)
-            });
-            let allowed = ratio * requests as f64 + floor;
-            if (retries as f64) + 1.0 <= allowed {
-                slots[index].retries += 1;
-                true
-            } else {
-                false
-            }
-        })
+        let mut slots = self.slots();
+        let (requests, retries) = slots.live(now).fold((0u64, 0u64), |(req, ret), slot| {
+            (
+                req.saturating_add(slot.requests),
+                ret.saturating_add(slot.retries),
+            )
+        });
+        let allowed = ratio * requests as f64 + floor;
+        if (retries as f64) + 1.0 <= allowed {
+            let slot = slots.current(now);
+            slot.retries = slot.retries.saturating_add(1);
+            true
+        } else {
+            false
+        }
     }
 }
 
@@ -180,6 +165,23 @@ mod tests {
                 .count(),
             2
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lagging_now_counts_in_the_current_slot() {
+        let budget = RetryBudget::new(config(0.5, 0.0));
+        let t0 = Instant::now();
+        budget.deposit(t0);
+        // Ten and a half seconds on, the current slot is the one period 0 used.
+        let now = t0 + Duration::from_millis(10_500);
+        for _ in 0..4 {
+            budget.deposit(now);
+        }
+        // A caller that read the clock at t0 reaches the budget only now: its retry counts in the
+        // current slot, against the current window, and does not wipe the four requests.
+        assert!(budget.try_withdraw(t0));
+        assert!(budget.try_withdraw(now));
+        assert!(!budget.try_withdraw(now));
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,8 @@
 
 use std::time::Duration;
 
+use crate::time::nanos_to_duration;
+
 pub(crate) const NANOS_PER_MICRO: u128 = 1_000;
 pub(crate) const NANOS_PER_MILLI: u128 = 1_000_000;
 pub(crate) const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -119,16 +121,6 @@ pub(crate) fn parse_count(s: &str) -> Option<u64> {
 /// Trims HTTP optional whitespace (SP and HTAB) from both ends.
 pub(crate) fn trim_ows(s: &str) -> &str {
     s.trim_matches([' ', '\t'])
-}
-
-/// Converts saturating nanoseconds into a [`Duration`], saturating at [`Duration::MAX`].
-pub(crate) fn nanos_to_duration(nanos: u128) -> Duration {
-    let subsec = (nanos % NANOS_PER_SEC) as u32; // < 10^9, always fits
-    match u64::try_from(nanos / NANOS_PER_SEC) {
-        // `subsec` is below one second, so `Duration::new` cannot carry into an overflow.
-        Ok(secs) => Duration::new(secs, subsec),
-        Err(_) => Duration::MAX,
-    }
 }
 
 /// Splits the leading ASCII digits off `s` (ASCII digits are one byte, so the split is on a
@@ -247,14 +239,5 @@ mod tests {
         for bad in ["-1", "+1", "", "1.0", "1k"] {
             assert_eq!(parse_count(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn nanos_to_duration_saturates() {
-        assert_eq!(nanos_to_duration(u128::MAX), Duration::MAX);
-        assert_eq!(
-            nanos_to_duration(1_500_000_000),
-            ms(1_500).unwrap_or_default()
-        );
     }
 }

@@ -8,7 +8,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::duration::{nanos_to_duration, NANOS_PER_SEC};
+use super::duration::NANOS_PER_SEC;
+use crate::time::nanos_to_duration;
 
 /// Parses an RFC 3339 `date-time` into the instant it names.
 ///

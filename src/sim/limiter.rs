@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::time::nanos_to_duration;
+
 /// One dimension of the simulated budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Dimension {
@@ -326,14 +328,6 @@ impl TokenBucket {
         self.debt_nanos = debt.saturating_add(self.interval_nanos.saturating_mul(u128::from(cost)));
         self.updated_at = Some(now);
     }
-}
-
-/// Nanoseconds as a `Duration`, saturating at `u64::MAX` seconds' worth of nanoseconds.
-fn nanos_to_duration(nanos: u128) -> Duration {
-    let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
-    // The remainder is below 1e9, so it always fits.
-    let subsec = u32::try_from(nanos % 1_000_000_000).unwrap_or(0);
-    Duration::new(secs, subsec)
 }
 
 #[cfg(test)]
