@@ -37,6 +37,7 @@ use crate::retry::{
 };
 use crate::signals::Signals;
 use crate::stats::LaneStats;
+use crate::time::{duration_to_nanos, Epoch};
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]
@@ -59,7 +60,7 @@ struct Counters {
 
 impl Counters {
     fn record_wait(&self, waited: Duration) {
-        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        let nanos = duration_to_nanos(waited);
         self.waited_total_ns.fetch_add(nanos, Relaxed);
         self.waited_max_ns.fetch_max(nanos, Relaxed);
     }
@@ -104,7 +105,7 @@ pub(crate) struct Lane {
     last_used: AtomicU64,
     retry_budget: RetryBudget,
     breaker: Option<Breaker>,
-    created: Instant,
+    created: Epoch,
 }
 
 impl std::fmt::Debug for Lane {
@@ -196,7 +197,7 @@ impl Lane {
             last_used: AtomicU64::new(0),
             retry_budget,
             breaker,
-            created: Instant::now(),
+            created: Epoch::now(),
         }
     }
 
@@ -223,8 +224,7 @@ impl Lane {
     }
 
     fn since_created(&self, instant: Instant) -> u64 {
-        u64::try_from(instant.saturating_duration_since(self.created).as_nanos())
-            .unwrap_or(u64::MAX)
+        self.created.nanos(instant)
     }
 
     fn pace(&self) -> MutexGuard<'_, PaceLearner> {

@@ -38,6 +38,7 @@ use tokio::time::Instant;
 
 use super::{Dimension, Limit};
 use crate::signals::{HeaderFamily, RateLimits, Window};
+use crate::time::later;
 
 /// Windows a quota guessed from refusals is held, once a probe was refused, before the lane
 /// probes upwards again (the server's quota may have grown).
@@ -671,13 +672,6 @@ impl PaceLearner {
             }
         }
     }
-}
-
-/// `now + wait`, saturating at a century ahead instead of panicking.
-fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait)
-        .or_else(|| now.checked_add(Duration::from_secs(86_400 * 365 * 100)))
-        .unwrap_or(now)
 }
 
 /// A limit of `limit` units per minute, with the whole minute as burst; `None` for a limit of
