@@ -37,12 +37,12 @@ use http::header::{AsHeaderName, DATE};
 use http::{HeaderMap, HeaderValue};
 
 mod duration;
-mod headers;
+mod ratelimit;
 mod retry_after;
 mod rfc3339;
 
 pub use duration::parse_go_duration;
-pub use headers::{
+pub use ratelimit::{
     anthropic_limits, github_limits, ietf_legacy_limits, ietf_limits, ietf_service_limits,
     openai_limits, rate_limits, HeaderFamily, IetfServiceLimit, RateLimits, Window,
 };
