@@ -94,10 +94,11 @@ pub enum PolicyError {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// The request rate (the `Requests` dimension).
+    /// The request rate (the `Requests` dimension), read directly by the lane.
     pub(crate) rate: Option<Rate>,
-    /// Rates of the token dimensions: tokens, input tokens, output tokens.
-    pub(crate) token_rates: [Option<Rate>; 3],
+    /// Rates of the token dimensions, indexed by [`Dimension::index`]. The `Requests` slot is
+    /// never set: that rate is `rate`.
+    pub(crate) token_rates: [Option<Rate>; Dimension::ALL.len()],
     pub(crate) cost_model: Option<CostModelHandle>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) max_wait: Option<Duration>,
@@ -115,7 +116,7 @@ impl Default for Policy {
     fn default() -> Policy {
         Policy {
             rate: None,
-            token_rates: [None; 3],
+            token_rates: [None; Dimension::ALL.len()],
             cost_model: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
             max_wait: None,
@@ -151,9 +152,7 @@ impl Policy {
     pub fn limit(mut self, dimension: Dimension, rate: Rate) -> Policy {
         match dimension {
             Dimension::Requests => self.rate = Some(rate),
-            Dimension::Tokens => self.token_rates[0] = Some(rate),
-            Dimension::InputTokens => self.token_rates[1] = Some(rate),
-            Dimension::OutputTokens => self.token_rates[2] = Some(rate),
+            tokens => self.token_rates[tokens.index()] = Some(rate),
         }
         self
     }
@@ -180,9 +179,7 @@ impl Policy {
     pub fn configured_limit(&self, dimension: Dimension) -> Option<Rate> {
         match dimension {
             Dimension::Requests => self.rate,
-            Dimension::Tokens => self.token_rates[0],
-            Dimension::InputTokens => self.token_rates[1],
-            Dimension::OutputTokens => self.token_rates[2],
+            tokens => self.token_rates[tokens.index()],
         }
     }
 
@@ -314,5 +311,28 @@ mod tests {
             let message = policy.validate().unwrap_err().to_string();
             assert!(message.starts_with(field), "{policy:?}: {message}");
         }
+    }
+
+    #[test]
+    fn each_dimension_keeps_its_own_rate() {
+        let rate = Rate::per_minute;
+        let mut policy = Policy::new();
+        for (n, dimension) in (1..).zip(Dimension::ALL) {
+            policy = policy.limit(dimension, rate(n));
+        }
+        for (n, dimension) in (1..).zip(Dimension::ALL) {
+            assert_eq!(
+                policy.configured_limit(dimension),
+                Some(rate(n)),
+                "{dimension}"
+            );
+        }
+        assert_eq!(policy.configured_rate(), Some(rate(1)));
+        let tokens_only = Policy::new().tokens(rate(7));
+        assert_eq!(tokens_only.configured_rate(), None);
+        assert_eq!(tokens_only.configured_limit(Dimension::InputTokens), None);
+        assert!(tokens_only.validate().is_ok());
+        let bad_output = Policy::new().output_tokens(Rate::per_minute(0));
+        assert_eq!(bad_output.validate(), Err(PolicyError::ZeroRate));
     }
 }
