@@ -8,45 +8,11 @@ use proptest::prelude::*;
 use reqwest_throttle::signals::{
     openai_limits, parse_delay_millis, parse_delay_seconds, parse_go_duration,
     parse_http_date_delay, parse_retry_after, parse_rfc3339, rate_limits, retry_after, Signals,
-    Window,
+    Window, HEADER_NAMES,
 };
 
 /// 9999-12-31T23:59:59Z, the last instant an HTTP-date can name.
 const LAST_HTTP_DATE_SECS: u64 = 253_402_300_799;
-
-/// Every header name the module reads, so arbitrary maps hit real code paths.
-const NAMES: &[&str] = &[
-    "retry-after",
-    "retry-after-ms",
-    "x-ms-retry-after-ms",
-    "date",
-    "x-should-retry",
-    "x-ratelimit-limit-requests",
-    "x-ratelimit-remaining-requests",
-    "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens",
-    "x-ratelimit-remaining-tokens",
-    "x-ratelimit-reset-tokens",
-    "anthropic-ratelimit-requests-limit",
-    "anthropic-ratelimit-requests-remaining",
-    "anthropic-ratelimit-requests-reset",
-    "anthropic-ratelimit-tokens-reset",
-    "anthropic-ratelimit-input-tokens-remaining",
-    "anthropic-ratelimit-output-tokens-reset",
-    "x-ratelimit-limit",
-    "x-ratelimit-remaining",
-    "x-ratelimit-used",
-    "x-ratelimit-reset",
-    "x-ratelimit-resource",
-    "x-rate-limit-limit",
-    "x-rate-limit-remaining",
-    "x-rate-limit-reset",
-    "ratelimit",
-    "ratelimit-policy",
-    "ratelimit-limit",
-    "ratelimit-remaining",
-    "ratelimit-reset",
-];
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
@@ -63,11 +29,13 @@ fn value_bytes() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// Maps of the names the parsers read ([`HEADER_NAMES`]) with arbitrary values, so they hit
+/// real code paths.
 fn header_map() -> impl Strategy<Value = HeaderMap> {
-    proptest::collection::vec((0..NAMES.len(), value_bytes()), 0..12).prop_map(|pairs| {
+    proptest::collection::vec((0..HEADER_NAMES.len(), value_bytes()), 0..12).prop_map(|pairs| {
         let mut headers = HeaderMap::new();
         for (index, value) in pairs {
-            let name = HeaderName::from_static(NAMES[index]);
+            let name = HeaderName::from_static(HEADER_NAMES[index]);
             // Bytes a HeaderValue cannot hold (CR, LF, NUL) cannot reach a parser anyway.
             if let Ok(value) = HeaderValue::from_bytes(&value) {
                 headers.append(name, value);

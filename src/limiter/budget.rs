@@ -45,7 +45,7 @@ impl Dimension {
         Dimension::OutputTokens,
     ];
 
-    const fn index(self) -> usize {
+    pub(crate) const fn index(self) -> usize {
         self as usize
     }
 

@@ -37,12 +37,12 @@ use http::header::{AsHeaderName, DATE};
 use http::{HeaderMap, HeaderValue};
 
 mod duration;
-mod headers;
+mod ratelimit;
 mod retry_after;
 mod rfc3339;
 
 pub use duration::parse_go_duration;
-pub use headers::{
+pub use ratelimit::{
     anthropic_limits, github_limits, ietf_legacy_limits, ietf_limits, ietf_service_limits,
     openai_limits, rate_limits, HeaderFamily, IetfServiceLimit, RateLimits, Window,
 };
@@ -110,6 +110,62 @@ impl Signals {
         }
     }
 }
+
+/// Every header name a parser of this module reads, lower-case as [`HeaderName`](http::HeaderName)
+/// stores them: for tests and fuzzers that build header maps out of real names.
+///
+/// All but `date` are signals that [`Signals::read`] looks for; `date` is only the clock the
+/// others' instants are measured against (see [`reference_time`]), and is not read alone.
+///
+/// ```
+/// use reqwest_throttle::signals::HEADER_NAMES;
+///
+/// assert!(HEADER_NAMES.contains(&"retry-after"));
+/// assert!(HEADER_NAMES.contains(&"anthropic-ratelimit-output-tokens-reset"));
+/// ```
+pub const HEADER_NAMES: &[&str] = &[
+    // Retry-After and its millisecond variants.
+    "retry-after",
+    "retry-after-ms",
+    "x-ms-retry-after-ms",
+    "x-should-retry",
+    "date",
+    // OpenAI, Azure OpenAI.
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
+    // Anthropic.
+    "anthropic-ratelimit-requests-limit",
+    "anthropic-ratelimit-requests-remaining",
+    "anthropic-ratelimit-requests-reset",
+    "anthropic-ratelimit-tokens-limit",
+    "anthropic-ratelimit-tokens-remaining",
+    "anthropic-ratelimit-tokens-reset",
+    "anthropic-ratelimit-input-tokens-limit",
+    "anthropic-ratelimit-input-tokens-remaining",
+    "anthropic-ratelimit-input-tokens-reset",
+    "anthropic-ratelimit-output-tokens-limit",
+    "anthropic-ratelimit-output-tokens-remaining",
+    "anthropic-ratelimit-output-tokens-reset",
+    // GitHub, then X's spelling.
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-used",
+    "x-ratelimit-reset",
+    "x-ratelimit-resource",
+    "x-rate-limit-limit",
+    "x-rate-limit-remaining",
+    "x-rate-limit-reset",
+    // IETF structured fields, then the legacy trio.
+    "ratelimit",
+    "ratelimit-policy",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+];
 
 /// Which signal headers a map carries, from one pass over its names (lower-case, as
 /// `HeaderName` keeps them).
@@ -245,6 +301,7 @@ fn consistent_value<T: PartialEq>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderName;
     use std::time::UNIX_EPOCH;
 
     fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
@@ -253,6 +310,23 @@ mod tests {
             headers.append(*name, HeaderValue::from_static(value));
         }
         headers
+    }
+
+    #[test]
+    fn every_listed_name_is_seen_by_the_scan() {
+        let mut unique = HEADER_NAMES.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), HEADER_NAMES.len(), "a name is listed twice");
+        for name in HEADER_NAMES {
+            let mut headers = HeaderMap::new();
+            // `from_static` refuses upper case: the list holds names as `HeaderName` keeps them.
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("1"));
+            let present = Present::scan(&headers);
+            let seen = present.retry_after || present.should_retry || present.any_rate_limit();
+            // `Date` only dates the other signals: alone it is none, and costs no parse.
+            assert_eq!(seen, *name != DATE.as_str(), "{name}");
+        }
     }
 
     #[test]

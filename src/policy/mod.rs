@@ -1,0 +1,372 @@
+//! What a lane is allowed to do: [`Rate`], [`Policy`] and the [`HostRules`] that pick a policy
+//! for a host.
+//!
+//! Policies are plain values, validated once when the [`Throttle`](crate::Throttle) is built:
+//! every nonsense setting (a zero rate, a zero concurrency, a burst that overflows) is refused
+//! with a [`PolicyError`] that names the field, never discovered later as a panic or a hang.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::assess::Classifier;
+use crate::breaker::{BreakerConfig, BreakerConfigError};
+use crate::cost::CostModel;
+use crate::limiter::Dimension;
+use crate::retry::RetryPolicy;
+
+mod host_rules;
+mod rate;
+
+pub use host_rules::HostRules;
+pub use rate::Rate;
+
+/// The concurrency cap of the default policy: requests in flight at once to one lane.
+///
+/// Browsers open at most 6 connections per host over HTTP/1.1; 8 keeps a little headroom for
+/// HTTP/2 multiplexing while staying polite to a host nobody configured.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// Why a policy or rate was refused. The message names the field and the way out.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// `breaker`: an invalid circuit-breaker setting.
+    #[error("{0}")]
+    Breaker(#[from] BreakerConfigError),
+    /// `rate`: the count of a rate is zero.
+    #[error("rate: the count must be at least 1 per period (got 0); remove the rate for no limit")]
+    ZeroRate,
+    /// `rate`: the period of a rate is zero.
+    #[error("rate: the period must be longer than zero")]
+    ZeroPeriod,
+    /// `rate`: more than one unit per nanosecond, which the limiter cannot represent.
+    #[error("rate: {count} per {period:?} is more than one per nanosecond; use a longer period or no rate")]
+    TooFast {
+        /// The count asked for.
+        count: u64,
+        /// The period asked for.
+        period: Duration,
+    },
+    /// `burst`: zero.
+    #[error("burst: must be at least 1 (got 0)")]
+    ZeroBurst,
+    /// `burst`: so large that burst × interval overflows the limiter's 64-bit nanoseconds.
+    #[error("burst: {burst} units of {interval:?} each overflow the limiter (about 584 years); use a smaller burst")]
+    BurstOverflow {
+        /// The burst asked for.
+        burst: u64,
+        /// The emission interval of the rate.
+        interval: Duration,
+    },
+    /// `concurrency`: zero would never let a request through.
+    #[error("concurrency: must be at least 1 (got 0); remove the cap for no limit")]
+    ZeroConcurrency,
+    /// `max_lanes`: zero.
+    #[error("max_lanes: must be at least 1 (got 0)")]
+    ZeroMaxLanes,
+    /// A host rule that is not a host name, a `host:port` or a `*.suffix`.
+    #[error("host rule {pattern:?}: {reason}")]
+    BadHostRule {
+        /// The rule as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// A rate written as text that does not parse.
+    #[error("rate {text:?}: expected COUNT/PERIOD such as \"10/s\", \"600/min\", \"5000/h\" or \"100/10s\"")]
+    BadRateText {
+        /// The text as written.
+        text: String,
+    },
+}
+/// What one lane may do: its rate, its concurrency cap and how long a request may wait.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::{Policy, Rate};
+///
+/// let github = Policy::new()
+///     .rate(Rate::per_hour(5_000).burst(100))
+///     .concurrency(8)
+///     .max_wait(Duration::from_secs(30));
+/// assert!(github.validate().is_ok());
+/// assert!(Policy::new().concurrency(0).validate().is_err());
+/// ```
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// The request rate (the `Requests` dimension), read directly by the lane.
+    pub(crate) rate: Option<Rate>,
+    /// Rates of the token dimensions, indexed by [`Dimension::index`]. The `Requests` slot is
+    /// never set: that rate is `rate`.
+    pub(crate) token_rates: [Option<Rate>; Dimension::ALL.len()],
+    pub(crate) cost_model: Option<CostModelHandle>,
+    pub(crate) classifier: Option<ClassifierHandle>,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) max_wait: Option<Duration>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) breaker: Option<BreakerConfig>,
+}
+
+impl Default for Policy {
+    /// The polite default for a host nobody configured: no proactive rate cap (the server's own
+    /// signals pace it: Retry-After pauses the lane, rate-limit headers slow it down before it is
+    /// refused), at most [`DEFAULT_CONCURRENCY`] requests in flight, no limit on how long a
+    /// request waits for its turn (every wait is still finite), [`RetryPolicy::default`] (three
+    /// safe retries with jittered backoff inside a 20 % retry budget) and
+    /// [`BreakerConfig::default`] (opens after 5 consecutive failures).
+    fn default() -> Policy {
+        Policy {
+            rate: None,
+            token_rates: [None; Dimension::ALL.len()],
+            cost_model: None,
+            classifier: None,
+            concurrency: Some(DEFAULT_CONCURRENCY),
+            max_wait: None,
+            retry: RetryPolicy::default(),
+            breaker: Some(BreakerConfig::default()),
+        }
+    }
+}
+
+impl Policy {
+    /// The default policy (see [`Policy::default`]), to build on.
+    pub fn new() -> Policy {
+        Policy::default()
+    }
+
+    /// Limits the lane to `rate` requests.
+    #[must_use]
+    pub fn rate(mut self, rate: Rate) -> Policy {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Limits the lane to `rate` requests (the same as [`rate`](Self::rate), reads better beside
+    /// [`tokens`](Self::tokens)).
+    #[must_use]
+    pub fn requests(self, rate: Rate) -> Policy {
+        self.rate(rate)
+    }
+
+    /// Limits `dimension` to `rate` units. A cost larger than a token dimension's burst is
+    /// refused with [`Error::CostTooLarge`](crate::Error::CostTooLarge): the server would refuse it too.
+    #[must_use]
+    pub fn limit(mut self, dimension: Dimension, rate: Rate) -> Policy {
+        match dimension {
+            Dimension::Requests => self.rate = Some(rate),
+            tokens => self.token_rates[tokens.index()] = Some(rate),
+        }
+        self
+    }
+
+    /// Limits the lane to `rate` tokens (input and output together, OpenAI's TPM).
+    #[must_use]
+    pub fn tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::Tokens, rate)
+    }
+
+    /// Limits the lane to `rate` input tokens (Anthropic's ITPM).
+    #[must_use]
+    pub fn input_tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::InputTokens, rate)
+    }
+
+    /// Limits the lane to `rate` output tokens (Anthropic's OTPM).
+    #[must_use]
+    pub fn output_tokens(self, rate: Rate) -> Policy {
+        self.limit(Dimension::OutputTokens, rate)
+    }
+
+    /// The rate of `dimension`, if limited.
+    pub fn configured_limit(&self, dimension: Dimension) -> Option<Rate> {
+        match dimension {
+            Dimension::Requests => self.rate,
+            tokens => self.token_rates[tokens.index()],
+        }
+    }
+
+    /// Prices each request (and reads its real cost back) with `model`; see [`CostModel`].
+    #[must_use]
+    pub fn cost_model(mut self, model: impl CostModel) -> Policy {
+        self.cost_model = Some(CostModelHandle(Arc::new(model)));
+        self
+    }
+
+    /// The cost model, if any.
+    pub fn configured_cost_model(&self) -> Option<&Arc<dyn CostModel>> {
+        self.cost_model.as_ref().map(|handle| &handle.0)
+    }
+
+    /// Removes the proactive rate limit.
+    #[must_use]
+    pub fn no_rate(mut self) -> Policy {
+        self.rate = None;
+        self
+    }
+
+    /// At most `max` requests of this lane in flight at once (waiters are served in order).
+    #[must_use]
+    pub fn concurrency(mut self, max: usize) -> Policy {
+        self.concurrency = Some(max);
+        self
+    }
+
+    /// No cap on requests in flight for this lane.
+    #[must_use]
+    pub fn unlimited_concurrency(mut self) -> Policy {
+        self.concurrency = None;
+        self
+    }
+
+    /// A request that would wait longer than `max_wait` for its turn fails at once with
+    /// [`Error::WouldWait`](crate::Error::WouldWait) instead of sleeping. A request can override
+    /// it with a [`MaxWait`](crate::MaxWait) extension.
+    #[must_use]
+    pub fn max_wait(mut self, max_wait: Duration) -> Policy {
+        self.max_wait = Some(max_wait);
+        self
+    }
+
+    /// How requests of this lane are retried (default: [`RetryPolicy::default`]).
+    #[must_use]
+    pub fn retry(mut self, retry: RetryPolicy) -> Policy {
+        self.retry = retry;
+        self
+    }
+
+    /// The lane's circuit breaker (default: [`BreakerConfig::default`]).
+    #[must_use]
+    pub fn breaker(mut self, breaker: BreakerConfig) -> Policy {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    /// No circuit breaker for this lane.
+    #[must_use]
+    pub fn no_breaker(mut self) -> Policy {
+        self.breaker = None;
+        self
+    }
+
+    /// Decides what each attempt's outcome means (retry, breaker, pause) with `classifier`
+    /// instead of [`DefaultClassifier`](crate::assess::DefaultClassifier).
+    ///
+    /// ```
+    /// use reqwest_throttle::assess::DefaultClassifier;
+    /// use reqwest_throttle::Policy;
+    ///
+    /// let policy = Policy::new().classifier(DefaultClassifier);
+    /// assert!(policy.configured_classifier().is_some());
+    /// ```
+    #[must_use]
+    pub fn classifier(mut self, classifier: impl Classifier) -> Policy {
+        self.classifier = Some(ClassifierHandle(Arc::new(classifier)));
+        self
+    }
+
+    /// The classifier set with [`classifier`](Self::classifier), if any.
+    pub fn configured_classifier(&self) -> Option<&Arc<dyn Classifier>> {
+        self.classifier.as_ref().map(|handle| &handle.0)
+    }
+
+    /// The retry policy.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.retry
+    }
+
+    /// The breaker configuration, if the lane has a breaker.
+    pub fn breaker_config(&self) -> Option<&BreakerConfig> {
+        self.breaker.as_ref()
+    }
+
+    /// The configured rate, if any.
+    pub fn configured_rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
+    /// The configured concurrency cap, if any.
+    pub fn configured_concurrency(&self) -> Option<usize> {
+        self.concurrency
+    }
+
+    /// The configured maximum wait, if any.
+    pub fn configured_max_wait(&self) -> Option<Duration> {
+        self.max_wait
+    }
+
+    /// Checks every field; the error names the first one that is wrong.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        for rate in self.rate.iter().chain(self.token_rates.iter().flatten()) {
+            rate.validate()?;
+        }
+        if self.concurrency == Some(0) {
+            return Err(PolicyError::ZeroConcurrency);
+        }
+        if let Some(breaker) = &self.breaker {
+            breaker.validate()?;
+        }
+        Ok(())
+    }
+}
+
+/// A shared classifier, printable.
+#[derive(Clone)]
+pub(crate) struct ClassifierHandle(pub(crate) Arc<dyn Classifier>);
+
+impl fmt::Debug for ClassifierHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Classifier")
+    }
+}
+
+/// A shared cost model, printable.
+#[derive(Clone)]
+pub(crate) struct CostModelHandle(pub(crate) Arc<dyn CostModel>);
+
+impl fmt::Debug for CostModelHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CostModel")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_invalid_policy_names_its_field() {
+        let cases = [
+            (Policy::new().concurrency(0), "concurrency:"),
+            (Policy::new().rate(Rate::per_minute(0)), "rate:"),
+            (Policy::new().rate(Rate::per_minute(10).burst(0)), "burst:"),
+        ];
+        for (policy, field) in cases {
+            let message = policy.validate().unwrap_err().to_string();
+            assert!(message.starts_with(field), "{policy:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn each_dimension_keeps_its_own_rate() {
+        let rate = Rate::per_minute;
+        let mut policy = Policy::new();
+        for (n, dimension) in (1..).zip(Dimension::ALL) {
+            policy = policy.limit(dimension, rate(n));
+        }
+        for (n, dimension) in (1..).zip(Dimension::ALL) {
+            assert_eq!(
+                policy.configured_limit(dimension),
+                Some(rate(n)),
+                "{dimension}"
+            );
+        }
+        assert_eq!(policy.configured_rate(), Some(rate(1)));
+        let tokens_only = Policy::new().tokens(rate(7));
+        assert_eq!(tokens_only.configured_rate(), None);
+        assert_eq!(tokens_only.configured_limit(Dimension::InputTokens), None);
+        assert!(tokens_only.validate().is_ok());
+        let bad_output = Policy::new().output_tokens(Rate::per_minute(0));
+        assert_eq!(bad_output.validate(), Err(PolicyError::ZeroRate));
+    }
+}
