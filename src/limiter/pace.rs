@@ -334,6 +334,12 @@ impl PaceLearner {
         let mut actions = Actions::default();
         if self.pace_until.is_some_and(|until| now >= until) {
             self.pace_until = None;
+            if self.window.from_refusals && self.idle_since_last_departure(now) {
+                // A quota guessed from refusals is a measure of a busy period: after an idle
+                // one the server's window has long reset, and the lane learns afresh.
+                self.window = LearnedWindow::default();
+                self.measure = Measure::default();
+            }
             self.renew_window(now, &mut actions);
         }
         for dimension in [
@@ -402,17 +408,30 @@ impl PaceLearner {
         actions
     }
 
+    /// Whether nothing left for longer than an idle gap (a second, or two learned intervals,
+    /// or the learned cycle, whichever is longest) before `now`.
+    fn idle_since_last_departure(&self, now: Instant) -> bool {
+        let gap = self.idle_gap().max(self.window.length.unwrap_or_default());
+        self.measure
+            .last_departure
+            .is_some_and(|last| now.saturating_duration_since(last) > gap)
+    }
+
+    fn idle_gap(&self) -> Duration {
+        self.current[slot(Dimension::Requests)]
+            .map_or(MIN_IDLE_GAP, |limit| limit.interval.saturating_mul(2))
+            .max(MIN_IDLE_GAP)
+    }
+
     /// Counts an accepted request towards the measurement, and restarts the measurement after
     /// an idle gap: learning measures active time only.
     fn note_departure(&mut self, observation: &Observation<'_>) {
         let departed = observation.departed;
+        let idle_gap = self.idle_gap();
         let measure = &mut self.measure;
         if measure.after.is_some_and(|after| departed < after) {
             return;
         }
-        let idle_gap = self.current[slot(Dimension::Requests)]
-            .map_or(MIN_IDLE_GAP, |limit| limit.interval.saturating_mul(2))
-            .max(MIN_IDLE_GAP);
         let idle = measure
             .last_departure
             .is_some_and(|last| departed.saturating_duration_since(last) > idle_gap);
