@@ -706,3 +706,165 @@ pub fn per_minute_limit(limit: u64) -> Option<Limit> {
         burst: limit,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn learner(cap: Duration) -> PaceLearner {
+        PaceLearner::new(PaceConfig {
+            configured: [None; 4],
+            max_wait: cap,
+        })
+    }
+
+    fn limits(requests: Option<Window>, tokens: Option<Window>) -> RateLimits {
+        RateLimits {
+            family: HeaderFamily::OpenAi,
+            requests,
+            tokens,
+            input_tokens: None,
+            output_tokens: None,
+            resource: None,
+        }
+    }
+
+    fn accepted<'a>(now: Instant, limits: &'a RateLimits) -> Observation<'a> {
+        Observation {
+            now,
+            departed: now,
+            answer: Answer::Accepted,
+            pause: None,
+            limits: Some(limits),
+            answered: [1, 10, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 10, 0, 0],
+            },
+        }
+    }
+
+    fn token_limit(actions: &Actions) -> Option<(Limit, bool, bool)> {
+        actions.iter().find_map(|action| match action {
+            Action::SetLimit {
+                dimension: Dimension::Tokens,
+                limit: Some(limit),
+                strict,
+                fresh,
+            } => Some((limit, strict, fresh)),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn a_pace_from_an_absurd_reset_obeys_the_cap() {
+        let mut learner = learner(Duration::from_secs(10));
+        let now = Instant::now();
+        let window = Window {
+            limit: Some(100),
+            remaining: Some(1),
+            reset_in: Some(Duration::from_secs(3_600 * 1_000_000)),
+        };
+        let limits = limits(Some(window), None);
+        let actions = learner.observe(&accepted(now, &limits));
+        let set = actions
+            .iter()
+            .find_map(|action| match action {
+                Action::SetLimit {
+                    dimension: Dimension::Requests,
+                    limit,
+                    ..
+                } => limit,
+                _ => None,
+            })
+            .expect("paced");
+        // Before: one request a day.
+        assert_eq!(set.interval, Duration::from_secs(10));
+        assert_eq!(learner.reset_at(), Some(now + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn a_learned_token_limit_goes_stale_is_replaced_and_expires() {
+        let mut learner = learner(Duration::from_secs(120));
+        let start = Instant::now();
+        let reset = Duration::from_secs(6);
+        let small = limits(
+            None,
+            Some(Window {
+                limit: Some(100),
+                remaining: Some(90),
+                reset_in: Some(reset),
+            }),
+        );
+        let (limit, strict, _) = token_limit(&learner.observe(&accepted(start, &small))).unwrap();
+        assert_eq!((limit.burst, strict), (100, true));
+        // Fresh for the announced reset: nothing changes before it.
+        assert!(learner.tick(start + reset / 2).is_empty());
+        // Stale: still paced, no longer strict, so a larger cost is sent and heard about.
+        let (limit, strict, _) = token_limit(&learner.tick(start + reset)).unwrap();
+        assert_eq!((limit.burst, strict), (100, false));
+        // The server says otherwise: replaced at once, strict again, the cell started anew.
+        let large = limits(
+            None,
+            Some(Window {
+                limit: Some(40_000),
+                remaining: Some(39_000),
+                reset_in: Some(reset),
+            }),
+        );
+        let later = start + reset * 2;
+        let (limit, strict, fresh) =
+            token_limit(&learner.observe(&accepted(later, &large))).unwrap();
+        assert_eq!((limit.burst, strict, fresh), (40_000, true, true));
+        // Not announced again within a window: forgotten.
+        let actions = learner.tick(later + TOKEN_WINDOW);
+        assert!(actions.iter().any(|action| action
+            == Action::SetLimit {
+                dimension: Dimension::Tokens,
+                limit: None,
+                strict: false,
+                fresh: false,
+            }));
+        assert_eq!(learner.limit(Dimension::Tokens), None);
+        assert_eq!(learner.next_due(), None);
+    }
+
+    #[test]
+    fn idle_time_is_not_measured_as_traffic() {
+        let mut learner = learner(Duration::from_secs(120));
+        let start = Instant::now();
+        let answer = |at: Instant, answer: Answer, pause: Option<Pause>| Observation {
+            now: at,
+            departed: at,
+            answer,
+            pause,
+            limits: None,
+            answered: [1, 0, 0, 0],
+            in_flight: InFlight::default(),
+        };
+        learner.observe(&answer(start, Answer::Accepted, None));
+        // 20 s idle, then 20 accepted in 100 ms and a refusal asking for 1 s.
+        let busy = start + Duration::from_secs(20);
+        for i in 0..20 {
+            learner.observe(&answer(
+                busy + Duration::from_millis(5 * i),
+                Answer::Accepted,
+                None,
+            ));
+        }
+        let refused_at = busy + Duration::from_millis(100);
+        let pause = Pause {
+            dimension: None,
+            delay: Duration::from_secs(1),
+        };
+        learner.observe(&answer(refused_at, Answer::RateLimited, Some(pause)));
+        // 20 over the 1.1 s active cycle, not 21 over 21.1 s.
+        let rate = 1.0
+            / learner
+                .limit(Dimension::Requests)
+                .unwrap()
+                .interval
+                .as_secs_f64();
+        assert!((17.0..=20.0).contains(&rate), "{rate}/s");
+    }
+}

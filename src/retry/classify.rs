@@ -210,6 +210,25 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[test]
+    fn a_hang_up_anywhere_in_the_source_chain_is_a_disconnection() {
+        for kind in [
+            std::io::ErrorKind::ConnectionReset,
+            std::io::ErrorKind::ConnectionAborted,
+            std::io::ErrorKind::BrokenPipe,
+            std::io::ErrorKind::UnexpectedEof,
+        ] {
+            let error = reqwest_middleware::Error::Middleware(
+                std::io::Error::new(kind, "peer hung up").into(),
+            );
+            assert_eq!(Attempt::of_error(&error), Attempt::Disconnected, "{kind:?}");
+        }
+        assert_eq!(
+            classify(Attempt::Disconnected, &Signals::default()),
+            Verdict::RetryIfSafe
+        );
+    }
+
     fn signals_with(retry_after: Option<u64>, should_retry: Option<bool>) -> Signals {
         Signals {
             retry_after: retry_after.map(Duration::from_secs),
