@@ -468,6 +468,7 @@ impl Lane {
             retries_done: state.retries_done,
             server_delay: assessment.server_delay,
             deadline: state.deadline,
+            paced: assessment.rate_limited && self.pace().is_pacing(),
         };
         let decision = self
             .policy

@@ -53,6 +53,19 @@ const MIN_FRESH: Duration = Duration::from_secs(1);
 /// An idle gap between two departures shorter than this never restarts a measurement.
 const MIN_IDLE_GAP: Duration = Duration::from_secs(1);
 
+/// CUBIC's multiplicative decrease after a plain refusal (AWS adaptive retry mode's β).
+const BETA: f64 = 0.7;
+/// The gentler decrease once two refusals in a row came at about the same rate: the server's
+/// ceiling is known, and the lane only probes around it.
+const BETA_NEAR_CEILING: f64 = 0.9;
+/// CUBIC's growth scale, in requests per second per second³ (AWS: 0.4).
+const SCALE: f64 = 0.4;
+/// The slowest pace refusals can teach: one request every two seconds.
+const MIN_RATE: f64 = 0.5;
+/// The shortest period an offered rate is measured over (a burst of simultaneous requests is
+/// not an infinite rate).
+const MIN_MEASURE: Duration = Duration::from_millis(10);
+
 /// The index of a dimension in per-dimension arrays.
 const fn slot(dimension: Dimension) -> usize {
     dimension as usize
@@ -217,6 +230,62 @@ struct Measure {
     after: Option<Instant>,
     /// The latest departure seen, to tell an idle gap.
     last_departure: Option<Instant>,
+    /// First departure of the active period, and attempts since, to measure the offered rate.
+    first_departure: Option<Instant>,
+    departures: u64,
+}
+
+impl Measure {
+    /// Requests per second sent over the active period, up to `now`.
+    fn offered_rate(&self, now: Instant) -> Option<f64> {
+        let first = self.first_departure?;
+        let elapsed = now.saturating_duration_since(first).max(MIN_MEASURE);
+        Some(self.departures as f64 / elapsed.as_secs_f64())
+    }
+}
+
+/// The rate learned from plain refusals (a 429 with neither Retry-After nor rate-limit
+/// headers): CUBIC, as AWS's adaptive retry mode. After a refusal at rate `r` the lane sends at
+/// β·r, then grows along a cubic curve that flattens as it nears `r` again (where the server
+/// refused) and probes beyond it only slowly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Cubic {
+    /// The rate at the last refusal.
+    last_max: f64,
+    /// The decrease applied then.
+    beta: f64,
+    /// When the curve started (shifted by idle periods, which teach nothing).
+    since: Instant,
+}
+
+impl Cubic {
+    fn after_refusal(offered: f64, previous: Option<Cubic>, now: Instant) -> Cubic {
+        let last_max = offered.max(MIN_RATE);
+        let near_ceiling = previous.is_some_and(|previous| {
+            (last_max - previous.last_max).abs() <= previous.last_max * 0.15
+        });
+        Cubic {
+            last_max,
+            beta: if near_ceiling { BETA_NEAR_CEILING } else { BETA },
+            since: now,
+        }
+    }
+
+    /// Seconds from the refusal until the curve is back at `last_max`.
+    fn plateau(&self) -> f64 {
+        (self.last_max * (1.0 - self.beta) / SCALE).cbrt()
+    }
+
+    fn rate_at(&self, now: Instant) -> f64 {
+        let t = now.saturating_duration_since(self.since).as_secs_f64();
+        let rate = SCALE * (t - self.plateau()).powi(3) + self.last_max;
+        rate.clamp(self.last_max * self.beta, self.last_max * 2.0).max(MIN_RATE)
+    }
+}
+
+/// An interval of one request at `rate` per second, never longer than `cap`.
+fn interval_of(rate: f64, cap: Duration) -> Duration {
+    Duration::try_from_secs_f64(1.0 / rate.max(MIN_RATE)).map_or(cap, |interval| interval.min(cap))
 }
 
 /// A token limit learned from an announcement.
@@ -284,6 +353,11 @@ pub struct PaceLearner {
     window: LearnedWindow,
     measure: Measure,
     tokens: [Option<LearnedTokens>; Dimension::ALL.len()],
+    /// The rate learned from plain refusals, if any.
+    cubic: Option<Cubic>,
+    /// Refusals of attempts that left before this instant belong to a congestion the lane has
+    /// already reacted to.
+    cubic_after: Option<Instant>,
 }
 
 impl PaceLearner {
@@ -296,6 +370,8 @@ impl PaceLearner {
             window: LearnedWindow::default(),
             measure: Measure::default(),
             tokens: [None; Dimension::ALL.len()],
+            cubic: None,
+            cubic_after: None,
         }
     }
 
@@ -402,10 +478,74 @@ impl PaceLearner {
             return actions;
         }
         let requests = observation.limits.and_then(|limits| limits.requests);
-        if let Some(window) = requests {
-            self.pace_from(window, observation.in_flight.requests, now, &mut actions);
+        match (requests, observation.answer) {
+            (Some(window), _) => {
+                self.pace_from(window, observation.in_flight.requests, now, &mut actions);
+            }
+            (None, Answer::RateLimited) => {
+                self.back_off(observation.departed, now, &mut actions);
+            }
+            (None, Answer::Accepted) => self.grow(now, &mut actions),
+            _ => {}
         }
         actions
+    }
+
+    /// Whether the lane paces itself (a configured rate, or one learned from the server): a
+    /// request it sent too early is then retried at that pace rather than after a backoff.
+    pub fn is_pacing(&self) -> bool {
+        self.current[slot(Dimension::Requests)].is_some()
+    }
+
+    /// A plain refusal (no Retry-After, no headers): the lane was too fast. A configured rate
+    /// first stops bursting (the server allows less burst than the client assumed); then, or
+    /// without a configured rate, the pace drops multiplicatively, once per congestion: refusals
+    /// of attempts that left before the previous decrease are of the same congestion.
+    fn back_off(&mut self, departed: Instant, now: Instant, actions: &mut Actions) {
+        if self.cubic_after.is_some_and(|after| departed < after) {
+            return;
+        }
+        self.cubic_after = Some(now);
+        let current = self.current[slot(Dimension::Requests)];
+        if let Some(limit) = current.filter(|limit| limit.burst > 1) {
+            let single = Limit { burst: 1, ..limit };
+            self.set(Dimension::Requests, Some(single), false, false, actions);
+            return;
+        }
+        let paced_rate = current.map(|limit| 1.0 / limit.interval.as_secs_f64().max(1e-9));
+        let offered = match (paced_rate, self.measure.offered_rate(now)) {
+            (Some(paced), Some(measured)) => paced.min(measured.max(MIN_RATE)),
+            (Some(paced), None) => paced,
+            (None, Some(measured)) => measured,
+            (None, None) => return,
+        };
+        let cubic = Cubic::after_refusal(offered, self.cubic, now);
+        self.cubic = Some(cubic);
+        self.set_cubic_pace(cubic.rate_at(now), actions);
+    }
+
+    /// An accepted request while paced from plain refusals: the rate grows along the curve.
+    fn grow(&mut self, now: Instant, actions: &mut Actions) {
+        let Some(cubic) = self.cubic else {
+            return;
+        };
+        let rate = cubic.rate_at(now);
+        let current = self.current[slot(Dimension::Requests)]
+            .map_or(f64::INFINITY, |limit| 1.0 / limit.interval.as_secs_f64().max(1e-9));
+        // Small steps are not worth a budget update.
+        if (rate - current).abs() > current * 0.01 {
+            self.set_cubic_pace(rate, actions);
+        }
+    }
+
+    fn set_cubic_pace(&mut self, rate: f64, actions: &mut Actions) {
+        let learned = Limit {
+            interval: interval_of(rate, self.config.max_wait),
+            burst: 1,
+        };
+        let effective = self.config.never_faster(Dimension::Requests, learned);
+        let effective = Limit { burst: 1, ..effective };
+        self.set(Dimension::Requests, Some(effective), false, false, actions);
     }
 
     /// Whether nothing left for longer than an idle gap (a second, or two learned intervals,
@@ -438,6 +578,16 @@ impl PaceLearner {
         if idle {
             measure.since = None;
             measure.accepted = 0;
+            measure.first_departure = None;
+            measure.departures = 0;
+            // An idle period teaches nothing: the curve resumes where it stood.
+            if let (Some(cubic), Some(last)) = (self.cubic.as_mut(), measure.last_departure) {
+                cubic.since = later(cubic.since, departed.saturating_duration_since(last));
+            }
+        }
+        measure.departures += 1;
+        if measure.first_departure.is_none_or(|first| departed < first) {
+            measure.first_departure = Some(departed);
         }
         if measure.last_departure.is_none_or(|last| departed > last) {
             measure.last_departure = Some(departed);

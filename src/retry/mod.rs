@@ -22,6 +22,10 @@ pub use classify::{classify, is_rate_limited, may_retry, Attempt, Idempotency, V
 /// The default cap on a server-requested delay that is slept on.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
+/// Default number of retries of a rate-limited refusal while the lane paces itself; see
+/// [`RetryPolicy::max_rate_limited_retries`].
+pub const DEFAULT_MAX_RATE_LIMITED_RETRIES: u32 = 10;
+
 /// How a lane retries.
 ///
 /// ```
@@ -42,6 +46,7 @@ pub struct RetryPolicy {
     fail_on_long_retry_after: bool,
     retry_non_idempotent: bool,
     budget: RetryBudgetConfig,
+    max_rate_limited_retries: u32,
 }
 
 impl Default for RetryPolicy {
@@ -56,6 +61,7 @@ impl Default for RetryPolicy {
             fail_on_long_retry_after: false,
             retry_non_idempotent: false,
             budget: RetryBudgetConfig::default(),
+            max_rate_limited_retries: DEFAULT_MAX_RATE_LIMITED_RETRIES,
         }
     }
 }
@@ -103,6 +109,11 @@ pub struct AttemptFacts {
     pub server_delay: Option<Duration>,
     /// When the request's whole time runs out, if it has a deadline.
     pub deadline: Option<Instant>,
+    /// The lane paces itself to what the server allows (learned from its refusals or its
+    /// headers): a rate-limited refusal is then retried at the lane's pace, not after a backoff,
+    /// up to [`max_rate_limited_retries`](RetryPolicy::max_rate_limited_retries), and costs no
+    /// retry budget (the pace, not the budget, bounds the load).
+    pub paced: bool,
 }
 
 impl RetryPolicy {
@@ -178,6 +189,16 @@ impl RetryPolicy {
         self.fail_on_long_retry_after
     }
 
+    /// How many times a request refused as rate limited (429, GitHub's rate-limit 403) may be
+    /// retried while its lane paces itself to the server (default 10): each retry waits for the
+    /// lane's pace, so it adds no load, and a request is not failed for being early. Without a
+    /// pace the ordinary [`max_retries`](Self::max_retries) and backoff apply.
+    #[must_use]
+    pub fn max_rate_limited_retries(mut self, n: u32) -> RetryPolicy {
+        self.max_rate_limited_retries = n;
+        self
+    }
+
     /// The retry budget configuration.
     pub fn budget_config(&self) -> RetryBudgetConfig {
         self.budget
@@ -208,6 +229,7 @@ impl RetryPolicy {
     ///     retries_done: 0,
     ///     server_delay: Some(Duration::from_secs(5)),
     ///     deadline: None,
+    ///     paced: false,
     /// };
     /// let decision = policy.decide(&facts, &mut delays, &budget, Instant::now());
     /// assert_eq!(decision, RetryDecision::Wait(Duration::from_secs(5)));
@@ -230,13 +252,29 @@ impl RetryPolicy {
         if !facts.cloneable {
             return Stop(StopReason::NotCloneable);
         }
-        if facts.retries_done >= self.max_retries {
+        // A rate-limited refusal in a paced lane: retried at the lane's pace.
+        let paced = facts.paced && facts.verdict == Verdict::RetryNotActed;
+        let max_retries = if paced {
+            self.max_rate_limited_retries.max(self.max_retries)
+        } else {
+            self.max_retries
+        };
+        if facts.retries_done >= max_retries {
             return Stop(StopReason::RetriesExhausted);
         }
         if let Some(delay) = facts.server_delay {
             if delay > self.max_retry_after {
                 return Stop(StopReason::RetryAfterTooLong(delay));
             }
+        }
+        if paced {
+            let delay = facts.server_delay.unwrap_or(Duration::ZERO);
+            if let Some(deadline) = facts.deadline {
+                if now.checked_add(delay).is_none_or(|at| at > deadline) {
+                    return Stop(StopReason::DeadlineTooClose);
+                }
+            }
+            return RetryDecision::Wait(delay);
         }
         let Some(backoff) = delays.next_delay() else {
             return Stop(StopReason::RetriesExhausted);
@@ -269,6 +307,7 @@ mod tests {
             retries_done: 0,
             server_delay: None,
             deadline: None,
+            paced: false,
         }
     }
 
