@@ -261,7 +261,7 @@ impl Lane {
         let _queued = Gauge::enter(&self.counters.queued);
         let mut now = started;
         loop {
-            let booked = self.book(cost, max_wait, deadline, now).await?;
+            let (booked, generation) = self.book(cost, max_wait, deadline, now).await?;
             let lane_permit = acquire(self.concurrency.as_ref(), deadline)
                 .await
                 .map_err(|()| self.concurrency_refusal(max_wait))?;
@@ -271,6 +271,13 @@ impl Lane {
             // A cooldown set while this request queued for a slot (a 429 seen by the request
             // that held it) holds it back too: nothing leaves the lane before the pause ends,
             // and then it books again under what the lane learned meanwhile.
+            // Booked at a pace the server refused while this request queued for a slot: book
+            // again at the new pace.
+            if self.budget.generation() != generation {
+                drop((lane_permit, global_permit, booked));
+                now = Instant::now();
+                continue;
+            }
             if let Some(until) = self.budget.cooldown_until(cost) {
                 drop((lane_permit, global_permit, booked));
                 if deadline.is_some_and(|deadline| until > deadline) {
@@ -319,21 +326,23 @@ impl Lane {
     }
 
     /// Books the request's cost and waits for its slot: `Ok(commitment)` when it could leave at
-    /// once, `Err(reservation)` once a reservation's slot has come.
+    /// once, `Err(reservation)` once a reservation's slot has come; with the budget's generation
+    /// it was booked under.
     async fn book(
         &self,
         cost: &Cost,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
         mut now: Instant,
-    ) -> Result<Result<Commitment, Reservation>, Error> {
+    ) -> Result<(Result<Commitment, Reservation>, u64), Error> {
         loop {
             self.tick(now);
+            let generation = self.budget.generation();
             let max_wait = deadline
                 .map(|d| d.saturating_duration_since(now))
                 .or(max_wait);
             let reservation = match self.budget.acquire(cost, max_wait, now) {
-                Ok(Booking::Ready(commitment)) => return Ok(Ok(commitment)),
+                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation)),
                 Ok(Booking::Wait(reservation)) => reservation,
                 Err(blocked) => return Err(self.refusal(blocked, max_wait)),
             };
@@ -354,11 +363,12 @@ impl Lane {
                 .await
                 .map_err(|blocked| self.refusal(blocked, max_wait))?;
             match waited {
-                Waited::OnTime => return Ok(Err(reservation)),
+                Waited::OnTime => return Ok((Err(reservation), generation)),
                 // Booked before the server asked for a pause: its slot is long past, and the
                 // lane may have learned a pace since. Book again, so the waiters that the pause
                 // piled up leave at that pace instead of all at once.
-                Waited::PastCooldown => {
+                // Booked at a pace the server has since refused: book again at the new one.
+                Waited::PastCooldown | Waited::Repriced => {
                     drop(reservation);
                     now = Instant::now();
                 }
@@ -388,9 +398,10 @@ impl Lane {
                     fresh,
                 } => {
                     if fresh {
-                        self.budget.set_limit(dimension, None);
+                        self.budget.reprice(dimension, limit);
+                    } else {
+                        self.budget.set_limit(dimension, limit);
                     }
-                    self.budget.set_limit(dimension, limit);
                     self.budget.set_strict(dimension, strict);
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);

@@ -14,7 +14,7 @@
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! that were already waiting — [`Reservation::wait`] checks the gate again every time it wakes.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -234,6 +234,8 @@ pub struct Budget {
     /// [`acquire`](Budget::acquire) says so without taking the lock: the common case of a lane
     /// nobody configured and no server has paused costs no shared write.
     engaged: AtomicBool,
+    /// Bumped by [`reprice`](Budget::reprice): reservations booked before it wake to book again.
+    generation: AtomicU64,
 }
 
 impl Default for Budget {
@@ -242,6 +244,7 @@ impl Default for Budget {
             epoch: Epoch::now(),
             state: Mutex::default(),
             engaged: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -272,6 +275,35 @@ impl Budget {
             (Some(limit), Some(gcra)) => gcra.set_rate(limit.interval, limit.burst, now),
             (Some(limit), None) => cell.gcra = Some(Gcra::new(limit.interval, limit.burst)),
         }
+    }
+
+    /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
+    ///
+    /// [`set_limit`](Self::set_limit) keeps what is booked (waiters leave at the slots they
+    /// were given). When the lane learns it was too fast (the server refused), those slots are
+    /// wrong: a reservation booked before this call wakes with [`Waited::Repriced`] (at its old
+    /// slot, or at once if that has passed), so its holder books again at the new rate, in the
+    /// order they wake. The new cell starts empty (its burst just spent), so the first of them
+    /// leaves one interval from now.
+    pub fn reprice(&self, dimension: Dimension, limit: Option<Limit>) {
+        let now = self.epoch.nanos(Instant::now());
+        let mut state = self.lock();
+        if limit.is_some() {
+            self.engaged.store(true, Ordering::Release);
+        }
+        // The new cell starts empty: the refused pace just spent its burst.
+        state.cells[dimension.index()].gcra = limit.map(|limit| {
+            let mut gcra = Gcra::new(limit.interval, limit.burst);
+            gcra.debit(limit.burst, now);
+            gcra
+        });
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// How many times the budget was [repriced](Self::reprice): a booking made under another
+    /// generation must be made again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The rate of `dimension`, if it has one.
@@ -420,6 +452,7 @@ impl Budget {
             grants,
             ready_at,
             settled: false,
+            generation: self.generation.load(Ordering::Acquire),
         }
     }
 
@@ -537,6 +570,7 @@ pub struct Reservation {
     grants: [Option<Grant>; DIMENSIONS],
     ready_at: Instant,
     settled: bool,
+    generation: u64,
 }
 
 impl Reservation {
@@ -561,6 +595,9 @@ impl Reservation {
         let mut waited = Waited::OnTime;
         loop {
             let now = Instant::now();
+            if self.budget.generation.load(Ordering::Acquire) != self.generation {
+                return Ok(Waited::Repriced);
+            }
             let cooldown = self.budget.cooldown_until(&self.cost);
             if cooldown.is_some_and(|cooldown| cooldown > self.ready_at) {
                 waited = Waited::PastCooldown;
@@ -613,6 +650,8 @@ pub enum Waited {
     OnTime,
     /// Later than the reserved slot, held back by a cooldown set after the booking.
     PastCooldown,
+    /// Not sent: the budget was [repriced](Budget::reprice) after the booking; book again.
+    Repriced,
 }
 
 /// The outcome of [`Budget::acquire`].

@@ -58,6 +58,9 @@ const BETA: f64 = 0.7;
 /// The gentler decrease once two refusals in a row came at about the same rate: the server's
 /// ceiling is known, and the lane only probes around it.
 const BETA_NEAR_CEILING: f64 = 0.9;
+/// The decrease of a configured rate that was refused even without bursting: the
+/// documentation was a little optimistic, or the clocks disagree by a hair.
+const BETA_CONFIGURED: f64 = 0.97;
 /// CUBIC's growth scale, in requests per second per second³ (AWS: 0.4).
 const SCALE: f64 = 0.4;
 /// The slowest pace refusals can teach: one request every two seconds.
@@ -259,14 +262,24 @@ struct Cubic {
 }
 
 impl Cubic {
-    fn after_refusal(offered: f64, previous: Option<Cubic>, now: Instant) -> Cubic {
+    fn after_refusal(
+        offered: f64,
+        previous: Option<Cubic>,
+        configured: bool,
+        now: Instant,
+    ) -> Cubic {
         let last_max = offered.max(MIN_RATE);
         let near_ceiling = previous.is_some_and(|previous| {
             (last_max - previous.last_max).abs() <= previous.last_max * 0.15
         });
+        let beta = match (configured, near_ceiling) {
+            (true, _) => BETA_CONFIGURED,
+            (false, true) => BETA_NEAR_CEILING,
+            (false, false) => BETA,
+        };
         Cubic {
             last_max,
-            beta: if near_ceiling { BETA_NEAR_CEILING } else { BETA },
+            beta,
             since: now,
         }
     }
@@ -279,7 +292,8 @@ impl Cubic {
     fn rate_at(&self, now: Instant) -> f64 {
         let t = now.saturating_duration_since(self.since).as_secs_f64();
         let rate = SCALE * (t - self.plateau()).powi(3) + self.last_max;
-        rate.clamp(self.last_max * self.beta, self.last_max * 2.0).max(MIN_RATE)
+        rate.clamp(self.last_max * self.beta, self.last_max * 2.0)
+            .max(MIN_RATE)
     }
 }
 
@@ -509,19 +523,19 @@ impl PaceLearner {
         let current = self.current[slot(Dimension::Requests)];
         if let Some(limit) = current.filter(|limit| limit.burst > 1) {
             let single = Limit { burst: 1, ..limit };
-            self.set(Dimension::Requests, Some(single), false, false, actions);
+            self.set(Dimension::Requests, Some(single), false, true, actions);
             return;
         }
         let paced_rate = current.map(|limit| 1.0 / limit.interval.as_secs_f64().max(1e-9));
-        let offered = match (paced_rate, self.measure.offered_rate(now)) {
-            (Some(paced), Some(measured)) => paced.min(measured.max(MIN_RATE)),
-            (Some(paced), None) => paced,
-            (None, Some(measured)) => measured,
-            (None, None) => return,
+        // Paced, the lane sent at its pace; unpaced, as fast as its callers asked.
+        let Some(offered) = paced_rate.or_else(|| self.measure.offered_rate(now)) else {
+            return;
         };
-        let cubic = Cubic::after_refusal(offered, self.cubic, now);
+        let configured = self.config.configured(Dimension::Requests).is_some();
+        let cubic = Cubic::after_refusal(offered, self.cubic, configured, now);
         self.cubic = Some(cubic);
-        self.set_cubic_pace(cubic.rate_at(now), actions);
+        // Waiters booked at the refused pace book again at the new one.
+        self.set_cubic_pace(cubic.rate_at(now), true, actions);
     }
 
     /// An accepted request while paced from plain refusals: the rate grows along the curve.
@@ -530,22 +544,32 @@ impl PaceLearner {
             return;
         };
         let rate = cubic.rate_at(now);
-        let current = self.current[slot(Dimension::Requests)]
-            .map_or(f64::INFINITY, |limit| 1.0 / limit.interval.as_secs_f64().max(1e-9));
+        let current = self.current[slot(Dimension::Requests)].map_or(f64::INFINITY, |limit| {
+            1.0 / limit.interval.as_secs_f64().max(1e-9)
+        });
         // Small steps are not worth a budget update.
         if (rate - current).abs() > current * 0.01 {
-            self.set_cubic_pace(rate, actions);
+            self.set_cubic_pace(rate, false, actions);
         }
     }
 
-    fn set_cubic_pace(&mut self, rate: f64, actions: &mut Actions) {
+    fn set_cubic_pace(&mut self, rate: f64, reprice: bool, actions: &mut Actions) {
         let learned = Limit {
             interval: interval_of(rate, self.config.max_wait),
             burst: 1,
         };
         let effective = self.config.never_faster(Dimension::Requests, learned);
-        let effective = Limit { burst: 1, ..effective };
-        self.set(Dimension::Requests, Some(effective), false, false, actions);
+        let effective = Limit {
+            burst: 1,
+            ..effective
+        };
+        self.set(
+            Dimension::Requests,
+            Some(effective),
+            false,
+            reprice,
+            actions,
+        );
     }
 
     /// Whether nothing left for longer than an idle gap (a second, or two learned intervals,

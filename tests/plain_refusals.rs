@@ -1,0 +1,98 @@
+//! Plain refusals (a 429 with neither Retry-After nor rate-limit headers, nginx `limit_req`'s
+//! way) teach the lane a pace, in virtual time against the simulated API's leaky bucket. These
+//! are claims about our model; `tests/real_limiters.rs` holds the same client against real nginx.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_throttle::sim::{RetryAfterStyle, SimulatedApi};
+use reqwest_throttle::{Policy, Rate, Throttle};
+use tokio::time::Instant;
+
+const URL: &str = "http://api.test/static";
+const REQUESTS: usize = 500;
+const TASKS: usize = 16;
+const LIMIT: f64 = 50.0;
+
+struct Report {
+    completed: usize,
+    failed: usize,
+    refused: u64,
+    goodput: f64,
+}
+
+async fn run(throttle: Throttle, burst: u64) -> Report {
+    let api = SimulatedApi::builder()
+        .token_bucket(LIMIT, burst)
+        .retry_after(RetryAfterStyle::None)
+        .latency(Duration::from_millis(1))
+        .build();
+    let client: ClientWithMiddleware = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle)
+        .with(api.clone())
+        .build();
+    let next = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (client, next, completed) = (client.clone(), next.clone(), completed.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Relaxed) < REQUESTS {
+                    if let Ok(response) = client.get(URL).send().await {
+                        if response.status().is_success() {
+                            completed.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task panicked");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let completed = completed.load(Relaxed);
+    let ideal = REQUESTS as f64 / LIMIT;
+    let report = Report {
+        completed,
+        failed: REQUESTS - completed,
+        refused: api.stats().limited,
+        goodput: completed as f64 / elapsed.max(ideal) / LIMIT,
+    };
+    println!(
+        "completed {}, failed {}, refused {}, elapsed {elapsed:.2}s, goodput {:.1} %",
+        report.completed,
+        report.failed,
+        report.refused,
+        report.goodput * 100.0
+    );
+    report
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_configured_learns_the_pace_of_a_leaky_bucket() {
+    let report = run(Throttle::builder().build().unwrap(), 1).await;
+    assert_eq!(report.failed, 0);
+    assert!(
+        report.refused as f64 <= REQUESTS as f64 * 0.05,
+        "{} refused",
+        report.refused
+    );
+    assert!(report.goodput >= 0.9, "goodput {:.3}", report.goodput);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_configured_rate_stops_bursting_at_the_first_refusal() {
+    let throttle = Throttle::builder()
+        .default_policy(Policy::new().rate(Rate::per_second(50)))
+        .build()
+        .unwrap();
+    let report = run(throttle, 1).await;
+    assert_eq!(report.failed, 0);
+    // One burst is refused (the server allows less than the client assumed), then none.
+    assert!(report.refused <= 60, "{} refused", report.refused);
+    assert!(report.goodput >= 0.97, "goodput {:.3}", report.goodput);
+}
