@@ -180,7 +180,7 @@ async fn throttle_loses_no_request(
 #[tokio::test]
 async fn throttle_loses_no_request_against_nginx() {
     let load = Load {
-        requests: 50,
+        requests: 30,
         tasks: 8,
         timeout: Duration::from_secs(20),
         limit_per_second: nginx::RATE_PER_SECOND,

@@ -158,8 +158,7 @@ fn python_with_flask() -> Result<&'static std::path::PathBuf, &'static str> {
     FOUND
         .get_or_init(|| {
             let venv = super::target_dir().join("limiters-venv/bin/python");
-            let python = super::find_tool("RT_PYTHON", &[venv], "python3")
-                .ok_or("no python (RT_PYTHON, target/limiters-venv, python3 on PATH)".to_owned())?;
+            let python = super::find_tool("RT_PYTHON", &[venv], "python3")?;
             let imports = Command::new(&python)
                 .args(["-c", "import flask, flask_limiter"])
                 .output();

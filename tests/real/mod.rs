@@ -44,16 +44,26 @@ fn unavailable<T>(reason: &str) -> Option<T> {
     None
 }
 
-/// The first of `candidates` that exists, after the override in the environment variable `env`.
-fn find_tool(env: &str, candidates: &[PathBuf], on_path: &str) -> Option<PathBuf> {
+/// The tool named by the environment variable `env` (which must then exist), else the first
+/// of `candidates` that exists, else `on_path` found on `PATH`.
+fn find_tool(env: &str, candidates: &[PathBuf], on_path: &str) -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os(env) {
-        return Some(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("{env}={} is not a file", path.display()))
+        };
     }
     candidates
         .iter()
         .find(|path| path.is_file())
         .cloned()
         .or_else(|| search_path(on_path))
+        .ok_or_else(|| {
+            let places: Vec<_> = candidates.iter().map(|p| p.display().to_string()).collect();
+            format!("no {on_path}: {env} unset, none of {places:?}, none on PATH")
+        })
 }
 
 fn search_path(name: &str) -> Option<PathBuf> {

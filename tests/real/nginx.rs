@@ -45,8 +45,9 @@ impl Nginx {
             &["/usr/sbin/nginx".into(), "/usr/local/sbin/nginx".into()],
             "nginx",
         );
-        let Some(binary) = binary else {
-            return super::unavailable("no nginx binary (RT_NGINX, /usr/sbin/nginx, PATH)");
+        let binary = match binary {
+            Ok(binary) => binary,
+            Err(reason) => return super::unavailable(&reason),
         };
         let started = start_on_free_port("nginx", |dir, port| {
             write_site(dir, port)?;
