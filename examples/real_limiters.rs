@@ -12,7 +12,8 @@
 //! (completed), final errors or non-2xx (failed), requests cut off by the bound (cut), the 429s
 //! counted below the client's middlewares and by the server itself, and goodput:
 //! `completed / max(elapsed, requests / limit) / limit`. Takes about 7 minutes, most of it the
-//! limits themselves.
+//! limits themselves. `RT_ONLY=burst0,throttle` keeps only the endpoints and clients whose
+//! names contain one of the comma-separated words (both lists are filtered).
 
 // The harness the `real_limiters` tests use; this example needs only part of it.
 #[allow(dead_code)]
@@ -45,9 +46,12 @@ async fn main() -> Result<(), String> {
         timeout: NGINX_TIMEOUT,
         limit_per_second: nginx::RATE_PER_SECOND,
     };
-    for path in nginx::ENDPOINTS {
+    for path in nginx::ENDPOINTS.iter().filter(|path| chosen(path)) {
         print_header(&format!("nginx limit_req {path}"), nginx_load);
-        for contender in contenders(nginx::RATE_PER_SECOND) {
+        for contender in contenders(nginx::RATE_PER_SECOND)
+            .into_iter()
+            .filter(|c| chosen(&c.name()))
+        {
             let Some(server) = Nginx::start().await else {
                 return Ok(());
             };
@@ -64,9 +68,12 @@ async fn main() -> Result<(), String> {
         timeout: FLASK_TIMEOUT,
         limit_per_second: flask::LIMIT_PER_SECOND,
     };
-    for path in flask::ENDPOINTS {
+    for path in flask::ENDPOINTS.iter().filter(|path| chosen(path)) {
         print_header(&format!("Flask-Limiter {path}"), flask_load);
-        for contender in contenders(flask::LIMIT_PER_SECOND) {
+        for contender in contenders(flask::LIMIT_PER_SECOND)
+            .into_iter()
+            .filter(|c| chosen(&c.name()))
+        {
             let Some(server) = FlaskLimiter::start().await else {
                 return Ok(());
             };
@@ -77,6 +84,28 @@ async fn main() -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether `name` is among the words of `RT_ONLY` (everything without it). An endpoint is
+/// kept when any word names it or no word names any endpoint; likewise for clients.
+fn chosen(name: &str) -> bool {
+    let Ok(only) = std::env::var("RT_ONLY") else {
+        return true;
+    };
+    let endpoints: Vec<&str> = nginx::ENDPOINTS
+        .iter()
+        .chain(flask::ENDPOINTS.iter())
+        .copied()
+        .collect();
+    let names_endpoint = |word: &&str| endpoints.iter().any(|e| e.contains(*word));
+    let is_endpoint = endpoints.contains(&name);
+    let words: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+        .filter(|w| names_endpoint(w) == is_endpoint)
+        .collect();
+    words.is_empty() || words.iter().any(|w| name.contains(w))
 }
 
 /// The four clients of the comparison, plus reqwest-throttle told the limit with a burst of 1
