@@ -1,14 +1,18 @@
 //! Token budgets against the simulated OpenAI-compatible server, in virtual time: 2 000 chat
 //! requests of mixed sizes from 50 tasks under RPM 500 and TPM 40 000, with the limits known
 //! to the client and with the limits only announced in headers; a request larger than the whole
-//! budget; refusals that name the token limit; `insufficient_quota`.
+//! budget; refusals that name the token limit; `insufficient_quota`. The same two batches run
+//! again against a server that counts 25 % more and 25 % fewer tokens than the client
+//! estimates (`TokenRule::ScaledEstimate`), as real providers' tokenizers do.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_throttle::sim::{HeaderStyle, Outage, RetryAfterStyle, SimStats, SimulatedApi};
+use reqwest_throttle::sim::{
+    HeaderStyle, Outage, RetryAfterStyle, SimStats, SimulatedApi, TokenRule,
+};
 use reqwest_throttle::{Dimension, Error, Policy, Rate, Throttle};
 use serde_json::json;
 use tokio::time::Instant;
@@ -25,7 +29,13 @@ fn client(throttle: &Throttle, api: &SimulatedApi) -> ClientWithMiddleware {
 }
 
 fn openai_sim() -> SimulatedApi {
+    openai_sim_counting(TokenRule::ClientEstimate)
+}
+
+/// The OpenAI-shaped server, counting tokens by `rule`.
+fn openai_sim_counting(rule: TokenRule) -> SimulatedApi {
     SimulatedApi::builder()
+        .token_rule(rule)
         .requests_per_minute(RPM)
         .tokens_per_minute(TPM)
         .headers(HeaderStyle::OpenAi)
@@ -412,4 +422,93 @@ async fn limits_learned_from_headers_with_large_requests() {
         stats.limited
     );
     assert!(efficiency >= 0.90, "efficiency {efficiency:.3} below 90 %");
+}
+
+/// What one batch against a miscounting server came to.
+#[derive(Debug)]
+struct Measured {
+    /// Requests the callers saw succeed.
+    completed: u64,
+    /// Requests the callers saw fail.
+    failed: u64,
+    /// Refusals the server answered (429s it sent).
+    refused: u64,
+    /// Goodput against the binding limit, by the server's own count ([`efficiency`]).
+    goodput: f64,
+}
+
+const MISCOUNTED_TOTAL: usize = 2_000;
+
+/// The 2 000 mixed chats from 50 tasks against a server that charges `factor` × the client's
+/// estimate, with the limits known to the client (`known`) or only announced in headers.
+async fn miscounted_batch(factor: f64, known: bool) -> Measured {
+    let api = openai_sim_counting(TokenRule::ScaledEstimate(factor));
+    let policy = if known {
+        Policy::openai()
+            .requests(Rate::per_minute(RPM))
+            .tokens(Rate::per_minute(TPM))
+    } else {
+        Policy::openai()
+    };
+    let throttle = Throttle::builder()
+        .host("api.openai.test", policy)
+        .build()
+        .unwrap();
+    let client = client(&throttle, &api);
+    let failed = run_batch(&client, 50, MISCOUNTED_TOTAL, mixed_chat).await as u64;
+    let label = format!(
+        "server counts x{factor}, {} limits",
+        if known { "known" } else { "learned" }
+    );
+    let (stats, goodput) = report(&label, &api);
+    let measured = Measured {
+        completed: MISCOUNTED_TOTAL as u64 - failed,
+        failed,
+        refused: stats.limited,
+        goodput,
+    };
+    println!("{label}: {measured:?}");
+    measured
+}
+
+/// The targets every miscounted batch must meet: nothing lost, at most 1 % refused, at least
+/// 95 % of the binding limit. The pacing that should meet them is being rewritten (issue 9);
+/// until then the batches that miss them are ignored with their measured numbers, to be run
+/// with `cargo test --all-features --test llm_budget -- --ignored --nocapture`. The numbers
+/// vary a little from run to run (retry jitter is random), so judge them over several runs.
+fn assert_targets(measured: &Measured) {
+    assert_eq!(measured.failed, 0, "callers saw failures: {measured:?}");
+    assert_eq!(measured.completed, MISCOUNTED_TOTAL as u64, "{measured:?}");
+    assert!(
+        measured.refused <= MISCOUNTED_TOTAL as u64 / 100,
+        "more than 1 % refused: {measured:?}"
+    );
+    assert!(
+        measured.goodput >= 0.95,
+        "goodput below 95 % of the binding limit: {measured:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "issue 9: over 6 runs 1999-2000 completed, 0-1 failed, 140-143 refused (7 %), goodput 0.999-1.000; target 0 failed, <= 20 refused"]
+async fn known_limits_server_counts_25_percent_more() {
+    assert_targets(&miscounted_batch(1.25, true).await);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "issue 9: 2000 completed, 0 failed, 0 refused, goodput 0.741 (paced by its own estimate); target >= 0.95"]
+async fn known_limits_server_counts_25_percent_fewer() {
+    assert_targets(&miscounted_batch(0.75, true).await);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "issue 9: over 6 runs 1999-2000 completed, 0-1 failed, 138-144 refused (7 %), goodput 0.999-1.000; target 0 failed, <= 20 refused"]
+async fn learned_limits_server_counts_25_percent_more() {
+    assert_targets(&miscounted_batch(1.25, false).await);
+}
+
+#[tokio::test(start_paused = true)]
+#[ignore = "issue 9: 2000 completed, 0 failed, 0 refused, goodput 0.741 (paced by its own estimate); target >= 0.95"]
+async fn learned_limits_server_counts_25_percent_fewer() {
+    assert_targets(&miscounted_batch(0.75, false).await);
 }

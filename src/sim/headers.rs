@@ -17,14 +17,17 @@ use super::{HeaderStyle, RetryAfterStyle};
 /// configuration can overflow the wall clock (a window of a century is still a century).
 const MAX_WALL_DELAY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
-/// Adds the rate-limit headers of `style` for every dimension's quota.
+/// Adds the rate-limit headers of `style` for every dimension's quota, each reset announced
+/// `late` after it really falls.
 pub(crate) fn rate_limit(
     style: HeaderStyle,
     quotas: &[(Dimension, Quota)],
+    late: Duration,
     wall_now: SystemTime,
     headers: &mut HeaderMap,
 ) {
-    for &(dimension, quota) in quotas {
+    for &(dimension, mut quota) in quotas {
+        quota.reset_in = quota.reset_in.saturating_add(late);
         let name = dimension.name();
         match style {
             HeaderStyle::None => {}
@@ -55,8 +58,8 @@ pub(crate) fn rate_limit(
                 );
                 insert(headers, &format!("anthropic-ratelimit-{name}-reset"), reset);
             }
-            // GitHub and the IETF draft announce one quota per response; only requests are
-            // limited by those servers, so other dimensions are not announced.
+            // GitHub, Flask-Limiter and the IETF draft announce one quota per response; only
+            // requests are limited by those servers, so other dimensions are not announced.
             HeaderStyle::GitHub if dimension == Dimension::Requests => {
                 let reset = epoch_secs_ceil(wall_after(wall_now, quota.reset_in));
                 insert(headers, "x-ratelimit-limit", quota.limit);
@@ -85,7 +88,18 @@ pub(crate) fn rate_limit(
                 insert(headers, "ratelimit-remaining", quota.remaining);
                 insert(headers, "ratelimit-reset", secs_ceil(quota.reset_in));
             }
-            HeaderStyle::GitHub | HeaderStyle::Ietf | HeaderStyle::IetfLegacy => {}
+            HeaderStyle::FlaskLimiter if dimension == Dimension::Requests => {
+                // Flask-Limiter writes `1 + int(reset)`: truncated, then a second added.
+                let reset =
+                    epoch_secs_floor(wall_after(wall_now, quota.reset_in)).saturating_add(1);
+                insert(headers, "x-ratelimit-limit", quota.limit);
+                insert(headers, "x-ratelimit-remaining", quota.remaining);
+                insert(headers, "x-ratelimit-reset", reset);
+            }
+            HeaderStyle::GitHub
+            | HeaderStyle::Ietf
+            | HeaderStyle::IetfLegacy
+            | HeaderStyle::FlaskLimiter => {}
         }
     }
 }
@@ -156,6 +170,13 @@ pub(crate) fn millis_ceil(delay: Duration) -> u128 {
 pub(crate) fn epoch_secs_ceil(time: SystemTime) -> u64 {
     time.duration_since(UNIX_EPOCH)
         .map(|since| u64::try_from(secs_ceil(since)).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch, truncated (0 for a time before the epoch).
+pub(crate) fn epoch_secs_floor(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|since| since.as_secs())
         .unwrap_or(0)
 }
 
@@ -288,5 +309,9 @@ mod tests {
         assert_eq!(secs_ceil(Duration::from_secs(3)), 3);
         assert_eq!(millis_ceil(Duration::from_micros(1500)), 2);
         assert_eq!(epoch_secs_ceil(UNIX_EPOCH + Duration::from_millis(10)), 1);
+        assert_eq!(
+            epoch_secs_floor(UNIX_EPOCH + Duration::from_millis(1010)),
+            1
+        );
     }
 }

@@ -5,10 +5,14 @@
 //! completion allowance). A request is admitted only if every dimension admits it, so checking is split from
 //! charging: [`Limiter::peek`] is a pure function of `now`, [`Limiter::commit`] charges.
 //!
-//! Two models:
+//! Three models:
 //! - **fixed window** (GitHub, OpenAI's announced resets): the first request opens a window of
 //!   length `per`; at most `limit` units are admitted until it ends; the first request after
 //!   the end opens the next one. `reset` is the time left in the window.
+//! - **clock-aligned fixed window** (an RPM counted per calendar minute, as Flask-Limiter and
+//!   many API gateways count): windows are `[origin + k·per, origin + (k+1)·per)` for every
+//!   integer `k`, whether or not a request came; at most `limit` units per window. `reset` is
+//!   the time to the next boundary, so a client that starts late in a window sees a short one.
 //! - **token bucket**, written as GCRA over a debt in nanoseconds: every unit adds `interval`
 //!   of debt, the debt drains in real (virtual) time, and a request is admitted while the debt
 //!   stays within `interval × burst`. Exact integer arithmetic, no refill loop.
@@ -122,6 +126,14 @@ pub(crate) enum LimiterConfig {
         /// Window length.
         per: Duration,
     },
+    /// `limit` units per window of `per`, the windows aligned on multiples of `per` from an
+    /// origin given to [`LimiterConfig::start`].
+    FixedWindowAligned {
+        /// Units per window.
+        limit: u64,
+        /// Window length.
+        per: Duration,
+    },
     /// A bucket of `burst` units refilled by one unit every `interval_nanos`.
     TokenBucket {
         /// Nanoseconds to earn one unit; at least 1.
@@ -164,9 +176,20 @@ impl LimiterConfig {
         }
     }
 
-    /// A limiter in its initial state: no window open, bucket full.
-    pub(crate) fn start(self) -> Limiter {
+    /// A limiter in its initial state: no window open, bucket full. `origin` is an instant on
+    /// which aligned windows start (any window boundary, past or future); other models
+    /// ignore it.
+    pub(crate) fn start(self, origin: Instant) -> Limiter {
         match self {
+            LimiterConfig::FixedWindowAligned { limit, per } => {
+                Limiter::FixedWindowAligned(FixedWindowAligned {
+                    limit,
+                    per,
+                    origin,
+                    window: None,
+                    used: 0,
+                })
+            }
             LimiterConfig::FixedWindow { limit, per } => Limiter::FixedWindow(FixedWindow {
                 limit,
                 per,
@@ -191,6 +214,8 @@ impl LimiterConfig {
 pub(crate) enum Limiter {
     /// See [`LimiterConfig::FixedWindow`].
     FixedWindow(FixedWindow),
+    /// See [`LimiterConfig::FixedWindowAligned`].
+    FixedWindowAligned(FixedWindowAligned),
     /// See [`LimiterConfig::TokenBucket`].
     TokenBucket(TokenBucket),
 }
@@ -200,6 +225,7 @@ impl Limiter {
     pub(crate) fn peek(&self, now: Instant, cost: u64) -> Verdict {
         match self {
             Limiter::FixedWindow(window) => window.peek(now, cost),
+            Limiter::FixedWindowAligned(window) => window.peek(now, cost),
             Limiter::TokenBucket(bucket) => bucket.peek(now, cost),
         }
     }
@@ -208,6 +234,7 @@ impl Limiter {
     pub(crate) fn commit(&mut self, now: Instant, cost: u64) {
         match self {
             Limiter::FixedWindow(window) => window.commit(now, cost),
+            Limiter::FixedWindowAligned(window) => window.commit(now, cost),
             Limiter::TokenBucket(bucket) => bucket.commit(now, cost),
         }
     }
@@ -269,6 +296,85 @@ impl FixedWindow {
             self.opened_at = Some(now);
         }
         self.used = used.saturating_add(cost);
+    }
+}
+
+/// State of a clock-aligned fixed window: which window was last charged, and how much.
+#[derive(Clone, Debug)]
+pub(crate) struct FixedWindowAligned {
+    limit: u64,
+    per: Duration,
+    origin: Instant,
+    /// The index `k` of the window last charged (`None` before the first charge).
+    window: Option<i128>,
+    used: u64,
+}
+
+impl FixedWindowAligned {
+    /// The window containing `now`: its index `k` (negative before the origin) and the time
+    /// left until its end. `None` for a zero-length window, which never limits.
+    fn locate(&self, now: Instant) -> Option<(i128, Duration)> {
+        let per = i128::try_from(self.per.as_nanos())
+            .ok()
+            .filter(|&per| per > 0)?;
+        // Signed nanoseconds from the origin; an `i128` holds any difference of two instants.
+        let offset = if now >= self.origin {
+            i128::try_from(now.saturating_duration_since(self.origin).as_nanos()).ok()?
+        } else {
+            -i128::try_from(self.origin.saturating_duration_since(now).as_nanos()).ok()?
+        };
+        let index = offset.div_euclid(per);
+        let into = offset.rem_euclid(per);
+        let left = u128::try_from(per - into).unwrap_or(0);
+        Some((index, nanos_to_duration(left)))
+    }
+
+    /// The units already used in the window containing `now`.
+    fn used_in(&self, index: i128) -> u64 {
+        if self.window == Some(index) {
+            self.used
+        } else {
+            0
+        }
+    }
+
+    fn peek(&self, now: Instant, cost: u64) -> Verdict {
+        let Some((index, reset_in)) = self.locate(now) else {
+            return Verdict::Admit(Quota {
+                limit: self.limit,
+                remaining: self.limit,
+                used: 0,
+                reset_in: Duration::ZERO,
+                window: self.per,
+            });
+        };
+        let used = self.used_in(index);
+        match used.checked_add(cost).filter(|&total| total <= self.limit) {
+            Some(total) => Verdict::Admit(Quota {
+                limit: self.limit,
+                remaining: self.limit - total,
+                used: total,
+                reset_in,
+                window: self.per,
+            }),
+            None => Verdict::Limit {
+                quota: Quota {
+                    limit: self.limit,
+                    remaining: self.limit.saturating_sub(used),
+                    used,
+                    reset_in,
+                    window: self.per,
+                },
+                retry_in: reset_in,
+            },
+        }
+    }
+
+    fn commit(&mut self, now: Instant, cost: u64) {
+        if let Some((index, _)) = self.locate(now) {
+            self.used = self.used_in(index).saturating_add(cost);
+            self.window = Some(index);
+        }
     }
 }
 
@@ -349,7 +455,7 @@ mod tests {
             limit: 3,
             per: Duration::from_secs(10),
         }
-        .start();
+        .start(Instant::now());
         let later = start + Duration::from_secs(4);
         for expected_remaining in [2, 1, 0] {
             match admit(&mut limiter, later) {
@@ -381,14 +487,66 @@ mod tests {
             limit: 0,
             per: Duration::from_secs(1),
         }
-        .start();
+        .start(Instant::now());
         assert!(matches!(admit(&mut closed, now), Verdict::Limit { .. }));
         let mut open = LimiterConfig::FixedWindow {
             limit: 1,
             per: Duration::ZERO,
         }
-        .start();
+        .start(Instant::now());
         for _ in 0..5 {
+            assert!(matches!(admit(&mut open, now), Verdict::Admit(_)));
+        }
+    }
+
+    #[test]
+    fn aligned_window_resets_at_each_boundary_from_the_origin() {
+        let origin = Instant::now();
+        let minute = Duration::from_secs(60);
+        let mut limiter = LimiterConfig::FixedWindowAligned {
+            limit: 2,
+            per: minute,
+        }
+        .start(origin);
+        // 50 s into the first window: 10 s left, whatever came before.
+        let late = origin + Duration::from_secs(50);
+        assert!(
+            matches!(admit(&mut limiter, late), Verdict::Admit(q) if q.remaining == 1 && q.reset_in == Duration::from_secs(10))
+        );
+        assert!(matches!(admit(&mut limiter, late), Verdict::Admit(q) if q.remaining == 0));
+        match admit(&mut limiter, late + Duration::from_secs(9)) {
+            Verdict::Limit { retry_in, quota } => {
+                assert_eq!(retry_in, Duration::from_secs(1));
+                assert_eq!(quota.remaining, 0);
+            }
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        // The boundary at 60 s opens a whole new window, 60 s long.
+        let boundary = origin + minute;
+        assert!(
+            matches!(admit(&mut limiter, boundary), Verdict::Admit(q) if q.remaining == 1 && q.reset_in == minute)
+        );
+    }
+
+    #[test]
+    fn aligned_window_before_its_origin_and_of_zero_length() {
+        let now = Instant::now();
+        // The origin 25 s ahead: the boundaries are at now + 25 s, now - 5 s, ...
+        let mut limiter = LimiterConfig::FixedWindowAligned {
+            limit: 1,
+            per: Duration::from_secs(30),
+        }
+        .start(now + Duration::from_secs(25));
+        assert!(
+            matches!(admit(&mut limiter, now), Verdict::Admit(q) if q.reset_in == Duration::from_secs(25))
+        );
+        assert!(matches!(admit(&mut limiter, now), Verdict::Limit { .. }));
+        let mut open = LimiterConfig::FixedWindowAligned {
+            limit: 1,
+            per: Duration::ZERO,
+        }
+        .start(now);
+        for _ in 0..3 {
             assert!(matches!(admit(&mut open, now), Verdict::Admit(_)));
         }
     }
@@ -397,7 +555,7 @@ mod tests {
     fn token_bucket_admits_the_burst_then_one_per_interval() {
         let start = Instant::now();
         // 2 per second, burst 4: interval 500 ms.
-        let mut limiter = LimiterConfig::token_bucket(2.0, 4).start();
+        let mut limiter = LimiterConfig::token_bucket(2.0, 4).start(Instant::now());
         for expected_remaining in [3, 2, 1, 0] {
             assert!(
                 matches!(admit(&mut limiter, start), Verdict::Admit(q) if q.remaining == expected_remaining)
@@ -423,7 +581,7 @@ mod tests {
     fn token_bucket_rates_out_of_range_are_clamped() {
         for rate in [f64::NAN, -1.0, 0.0, f64::INFINITY, f64::MAX, 1e-300] {
             let config = LimiterConfig::token_bucket(rate, u64::MAX);
-            let mut limiter = config.start();
+            let mut limiter = config.start(Instant::now());
             let now = Instant::now();
             // Any result is fine; what matters is that nothing overflows or panics.
             let _ = limiter.peek(now, u64::MAX);
@@ -435,7 +593,7 @@ mod tests {
     #[test]
     fn a_cost_larger_than_the_burst_is_never_admitted() {
         let now = Instant::now();
-        let limiter = LimiterConfig::token_bucket(10.0, 5).start();
+        let limiter = LimiterConfig::token_bucket(10.0, 5).start(Instant::now());
         assert!(matches!(limiter.peek(now, 6), Verdict::Limit { .. }));
         assert!(matches!(limiter.peek(now, 5), Verdict::Admit(q) if q.remaining == 0));
     }

@@ -1,11 +1,10 @@
 //! The simulated server as an OpenAI-compatible LLM API (feature `llm`).
 //!
 //! A POST to `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or
-//! `…/messages` with a JSON body is an LLM call. It is charged, against the tokens-per-minute
-//! limit, what OpenAI documents its limiter counts when the request arrives: the prompt tokens
-//! (counted exactly as the client counts them, [`crate::llm::estimate`]) plus the completion
-//! allowance (`max_tokens` × `n`, or the documented default when absent). Nothing is given
-//! back when the completion turns out shorter.
+//! `…/messages` with a JSON body is an LLM call. It is charged, against the tokens limit, what
+//! OpenAI documents its limiter counts when the request arrives: the prompt tokens plus the
+//! completion allowance, both counted by the configured [`TokenRule`]. Nothing is given back
+//! when the completion turns out shorter.
 //!
 //! The completion is deterministic: `1 + (a hash of the request's sequence number) mod
 //! allowance` tokens (none for embeddings), so runs are reproducible and the usage varies.
@@ -16,7 +15,20 @@
 
 use serde_json::{json, Value};
 
+use super::TokenRule;
 use crate::llm::{estimate, Endpoint};
+
+/// The allowance the server books when a chat, Responses or Messages call names no maximum
+/// ([`TokenRule::CharsOver4`]). The server's own choice; it happens to equal the client's
+/// `DEFAULT_COMPLETION_TOKENS`, which a test of the allowance can vary with an explicit
+/// `max_tokens`.
+const DEFAULT_ALLOWANCE: u64 = 1_024;
+
+/// OpenAI's documented default `max_tokens` of the legacy `/completions` endpoint.
+const LEGACY_DEFAULT_ALLOWANCE: u64 = 16;
+
+/// Characters per token of [`TokenRule::CharsOver4`].
+const CHARS_PER_TOKEN: u64 = 4;
 
 /// One LLM call as the simulated server sees it.
 #[derive(Clone, Debug)]
@@ -37,15 +49,41 @@ pub(crate) struct Generated {
 }
 
 impl LlmCall {
-    /// Reads a request; `None` when it is not an LLM call.
-    pub(crate) fn parse(method: &http::Method, path: &str, body: &[u8]) -> Option<LlmCall> {
+    /// Reads a request and counts its tokens by `rule`; `None` when it is not an LLM call.
+    pub(crate) fn parse(
+        method: &http::Method,
+        path: &str,
+        body: &[u8],
+        rule: TokenRule,
+    ) -> Option<LlmCall> {
         if method != http::Method::POST {
             return None;
         }
         let path = path.split('?').next().unwrap_or(path);
         let endpoint = Endpoint::from_path(path)?;
-        let estimate = estimate(endpoint, body)?;
         let json: Value = serde_json::from_slice(body).ok()?;
+        if !json.is_object() {
+            return None;
+        }
+        let (prompt, allowance) = match rule {
+            TokenRule::ClientEstimate => {
+                let estimate = estimate(endpoint, body)?;
+                (estimate.input, estimate.output)
+            }
+            TokenRule::CharsOver4 => (chars_over_4(body), allowance(endpoint, &json)),
+            TokenRule::ScaledEstimate(factor) => {
+                let estimate = estimate(endpoint, body)?;
+                let factor = sane_factor(factor);
+                let total = scale(estimate.total(), factor);
+                let prompt = scale(estimate.input, factor).min(total);
+                (prompt, total - prompt)
+            }
+        };
+        let model = json
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("sim")
+            .to_owned();
         let stream = json.get("stream").and_then(Value::as_bool) == Some(true);
         let include_usage = json
             .get("stream_options")
@@ -54,9 +92,9 @@ impl LlmCall {
             == Some(true);
         Some(LlmCall {
             endpoint,
-            model: estimate.model.clone().unwrap_or_else(|| "sim".to_owned()),
-            prompt: estimate.input,
-            allowance: estimate.output,
+            model,
+            prompt,
+            allowance,
             stream,
             include_usage,
         })
@@ -193,6 +231,46 @@ impl LlmCall {
         }
         ("text/event-stream", events)
     }
+}
+
+/// ⌈characters of the body / 4⌉, the body read as UTF-8 (an invalid sequence counts as one
+/// character).
+fn chars_over_4(body: &[u8]) -> u64 {
+    let chars = String::from_utf8_lossy(body).chars().count();
+    u64::try_from(chars)
+        .unwrap_or(u64::MAX)
+        .div_ceil(CHARS_PER_TOKEN)
+}
+
+/// The completion allowance by the server's own reading of the body: the first maximum
+/// present × `n` (at least 1), or the endpoint's default × `n`.
+fn allowance(endpoint: Endpoint, json: &Value) -> u64 {
+    let maximum = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+        .iter()
+        .find_map(|key| json.get(key).and_then(Value::as_u64));
+    let n = json.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
+    let default = match endpoint {
+        Endpoint::Embeddings => return 0,
+        Endpoint::Completions => LEGACY_DEFAULT_ALLOWANCE,
+        _ => DEFAULT_ALLOWANCE,
+    };
+    maximum.unwrap_or(default).saturating_mul(n)
+}
+
+/// The factor of [`TokenRule::ScaledEstimate`], made safe to multiply by: within
+/// `[0, 1000]`, NaN as 1.
+fn sane_factor(factor: f64) -> f64 {
+    if factor.is_nan() {
+        1.0
+    } else {
+        factor.clamp(0.0, 1000.0)
+    }
+}
+
+/// ⌈tokens × factor⌉, saturating (`factor` already sane: finite, non-negative).
+fn scale(tokens: u64, factor: f64) -> u64 {
+    // Float-to-integer `as` saturates, so no factor can overflow here.
+    (tokens as f64 * factor).ceil() as u64
 }
 
 /// A 64-bit mix (splitmix64's finaliser): a well-spread, reproducible number per request.

@@ -13,7 +13,12 @@ pub(crate) struct Generated {
 }
 
 impl LlmCall {
-    pub(crate) fn parse(_method: &http::Method, _path: &str, _body: &[u8]) -> Option<LlmCall> {
+    pub(crate) fn parse(
+        _method: &http::Method,
+        _path: &str,
+        _body: &[u8],
+        _rule: super::TokenRule,
+    ) -> Option<LlmCall> {
         None
     }
 

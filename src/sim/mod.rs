@@ -17,8 +17,15 @@
 //! 1. an [`Outage`] set by [`SimulatedApi::set_outage`] answers it (a status such as 503, or
 //!    no answer at all);
 //! 2. a server built with [`SimulatedApiBuilder::fail_every`] answers it with that status;
-//! 3. the limiter ([`SimulatedApiBuilder::limit`] or [`SimulatedApiBuilder::token_bucket`])
-//!    admits it, or answers it with the limited status (429 by default) and a `Retry-After`;
+//! 3. the limiters admit it (one for requests: [`SimulatedApiBuilder::limit`],
+//!    [`limit_aligned`](SimulatedApiBuilder::limit_aligned),
+//!    [`token_bucket`](SimulatedApiBuilder::token_bucket) or
+//!    [`requests_per_minute`](SimulatedApiBuilder::requests_per_minute); one for LLM tokens:
+//!    [`tokens_per_minute`](SimulatedApiBuilder::tokens_per_minute),
+//!    [`tokens_bucket`](SimulatedApiBuilder::tokens_bucket),
+//!    [`tokens_limit`](SimulatedApiBuilder::tokens_limit) or
+//!    [`tokens_limit_aligned`](SimulatedApiBuilder::tokens_limit_aligned)), or it is answered
+//!    with the limited status (429 by default) and a `Retry-After`;
 //! 4. an admitted request gets `200 OK`.
 //!
 //! Admitted and limited answers carry rate-limit headers in the chosen [`HeaderStyle`];
@@ -34,12 +41,21 @@
 //!
 //! With the `llm` feature the server is also an OpenAI-compatible LLM API. A POST to
 //! `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or `…/messages` with a
-//! JSON body is charged, against [`SimulatedApiBuilder::tokens_per_minute`], what OpenAI
-//! documents its limiter counts when the request arrives: the prompt tokens (counted as the
-//! client counts them, `reqwest_throttle::llm::estimate`) plus the completion allowance (`max_tokens` ×
-//! `n`, or `reqwest_throttle::llm::DEFAULT_COMPLETION_TOKENS` when absent); nothing is given back when
-//! the completion is shorter. The completion is `1 + hash(seq) mod allowance` tokens, so runs
-//! are reproducible. The answer has the provider's JSON shape and a `usage` object; with
+//! JSON body is charged, against the tokens limit, what OpenAI documents its limiter counts
+//! when the request arrives: the prompt tokens plus the completion allowance; nothing is given
+//! back when the completion is shorter. Both are counted by the [`TokenRule`] chosen with
+//! [`SimulatedApiBuilder::token_rule`]:
+//!
+//! - [`TokenRule::ClientEstimate`] (the default): the client's own estimator,
+//!   `reqwest_throttle::llm::estimate`. It **shares the code under test**, so it suits tests of
+//!   pacing and retries but can never show an estimate to be wrong;
+//! - [`TokenRule::CharsOver4`]: the server's own count, ⌈characters of the whole body / 4⌉
+//!   plus `max_tokens` × `n` (1 024 × `n` when absent);
+//! - [`TokenRule::ScaledEstimate`]: the client's estimate times a fixed factor, so the client
+//!   is off by a known amount.
+//!
+//! The `usage` in the answer reports the prompt as charged. The completion is
+//! `1 + hash(seq) mod allowance` tokens, so runs are reproducible. The answer has the provider's JSON shape and a `usage` object; with
 //! `"stream": true` it is a server-sent event stream whose final chunk carries the usage when
 //! `stream_options.include_usage` is set. With [`HeaderStyle::OpenAi`] every answer carries
 //! `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`; a refusal's body says
@@ -94,8 +110,10 @@ mod llm;
 #[path = "llm_off.rs"]
 mod llm;
 mod server;
+mod token_rule;
 
 pub use server::SimServer;
+pub use token_rule::TokenRule;
 
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
@@ -140,6 +158,13 @@ pub enum HeaderStyle {
     /// The draft's older trio: `RateLimit-Limit: 100`, `RateLimit-Remaining: 57`,
     /// `RateLimit-Reset: 4` (delta seconds).
     IetfLegacy,
+    /// Flask-Limiter (and slowapi): `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    /// `X-RateLimit-Reset`, the reset a Unix epoch in whole seconds written as Flask-Limiter
+    /// writes it, `1 + int(window end)`: up to one second **late** (a whole second when the
+    /// window ends on a whole second, as a clock-aligned window does). No `used`, no
+    /// `resource`: unlike [`HeaderStyle::GitHub`], nothing tells the client which family it
+    /// is. Only requests are announced.
+    FlaskLimiter,
 }
 
 /// How a limited answer tells the client when to come back.
@@ -279,6 +304,9 @@ struct Config {
     latency: Duration,
     fail_every: Option<StatusCode>,
     record_limit: usize,
+    token_rule: TokenRule,
+    window_origin: Option<Instant>,
+    reset_late: Duration,
 }
 
 impl Default for SimulatedApiBuilder {
@@ -293,6 +321,9 @@ impl Default for SimulatedApiBuilder {
                 latency: Duration::ZERO,
                 fail_every: None,
                 record_limit: 100_000,
+                token_rule: TokenRule::ClientEstimate,
+                window_origin: None,
+                reset_late: Duration::ZERO,
             },
         }
     }
@@ -349,6 +380,137 @@ impl SimulatedApiBuilder {
         self
     }
 
+    /// A token bucket for tokens: `burst` tokens at once, refilled at `rate_per_sec`, as
+    /// OpenAI keeps its limits (a short-reset bucket: `x-ratelimit-reset-tokens` is the time
+    /// until the bucket is full again, `50ms` or `1.2s` rather than a minute). Same clamping
+    /// as [`token_bucket`](Self::token_bucket). Replaces
+    /// [`tokens_per_minute`](Self::tokens_per_minute) or a tokens window.
+    ///
+    /// ```
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// // OpenAI-shaped: 20 requests/s (burst 10), 1 000 tokens/s (burst 1 000).
+    /// let api = SimulatedApi::builder()
+    ///     .token_bucket(20.0, 10)
+    ///     .tokens_bucket(1_000.0, 1_000)
+    ///     .headers(HeaderStyle::OpenAi)
+    ///     .build();
+    /// # let _ = api;
+    /// ```
+    pub fn tokens_bucket(mut self, rate_per_sec: f64, burst: u64) -> Self {
+        self.config.tokens = Some(LimiterConfig::token_bucket(rate_per_sec, burst));
+        self
+    }
+
+    /// At most `requests` requests per **clock-aligned** window of length `per`: the
+    /// windows are fixed slices of time, `[origin + k·per, origin + (k+1)·per)`, as an API
+    /// that counts its RPM per calendar minute does, whether or not any request came. `reset`
+    /// is the time to the next boundary. By default the boundaries fall on multiples of `per`
+    /// since the Unix epoch on the wall clock at [`build`](Self::build) (then follow the
+    /// virtual clock); [`window_origin`](Self::window_origin) places them exactly.
+    ///
+    /// A zero `per` never limits. Replaces [`limit`](Self::limit) or
+    /// [`token_bucket`](Self::token_bucket).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // 100 per calendar minute; this minute started 45 s ago.
+    /// let api = SimulatedApi::builder()
+    ///     .limit_aligned(100, Duration::from_secs(60))
+    ///     .window_origin(Instant::now() - Duration::from_secs(45))
+    ///     .headers(HeaderStyle::IetfLegacy)
+    ///     .build();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(api.clone())
+    ///     .build();
+    /// let answer = client.get("http://api.test/").send().await?;
+    /// assert_eq!(answer.headers()["ratelimit-remaining"], "99");
+    /// assert_eq!(answer.headers()["ratelimit-reset"], "15");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn limit_aligned(mut self, requests: u64, per: Duration) -> Self {
+        self.config.requests = Some(LimiterConfig::FixedWindowAligned {
+            limit: requests,
+            per,
+        });
+        self
+    }
+
+    /// At most `tokens` tokens per clock-aligned window of length `per` (see
+    /// [`limit_aligned`](Self::limit_aligned)). Replaces any other tokens limit.
+    pub fn tokens_limit_aligned(mut self, tokens: u64, per: Duration) -> Self {
+        self.config.tokens = Some(LimiterConfig::FixedWindowAligned { limit: tokens, per });
+        self
+    }
+
+    /// Where the boundaries of clock-aligned windows fall: at `origin` and every multiple of
+    /// the window's length before and after it (`origin` may be in the past or the future).
+    /// Without it they fall on wall-clock multiples of the length, which is realistic but not
+    /// reproducible.
+    pub fn window_origin(mut self, origin: Instant) -> Self {
+        self.config.window_origin = Some(origin);
+        self
+    }
+
+    /// How the server counts an LLM call's tokens: [`TokenRule::ClientEstimate`] (the
+    /// default, which shares the client's estimator and so cannot catch it being wrong),
+    /// [`TokenRule::CharsOver4`] (the server's own count) or
+    /// [`TokenRule::ScaledEstimate`] (the client off by a known factor). The answer's
+    /// `usage` reports the prompt as charged.
+    ///
+    /// ```
+    /// use reqwest_throttle::sim::{SimulatedApi, TokenRule};
+    ///
+    /// // A provider whose tokenizer counts 25 % more than the client estimates.
+    /// let api = SimulatedApi::builder()
+    ///     .tokens_per_minute(40_000)
+    ///     .token_rule(TokenRule::ScaledEstimate(1.25))
+    ///     .build();
+    /// # let _ = api;
+    /// ```
+    pub fn token_rule(mut self, rule: TokenRule) -> Self {
+        self.config.token_rule = rule;
+        self
+    }
+
+    /// Announces every reset `extra` later than it is, as a server whose limiter rounds its
+    /// reset up by a whole second (Flask-Limiter's `1 + reset`): every rate-limit header's
+    /// reset (delta seconds, Go duration, epoch or RFC 3339) and the limited answer's retry
+    /// hint, both computed from the same reset on such servers. The limit itself is not
+    /// changed: a client that believes the header waits `extra` too long, never too short.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let api = SimulatedApi::builder()
+    ///     .limit(10, Duration::from_secs(4))
+    ///     .headers(HeaderStyle::IetfLegacy)
+    ///     .reset_announced_late(Duration::from_secs(1))
+    ///     .build();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(api.clone())
+    ///     .build();
+    /// let answer = client.get("http://api.test/").send().await?;
+    /// assert_eq!(answer.headers()["ratelimit-reset"], "5"); // the window ends in 4 s
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reset_announced_late(mut self, extra: Duration) -> Self {
+        self.config.reset_late = extra;
+        self
+    }
+
     /// The rate-limit headers to announce.
     pub fn headers(mut self, style: HeaderStyle) -> Self {
         self.config.headers = style;
@@ -391,12 +553,20 @@ impl SimulatedApiBuilder {
 
     /// The simulated API, with an empty history and full budget.
     pub fn build(self) -> SimulatedApi {
+        let now = Instant::now();
         let limits = [
             (Dimension::Requests, self.config.requests),
             (Dimension::Tokens, self.config.tokens),
         ]
         .into_iter()
-        .filter_map(|(dimension, limiter)| Some((dimension, limiter?.start())))
+        .filter_map(|(dimension, limiter)| {
+            let limiter = limiter?;
+            let origin = self
+                .config
+                .window_origin
+                .unwrap_or_else(|| wall_clock_boundary(now, limiter));
+            Some((dimension, limiter.start(origin)))
+        })
         .collect();
         let (outage, _) = watch::channel(None);
         SimulatedApi {
@@ -412,6 +582,25 @@ impl SimulatedApiBuilder {
             }),
         }
     }
+}
+
+/// The next instant at which an aligned window's boundary falls on a wall-clock multiple of
+/// its length since the Unix epoch (the next calendar minute for a minute); `now` for other
+/// limiters. Computed forwards, so no instant before `now` has to exist.
+fn wall_clock_boundary(now: Instant, limiter: LimiterConfig) -> Instant {
+    let LimiterConfig::FixedWindowAligned { per, .. } = limiter else {
+        return now;
+    };
+    let per_nanos = per.as_nanos();
+    if per_nanos == 0 {
+        return now;
+    }
+    let since_epoch = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let into = since_epoch % per_nanos;
+    let to_next = crate::time::nanos_to_duration((per_nanos - into) % per_nanos);
+    now.checked_add(to_next).unwrap_or(now)
 }
 
 /// A simulated rate-limited HTTP API. Cloning is cheap and every clone shares the same
@@ -596,7 +785,12 @@ impl SimulatedApi {
     fn decide(&self, request: &SimRequest) -> (u64, Decision) {
         let outage = self.outage();
         let config = &self.inner.config;
-        let call = LlmCall::parse(&request.method, &request.path, &request.body);
+        let call = LlmCall::parse(
+            &request.method,
+            &request.path,
+            &request.body,
+            config.token_rule,
+        );
         let mut state = self.lock();
         let now = Instant::now();
         let decision = match (outage, config.fail_every) {
@@ -675,7 +869,13 @@ impl SimulatedApi {
         let (status, body) = match decision {
             Decision::Refused(kind) => return Reply::Drop(kind),
             Decision::Ok { quotas, llm } => {
-                headers::rate_limit(config.headers, &quotas, wall_now, &mut headers);
+                headers::rate_limit(
+                    config.headers,
+                    &quotas,
+                    config.reset_late,
+                    wall_now,
+                    &mut headers,
+                );
                 match llm {
                     Some((call, generated)) => {
                         let (content_type, body) = call.render(seq, generated);
@@ -694,8 +894,14 @@ impl SimulatedApi {
                 dimension,
                 retry_in,
             } => {
-                headers::rate_limit(config.headers, &quotas, wall_now, &mut headers);
-                headers::retry_after(config.retry_after, retry_in, wall_now, &mut headers);
+                let late = config.reset_late;
+                headers::rate_limit(config.headers, &quotas, late, wall_now, &mut headers);
+                headers::retry_after(
+                    config.retry_after,
+                    retry_in.saturating_add(late),
+                    wall_now,
+                    &mut headers,
+                );
                 let quota = quotas
                     .iter()
                     .find(|(limited, _)| *limited == dimension)
