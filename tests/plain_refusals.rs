@@ -24,9 +24,13 @@ struct Report {
 }
 
 async fn run(throttle: Throttle, burst: u64) -> Report {
+    run_with(throttle, burst, RetryAfterStyle::None).await
+}
+
+async fn run_with(throttle: Throttle, burst: u64, retry_after: RetryAfterStyle) -> Report {
     let api = SimulatedApi::builder()
         .token_bucket(LIMIT, burst)
-        .retry_after(RetryAfterStyle::None)
+        .retry_after(retry_after)
         .latency(Duration::from_millis(1))
         .build();
     let client: ClientWithMiddleware = ClientBuilder::new(reqwest::Client::new())
@@ -95,4 +99,12 @@ async fn a_configured_rate_stops_bursting_at_the_first_refusal() {
     // One burst is refused (the server allows less than the client assumed), then none.
     assert!(report.refused <= 60, "{} refused", report.refused);
     assert!(report.goodput >= 0.97, "goodput {:.3}", report.goodput);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leaky_bucket_that_says_retry_after_one_second() {
+    let report = run_with(Throttle::builder().build().unwrap(), 1, RetryAfterStyle::Seconds).await;
+    assert_eq!(report.failed, 0);
+    assert!(report.refused as f64 <= REQUESTS as f64 * 0.05, "{} refused", report.refused);
+    assert!(report.goodput >= 0.9, "goodput {:.3}", report.goodput);
 }
