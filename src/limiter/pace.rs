@@ -487,7 +487,13 @@ impl PaceLearner {
                 && pause.dimension.is_none()
                 && observation.limits.is_none()
             {
-                self.learn_from_refusal(observation.departed, delay, now, &mut actions);
+                if self.config.configured(Dimension::Requests).is_some() {
+                    // A documented rate is close: only its burst (or a hair of its rate) was
+                    // too much.
+                    self.back_off(observation.departed, now, &mut actions);
+                } else {
+                    self.learn_from_refusal(observation.departed, delay, now, &mut actions);
+                }
             }
             return actions;
         }
