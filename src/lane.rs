@@ -292,6 +292,11 @@ impl Lane {
                 now = Instant::now();
                 continue;
             }
+            // Keep the spacing as sent: a slot whose timer fired after an earlier one's late
+            // departure waits the difference (at most an interval), holding its slots.
+            while let Err(at) = self.budget.depart(cost, Instant::now()) {
+                tokio::time::sleep_until(at).await;
+            }
             // The units leave now: they are spent even if the caller later drops the request.
             // (A reservation that had to wait is committed only here, so a caller that gave up
             // while waiting for a concurrency slot still gets it refunded.)

@@ -126,6 +126,15 @@ impl Default for Cost {
     }
 }
 
+/// Sets (or with `None` removes) the rate of one cell, keeping what it booked.
+fn set_rate(cell: &mut Option<Gcra>, limit: Option<Limit>, now: Nanos) {
+    match (limit, cell.as_mut()) {
+        (None, _) => *cell = None,
+        (Some(limit), Some(gcra)) => gcra.set_rate(limit.interval, limit.burst, now),
+        (Some(limit), None) => *cell = Some(Gcra::new(limit.interval, limit.burst)),
+    }
+}
+
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -176,6 +185,9 @@ impl Blocked {
 #[derive(Debug, Default)]
 struct Cell {
     gcra: Option<Gcra>,
+    /// The same rate, charged at the instants units really leave ([`Budget::depart`]): a slot
+    /// whose timer fired late pushes the next departure back, so the spacing holds as sent.
+    sent: Option<Gcra>,
     /// Whether a cost above the burst is refused (LLM token budgets) rather than paid back as debt.
     strict: bool,
     cooldown_until: Nanos,
@@ -270,11 +282,8 @@ impl Budget {
             self.engaged.store(true, Ordering::Release);
         }
         let cell = &mut state.cells[dimension.index()];
-        match (limit, cell.gcra.as_mut()) {
-            (None, _) => cell.gcra = None,
-            (Some(limit), Some(gcra)) => gcra.set_rate(limit.interval, limit.burst, now),
-            (Some(limit), None) => cell.gcra = Some(Gcra::new(limit.interval, limit.burst)),
-        }
+        set_rate(&mut cell.gcra, limit, now);
+        set_rate(&mut cell.sent, limit, now);
     }
 
     /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
@@ -292,12 +301,48 @@ impl Budget {
             self.engaged.store(true, Ordering::Release);
         }
         // The new cell starts empty: the refused pace just spent its burst.
-        state.cells[dimension.index()].gcra = limit.map(|limit| {
+        let cell = &mut state.cells[dimension.index()];
+        cell.gcra = limit.map(|limit| {
             let mut gcra = Gcra::new(limit.interval, limit.burst);
             gcra.debit(limit.burst, now);
             gcra
         });
+        set_rate(&mut cell.sent, limit, now);
         self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records that `cost` leaves at `now`, if the spacing *as sent* allows it; otherwise the
+    /// instant it will.
+    ///
+    /// Bookings schedule slots; timers fire a little late, and a request that left late
+    /// followed by one on time would reach the server closer together than the rate allows
+    /// (a leaky bucket without burst, nginx's `limit_req`, refuses exactly that). Each limited
+    /// dimension therefore also keeps the rate over the instants units really left: a
+    /// departure waits until it conforms there too, so lateness pushes later departures back
+    /// instead of bunching them.
+    pub fn depart(&self, cost: &Cost, now: Instant) -> Result<(), Instant> {
+        if !self.engaged.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let at = self.epoch.nanos(now);
+        let mut state = self.lock();
+        let ready = cost
+            .iter()
+            .filter_map(|(dimension, units)| {
+                let sent = state.cells[dimension.index()].sent.as_ref()?;
+                Some(sent.ready_at(units, at))
+            })
+            .max()
+            .unwrap_or(at);
+        if ready > at {
+            return Err(self.epoch.instant(ready));
+        }
+        for (dimension, units) in cost.iter() {
+            if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
+                sent.reserve_at(units, at, at);
+            }
+        }
+        Ok(())
     }
 
     /// How many times the budget was [repriced](Self::reprice): a booking made under another
