@@ -424,19 +424,23 @@ impl Lane {
                         until.saturating_duration_since(Instant::now()).as_millis() as u64;
                     tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms, why, "lane cooling down");
                 }
-                Action::SyncDown {
+                Action::Sync {
                     dimension,
                     remaining,
+                    credit,
                 } => {
-                    let Some(available) = self.budget.available(dimension) else {
-                        continue;
+                    // Small credits are not worth waking every waiter: 1 % of the burst.
+                    let min_credit = if credit {
+                        self.budget
+                            .limit(dimension)
+                            .map_or(1, |limit| (limit.burst / 100).max(1))
+                    } else {
+                        u64::MAX
                     };
-                    let excess = available.saturating_sub(remaining);
-                    if excess > 0 {
-                        // Book what the server says is gone.
-                        self.budget.debit(dimension, excess);
+                    let synced = self.budget.sync(dimension, remaining, min_credit);
+                    if synced != 0 {
                         self.counters.paced.fetch_add(1, Relaxed);
-                        tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, excess, remaining, "token budget synced down to the server's remaining");
+                        tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, synced = synced as i64, remaining, "budget synced to the server's remaining");
                     }
                 }
             }
@@ -806,15 +810,21 @@ mod tests {
         }
         // The smallest is answered first: the server had charged it alone.
         observe_ok(&lane, &tokens_left(10_000, 9_900), &costs[0]);
+        drop(tickets.remove(0));
         // The other two will be charged on arrival: 9 900 - 5 000, not 9 900 - 2 × 100.
         assert_eq!(
             lane.budget.limit(Dimension::Tokens).map(|l| l.burst),
             Some(10_000)
         );
         assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
-        // A later answer that counted more of them gives nothing back, and books nothing twice.
+        // A later answer that counted more of them books nothing twice: 7 900 less the 3 000
+        // still on their way.
         observe_ok(&lane, &tokens_left(10_000, 7_900), &costs[1]);
         assert_eq!(lane.budget.available(Dimension::Tokens), Some(4_900));
+        drop(tickets.remove(0));
+        // The server charged the last one 1 000 less than estimated, and says so: given back.
+        observe_ok(&lane, &tokens_left(10_000, 5_900), &costs[2]);
+        assert_eq!(lane.budget.available(Dimension::Tokens), Some(5_900));
         drop(tickets);
         assert_eq!(lane.counters.in_flight.load(Relaxed), 0);
         assert!(lane

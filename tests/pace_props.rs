@@ -25,9 +25,14 @@ fn config(configured: Option<Limit>, cap: Duration) -> PaceConfig {
     }
 }
 
-fn requests_window(limit: Option<u64>, remaining: u64, reset_in: Duration) -> RateLimits {
+fn requests_window(
+    family: HeaderFamily,
+    limit: Option<u64>,
+    remaining: u64,
+    reset_in: Duration,
+) -> RateLimits {
     RateLimits {
-        family: HeaderFamily::OpenAi,
+        family,
         requests: Some(Window {
             limit,
             remaining: Some(remaining),
@@ -227,7 +232,13 @@ proptest! {
             }
             let opened = server.opened.unwrap();
             let reset_in = (opened + per).saturating_duration_since(departed);
-            let limits = requests_window(Some(limit), limit - server.used.min(limit), reset_in);
+            // A window's announcement (IETF): `reset` is the window's end.
+            let limits = requests_window(
+                HeaderFamily::Ietf,
+                Some(limit),
+                limit - server.used.min(limit),
+                reset_in,
+            );
             client.observe(Observation {
                 now: departed + latency,
                 departed,
@@ -248,6 +259,7 @@ proptest! {
     fn never_faster_than_configured_and_every_wait_within_the_cap(
         configured_ms in prop::option::of(1u64..=2_000),
         cap_ms in 1u64..=30_000,
+        family_bucket in any::<bool>(),
         steps in prop::collection::vec(
             (
                 0u8..4,                                          // answer
@@ -269,7 +281,8 @@ proptest! {
         for (answer, retry_after, limit, remaining, reset, in_flight, step) in steps {
             now += Duration::from_millis(step);
             let answer = [Answer::Accepted, Answer::RateLimited, Answer::Unavailable, Answer::Other][answer as usize];
-            let limits = reset.map(|ms| requests_window(limit, remaining, Duration::from_millis(ms)));
+            let family = if family_bucket { HeaderFamily::OpenAi } else { HeaderFamily::Ietf };
+            let limits = reset.map(|ms| requests_window(family, limit, remaining, Duration::from_millis(ms)));
             let mut actions = learner.tick(now).iter().collect::<Vec<_>>();
             actions.extend(learner.observe(&Observation {
                 now,

@@ -246,8 +246,11 @@ pub struct Budget {
     /// [`acquire`](Budget::acquire) says so without taking the lock: the common case of a lane
     /// nobody configured and no server has paused costs no shared write.
     engaged: AtomicBool,
-    /// Bumped by [`reprice`](Budget::reprice): reservations booked before it wake to book again.
+    /// Bumped by [`reprice`](Budget::reprice) and by a [`sync`](Budget::sync) that gives
+    /// units back: reservations booked before it wake at once and book again.
     generation: AtomicU64,
+    /// Wakes the waiting reservations when the generation moves.
+    repriced: tokio::sync::Notify,
 }
 
 impl Default for Budget {
@@ -257,6 +260,7 @@ impl Default for Budget {
             state: Mutex::default(),
             engaged: AtomicBool::new(false),
             generation: AtomicU64::new(0),
+            repriced: tokio::sync::Notify::new(),
         }
     }
 }
@@ -308,7 +312,8 @@ impl Budget {
             gcra
         });
         set_rate(&mut cell.sent, limit, now);
-        self.generation.fetch_add(1, Ordering::AcqRel);
+        drop(state);
+        self.next_generation();
     }
 
     /// Records that `cost` leaves at `now`, if the spacing *as sent* allows it; otherwise the
@@ -367,6 +372,41 @@ impl Budget {
     /// tokens-per-minute budget would be refused by the server too.
     pub fn set_strict(&self, dimension: Dimension, strict: bool) {
         self.lock().cells[dimension.index()].strict = strict;
+    }
+
+    fn next_generation(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.repriced.notify_waiters();
+    }
+
+    /// Brings `dimension` to `remaining` units available now, as the server says: what it
+    /// counts as gone is charged ([`debit`](Self::debit)); what it says is still there and
+    /// this budget believed spent (an over-estimated cost, a window that renewed) is given
+    /// back, never beyond the burst. Giving back at least `min_credit` units makes the waiting
+    /// reservations book again at once, so they use it in their order instead of a newcomer.
+    /// Returns the units charged (positive) or given back (negative).
+    pub fn sync(&self, dimension: Dimension, remaining: u64, min_credit: u64) -> i128 {
+        let now = self.epoch.nanos(Instant::now());
+        let mut state = self.lock();
+        let outstanding = state.outstanding;
+        let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() else {
+            return 0;
+        };
+        let available = gcra.available(now);
+        if available > remaining {
+            gcra.debit(available - remaining, now);
+            return i128::from(available - remaining);
+        }
+        let missing = remaining.min(gcra.burst()) - available.min(remaining);
+        if missing == 0 || missing < min_credit {
+            return 0;
+        }
+        gcra.credit(missing, now);
+        drop(state);
+        if outstanding > 0 {
+            self.next_generation();
+        }
+        -i128::from(missing)
     }
 
     /// Charges `units` of `dimension` that were used without a reservation (the server reports
@@ -640,6 +680,10 @@ impl Reservation {
         let mut waited = Waited::OnTime;
         loop {
             let now = Instant::now();
+            // Registered before the generation is read, so a reprice in between still wakes us.
+            let repriced = self.budget.repriced.notified();
+            tokio::pin!(repriced);
+            repriced.as_mut().enable();
             if self.budget.generation.load(Ordering::Acquire) != self.generation {
                 return Ok(Waited::Repriced);
             }
@@ -661,7 +705,10 @@ impl Reservation {
                     });
                 }
             }
-            tokio::time::sleep_until(until).await;
+            tokio::select! {
+                () = tokio::time::sleep_until(until) => {}
+                () = repriced => {}
+            }
         }
     }
 

@@ -182,6 +182,13 @@ impl Gcra {
         self.seq = self.seq.wrapping_add(1);
     }
 
+    /// Gives back `units` that the server says were never used (it announced more remaining
+    /// than this cell believes): the cell never holds more than its burst.
+    pub fn credit(&mut self, units: u64, now: Nanos) {
+        self.tat = self.tat.saturating_sub(self.increment(units)).max(now);
+        self.seq = self.seq.wrapping_add(1);
+    }
+
     /// Changes the rate at `now`, keeping what is already booked.
     ///
     /// Units booked within the tolerance (the bucket's fill) are kept as *units*: they cost

@@ -174,12 +174,16 @@ pub enum Action {
         /// What asked for it, for the trace.
         why: &'static str,
     },
-    /// The server says only `remaining` units of `dimension` are left: book the difference.
-    SyncDown {
+    /// The server says `remaining` units of `dimension` are left: book what it counts as gone,
+    /// give back what it says is still there (an over-estimate, a renewed window).
+    Sync {
         /// The dimension.
         dimension: Dimension,
         /// What the server says remains, less what it has not seen yet.
         remaining: u64,
+        /// Whether units may be given back: only an answer newer than every answer synced
+        /// before may say more remains (an older one knew less of what is in flight).
+        credit: bool,
     },
 }
 
@@ -369,6 +373,8 @@ pub struct PaceLearner {
     tokens: [Option<LearnedTokens>; Dimension::ALL.len()],
     /// The rate learned from plain refusals, if any.
     cubic: Option<Cubic>,
+    /// Departure of the newest answered attempt synced, per dimension.
+    synced: [Option<Instant>; Dimension::ALL.len()],
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
     /// already reacted to.
     cubic_after: Option<Instant>,
@@ -386,6 +392,7 @@ impl PaceLearner {
             tokens: [None; Dimension::ALL.len()],
             cubic: None,
             cubic_after: None,
+            synced: [None; Dimension::ALL.len()],
         }
     }
 
@@ -432,11 +439,7 @@ impl PaceLearner {
             }
             self.renew_window(now, &mut actions);
         }
-        for dimension in [
-            Dimension::Tokens,
-            Dimension::InputTokens,
-            Dimension::OutputTokens,
-        ] {
+        for dimension in Dimension::ALL {
             let Some(learned) = self.tokens[slot(dimension)] else {
                 continue;
             };
@@ -498,7 +501,12 @@ impl PaceLearner {
             return actions;
         }
         let requests = observation.limits.and_then(|limits| limits.requests);
+        let bucket = observation
+            .limits
+            .is_some_and(|limits| is_bucket(limits.family));
         match (requests, observation.answer) {
+            // A bucket's requests were synced with its tokens.
+            (Some(_), _) if bucket => {}
             (Some(window), _) => {
                 self.pace_from(window, observation.in_flight.requests, now, &mut actions);
             }
@@ -647,6 +655,21 @@ impl PaceLearner {
             strict,
             fresh,
         });
+    }
+
+    /// A learned limit slowed no further than the cap allows: a request waits at most the cap
+    /// for its slot, and a token bucket refills at least once per cap (or per minute, if longer).
+    fn capped(&self, dimension: Dimension, learned: Limit) -> Limit {
+        let cap = self.config.max_wait;
+        let longest = if dimension == Dimension::Requests {
+            cap
+        } else {
+            cap.max(TOKEN_WINDOW) / u32::try_from(learned.burst).unwrap_or(u32::MAX).max(1)
+        };
+        Limit {
+            interval: learned.interval.min(longest.max(Duration::from_nanos(1))),
+            ..learned
+        }
     }
 
     /// Paces requests at `learned` (never faster than configured, never an interval above the
@@ -809,11 +832,9 @@ impl PaceLearner {
         observation: &Observation<'_>,
         actions: &mut Actions,
     ) {
-        let per_minute = matches!(
-            limits.family,
-            HeaderFamily::OpenAi | HeaderFamily::Anthropic
-        );
+        let bucket = is_bucket(limits.family);
         let windows = [
+            (Dimension::Requests, limits.requests.filter(|_| bucket)),
             (Dimension::Tokens, limits.tokens),
             (Dimension::InputTokens, limits.input_tokens),
             (Dimension::OutputTokens, limits.output_tokens),
@@ -823,38 +844,36 @@ impl PaceLearner {
             let Some(window) = window else {
                 continue;
             };
-            let mut remaining = window.remaining;
-            if let Some(announced) = window.limit.filter(|_| per_minute) {
-                if let Some(learned) = per_minute_limit(announced) {
+            // What the server has not seen yet: attempts still in flight besides this one.
+            let unseen = observation.in_flight.units[slot(dimension)]
+                .saturating_sub(observation.answered[slot(dimension)]);
+            let remaining = window.remaining.map(|r| r.saturating_sub(unseen));
+            if let Some(announced) = window.limit.filter(|_| bucket) {
+                let current = self.current[slot(dimension)];
+                if let Some(learned) = bucket_limit(window, announced, current) {
+                    let learned = self.capped(dimension, learned);
                     let effective = self.config.never_faster(dimension, learned);
-                    let current = self.current[slot(dimension)];
                     let known = self.tokens[slot(dimension)];
                     let replaced = known.is_some_and(|known| known.announced != announced);
-                    if current.is_none() || replaced {
-                        // Requests that left before the limit was known were not booked in this
-                        // dimension and the server charges them when they arrive: book them all
-                        // at their estimated cost.
-                        let unseen = observation.in_flight.units[slot(dimension)]
-                            .saturating_sub(observation.answered[slot(dimension)]);
-                        remaining = remaining.map(|r| r.saturating_sub(unseen));
-                    }
                     let fresh_for = window
                         .reset_in
                         .unwrap_or(MIN_FRESH)
                         .clamp(MIN_FRESH, TOKEN_WINDOW);
+                    // A request costs one unit: only token dimensions refuse a cost too large.
+                    let strict = dimension != Dimension::Requests;
                     self.tokens[slot(dimension)] = Some(LearnedTokens {
                         announced,
-                        strict: true,
+                        strict,
                         fresh_until: later(now, fresh_for),
                         expires: later(now, TOKEN_WINDOW),
                     });
                     let was_strict = known.is_some_and(|known| known.strict);
-                    if current != Some(effective) || replaced || !was_strict {
+                    if current != Some(effective) || replaced || was_strict != strict {
                         self.current[slot(dimension)] = Some(effective);
                         actions.push(Action::SetLimit {
                             dimension,
                             limit: Some(effective),
-                            strict: true,
+                            strict,
                             fresh: replaced,
                         });
                     }
@@ -864,12 +883,54 @@ impl PaceLearner {
                 continue;
             }
             if let Some(remaining) = remaining {
-                actions.push(Action::SyncDown {
+                let newest = self.synced[slot(dimension)]
+                    .is_none_or(|synced| observation.departed >= synced);
+                if newest {
+                    self.synced[slot(dimension)] = Some(observation.departed);
+                }
+                actions.push(Action::Sync {
                     dimension,
                     remaining,
+                    credit: newest,
                 });
             }
         }
+    }
+}
+
+/// Whether a header family announces token buckets: `reset` is the time until the bucket is
+/// full again (OpenAI's `x-ratelimit-reset-*`, Anthropic's `*-reset`), not a window's end.
+fn is_bucket(family: HeaderFamily) -> bool {
+    matches!(family, HeaderFamily::OpenAi | HeaderFamily::Anthropic)
+}
+
+/// The bucket a window announces: `limit` L as its burst, refilled at (L − remaining) / reset
+/// (the time until full is the time to refill what is missing), whatever the period: a minute,
+/// a second or 50 ms. A full bucket (or no reset) tells no rate: the rate known so far stands,
+/// else L per minute (the period OpenAI and Anthropic document).
+pub fn bucket_limit(window: Window, limit: u64, known: Option<Limit>) -> Option<Limit> {
+    if limit == 0 {
+        return None;
+    }
+    let missing = window
+        .remaining
+        .map(|remaining| limit.saturating_sub(remaining));
+    match (missing, window.reset_in) {
+        (Some(missing), Some(reset)) if missing > 0 && !reset.is_zero() => {
+            let interval = reset.as_nanos() / u128::from(missing);
+            let interval = u64::try_from(interval).unwrap_or(u64::MAX).max(1);
+            Some(Limit {
+                interval: Duration::from_nanos(interval),
+                burst: limit,
+            })
+        }
+        _ => match known {
+            Some(known) => Some(Limit {
+                burst: limit,
+                ..known
+            }),
+            None => per_minute_limit(limit),
+        },
     }
 }
 
@@ -900,7 +961,11 @@ mod tests {
 
     fn limits(requests: Option<Window>, tokens: Option<Window>) -> RateLimits {
         RateLimits {
-            family: HeaderFamily::OpenAi,
+            family: if requests.is_some() {
+                HeaderFamily::GitHub
+            } else {
+                HeaderFamily::OpenAi
+            },
             requests,
             tokens,
             input_tokens: None,
@@ -1046,5 +1111,86 @@ mod tests {
                 .interval
                 .as_secs_f64();
         assert!((17.0..=20.0).contains(&rate), "{rate}/s");
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+
+    fn openai(requests: Window, tokens: Window) -> RateLimits {
+        RateLimits {
+            family: HeaderFamily::OpenAi,
+            requests: Some(requests),
+            tokens: Some(tokens),
+            input_tokens: None,
+            output_tokens: None,
+            resource: None,
+        }
+    }
+
+    /// OpenAI-shaped limits of 20 requests/s (burst 10) and 1 000 tokens/s (burst 1 000),
+    /// announced with resets like `50ms`: learned as such, not as per-minute limits (which
+    /// stalled the lane at a sixtieth of the server's rate).
+    #[test]
+    fn resets_are_read_as_the_time_until_the_bucket_is_full() {
+        let mut learner = PaceLearner::new(PaceConfig {
+            configured: [None; 4],
+            max_wait: Duration::from_secs(120),
+        });
+        let now = Instant::now();
+        let limits = openai(
+            Window {
+                limit: Some(10),
+                remaining: Some(9),
+                reset_in: Some(Duration::from_millis(50)),
+            },
+            Window {
+                limit: Some(1_000),
+                remaining: Some(900),
+                reset_in: Some(Duration::from_millis(100)),
+            },
+        );
+        learner.observe(&Observation {
+            now,
+            departed: now,
+            answer: Answer::Accepted,
+            pause: None,
+            limits: Some(&limits),
+            answered: [1, 100, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 100, 0, 0],
+            },
+        });
+        let requests = learner.limit(Dimension::Requests).unwrap();
+        let tokens = learner.limit(Dimension::Tokens).unwrap();
+        assert_eq!(
+            (requests.interval, requests.burst),
+            (Duration::from_millis(50), 10)
+        );
+        assert_eq!(
+            (tokens.interval, tokens.burst),
+            (Duration::from_millis(1), 1_000)
+        );
+    }
+
+    #[test]
+    fn a_full_bucket_keeps_the_rate_known_so_far() {
+        let known = Limit {
+            interval: Duration::from_millis(50),
+            burst: 10,
+        };
+        let full = Window {
+            limit: Some(12),
+            remaining: Some(12),
+            reset_in: Some(Duration::ZERO),
+        };
+        assert_eq!(
+            bucket_limit(full, 12, Some(known)),
+            Some(Limit { burst: 12, ..known })
+        );
+        assert_eq!(bucket_limit(full, 60, None), per_minute_limit(60));
+        assert_eq!(bucket_limit(full, 0, Some(known)), None);
     }
 }
