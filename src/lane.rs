@@ -429,7 +429,8 @@ impl Lane {
                     remaining,
                     credit,
                 } => {
-                    // Small credits are not worth waking every waiter: 1 % of the burst.
+                    // Small credits are noise (a refill between two answers), not worth waking
+                    // every waiter: 1 % of the burst.
                     let min_credit = if credit {
                         self.budget
                             .limit(dimension)

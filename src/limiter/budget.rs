@@ -389,7 +389,8 @@ impl Budget {
         let now = self.epoch.nanos(Instant::now());
         let mut state = self.lock();
         let outstanding = state.outstanding;
-        let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() else {
+        let cell = &mut state.cells[dimension.index()];
+        let Some(gcra) = cell.gcra.as_mut() else {
             return 0;
         };
         let available = gcra.available(now);
@@ -402,6 +403,10 @@ impl Budget {
             return 0;
         }
         gcra.credit(missing, now);
+        // The spacing as sent follows: what the server gives back may leave.
+        if let Some(sent) = cell.sent.as_mut() {
+            sent.credit(missing, now);
+        }
         drop(state);
         if outstanding > 0 {
             self.next_generation();
