@@ -53,6 +53,23 @@ const MIN_FRESH: Duration = Duration::from_secs(1);
 /// An idle gap between two departures shorter than this never restarts a measurement.
 const MIN_IDLE_GAP: Duration = Duration::from_secs(1);
 
+/// Two announced resets closer than this belong to one window (rounding, jitter).
+const MIN_WINDOW_STEP: Duration = Duration::from_millis(250);
+
+/// The server's current window, as its announcements tell it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct WindowTrack {
+    /// Its announced reset (the first announcement of it).
+    announced: Instant,
+    /// When its first answer arrived: it opened no later than that.
+    opened: Instant,
+    /// The last `remaining` it announced.
+    remaining: u64,
+    /// The time to its reset when it was first announced: about its length, or more by the
+    /// announcement's lateness.
+    first_reset_in: Duration,
+}
+
 /// CUBIC's multiplicative decrease after a plain refusal (AWS adaptive retry mode's β).
 const BETA: f64 = 0.7;
 /// The gentler decrease once two refusals in a row came at about the same rate: the server's
@@ -89,11 +106,16 @@ impl PaceConfig {
         self.configured[slot(dimension)]
     }
 
-    /// The slower of `learned` and the configured limit of `dimension`.
+    /// `learned`, never faster nor burstier than the configured limit of `dimension`: the
+    /// longer interval and the smaller burst of the two (a lane that flipped between the two
+    /// bursts would turn a full bucket into a second of delay at each flip).
     fn never_faster(&self, dimension: Dimension, learned: Limit) -> Limit {
         match self.configured(dimension) {
-            Some(configured) if configured.interval >= learned.interval => configured,
-            _ => learned,
+            Some(configured) => Limit {
+                interval: configured.interval.max(learned.interval),
+                burst: configured.burst.min(learned.burst).max(1),
+            },
+            None => learned,
         }
     }
 }
@@ -373,6 +395,10 @@ pub struct PaceLearner {
     tokens: [Option<LearnedTokens>; Dimension::ALL.len()],
     /// The rate learned from plain refusals, if any.
     cubic: Option<Cubic>,
+    /// The server's current window, from its announced resets.
+    window_track: Option<WindowTrack>,
+    /// The window's length, from the steps between successive windows' resets.
+    window_length: Option<Duration>,
     /// Departure of the newest answered attempt synced, per dimension.
     synced: [Option<Instant>; Dimension::ALL.len()],
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
@@ -392,6 +418,8 @@ impl PaceLearner {
             tokens: [None; Dimension::ALL.len()],
             cubic: None,
             cubic_after: None,
+            window_track: None,
+            window_length: None,
             synced: [None; Dimension::ALL.len()],
         }
     }
@@ -733,36 +761,104 @@ impl PaceLearner {
     /// With `remaining` R and `reset` T, sends no faster than R/T until the reset; R = 0
     /// pauses the lane until the reset. T is capped, so no pace waits longer than the cap.
     fn pace_from(&mut self, window: Window, in_flight: u64, now: Instant, actions: &mut Actions) {
-        let (Some(remaining), Some(reset_in)) = (window.remaining, window.reset_in) else {
+        let (Some(announced_remaining), Some(reset_in)) = (window.remaining, window.reset_in)
+        else {
             return;
         };
         if reset_in.is_zero() {
             return;
         }
         let reset_in = reset_in.min(self.config.max_wait);
+        let length = self.track_window(reset_in, announced_remaining, now);
         // Requests already on their way were not counted by the server when it answered.
         let unseen = in_flight.saturating_sub(1);
-        let remaining = remaining.saturating_sub(unseen);
+        let remaining = announced_remaining.saturating_sub(unseen);
+        // The window's end: the announced reset, or sooner when the window's length is known
+        // and the announcement is late (whole seconds rounded up, a reset announced a second
+        // late): the window opened at most this long ago.
+        let announced_end = later(now, reset_in);
+        let end = match (length, self.window_track) {
+            (Some(length), Some(track)) => {
+                let estimated = later(track.opened, length);
+                if estimated > now && estimated < announced_end {
+                    estimated
+                } else {
+                    announced_end
+                }
+            }
+            _ => announced_end,
+        };
+        let until_end = end.saturating_duration_since(now);
         if remaining == 0 {
-            self.cool_down(None, reset_in, now, "rate-limit remaining 0", actions);
+            self.cool_down(None, until_end, now, "rate-limit remaining 0", actions);
             return;
         }
-        let interval = reset_in / u32::try_from(remaining).unwrap_or(u32::MAX);
-        self.set_pace(Limit { interval, burst: 1 }, now, reset_in, actions);
+        // Paced at the window's quota over its length once both are known (the reset alone,
+        // quantised or late, would halve the pace); else the remaining over the time left.
+        let interval = match (length, window.limit) {
+            (Some(length), Some(limit)) if limit > 0 => {
+                length / u32::try_from(limit).unwrap_or(u32::MAX)
+            }
+            _ => reset_in / u32::try_from(remaining).unwrap_or(u32::MAX),
+        };
+        self.set_pace(
+            Limit { interval, burst: 1 },
+            now,
+            until_end.max(Duration::from_nanos(1)),
+            actions,
+        );
         if let Some(limit) = window.limit {
-            // The longest reset seen is the best estimate of the window's length.
-            let length = self
+            // Until successive resets tell the window's length, the longest reset seen is the
+            // best estimate of it.
+            let longest = self
                 .window
                 .length
                 .filter(|_| !self.window.from_refusals)
-                .map_or(reset_in, |length| length.max(reset_in));
+                .map_or(reset_in, |longest| longest.max(reset_in));
             self.window = LearnedWindow {
                 limit: Some(limit),
-                length: Some(length),
+                length: Some(length.unwrap_or(longest)),
                 from_refusals: false,
                 hold: 0,
             };
         }
+    }
+
+    /// Follows the announced resets: a later reset with more remaining than before is a new
+    /// window, and the shortest step between two windows' resets is the window's length (a
+    /// constant lateness or rounding cancels out in the difference). Returns the length once
+    /// known.
+    fn track_window(
+        &mut self,
+        reset_in: Duration,
+        remaining: u64,
+        now: Instant,
+    ) -> Option<Duration> {
+        let announced = later(now, reset_in);
+        let fresh = WindowTrack {
+            announced,
+            opened: now,
+            remaining,
+            first_reset_in: reset_in,
+        };
+        match self.window_track {
+            Some(track)
+                if announced > later(track.announced, MIN_WINDOW_STEP)
+                    && remaining > track.remaining =>
+            {
+                // Windows back to back step by their length; after an idle gap the step is
+                // longer than a window was ever announced to be, and teaches nothing.
+                let step = announced.duration_since(track.announced);
+                if step <= track.first_reset_in.saturating_add(MIN_IDLE_GAP) {
+                    self.window_length =
+                        Some(self.window_length.map_or(step, |length| length.min(step)));
+                }
+                self.window_track = Some(fresh);
+            }
+            Some(ref mut track) => track.remaining = remaining,
+            None => self.window_track = Some(fresh),
+        }
+        self.window_length
     }
 
     /// A refusal with Retry-After and no rate-limit headers: the requests accepted over the
