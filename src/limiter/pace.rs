@@ -1003,7 +1003,8 @@ fn is_bucket(family: HeaderFamily) -> bool {
 /// The bucket a window announces: `limit` L as its burst, refilled at (L − remaining) / reset
 /// (the time until full is the time to refill what is missing), whatever the period: a minute,
 /// a second or 50 ms. A full bucket (or no reset) tells no rate: the rate known so far stands,
-/// else L per minute (the period OpenAI and Anthropic document).
+/// else nothing is learned (a lane that always finds the bucket full is not constrained by it;
+/// a per-minute guess here stalled lanes whose server refills per second).
 pub fn bucket_limit(window: Window, limit: u64, known: Option<Limit>) -> Option<Limit> {
     if limit == 0 {
         return None;
@@ -1020,13 +1021,11 @@ pub fn bucket_limit(window: Window, limit: u64, known: Option<Limit>) -> Option<
                 burst: limit,
             })
         }
-        _ => match known {
-            Some(known) => Some(Limit {
-                burst: limit,
-                ..known
-            }),
-            None => per_minute_limit(limit),
-        },
+        // A full bucket: the lane sends slower than it refills, and nothing constrains it yet.
+        _ => known.map(|known| Limit {
+            burst: limit,
+            ..known
+        }),
     }
 }
 
@@ -1286,7 +1285,7 @@ mod bucket_tests {
             bucket_limit(full, 12, Some(known)),
             Some(Limit { burst: 12, ..known })
         );
-        assert_eq!(bucket_limit(full, 60, None), per_minute_limit(60));
+        assert_eq!(bucket_limit(full, 60, None), None);
         assert_eq!(bucket_limit(full, 0, Some(known)), None);
     }
 }

@@ -1,0 +1,111 @@
+//! LLM-shaped servers that are not the per-minute token bucket the crate was first written
+//! for, in virtual time against the simulated API counting tokens by its own rule (characters
+//! / 4 of the whole body plus `max_tokens`): an OpenAI-shaped bucket that refills per second and
+//! announces resets like `50ms`, and clock-aligned minute windows. Claims about our model, with
+//! the server's own rules; the numbers are printed and judged against issue 9's targets.
+
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi, TokenRule};
+use reqwest_throttle::{Policy, Throttle};
+use tokio::time::Instant;
+
+const URL: &str = "http://api.openai.test/v1/chat/completions";
+
+/// A chat of about 40 to 90 tokens as the server counts them.
+fn chat(i: usize) -> String {
+    let words = "rate limits tokens minute budget ".repeat(1 + i % 4);
+    format!(
+        r#"{{"model":"gpt-4o-mini","max_tokens":16,"messages":[{{"role":"user","content":"{words}"}}]}}"#
+    )
+}
+
+struct Run {
+    completed: usize,
+    refused: u64,
+    elapsed: Duration,
+}
+
+async fn run(api: &SimulatedApi, total: usize, tasks: usize) -> Run {
+    let throttle = Throttle::builder()
+        .default_policy(Policy::openai())
+        .build()
+        .unwrap();
+    let client: ClientWithMiddleware = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle.clone())
+        .with(api.clone())
+        .build();
+    let next = Arc::new(AtomicUsize::new(0));
+    let completed = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let (client, next, completed) = (client.clone(), next.clone(), completed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    let sent = client
+                        .post(URL)
+                        .bearer_auth("sk-test")
+                        .header("content-type", "application/json")
+                        .body(chat(i))
+                        .send()
+                        .await;
+                    if let Ok(response) = sent {
+                        if response.status().is_success() {
+                            let _ = response.bytes().await;
+                            completed.fetch_add(1, Relaxed);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.await.expect("task panicked");
+    }
+    for lane in throttle.stats().lanes {
+        println!("  {lane:?}");
+    }
+    let run = Run {
+        completed: completed.load(Relaxed),
+        refused: api.stats().limited,
+        elapsed: start.elapsed(),
+    };
+    println!(
+        "completed {} of {total}, refused {}, elapsed {:?}, tokens charged {}",
+        run.completed,
+        run.refused,
+        run.elapsed,
+        api.stats().tokens_charged
+    );
+    run
+}
+
+/// Before: the limits were learned as per-minute and the lane stalled (20 of 300 in 90 s
+/// against the same shape of server, an OpenAI-shaped mock outside this crate). Now both
+/// limits are learned at the server's rates (20/s, 1 000/s) and every request completes; the
+/// batch still takes 98 s where 20 s would do (issue 9, open: one request waits almost the
+/// whole run, re-booked behind the queue after each of the few pauses).
+#[tokio::test(start_paused = true)]
+async fn an_openai_bucket_that_refills_per_second_is_not_read_per_minute() {
+    let api = SimulatedApi::builder()
+        .token_rule(TokenRule::CharsOver4)
+        .token_bucket(20.0, 10)
+        .tokens_bucket(1_000.0, 1_000)
+        .headers(HeaderStyle::OpenAi)
+        .retry_after(RetryAfterStyle::Millis)
+        .latency(Duration::from_millis(50))
+        .build();
+    let run = run(&api, 300, 16).await;
+    assert_eq!(run.completed, 300);
+    assert!(run.refused <= 15, "{} refused", run.refused);
+    // Bounded, if far from the 20 s the server allows.
+    assert!(run.elapsed <= Duration::from_secs(150), "{:?}", run.elapsed);
+}
