@@ -269,25 +269,7 @@ impl FixedWindow {
     fn peek(&self, now: Instant, cost: u64) -> Verdict {
         let (age, used) = self.current(now);
         let reset_in = self.per.saturating_sub(age);
-        match used.checked_add(cost).filter(|&total| total <= self.limit) {
-            Some(total) => Verdict::Admit(Quota {
-                limit: self.limit,
-                remaining: self.limit - total,
-                used: total,
-                reset_in,
-                window: self.per,
-            }),
-            None => Verdict::Limit {
-                quota: Quota {
-                    limit: self.limit,
-                    remaining: self.limit.saturating_sub(used),
-                    used,
-                    reset_in,
-                    window: self.per,
-                },
-                retry_in: reset_in,
-            },
-        }
+        window_verdict(self.limit, self.per, used, cost, reset_in)
     }
 
     fn commit(&mut self, now: Instant, cost: u64) {
@@ -349,25 +331,7 @@ impl FixedWindowAligned {
             });
         };
         let used = self.used_in(index);
-        match used.checked_add(cost).filter(|&total| total <= self.limit) {
-            Some(total) => Verdict::Admit(Quota {
-                limit: self.limit,
-                remaining: self.limit - total,
-                used: total,
-                reset_in,
-                window: self.per,
-            }),
-            None => Verdict::Limit {
-                quota: Quota {
-                    limit: self.limit,
-                    remaining: self.limit.saturating_sub(used),
-                    used,
-                    reset_in,
-                    window: self.per,
-                },
-                retry_in: reset_in,
-            },
-        }
+        window_verdict(self.limit, self.per, used, cost, reset_in)
     }
 
     fn commit(&mut self, now: Instant, cost: u64) {
@@ -433,6 +397,25 @@ impl TokenBucket {
         let debt = self.debt_at(now);
         self.debt_nanos = debt.saturating_add(self.interval_nanos.saturating_mul(u128::from(cost)));
         self.updated_at = Some(now);
+    }
+}
+
+/// A window of `limit` per `per` that has `used` units and resets in `reset_in`: admits `cost`
+/// if it fits, else refuses until the reset.
+fn window_verdict(limit: u64, per: Duration, used: u64, cost: u64, reset_in: Duration) -> Verdict {
+    let quota = |used: u64, remaining: u64| Quota {
+        limit,
+        remaining,
+        used,
+        reset_in,
+        window: per,
+    };
+    match used.checked_add(cost).filter(|&total| total <= limit) {
+        Some(total) => Verdict::Admit(quota(total, limit - total)),
+        None => Verdict::Limit {
+            quota: quota(used, limit.saturating_sub(used)),
+            retry_in: reset_in,
+        },
     }
 }
 
