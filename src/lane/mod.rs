@@ -26,6 +26,7 @@ use tokio::time::Instant;
 
 use crate::assess::{Assessment, Classifier, DefaultClassifier};
 use crate::breaker::{Breaker, BreakerState, Transition};
+use crate::cost::CostModel;
 use crate::error::Error;
 pub(crate) use crate::key::LaneKey;
 use crate::limiter::pace::{Action, Actions, PaceConfig, PaceLearner};
@@ -184,8 +185,14 @@ impl Lane {
         &self.key
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
+    /// The policy's cost model, if it has one.
+    pub fn cost_model(&self) -> Option<&Arc<dyn CostModel>> {
+        self.policy.configured_cost_model()
+    }
+
+    /// How long a request may wait for its turn, by the policy.
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.policy.max_wait
     }
 
     pub fn breaker(&self) -> Option<&Breaker> {

@@ -113,11 +113,7 @@ impl Middleware for Throttle {
         // One clock read serves the lane lookup, the deadline and the first attempt.
         let now = Instant::now();
         let lane = self.lane_for(&request, now)?;
-        let policy = lane.policy();
-        let cost = match (
-            extensions.get::<RequestCost>(),
-            policy.configured_cost_model(),
-        ) {
+        let cost = match (extensions.get::<RequestCost>(), lane.cost_model()) {
             (Some(cost), _) => cost.0,
             (None, Some(model)) => model.estimate(&request),
             (None, None) => Cost::default(),
@@ -125,7 +121,7 @@ impl Middleware for Throttle {
         let max_wait = extensions
             .get::<MaxWait>()
             .map(|max_wait| max_wait.0)
-            .or(policy.max_wait);
+            .or(lane.max_wait());
         let deadline = max_wait.and_then(|wait| now.checked_add(wait));
         let idempotency = Idempotency::of(request.method(), request.headers());
         let span = tracing::debug_span!(
@@ -191,7 +187,7 @@ impl Throttle {
                 .then(|| request.try_clone())
                 .flatten();
             let result = next.clone().run(request, extensions).await;
-            let model = lane.policy().configured_cost_model();
+            let model = lane.cost_model();
             let (result, inspection) = inspect(result, ticket.settlement(), model).await;
             now = Instant::now();
             let assessment = ticket.finish(&result, inspection, now);
