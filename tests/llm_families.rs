@@ -109,3 +109,30 @@ async fn an_openai_bucket_that_refills_per_second_is_not_read_per_minute() {
     // Bounded, if far from the 20 s the server allows.
     assert!(run.elapsed <= Duration::from_secs(150), "{:?}", run.elapsed);
 }
+
+/// RPM 30 and TPM 900 counted per calendar minute (windows aligned to the minute, as several
+/// gateways count), announced with OpenAI's headers. Before: 29 % of requests refused against
+/// such a mock outside this crate. Now: all 60 complete in the four windows the tokens need,
+/// with 7 refusals (12 % of requests; issue 9's ≤ 1 % is still open: read as a bucket, a window
+/// that is about to renew looks like a slow refill, and the renewal itself is not foreseen).
+#[tokio::test(start_paused = true)]
+async fn clock_aligned_minute_windows_announced_with_openai_headers() {
+    let api = SimulatedApi::builder()
+        .token_rule(TokenRule::CharsOver4)
+        .limit_aligned(30, Duration::from_secs(60))
+        .tokens_limit_aligned(900, Duration::from_secs(60))
+        .window_origin(Instant::now())
+        .headers(HeaderStyle::OpenAi)
+        .retry_after(RetryAfterStyle::Millis)
+        .latency(Duration::from_millis(50))
+        .build();
+    let run = run(&api, 60, 8).await;
+    assert_eq!(run.completed, 60);
+    assert!(run.refused <= 10, "{} refused", run.refused);
+    // Tokens bind (about 57 per chat: 15 per minute), so 60 chats take about 4 minutes.
+    assert!(
+        run.elapsed <= Duration::from_secs(8 * 60),
+        "{:?}",
+        run.elapsed
+    );
+}
