@@ -10,25 +10,32 @@
 //!
 //! # What it learns
 //!
-//! - **From rate-limit headers** (`remaining` R, `reset` T): the lane sends no faster than R/T
-//!   until the reset; R = 0 pauses it until the reset. Requests still in flight when the server
-//!   answered are taken off R (the server had not counted them). When the headers told the
-//!   window's quota (limit L), the next window is paced at L/T before its own headers arrive.
-//! - **From refusals without headers** (a 429 with Retry-After and nothing else): the requests
-//!   the server accepted over an *active* measurement period (from the first departure after the
-//!   previous pause or after an idle gap, to the end of this pause) are its quota per that cycle.
-//!   The lane is paced at it, then probes 5 % higher each window until a refusal says that is
-//!   too much, backs off 5 % and holds (additive increase, multiplicative decrease).
-//! - **Token limits** announced per minute (OpenAI, Anthropic): learned as that many tokens per
-//!   minute with the whole minute as burst, and the token budgets are synced down to the
-//!   announced `remaining`. A learned limit is *strict* (a cost above it is refused before it is
-//!   sent) only while its announcement is fresh; it is replaced as soon as the server announces
-//!   another one, and forgotten when no answer re-announces it within a window.
+//! - **From a window's headers** (GitHub, IETF, Flask-Limiter's `X-RateLimit-*`: `remaining` R,
+//!   `reset` T at the window's end): the lane sends no faster than R/T until the reset, and
+//!   R = 0 pauses it until then. Successive windows' resets tell the window's length W (the step
+//!   between two of them, so a quantised or late announcement cancels out); once W and the
+//!   quota L are known the lane paces at L/W, with `remaining` as the hard cap until the window's
+//!   end. Requests still in flight when the server answered are taken off R.
+//! - **From a bucket's headers** (OpenAI, Anthropic: `reset` is the time until the bucket is full
+//!   again): limit L is the burst and (L − remaining) / reset the refill rate, for requests and
+//!   tokens alike and whatever the period; the budget is synced to the announced `remaining`
+//!   both ways. A learned token limit is *strict* (a cost above it is refused before it is sent)
+//!   only while its announcement is fresh; it is replaced as soon as the server announces
+//!   another one, and forgotten when no answer re-announces it within a minute.
+//! - **From refusals with Retry-After and no headers**: the requests the server accepted over an
+//!   *active* measurement period (from the first departure after the previous pause or after an
+//!   idle gap, to the end of this pause) are its quota per that cycle. The lane is paced at it,
+//!   then probes 5 % higher each window until a refusal says that is too much, backs off 5 %
+//!   and holds (additive increase, multiplicative decrease).
+//! - **From plain refusals** (a 429 with neither Retry-After nor headers, nginx `limit_req`'s
+//!   way): CUBIC, as AWS's adaptive retry mode: β·r after a refusal at rate r (β 0.7; 0.9 once
+//!   two refusals came at about the same rate), then a cubic regrowth that flattens near r; one
+//!   decrease per congestion. A configured rate first only stops bursting.
 //!
 //! # Guarantees
 //!
-//! - Never faster than a configured rate: every limit it sets is the slower of the learned one
-//!   and the configured one.
+//! - Never faster than a configured rate: every limit it sets has the longer interval and the
+//!   smaller burst of the learned one and the configured one.
 //! - Every wait it derives from a server value (a cooldown, a pace's interval) is at most the
 //!   configured cap ([`PaceConfig::max_wait`]), whatever the server sent.
 
@@ -44,7 +51,8 @@ use crate::time::later;
 /// probes upwards again (the server's quota may have grown).
 const HOLD_WINDOWS: u32 = 60;
 
-/// The window of a per-minute token limit (OpenAI's TPM, Anthropic's ITPM/OTPM).
+/// How long a learned token limit lasts without being announced again (OpenAI's and
+/// Anthropic's documented period), and the slowest refill a token bucket is read at.
 const TOKEN_WINDOW: Duration = Duration::from_secs(60);
 
 /// A learned token limit is strict at least this long after its announcement.
@@ -508,7 +516,7 @@ impl PaceLearner {
         let now = observation.now;
         self.note_departure(observation);
         if let Some(limits) = observation.limits {
-            self.sync_tokens(limits, observation, &mut actions);
+            self.sync_buckets(limits, observation, &mut actions);
         }
         // Retry-After wins over rate-limit headers when both are present.
         if let Some(pause) = observation.pause {
@@ -915,14 +923,11 @@ impl PaceLearner {
         );
     }
 
-    /// Keeps each token budget in step with the token windows the server announces.
-    ///
-    /// OpenAI and Anthropic announce token limits per minute and replenish them continuously,
-    /// so a limit `L` the policy did not set is learned as `L` per minute with a burst of `L`,
-    /// and the budget never believes more tokens are available than the announced `remaining`
-    /// (requests the server had not seen yet are taken off it only when the limit was not known
-    /// when they left: those were not booked in the dimension).
-    fn sync_tokens(
+    /// Keeps each budget in step with what the server announces: for a bucket family
+    /// (OpenAI, Anthropic) the limit of every dimension is learned as [`bucket_limit`] says;
+    /// for any family, token dimensions with a limit are synced to the announced `remaining`,
+    /// less what is still in flight (the server may not have seen it yet).
+    fn sync_buckets(
         &mut self,
         limits: &RateLimits,
         observation: &Observation<'_>,
@@ -1027,20 +1032,6 @@ pub fn bucket_limit(window: Window, limit: u64, known: Option<Limit>) -> Option<
             ..known
         }),
     }
-}
-
-/// A limit of `limit` units per minute, with the whole minute as burst; `None` for a limit of
-/// zero or one too fast to represent (more than one unit per nanosecond).
-pub fn per_minute_limit(limit: u64) -> Option<Limit> {
-    if limit == 0 {
-        return None;
-    }
-    let interval = TOKEN_WINDOW.as_nanos() / u128::from(limit);
-    let interval = u64::try_from(interval).ok().filter(|nanos| *nanos > 0)?;
-    Some(Limit {
-        interval: Duration::from_nanos(interval),
-        burst: limit,
-    })
 }
 
 #[cfg(test)]
