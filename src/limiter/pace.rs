@@ -331,6 +331,11 @@ impl Cubic {
     }
 }
 
+/// Units per second of `limit` (its interval is never zero).
+fn rate_of(limit: Limit) -> f64 {
+    1.0 / limit.interval.as_secs_f64().max(1e-9)
+}
+
 /// An interval of one request at `rate` per second, never longer than `cap`.
 fn interval_of(rate: f64, cap: Duration) -> Duration {
     Duration::try_from_secs_f64(1.0 / rate.max(MIN_RATE)).map_or(cap, |interval| interval.min(cap))
@@ -576,7 +581,7 @@ impl PaceLearner {
             self.set(Dimension::Requests, Some(single), false, true, actions);
             return;
         }
-        let paced_rate = current.map(|limit| 1.0 / limit.interval.as_secs_f64().max(1e-9));
+        let paced_rate = current.map(rate_of);
         // Paced, the lane sent at its pace; unpaced, as fast as its callers asked.
         let Some(offered) = paced_rate.or_else(|| self.measure.offered_rate(now)) else {
             return;
@@ -594,9 +599,7 @@ impl PaceLearner {
             return;
         };
         let rate = cubic.rate_at(now);
-        let current = self.current[slot(Dimension::Requests)].map_or(f64::INFINITY, |limit| {
-            1.0 / limit.interval.as_secs_f64().max(1e-9)
-        });
+        let current = self.current[slot(Dimension::Requests)].map_or(f64::INFINITY, rate_of);
         // Small steps are not worth a budget update.
         if (rate - current).abs() > current * 0.01 {
             self.set_cubic_pace(rate, false, actions);
