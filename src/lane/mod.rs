@@ -250,7 +250,7 @@ impl Lane {
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);
                     }
-                    tracing::debug!(target: "reqwest_throttle", lane = %self.key, %dimension, per_second = limit.map(|l| 1.0 / l.interval.as_secs_f64().max(f64::MIN_POSITIVE)), burst = limit.map(|l| l.burst), strict, "pace set");
+                    tracing::debug!(target: "reqwest_throttle", lane = %self.key, %dimension, per_second = limit.map(|l| 1.0 / l.interval.as_secs_f64().max(f64::MIN_POSITIVE)), burst = limit.map(|l| l.burst), strict, repriced = fresh, "pace set");
                 }
                 Action::CoolDown {
                     dimension,

@@ -158,21 +158,26 @@ impl Lane {
                 Err(blocked) => return Err(self.refusal(blocked, max_wait)),
             };
             // A slot booked beyond the server's reset was priced with a pace that ends there:
-            // give it back (it is the latest booking, so exactly) and book again at the reset,
-            // with what the server says then.
-            let reset = self.pace().reset_at();
-            if let Some(reset) = reset {
-                if reservation.ready_at() > reset {
-                    drop(reservation);
-                    tokio::time::sleep_until(reset).await;
-                    now = Instant::now();
-                    continue;
+            // at the reset, the lane learns what the next window allows (a much faster pace
+            // reprices, and the wait ends `Repriced`), and the request keeps its place in the
+            // queue otherwise. Giving the slot back and booking again at the reset, as before,
+            // sent the requests at the back of the queue behind every newcomer, window after
+            // window.
+            let waited = loop {
+                let now = Instant::now();
+                let reset = self
+                    .pace()
+                    .reset_at()
+                    .filter(|&reset| reset > now && reservation.ready_at() > reset);
+                let Some(reset) = reset else {
+                    break reservation.wait(deadline).await;
+                };
+                tokio::select! {
+                    waited = reservation.wait(deadline) => break waited,
+                    () = tokio::time::sleep_until(reset) => self.tick(Instant::now()),
                 }
             }
-            let waited = reservation
-                .wait(deadline)
-                .await
-                .map_err(|blocked| self.refusal(blocked, max_wait))?;
+            .map_err(|blocked| self.refusal(blocked, max_wait))?;
             match waited {
                 Waited::OnTime => return Ok((Err(reservation), generation)),
                 // Booked before the server asked for a pause: its slot is long past, and the

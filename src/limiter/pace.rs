@@ -412,6 +412,9 @@ pub struct PaceLearner {
     window_track: Option<WindowTrack>,
     /// The window's length, from the steps between successive windows' resets.
     window_length: Option<Duration>,
+    /// The server's window was seen to move on without renewing (a moving window: a slot
+    /// frees as the oldest request in it expires, not only at the window's end).
+    sliding: bool,
     /// Departure of the newest answered attempt synced, per dimension.
     synced: [Option<Instant>; Dimension::ALL.len()],
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
@@ -433,6 +436,7 @@ impl PaceLearner {
             cubic_after: None,
             window_track: None,
             window_length: None,
+            sliding: false,
             synced: [None; Dimension::ALL.len()],
         }
     }
@@ -675,7 +679,10 @@ impl PaceLearner {
         }
     }
 
-    /// Sets `dimension`'s limit, asking the owner only when it changes.
+    /// Sets `dimension`'s limit, asking the owner only when it changes. A requests pace a third
+    /// faster or more than the current one starts the cell anew (`fresh`), so requests that
+    /// wait at slots booked at the slower pace book again at the new one instead of keeping
+    /// the lane below what the server grants.
     fn set(
         &mut self,
         dimension: Dimension,
@@ -684,9 +691,11 @@ impl PaceLearner {
         fresh: bool,
         actions: &mut Actions,
     ) {
-        if self.current[slot(dimension)] == limit && !fresh {
+        let current = self.current[slot(dimension)];
+        if current == limit && !fresh {
             return;
         }
+        let fresh = fresh || (dimension == Dimension::Requests && much_faster(current, limit));
         self.current[slot(dimension)] = limit;
         actions.push(Action::SetLimit {
             dimension,
@@ -801,7 +810,16 @@ impl PaceLearner {
         };
         let until_end = end.saturating_duration_since(now);
         if remaining == 0 {
-            self.cool_down(None, until_end, now, "rate-limit remaining 0", actions);
+            // A moving window frees its next slot when its oldest request expires: one quota
+            // interval after the lane's own pace spent it, long before the announced reset
+            // (the whole window, rounded up to a second).
+            let pause = match (length, window.limit) {
+                (Some(length), Some(limit)) if self.sliding && limit > 0 => {
+                    until_end.min(length / u32::try_from(limit).unwrap_or(u32::MAX))
+                }
+                _ => until_end,
+            };
+            self.cool_down(None, pause, now, "rate-limit remaining 0", actions);
             return;
         }
         // Paced at the window's quota over its length once both are known (the reset alone,
@@ -853,18 +871,29 @@ impl PaceLearner {
             first_reset_in: reset_in,
         };
         match self.window_track {
-            Some(track)
-                if announced > later(track.announced, MIN_WINDOW_STEP)
-                    && remaining > track.remaining =>
-            {
-                // Windows back to back step by their length; after an idle gap the step is
-                // longer than a window was ever announced to be, and teaches nothing.
+            Some(track) if announced > later(track.announced, MIN_WINDOW_STEP) => {
                 let step = announced.duration_since(track.announced);
-                if step <= track.first_reset_in.saturating_add(MIN_IDLE_GAP) {
-                    self.window_length =
-                        Some(self.window_length.map_or(step, |length| length.min(step)));
+                // The server freed capacity: more remains than before (a fixed window renewed),
+                // or as much as before while the reset moved on by half the window as first
+                // announced or more (a moving window: its oldest requests expired while the
+                // lane kept spending; half, so the jitter of a reset given in whole seconds
+                // from now is never read as a window).
+                let renewed = remaining > track.remaining;
+                let slid = remaining == track.remaining
+                    && remaining > 0
+                    && step.saturating_mul(2) >= track.first_reset_in;
+                self.sliding |= slid && !renewed;
+                if renewed || slid {
+                    // Windows back to back step by their length; after an idle gap the step is
+                    // longer than a window was ever announced to be, and teaches nothing.
+                    if step <= track.first_reset_in.saturating_add(MIN_IDLE_GAP) {
+                        self.window_length =
+                            Some(self.window_length.map_or(step, |length| length.min(step)));
+                    }
+                    self.window_track = Some(fresh);
+                } else {
+                    self.window_track = Some(WindowTrack { remaining, ..track });
                 }
-                self.window_track = Some(fresh);
             }
             Some(ref mut track) => track.remaining = remaining,
             None => self.window_track = Some(fresh),
@@ -999,6 +1028,15 @@ impl PaceLearner {
                 });
             }
         }
+    }
+}
+
+/// Whether `new` paces a third faster or more than `old` (no limit is the fastest of all).
+fn much_faster(old: Option<Limit>, new: Option<Limit>) -> bool {
+    match (old, new) {
+        (Some(_), None) => true,
+        (Some(old), Some(new)) => new.interval.saturating_mul(4) < old.interval.saturating_mul(3),
+        (None, _) => false,
     }
 }
 
