@@ -1,9 +1,12 @@
 //! Throttle configuration from a file or the environment (`serde` feature).
 //!
 //! Any serde format works (TOML, JSON, YAML); durations are written as `"30s"`, `"1m30s"`,
-//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"100/10s"`. Every value is
-//! validated while deserializing, so a bad file fails at load time with a message that names the
-//! field.
+//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"100/10s"`. Each value
+//! is parsed while deserializing (a bad rate or duration, or an unknown field, fails at load time
+//! with its line); values that make no sense together or as a policy (`burst` without `rate`,
+//! `concurrency = 0`, a NaN `budget_ratio`) are refused by [`PolicyConfig::into_policy`] and
+//! [`ThrottleBuilder::build`], with the host rule and the field named. Nothing is silently
+//! dropped or read as something else.
 //!
 //! ```
 //! use reqwest_throttle::config::ThrottleConfig;
@@ -39,7 +42,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
-use crate::policy::{HostRules, Policy, Rate};
+use crate::policy::{
+    validate_retry_budget, HostRules, Policy, PolicyError, Rate, RetryBudgetNames,
+};
 use crate::retry::{Backoff, Jitter, RetryBudgetConfig, RetryPolicy};
 use crate::signals::parse_go_duration;
 use crate::throttle::ThrottleBuilder;
@@ -116,11 +121,19 @@ pub enum JitterName {
 }
 
 impl RetryConfig {
-    fn into_policy(self) -> RetryPolicy {
+    fn into_policy(self) -> Result<RetryPolicy, PolicyError> {
         let defaults = RetryPolicy::default();
         let mut policy = defaults.clone();
         if let Some(n) = self.max_retries {
             policy = policy.max_retries(n);
+        }
+        if let (Some(base), Some(cap)) = (self.base, self.cap) {
+            if cap.0 < base.0 {
+                return Err(PolicyError::Inconsistent {
+                    field: "retry.cap",
+                    reason: "the largest backoff delay is below the first (retry.base); raise cap or lower base",
+                });
+            }
         }
         if self.base.is_some() || self.cap.is_some() || self.jitter.is_some() {
             let base = self.base.map_or(Duration::from_millis(200), |d| d.0);
@@ -143,14 +156,20 @@ impl RetryConfig {
             policy = policy.retry_non_idempotent(retry);
         }
         if self.budget_ratio.is_some() || self.budget_min_per_sec.is_some() {
-            let budget = defaults.budget_config();
-            policy = policy.budget(RetryBudgetConfig {
-                ratio: self.budget_ratio.unwrap_or(budget.ratio),
-                min_per_sec: self.budget_min_per_sec.unwrap_or(budget.min_per_sec),
-                ttl: budget.ttl,
-            });
+            let defaults = defaults.budget_config();
+            let budget = RetryBudgetConfig {
+                ratio: self.budget_ratio.unwrap_or(defaults.ratio),
+                min_per_sec: self.budget_min_per_sec.unwrap_or(defaults.min_per_sec),
+                ttl: defaults.ttl,
+            };
+            let names = RetryBudgetNames {
+                ratio: "retry.budget_ratio",
+                min_per_sec: "retry.budget_min_per_sec",
+            };
+            validate_retry_budget(&budget, names)?;
+            policy = policy.budget(budget);
         }
-        policy
+        Ok(policy)
     }
 }
 
@@ -173,9 +192,28 @@ pub struct BreakerSettings {
 }
 
 impl BreakerSettings {
-    fn into_config(self) -> Option<BreakerConfig> {
+    fn into_config(self) -> Result<Option<BreakerConfig>, PolicyError> {
         if self.enabled == Some(false) {
-            return None;
+            let Self {
+                enabled: _,
+                consecutive_failures,
+                open_base,
+                open_max,
+                half_open_probes,
+                successes_to_close,
+            } = self;
+            let tuned = consecutive_failures.is_some()
+                || open_base.is_some()
+                || open_max.is_some()
+                || half_open_probes.is_some()
+                || successes_to_close.is_some();
+            if tuned {
+                return Err(PolicyError::Inconsistent {
+                    field: "breaker.enabled",
+                    reason: "false removes the breaker, yet other breaker settings are given; remove them or `enabled = false`",
+                });
+            }
+            return Ok(None);
         }
         let mut config = BreakerConfig::default();
         if let Some(n) = self.consecutive_failures {
@@ -193,7 +231,7 @@ impl BreakerSettings {
         if let Some(n) = self.successes_to_close {
             config = config.successes_to_close(n);
         }
-        Some(config)
+        Ok(Some(config))
     }
 }
 
@@ -217,6 +255,9 @@ pub struct PolicyConfig {
     pub unlimited_concurrency: Option<bool>,
     /// How long a request may wait for its turn.
     pub max_wait: Option<ConfigDuration>,
+    /// How long one attempt may take before it counts as a transport failure
+    /// ([`Policy::attempt_timeout`]).
+    pub attempt_timeout: Option<ConfigDuration>,
     /// Retry settings.
     pub retry: Option<RetryConfig>,
     /// Circuit-breaker settings.
@@ -224,14 +265,25 @@ pub struct PolicyConfig {
 }
 
 impl PolicyConfig {
-    /// The policy this describes (validated when the throttle is built).
-    pub fn into_policy(self) -> Policy {
+    /// The policy this describes, validated; the error names the field.
+    pub fn into_policy(self) -> Result<Policy, PolicyError> {
         let mut policy = Policy::new();
-        if let Some(mut rate) = self.rate {
-            if let Some(burst) = self.burst {
-                rate = rate.burst(burst);
+        match (self.rate, self.burst) {
+            (Some(rate), Some(burst)) => policy = policy.rate(rate.burst(burst)),
+            (Some(rate), None) => policy = policy.rate(rate),
+            (None, Some(_)) => {
+                return Err(PolicyError::Inconsistent {
+                    field: "burst",
+                    reason: "is the burst of the requests rate, and no rate is set; add `rate = \"10/s\"` or remove burst",
+                })
             }
-            policy = policy.rate(rate);
+            (None, None) => {}
+        }
+        if self.concurrency.is_some() && self.unlimited_concurrency == Some(true) {
+            return Err(PolicyError::Inconsistent {
+                field: "concurrency",
+                reason: "is set together with `unlimited_concurrency = true`; keep one",
+            });
         }
         if let Some(rate) = self.tokens {
             policy = policy.tokens(rate);
@@ -251,16 +303,20 @@ impl PolicyConfig {
         if let Some(max_wait) = self.max_wait {
             policy = policy.max_wait(max_wait.0);
         }
+        if let Some(timeout) = self.attempt_timeout {
+            policy = policy.attempt_timeout(timeout.0);
+        }
         if let Some(retry) = self.retry {
-            policy = policy.retry(retry.into_policy());
+            policy = policy.retry(retry.into_policy()?);
         }
         if let Some(breaker) = self.breaker {
-            policy = match breaker.into_config() {
+            policy = match breaker.into_config()? {
                 Some(config) => policy.breaker(config),
                 None => policy.no_breaker(),
             };
         }
-        policy
+        policy.validate()?;
+        Ok(policy)
     }
 }
 
@@ -283,13 +339,19 @@ impl ThrottleConfig {
     /// A builder with this configuration; [`ThrottleBuilder::build`] validates it and names the
     /// host rule and field of the first invalid value.
     pub fn into_builder(self) -> ThrottleBuilder {
-        let default = self
-            .default
-            .map(PolicyConfig::into_policy)
-            .unwrap_or_default();
-        let mut rules = HostRules::new(Policy::default()).with_default(default);
-        for (pattern, policy) in self.hosts {
-            rules = rules.and_then(|rules| rules.with(&pattern, policy.into_policy()));
+        let default = match self.default {
+            Some(config) => config.into_policy().map_err(PolicyError::in_default),
+            None => Ok(Policy::default()),
+        };
+        let mut rules =
+            default.and_then(|default| HostRules::new(Policy::default()).with_default(default));
+        for (pattern, config) in self.hosts {
+            rules = rules.and_then(|rules| {
+                let policy = config
+                    .into_policy()
+                    .map_err(|error| PolicyError::in_rule(&pattern, error))?;
+                rules.with(&pattern, policy)
+            });
         }
         let mut builder = ThrottleBuilder::default().rules_result(rules);
         if let Some(max) = self.max_lanes {
@@ -321,13 +383,16 @@ mod tests {
             "#,
         )
         .unwrap();
-        let github = config.hosts["api.github.com"].clone().into_policy();
+        let github = config.hosts["api.github.com"]
+            .clone()
+            .into_policy()
+            .unwrap();
         assert_eq!(
             github.configured_rate(),
             Some(Rate::per_hour(5_000).burst(100))
         );
         assert!(github.breaker_config().is_none());
-        let default = config.default.clone().unwrap().into_policy();
+        let default = config.default.clone().unwrap().into_policy().unwrap();
         assert_eq!(default.configured_concurrency(), None);
         assert_eq!(
             default.configured_max_wait(),

@@ -102,6 +102,16 @@ pub enum Error {
         /// The policy's cap.
         max: Duration,
     },
+    /// No response came within the policy's [`attempt_timeout`](crate::Policy::attempt_timeout),
+    /// and no retry followed (the request was not safe to repeat, or its retries ran out). The
+    /// server may or may not have acted on the request.
+    #[error("lane {lane}: no response within the {timeout:?} attempt timeout; the server may or may not have acted on the request; raise attempt_timeout if its answers are that slow")]
+    AttemptTimedOut {
+        /// The lane.
+        lane: LaneKey,
+        /// The policy's per-attempt timeout.
+        timeout: Duration,
+    },
     /// The request's URL has no host, so no lane (and no policy) can be chosen for it.
     #[error("the request URL {url} has no host; the throttle needs one to choose a lane")]
     NoHost {
@@ -137,7 +147,8 @@ impl Error {
             | Error::Saturated { lane, .. }
             | Error::CostTooLarge { lane, .. }
             | Error::CircuitOpen { lane, .. }
-            | Error::RetryAfterTooLong { lane, .. } => Some(lane),
+            | Error::RetryAfterTooLong { lane, .. }
+            | Error::AttemptTimedOut { lane, .. } => Some(lane),
             Error::NoHost { .. } | Error::InvalidPolicy(_) => None,
         }
     }

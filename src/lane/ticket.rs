@@ -236,6 +236,11 @@ impl Lane {
 }
 
 impl Ticket {
+    /// How long the attempt this ticket admits may take, by the lane's policy.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.lane.policy.attempt_timeout
+    }
+
     /// The booking's reconciliation, for the policy's cost model; once.
     pub fn settlement(&mut self) -> Option<Settlement> {
         let commitment = self.commitment.take()?;

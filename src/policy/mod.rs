@@ -13,8 +13,9 @@ use crate::assess::Classifier;
 use crate::breaker::{BreakerConfig, BreakerConfigError};
 use crate::cost::CostModel;
 use crate::limiter::Dimension;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryBudgetConfig, RetryPolicy};
 
+mod host_pattern;
 mod host_rules;
 mod rate;
 
@@ -40,6 +41,14 @@ pub enum PolicyError {
     /// `rate`: the period of a rate is zero.
     #[error("rate: the period must be longer than zero")]
     ZeroPeriod,
+    /// `rate`: one unit takes longer than the limiter's 64-bit nanoseconds (about 584 years).
+    #[error("rate: {count} per {period:?} leaves more than 584 years between units; use a shorter period")]
+    TooSlow {
+        /// The count asked for.
+        count: u64,
+        /// The period asked for.
+        period: Duration,
+    },
     /// `rate`: more than one unit per nanosecond, which the limiter cannot represent.
     #[error("rate: {count} per {period:?} is more than one per nanosecond; use a longer period or no rate")]
     TooFast {
@@ -62,16 +71,55 @@ pub enum PolicyError {
     /// `concurrency`: zero would never let a request through.
     #[error("concurrency: must be at least 1 (got 0); remove the cap for no limit")]
     ZeroConcurrency,
+    /// `global_concurrency`: zero would never let a request through.
+    #[error("global_concurrency: must be at least 1 (got 0); leave it unset for no global cap")]
+    ZeroGlobalConcurrency,
     /// `max_lanes`: zero.
     #[error("max_lanes: must be at least 1 (got 0)")]
     ZeroMaxLanes,
-    /// A host rule that is not a host name, a `host:port` or a `*.suffix`.
+    /// `attempt_timeout`: zero would fail every attempt before it is sent.
+    #[error("attempt_timeout: must be longer than zero; remove it to leave attempts unbounded")]
+    ZeroAttemptTimeout,
+    /// A number of the retry budget that is negative, NaN or infinite (which the budget would
+    /// otherwise read as zero, or as no budget at all).
+    #[error("{field}: must be a finite number >= 0 (got {value}); the default is {default}")]
+    RetryBudgetNumber {
+        /// The field, as the API or the configuration file names it.
+        field: &'static str,
+        /// The value given.
+        value: f64,
+        /// The default value, a sensible starting point.
+        default: f64,
+    },
+    /// `ttl` of the retry budget: zero.
+    #[error("retry budget ttl: must be longer than zero; the default is 10s")]
+    ZeroRetryBudgetTtl,
+    /// A configuration value that only means something beside another one that is missing or
+    /// contradicts it (`burst` without `rate`, `concurrency` with `unlimited_concurrency`).
+    #[error("{field}: {reason}")]
+    Inconsistent {
+        /// The field, as the configuration file names it.
+        field: &'static str,
+        /// What is wrong and how to fix it.
+        reason: &'static str,
+    },
+    /// A host rule that is not a host name, a `host:port` or a `*.suffix`, or that could never
+    /// match a request's URL.
     #[error("host rule {pattern:?}: {reason}")]
     BadHostRule {
         /// The rule as written.
         pattern: String,
-        /// What is wrong with it.
-        reason: &'static str,
+        /// What is wrong with it, and what to write instead.
+        reason: String,
+    },
+    /// An invalid policy, with the host rule it was given for (`host rule "api.example.com"` or
+    /// `the default policy`).
+    #[error("{rule}: {error}")]
+    InRule {
+        /// Which rule: `host rule "api.example.com"` or `the default policy`.
+        rule: String,
+        /// What is wrong with its policy.
+        error: Box<PolicyError>,
     },
     /// A rate written as text that does not parse.
     #[error("rate {text:?}: expected COUNT/PERIOD such as \"10/s\", \"600/min\", \"5000/h\" or \"100/10s\"")]
@@ -80,6 +128,24 @@ pub enum PolicyError {
         text: String,
     },
 }
+impl PolicyError {
+    /// `error` in the policy of the host rule written `pattern`.
+    pub(crate) fn in_rule(pattern: &str, error: PolicyError) -> PolicyError {
+        PolicyError::InRule {
+            rule: format!("host rule {pattern:?}"),
+            error: Box::new(error),
+        }
+    }
+
+    /// `error` in the default policy.
+    pub(crate) fn in_default(error: PolicyError) -> PolicyError {
+        PolicyError::InRule {
+            rule: "the default policy".to_owned(),
+            error: Box::new(error),
+        }
+    }
+}
+
 /// What one lane may do: its rate, its concurrency cap and how long a request may wait.
 ///
 /// ```
@@ -104,6 +170,7 @@ pub struct Policy {
     pub(crate) classifier: Option<ClassifierHandle>,
     pub(crate) concurrency: Option<usize>,
     pub(crate) max_wait: Option<Duration>,
+    pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
     pub(crate) breaker: Option<BreakerConfig>,
 }
@@ -112,7 +179,9 @@ impl Default for Policy {
     /// The polite default for a host nobody configured: no proactive rate cap (the server's own
     /// signals pace it: Retry-After pauses the lane, rate-limit headers slow it down before it is
     /// refused), at most [`DEFAULT_CONCURRENCY`] requests in flight, no limit on how long a
-    /// request waits for its turn (every wait is still finite), [`RetryPolicy::default`] (three
+    /// request waits for its turn (every wait is still finite), no per-attempt timeout (set one
+    /// with [`attempt_timeout`](Policy::attempt_timeout), or a timeout on the `reqwest::Client`,
+    /// so that a server that never answers cannot hold the lane), [`RetryPolicy::default`] (three
     /// safe retries with jittered backoff inside a 20 % retry budget) and
     /// [`BreakerConfig::default`] (opens after 5 consecutive failures).
     fn default() -> Policy {
@@ -123,6 +192,7 @@ impl Default for Policy {
             classifier: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
             max_wait: None,
+            attempt_timeout: None,
             retry: RetryPolicy::default(),
             breaker: Some(BreakerConfig::default()),
         }
@@ -228,6 +298,33 @@ impl Policy {
         self
     }
 
+    /// Each attempt may take at most `timeout`, from the moment it leaves the lane (after its
+    /// wait for rate and a concurrency slot) until its response head has arrived and the cost
+    /// model, if any, has read what it needs. An attempt that takes longer is abandoned and
+    /// counts as a transport failure, like a reqwest timeout: its concurrency slot comes back at
+    /// once, the circuit breaker counts a failure, and it is retried when repeating it is safe
+    /// (an idempotent method or an `Idempotency-Key`: the server may have acted). When no retry
+    /// follows, the caller gets [`Error::AttemptTimedOut`](crate::Error::AttemptTimedOut).
+    ///
+    /// Default: none. Without it (or a timeout on the `reqwest::Client`), a server that accepts
+    /// the connection and never answers holds the lane's slots for as long as it likes. The
+    /// response body, once handed to the caller, is not covered: bound it with
+    /// `reqwest::ClientBuilder::timeout` or `read_timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::Policy;
+    ///
+    /// let policy = Policy::new().attempt_timeout(Duration::from_secs(30));
+    /// assert_eq!(policy.configured_attempt_timeout(), Some(Duration::from_secs(30)));
+    /// assert!(Policy::new().attempt_timeout(Duration::ZERO).validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Policy {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
     /// How requests of this lane are retried (default: [`RetryPolicy::default`]).
     #[must_use]
     pub fn retry(mut self, retry: RetryPolicy) -> Policy {
@@ -295,7 +392,15 @@ impl Policy {
         self.max_wait
     }
 
+    /// The configured per-attempt timeout, if any.
+    pub fn configured_attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
     /// Checks every field; the error names the first one that is wrong.
+    ///
+    /// [`ThrottleBuilder::build`](crate::ThrottleBuilder::build) calls it for every policy it is
+    /// given, however it was given, so an invalid policy never reaches a lane.
     pub fn validate(&self) -> Result<(), PolicyError> {
         for rate in self.rate.iter().chain(self.token_rates.iter().flatten()) {
             rate.validate()?;
@@ -303,11 +408,55 @@ impl Policy {
         if self.concurrency == Some(0) {
             return Err(PolicyError::ZeroConcurrency);
         }
+        if self
+            .attempt_timeout
+            .is_some_and(|timeout| timeout.is_zero())
+        {
+            return Err(PolicyError::ZeroAttemptTimeout);
+        }
+        validate_retry_budget(&self.retry.budget_config(), RETRY_BUDGET_API_NAMES)?;
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;
         }
         Ok(())
     }
+}
+
+/// What the retry budget's `ratio` and `min_per_sec` are called where they were written.
+pub(crate) struct RetryBudgetNames {
+    pub(crate) ratio: &'static str,
+    pub(crate) min_per_sec: &'static str,
+}
+
+const RETRY_BUDGET_API_NAMES: RetryBudgetNames = RetryBudgetNames {
+    ratio: "retry budget ratio",
+    min_per_sec: "retry budget min_per_sec",
+};
+
+/// Refuses a retry budget whose numbers the budget could only read as zero or as no limit
+/// (negative, NaN, infinite), naming each field as the caller wrote it.
+pub(crate) fn validate_retry_budget(
+    budget: &RetryBudgetConfig,
+    names: RetryBudgetNames,
+) -> Result<(), PolicyError> {
+    let defaults = RetryBudgetConfig::default();
+    let numbers = [
+        (names.ratio, budget.ratio, defaults.ratio),
+        (names.min_per_sec, budget.min_per_sec, defaults.min_per_sec),
+    ];
+    for (field, value, default) in numbers {
+        if !(value.is_finite() && value >= 0.0) {
+            return Err(PolicyError::RetryBudgetNumber {
+                field,
+                value,
+                default,
+            });
+        }
+    }
+    if budget.ttl.is_zero() {
+        return Err(PolicyError::ZeroRetryBudgetTtl);
+    }
+    Ok(())
 }
 
 /// A shared classifier, printable.

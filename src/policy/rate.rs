@@ -107,6 +107,13 @@ impl Rate {
         if self.period.is_zero() {
             return Err(PolicyError::ZeroPeriod);
         }
+        let interval_nanos = self.period.as_nanos() / u128::from(self.count);
+        if interval_nanos > u128::from(u64::MAX) {
+            return Err(PolicyError::TooSlow {
+                count: self.count,
+                period: self.period,
+            });
+        }
         let interval = self.interval();
         if interval.is_zero() {
             return Err(PolicyError::TooFast {
@@ -189,6 +196,7 @@ mod tests {
             (Rate::new(2_000_000_000, Duration::from_secs(1)), "rate:"),
             (Rate::per_second(1).burst(0), "burst:"),
             (Rate::per_hour(1).burst(u64::MAX), "burst:"),
+            (Rate::new(1, Duration::MAX), "rate:"),
         ];
         for (rate, field) in cases {
             let message = rate.validate().unwrap_err().to_string();

@@ -80,7 +80,8 @@ pub enum Attempt {
 impl Attempt {
     /// Reads a `reqwest_middleware` error.
     ///
-    /// Besides reqwest's own connect and timeout errors, an `std::io::Error` of kind
+    /// Besides reqwest's own connect and timeout errors and the policy's
+    /// [`AttemptTimedOut`](crate::Error::AttemptTimedOut), an `std::io::Error` of kind
     /// `ConnectionRefused` (nothing was sent) or `TimedOut` anywhere in the source chain counts,
     /// so middlewares below this one (a test double, a custom transport) can report them too. A
     /// hang-up is hyper's "connection closed before message completed", or an `std::io::Error`
@@ -99,6 +100,10 @@ impl Attempt {
             reqwest_middleware::Error::Reqwest(error) => Some(error),
         };
         while let Some(error) = source {
+            if let Some(crate::Error::AttemptTimedOut { .. }) = error.downcast_ref::<crate::Error>()
+            {
+                return Attempt::Timeout;
+            }
             if let Some(io) = error.downcast_ref::<std::io::Error>() {
                 use std::io::ErrorKind;
                 match io.kind() {

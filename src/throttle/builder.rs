@@ -48,7 +48,8 @@ impl ThrottleBuilder {
         self
     }
 
-    /// Host rules built elsewhere (for example deserialized from a file), replacing any set so far.
+    /// Host rules built elsewhere, replacing any set so far. Their policies, the default's
+    /// included, are validated by [`build`](Self::build).
     pub fn rules(mut self, rules: HostRules) -> Self {
         self.rules = Ok(rules);
         self
@@ -117,14 +118,16 @@ impl ThrottleBuilder {
         self
     }
 
-    /// Validates the configuration and builds the throttle.
+    /// Validates the configuration and builds the throttle: every policy, however it was
+    /// given, and every bound. The error names the rule and the field.
     pub fn build(self) -> Result<Throttle, Error> {
         let rules = self.rules?;
+        rules.validate()?;
         if self.max_lanes == 0 {
             return Err(PolicyError::ZeroMaxLanes.into());
         }
         if self.global_concurrency == Some(0) {
-            return Err(PolicyError::ZeroConcurrency.into());
+            return Err(PolicyError::ZeroGlobalConcurrency.into());
         }
         Ok(Throttle {
             inner: Arc::new(Inner {

@@ -7,8 +7,8 @@
 //!   run: loop {                            one pass per attempt
 //!     ticket = lane.admit(&cost, deadline) breaker, budget, cooldown, concurrency (a guard:
 //!                                          dropping it at any point gives everything back)
-//!     resp   = next.run(req)
-//!     cost model inspects resp             settles the booking with the real usage
+//!     resp   = next.run(req)               } within the policy's attempt_timeout, if set (its
+//!     cost model inspects resp             } expiry is a transport failure); settles the booking
 //!     a      = ticket.finish(&resp)        ONE assessment from the lane's classifier; the pace
 //!                                          learner, the breaker and the counters act on it
 //!     lane.decide(&a)                      Stop(reason) → return | Wait(delay) → sleep, again
@@ -186,9 +186,17 @@ impl Throttle {
                 .may_retry(&retry)
                 .then(|| request.try_clone())
                 .flatten();
-            let result = next.clone().run(request, extensions).await;
-            let model = lane.cost_model();
-            let (result, inspection) = inspect(result, ticket.settlement(), model).await;
+            let settlement = ticket.settlement();
+            let attempt = async {
+                let result = next.clone().run(request, extensions).await;
+                inspect(result, settlement, lane.cost_model()).await
+            };
+            let (result, inspection) = match ticket.attempt_timeout() {
+                None => attempt.await,
+                Some(timeout) => tokio::time::timeout(timeout, attempt)
+                    .await
+                    .unwrap_or_else(|_| timed_out(&lane, timeout)),
+            };
             now = Instant::now();
             let assessment = ticket.finish(&result, inspection, now);
             match lane.decide(&assessment, &mut retry, spare.is_some(), now) {
@@ -204,6 +212,17 @@ impl Throttle {
             }
         }
     }
+}
+
+/// An attempt abandoned at the policy's `attempt_timeout` (dropping it closes its connection):
+/// a transport failure, assessed like any other.
+fn timed_out(lane: &Lane, timeout: Duration) -> (reqwest_middleware::Result<Response>, Inspection) {
+    tracing::info!(target: "reqwest_throttle", timeout_ms = timeout.as_millis() as u64, "attempt timed out");
+    let error = Error::AttemptTimedOut {
+        lane: lane.key().clone(),
+        timeout,
+    };
+    (Err(error.into()), Inspection::NOTHING)
 }
 
 /// Lets the policy's cost model read the response and settle the booking; without a cost model
