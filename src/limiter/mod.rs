@@ -5,6 +5,7 @@
 //! cancellation-safe limiter can pace anything else (a queue consumer, a websocket).
 
 mod budget;
+mod ledger;
 mod gcra;
 pub mod pace;
 
