@@ -698,6 +698,8 @@ impl Reservation {
     /// that would end after it fails at once with [`Blocked::Cooldown`] instead of sleeping in vain.
     /// A slot that moves earlier (a reservation ahead was dropped) wakes the wait at once.
     pub async fn wait(&self, deadline: Option<Instant>) -> Result<Waited, Blocked> {
+        // However the wait ends (even dropped), the next waiter learns whether its slot moved.
+        let _relay = Relay(self);
         let mut waited = Waited::OnTime;
         loop {
             let now = Instant::now();
@@ -709,7 +711,7 @@ impl Reservation {
                 return Ok(Waited::Repriced);
             }
             // Made before the slot is read: a move in between leaves a permit that wakes us.
-            let moved = self.place.slot.moved();
+            let moved = self.place.slot.arming();
             let ready_at = self.ready_at();
             let cooldown = self.budget.cooldown_until(&self.cost);
             if cooldown.is_some_and(|cooldown| cooldown > ready_at) {
@@ -719,6 +721,7 @@ impl Reservation {
             if until <= now {
                 return Ok(waited);
             }
+            self.place.slot.armed(self.budget.epoch.nanos(ready_at));
             if let (Some(deadline), Some(cooldown)) = (deadline, cooldown) {
                 if cooldown > deadline {
                     let state = self.budget.lock();
@@ -760,6 +763,17 @@ impl Reservation {
         if let Some(actual) = actual {
             budget.settle(commitment, actual);
         }
+    }
+}
+
+/// Ends a [`Reservation::wait`]: passes on the news of moved slots (see the `ledger` module).
+struct Relay<'r>(&'r Reservation);
+
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        let reservation = self.0;
+        reservation.place.slot.disarmed();
+        reservation.budget.lock().ledger.relay(&reservation.place);
     }
 }
 
@@ -1004,3 +1018,4 @@ mod tests {
         assert!(budget.is_at_rest());
     }
 }
+

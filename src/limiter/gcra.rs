@@ -186,6 +186,11 @@ impl Gcra {
         self.seq = self.seq.wrapping_add(1);
     }
 
+    /// Whether `other` has the same rate and schedule (whatever its booking number).
+    pub(crate) fn same_schedule(&self, other: &Gcra) -> bool {
+        (self.interval, self.burst, self.tat) == (other.interval, other.burst, other.tat)
+    }
+
     /// Makes this cell, rebuilt from an earlier state, newer than `replaced`: no grant handed out
     /// by either can refund into it (a rebuilt schedule lines up with none of them).
     pub(crate) fn supersede(&mut self, replaced: &Gcra) {

@@ -46,34 +46,62 @@ pub(super) type Cells = [Option<Gcra>; DIMENSIONS];
 /// What a booking holds in each dimension.
 pub(super) type Grants = [Option<Grant>; DIMENSIONS];
 
-/// The instant a waiting reservation may leave, shared with it: a replay moves it earlier and
-/// wakes the waiter.
+/// The instant a waiting reservation may leave, shared with it: a replay moves it earlier.
+///
+/// Waking every waiter that moved would cost a wake-up per waiter per dropped reservation. Only
+/// the first one is woken; the others are *relayed*: a waiter whose wait ends wakes the next one
+/// whose timer is set for a slot it no longer has ([`Ledger::relay`]). Slots are in queue
+/// order, so each learns its new slot no later than it comes.
 #[derive(Debug)]
 pub(super) struct Slot {
     ready_at: AtomicU64,
+    /// The slot the waiter's timer is set for; [`NOT_WAITING`] outside a wait.
+    armed: AtomicU64,
     moved: tokio::sync::Notify,
 }
+
+/// [`Slot::armed`] when nobody waits on the slot.
+const NOT_WAITING: Nanos = u64::MAX;
+/// [`Slot::armed`] while a waiter reads its slot, before its timer is set.
+const ARMING: Nanos = u64::MAX - 1;
 
 impl Slot {
     fn new(ready_at: Nanos) -> Slot {
         Slot {
             ready_at: AtomicU64::new(ready_at),
+            armed: AtomicU64::new(NOT_WAITING),
             moved: tokio::sync::Notify::new(),
         }
     }
 
     /// When the reservation may leave, in nanoseconds since the budget's epoch.
     pub(super) fn ready_at(&self) -> Nanos {
-        self.ready_at.load(Ordering::Acquire)
+        self.ready_at.load(Ordering::SeqCst)
     }
 
-    /// Resolves once the slot moved after this call (or if it moved since the last wait).
-    pub(super) fn moved(&self) -> tokio::sync::futures::Notified<'_> {
+    /// Starts a wait: a move from now on is seen by a relay, or resolves the returned future.
+    pub(super) fn arming(&self) -> tokio::sync::futures::Notified<'_> {
+        self.armed.store(ARMING, Ordering::SeqCst);
         self.moved.notified()
     }
 
-    fn move_to(&self, ready_at: Nanos) {
-        self.ready_at.store(ready_at, Ordering::Release);
+    /// The waiter's timer is set for `ready_at`.
+    pub(super) fn armed(&self, ready_at: Nanos) {
+        self.armed.store(ready_at, Ordering::SeqCst);
+    }
+
+    /// The wait ended.
+    pub(super) fn disarmed(&self) {
+        self.armed.store(NOT_WAITING, Ordering::SeqCst);
+    }
+
+    /// Whether a waiter sleeps until a later instant than its slot.
+    fn is_stale(&self) -> bool {
+        let armed = self.armed.load(Ordering::SeqCst);
+        armed != NOT_WAITING && self.ready_at() < armed
+    }
+
+    fn wake(&self) {
         // A stored permit: a waiter that is not asleep yet still sees it.
         self.moved.notify_one();
     }
@@ -255,6 +283,7 @@ impl Ledger {
             at: waiting.slot.ready_at(),
             now: waiting.floor,
         };
+        self.relay(place);
         self.forget_settled();
         waiting.grants
     }
@@ -271,8 +300,28 @@ impl Ledger {
             return;
         };
         let mut rebuilt = cancelled.before;
+        let mut first_moved = None;
+        let mut converged = false;
         for entry in self.entries.range_mut(index + 1..) {
-            replay(entry, &mut rebuilt, now);
+            if let Entry::Waiting(waiting) = entry {
+                // From here on the replay would repeat what is booked: the cancelled time was
+                // absorbed (a gap, a slot that keeps its instant).
+                if same_schedules(&waiting.before, &rebuilt) {
+                    converged = true;
+                    break;
+                }
+            }
+            if let Some(slot) = replay(entry, &mut rebuilt, now) {
+                first_moved.get_or_insert(slot);
+            }
+        }
+        // The others learn of it in turn (see `Slot`).
+        if let Some(slot) = first_moved {
+            slot.wake();
+        }
+        if converged {
+            self.forget_settled();
+            return;
         }
         for (cell, rebuilt) in cells.iter_mut().zip(rebuilt) {
             match (rebuilt, cell.as_ref()) {
@@ -284,6 +333,27 @@ impl Ledger {
             }
         }
         self.forget_settled();
+    }
+
+    /// The wait at `place` ended (or it was used without one): wakes the next waiter whose
+    /// timer is set for a slot it no longer has, which in its turn wakes the next.
+    pub(super) fn relay(&self, place: &Place) {
+        let Some(index) = self.index(place) else {
+            return;
+        };
+        for entry in self.entries.range(index + 1..) {
+            let Entry::Waiting(waiting) = entry else {
+                continue;
+            };
+            if waiting.slot.is_stale() {
+                waiting.slot.wake();
+                return;
+            }
+            if waiting.slot.armed.load(Ordering::SeqCst) != NOT_WAITING {
+                // It waits on time, and relays when its own wait ends.
+                return;
+            }
+        }
     }
 
     /// Forgets what no waiting reservation precedes any more.
@@ -303,8 +373,18 @@ impl Ledger {
     }
 }
 
-/// Applies `entry` to the `cells` being rebuilt at `now`.
-fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
+/// Whether two sets of cells hold the same schedules (whatever their booking numbers).
+fn same_schedules(a: &Cells, b: &Cells) -> bool {
+    a.iter().zip(b).all(|pair| match pair {
+        (Some(a), Some(b)) => a.same_schedule(b),
+        (None, None) => true,
+        _ => false,
+    })
+}
+
+/// Applies `entry` to the `cells` being rebuilt at `now`; the slot of a waiting reservation
+/// that moved.
+fn replay<'e>(entry: &'e mut Entry, cells: &mut Cells, now: Nanos) -> Option<&'e Slot> {
     match entry {
         Entry::Waiting(waiting) => {
             waiting.before = *cells;
@@ -312,13 +392,14 @@ fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
             if slot <= now {
                 // Its slot has come: it may be leaving right now, so it keeps it.
                 waiting.grants = book_at(cells, &waiting.cost, slot, waiting.floor);
-                return;
+                return None;
             }
             // Booked again now: never later than before, never in the past.
             let (at, _) = ready_at(cells, &waiting.cost, waiting.floor, now);
             waiting.grants = book_at(cells, &waiting.cost, at, now);
             if at < slot {
-                waiting.slot.move_to(at);
+                waiting.slot.ready_at.store(at, Ordering::SeqCst);
+                return Some(&waiting.slot);
             }
         }
         Entry::Used { cost, at, now } => {
@@ -331,4 +412,5 @@ fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
         } => change.apply(&mut cells[dimension.index()], *now),
         Entry::Dropped => {}
     }
+    None
 }
