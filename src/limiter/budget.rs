@@ -15,8 +15,8 @@
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! that were already waiting — [`Reservation::wait`] checks the gate again every time it wakes.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -929,6 +929,76 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_reported_cost_is_charged_at_most_one_burst() {
+        for reported in [u64::MAX, 4_000_000] {
+            // 40 000 tokens a minute, the whole minute as burst.
+            let budget = Budget::new();
+            budget.set_limit(
+                Dimension::Tokens,
+                Some(Limit {
+                    interval: Duration::from_millis(1_500),
+                    burst: 40_000,
+                }),
+            );
+            let estimate = Cost::requests(1).with(Dimension::Tokens, 1_000);
+            let r = budget.reserve(&estimate, None).unwrap();
+            r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, reported)));
+            assert_eq!(budget.clamped_reports(), 1);
+            // The whole minute is spent, no more: 1 000 more tokens wait 1 000 intervals.
+            let next = budget.reserve(&estimate, None).unwrap();
+            assert_eq!(next.ready_at() - Instant::now(), Duration::from_secs(1_500));
+            // Within the limit nothing is clamped: a report below one burst is charged whole.
+            let budget = Budget::new();
+            per_second(&budget, Dimension::Tokens, 100, 1_000);
+            let r = budget
+                .reserve(&Cost::requests(1).with(Dimension::Tokens, 10), None)
+                .unwrap();
+            r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, 1_000)));
+            assert_eq!(budget.clamped_reports(), 0);
+            assert_eq!(budget.available(Dimension::Tokens), Some(0));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_dropped_mid_queue_lets_the_ones_behind_move_up() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 10, 1);
+        let start = Instant::now();
+        let queue: Vec<_> = (0..5)
+            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap())
+            .collect();
+        let slots = |queue: &[Reservation]| -> Vec<u128> {
+            queue
+                .iter()
+                .map(|r| (r.ready_at() - start).as_millis())
+                .collect()
+        };
+        assert_eq!(slots(&queue), vec![0, 100, 200, 300, 400]);
+        let mut queue = queue;
+        drop(queue.remove(2));
+        assert_eq!(slots(&queue), vec![0, 100, 200, 300]);
+        // A newcomer goes after every live waiter, into the slot the dropped one freed.
+        let newcomer = budget.reserve(&Cost::requests(1), None).unwrap();
+        assert_eq!((newcomer.ready_at() - start).as_millis(), 400);
+        // The front is dropped at its slot's instant: the others keep the spacing from now.
+        tokio::time::advance(Duration::from_millis(50)).await;
+        drop(queue.remove(0));
+        assert_eq!(slots(&queue), vec![50, 150, 250]);
+        assert_eq!((newcomer.ready_at() - start).as_millis(), 350);
+        // A waiter that is asleep is woken at its new slot.
+        let last = queue.pop().unwrap();
+        let waiting = tokio::spawn(async move {
+            last.wait(None).await.unwrap();
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        drop(queue.remove(0));
+        assert_eq!(waiting.await.unwrap() - start, Duration::from_millis(150));
+        drop((queue, newcomer));
+        assert_eq!(budget.outstanding(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn strict_dimension_refuses_what_never_fits() {
         let budget = Budget::new();
         per_second(&budget, Dimension::Tokens, 100, 1_000);
@@ -1018,4 +1088,3 @@ mod tests {
         assert!(budget.is_at_rest());
     }
 }
-

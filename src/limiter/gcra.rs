@@ -298,7 +298,7 @@ mod tests {
     fn peek_does_not_consume() {
         let mut cell = per_second(10, 1);
         cell.reserve(1, 0);
-        let before = cell.clone();
+        let before = cell;
         assert_eq!(cell.ready_at(1, 0), 100 * MS);
         assert_eq!(cell.available(0), 0);
         assert_eq!(cell, before);

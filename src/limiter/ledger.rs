@@ -300,7 +300,6 @@ impl Ledger {
             return;
         };
         let mut rebuilt = cancelled.before;
-        let mut first_moved = None;
         let mut converged = false;
         for entry in self.entries.range_mut(index + 1..) {
             if let Entry::Waiting(waiting) = entry {
@@ -311,14 +310,10 @@ impl Ledger {
                     break;
                 }
             }
-            if let Some(slot) = replay(entry, &mut rebuilt, now) {
-                first_moved.get_or_insert(slot);
-            }
+            replay(entry, &mut rebuilt, now);
         }
-        // The others learn of it in turn (see `Slot`).
-        if let Some(slot) = first_moved {
-            slot.wake();
-        }
+        // The first waiter that moved is woken; the others learn of it in turn (see `Slot`).
+        self.wake_after(index);
         if converged {
             self.forget_settled();
             return;
@@ -338,9 +333,15 @@ impl Ledger {
     /// The wait at `place` ended (or it was used without one): wakes the next waiter whose
     /// timer is set for a slot it no longer has, which in its turn wakes the next.
     pub(super) fn relay(&self, place: &Place) {
-        let Some(index) = self.index(place) else {
-            return;
-        };
+        if let Some(index) = self.index(place) {
+            self.wake_after(index);
+        }
+    }
+
+    /// Wakes the first waiter after `index` whose timer is set for a slot it no longer has,
+    /// unless a waiter on time comes first (it relays when its own wait ends). Reservations
+    /// nobody waits on are passed over: they read their slot when they wait.
+    fn wake_after(&self, index: usize) {
         for entry in self.entries.range(index + 1..) {
             let Entry::Waiting(waiting) = entry else {
                 continue;
@@ -382,9 +383,8 @@ fn same_schedules(a: &Cells, b: &Cells) -> bool {
     })
 }
 
-/// Applies `entry` to the `cells` being rebuilt at `now`; the slot of a waiting reservation
-/// that moved.
-fn replay<'e>(entry: &'e mut Entry, cells: &mut Cells, now: Nanos) -> Option<&'e Slot> {
+/// Applies `entry` to the `cells` being rebuilt at `now`.
+fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
     match entry {
         Entry::Waiting(waiting) => {
             waiting.before = *cells;
@@ -392,14 +392,13 @@ fn replay<'e>(entry: &'e mut Entry, cells: &mut Cells, now: Nanos) -> Option<&'e
             if slot <= now {
                 // Its slot has come: it may be leaving right now, so it keeps it.
                 waiting.grants = book_at(cells, &waiting.cost, slot, waiting.floor);
-                return None;
+                return;
             }
             // Booked again now: never later than before, never in the past.
             let (at, _) = ready_at(cells, &waiting.cost, waiting.floor, now);
             waiting.grants = book_at(cells, &waiting.cost, at, now);
             if at < slot {
                 waiting.slot.ready_at.store(at, Ordering::SeqCst);
-                return Some(&waiting.slot);
             }
         }
         Entry::Used { cost, at, now } => {
@@ -412,5 +411,4 @@ fn replay<'e>(entry: &'e mut Entry, cells: &mut Cells, now: Nanos) -> Option<&'e
         } => change.apply(&mut cells[dimension.index()], *now),
         Entry::Dropped => {}
     }
-    None
 }

@@ -5,8 +5,8 @@
 //! cancellation-safe limiter can pace anything else (a queue consumer, a websocket).
 
 mod budget;
-mod ledger;
 mod gcra;
+mod ledger;
 pub mod pace;
 
 pub use budget::{
