@@ -403,15 +403,17 @@ impl Budget {
             return 0;
         };
         let available = gcra.available(now);
+        // Recorded as the server's number, not as a difference: replayed without a dropped
+        // reservation, the cell comes to the same `remaining` (the server never counted it).
         if available > remaining {
-            state.change(dimension, Change::Debit(available - remaining), now);
+            state.change(dimension, Change::Sync(remaining), now);
             return i128::from(available - remaining);
         }
         let missing = remaining.min(gcra.burst()) - available.min(remaining);
         if missing == 0 || missing < min_credit {
             return 0;
         }
-        state.change(dimension, Change::Credit(missing), now);
+        state.change(dimension, Change::Sync(remaining), now);
         // The spacing as sent follows: what the server gives back may leave.
         if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
             sent.credit(missing, now);
@@ -996,6 +998,26 @@ mod tests {
         assert_eq!(waiting.await.unwrap() - start, Duration::from_millis(150));
         drop((queue, newcomer));
         assert_eq!(budget.outstanding(), 0);
+    }
+
+    /// Found by `llm_budget`: a server's count of what remains, replayed as the difference it
+    /// made, gave back the dropped waiter's tokens a second time.
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_replayed_after_a_drop_keeps_the_servers_count() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 1);
+        per_second(&budget, Dimension::Tokens, 100, 100);
+        let cost = Cost::requests(1).with(Dimension::Tokens, 10);
+        let first = budget.reserve(&cost, None).unwrap();
+        // Held by the request dimension for 1 s; its tokens are booked for then.
+        let waiting = budget.reserve(&cost, None).unwrap();
+        assert_eq!(waiting.ready_at() - Instant::now(), Duration::from_secs(1));
+        // The server has counted the first request only: 90 tokens remain.
+        budget.sync(Dimension::Tokens, 90, 1);
+        assert_eq!(budget.available(Dimension::Tokens), Some(80));
+        drop(waiting);
+        assert_eq!(budget.available(Dimension::Tokens), Some(90));
+        first.settle(None);
     }
 
     #[tokio::test(start_paused = true)]

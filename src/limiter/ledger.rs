@@ -20,10 +20,13 @@
 //!
 //! - a booking already used keeps its instant (it has left);
 //! - a reservation still waiting is booked again at the replay's `now` with the cells as
-//!   rebuilt so far, so it moves up into the freed time, never later than it was (every step
-//!   is monotone in the schedule it starts from) and never into the past;
+//!   rebuilt so far: it moves up into the freed time (every step is monotone in the schedule it
+//!   starts from), never into the past;
 //! - a reservation whose slot has come but which has not been used yet keeps its slot;
-//! - every other change is applied again at the instant it first happened.
+//! - every other change is applied again at the instant it first happened; a server's count
+//!   of what remains is applied as that count, not as the difference it made then (the server
+//!   never counted the dropped reservation), which may move a waiter back by less than one
+//!   interval's rounding.
 //!
 //! The rebuilt schedule is one the cells could have produced by themselves, one booking fewer:
 //! the GCRA bound holds for it as it does for any, waiters keep their first-come order, and a
@@ -116,8 +119,9 @@ pub(super) enum Change {
     Restart(Option<Limit>),
     /// Units charged after the fact ([`Gcra::debit`]).
     Debit(u64),
-    /// Units given back on the server's word ([`Gcra::credit`]).
-    Credit(u64),
+    /// The server's word: this many units remain now. What is booked beyond it is charged, what
+    /// is missing given back ([`Gcra::debit`], [`Gcra::credit`]).
+    Sync(u64),
     /// Virtual time a refund of the latest grant took off the schedule.
     GiveBack(Nanos),
 }
@@ -139,9 +143,16 @@ impl Change {
                 *cell = Some(gcra);
             }
             (Change::Debit(units), Some(gcra)) => gcra.debit(units, now),
-            (Change::Credit(units), Some(gcra)) => gcra.credit(units, now),
+            (Change::Sync(remaining), Some(gcra)) => {
+                let available = gcra.available(now);
+                if available > remaining {
+                    gcra.debit(available - remaining, now);
+                } else {
+                    gcra.credit(remaining.min(gcra.burst()) - available, now);
+                }
+            }
             (Change::GiveBack(nanos), Some(gcra)) => gcra.give_back(nanos),
-            (Change::Debit(_) | Change::Credit(_) | Change::GiveBack(_), None) => {}
+            (Change::Debit(_) | Change::Sync(_) | Change::GiveBack(_), None) => {}
         }
     }
 }
@@ -394,10 +405,12 @@ fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
                 waiting.grants = book_at(cells, &waiting.cost, slot, waiting.floor);
                 return;
             }
-            // Booked again now: never later than before, never in the past.
+            // Booked again now, never in the past.
             let (at, _) = ready_at(cells, &waiting.cost, waiting.floor, now);
             waiting.grants = book_at(cells, &waiting.cost, at, now);
-            if at < slot {
+            // Earlier, as a rule; later only if the server's word (a sync) took back time the
+            // dropped reservation had freed: the waiter reads its slot again when it wakes.
+            if at != slot {
                 waiting.slot.ready_at.store(at, Ordering::SeqCst);
             }
         }
