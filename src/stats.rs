@@ -49,6 +49,10 @@ pub struct LaneStats {
     pub paced: u64,
     /// Requests refused at once because the lane's circuit was open.
     pub circuit_rejected: u64,
+    /// Reported costs (an LLM response's `usage`) above what the lane's limit admits at once,
+    /// charged only up to it; each is also a `tracing` warning (see
+    /// [`Budget::settle`](crate::limiter::Budget::settle)).
+    pub clamped_reports: u64,
     /// The circuit breaker's state and counters, when the lane has one.
     pub breaker: Option<BreakerSnapshot>,
 }

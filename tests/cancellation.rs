@@ -367,3 +367,109 @@ async fn dropped_requests_leave_no_permit_and_no_reservation_behind() {
             .collect::<Vec<_>>()
     );
 }
+
+/// The end of the chain for the scenarios below: answers `200 ""` at once, as a loopback
+/// server does in virtual time. (A caller served at the end of its patience needs the answer
+/// within what patience it has left: with FIFO service the oldest waiter is served first.)
+struct Instantly;
+
+#[async_trait::async_trait]
+impl Middleware for Instantly {
+    async fn handle(
+        &self,
+        _: Request,
+        _: &mut Extensions,
+        _: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        Ok(Response::from(http::Response::new("")))
+    }
+}
+
+/// A throttle for `api.test` at `rate`, no concurrency cap, answered at once.
+fn paced(rate: Rate) -> (Throttle, ClientWithMiddleware) {
+    let throttle = Throttle::builder()
+        .host("api.test", Policy::new().rate(rate).unlimited_concurrency())
+        .build()
+        .expect("a valid policy");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle.clone())
+        .with(Instantly)
+        .build();
+    (throttle, client)
+}
+
+/// 100 callers that give up after 50 ms leave no dead slots behind: the next request leaves at
+/// the rate's next slot, not behind the 99 abandoned ones (~9.75 s before the fix).
+#[tokio::test(start_paused = true)]
+async fn the_next_request_after_a_hundred_dropped_waiters_leaves_at_once() {
+    let (throttle, client) = paced(Rate::per_second(10).burst(1));
+    let start = Instant::now();
+    let callers: Vec<_> = (0..100)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_millis(50),
+                    client.get("http://api.test/").send(),
+                )
+                .await
+                .is_ok()
+            })
+        })
+        .collect();
+    let mut gave_up = 0;
+    for caller in callers {
+        if !caller.await.expect("the caller ends") {
+            gave_up += 1;
+        }
+    }
+    // The burst of one went; everybody else gave up.
+    assert_eq!(gave_up, 99);
+    let asked = Instant::now();
+    assert_eq!(asked - start, Duration::from_millis(50));
+    client
+        .get("http://api.test/")
+        .send()
+        .await
+        .expect("the next request is answered");
+    let waited = Instant::now() - asked;
+    eprintln!("the next request waited {waited:?}");
+    // The slot after the first request's: 100 ms after the start, 50 ms from now.
+    assert!(waited <= Duration::from_millis(50), "waited {waited:?}");
+    let stats = throttle.stats();
+    let lane = stats.lane(API).expect("the api.test lane");
+    assert_eq!((lane.outstanding, lane.queued), (0, 0));
+}
+
+/// 50 callers a second, each giving up after 1 s, against 20 requests a second: the lane keeps
+/// sending at its rate (before the fix, every newcomer was booked behind the slots of callers
+/// who had given up, and goodput fell to 0 from the second second on).
+#[tokio::test(start_paused = true)]
+async fn callers_that_time_out_do_not_starve_the_ones_that_wait() {
+    const SECONDS: u64 = 60;
+    let (throttle, client) = paced(Rate::per_second(20));
+    let completed = Arc::new(AtomicU64::new(0));
+    let mut callers = Vec::new();
+    for _ in 0..SECONDS * 50 {
+        let client = client.clone();
+        let completed = Arc::clone(&completed);
+        callers.push(tokio::spawn(async move {
+            let sent = tokio::time::timeout(Duration::from_secs(1), async {
+                client.get("http://api.test/").send().await
+            })
+            .await;
+            if matches!(sent, Ok(Ok(response)) if response.status() == 200) {
+                completed.fetch_add(1, SeqCst);
+            }
+        }));
+        sleep(Duration::from_millis(20)).await;
+    }
+    for caller in callers {
+        caller.await.expect("the caller ends");
+    }
+    let completed = completed.load(SeqCst);
+    let per_second = completed as f64 / SECONDS as f64;
+    let sent = throttle.stats().lane(API).map_or(0, |lane| lane.sent);
+    eprintln!("{completed} completed in {SECONDS} s: {per_second:.2}/s of 20/s; {sent} sent");
+    assert!(per_second >= 0.95 * 20.0, "{per_second:.2}/s");
+}

@@ -422,6 +422,7 @@ impl Lane {
             cooldowns: c.cooldowns.load(Relaxed),
             paced: c.paced.load(Relaxed),
             circuit_rejected: c.circuit_rejected.load(Relaxed),
+            clamped_reports: self.budget.clamped_reports(),
             breaker: self.breaker.as_ref().map(|breaker| breaker.snapshot(now)),
             rate: self.budget.limit(Dimension::Requests).map(|limit| {
                 if limit.interval.is_zero() {

@@ -7,21 +7,24 @@
 //! or the reverse.
 //!
 //! A [`Reservation`] is cancellation-safe: dropped before it is [settled](Reservation::settle),
-//! it gives its units back (exactly when it is the latest booking, see [`Gcra::refund`]) and the
-//! budget forgets it. A caller that gives up never leaves a phantom booking behind.
+//! it gives its units back wherever it stands in the queue, and the reservations booked after it
+//! move up into the time it held, in their order (see the `ledger` module). A caller that gives
+//! up never leaves a phantom booking behind, and the limit is never exceeded for it.
 //!
 //! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! that were already waiting — [`Reservation::wait`] checks the gate again every time it wakes.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::gcra::{Gcra, Grant, Nanos};
-use crate::time::{later, Epoch};
+use super::gcra::{Gcra, Nanos};
+use super::ledger::{self, Cells, Change, Grants, Ledger, Place};
+use crate::time::Epoch;
 
 /// One thing a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -66,7 +69,7 @@ impl std::fmt::Display for Dimension {
     }
 }
 
-const DIMENSIONS: usize = Dimension::ALL.len();
+pub(super) const DIMENSIONS: usize = Dimension::ALL.len();
 
 /// What one request costs, per dimension.
 ///
@@ -126,15 +129,6 @@ impl Default for Cost {
     }
 }
 
-/// Sets (or with `None` removes) the rate of one cell, keeping what it booked.
-fn set_rate(cell: &mut Option<Gcra>, limit: Option<Limit>, now: Nanos) {
-    match (limit, cell.as_mut()) {
-        (None, _) => *cell = None,
-        (Some(limit), Some(gcra)) => gcra.set_rate(limit.interval, limit.burst, now),
-        (Some(limit), None) => *cell = Some(Gcra::new(limit.interval, limit.burst)),
-    }
-}
-
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -182,9 +176,9 @@ impl Blocked {
     }
 }
 
+/// What a dimension keeps beside its GCRA cell.
 #[derive(Debug, Default)]
 struct Cell {
-    gcra: Option<Gcra>,
     /// The same rate, charged at the instants units really leave ([`Budget::depart`]): a slot
     /// whose timer fired late pushes the next departure back, so the spacing holds as sent.
     sent: Option<Gcra>,
@@ -195,7 +189,11 @@ struct Cell {
 
 #[derive(Debug, Default)]
 struct State {
+    /// The GCRA cell of each dimension: the schedule of bookings.
+    gcras: Cells,
     cells: [Cell; DIMENSIONS],
+    /// Every change of `gcras` since the oldest waiting reservation, to take any one out.
+    ledger: Ledger,
     /// A cooldown of the whole lane, whatever the cost's dimensions.
     cooldown_until: Nanos,
     /// Reservations neither settled nor dropped.
@@ -203,6 +201,21 @@ struct State {
 }
 
 impl State {
+    /// Books `cost` for the instant `at` (no earlier than `floor`) as a reservation, written in
+    /// the ledger so that it can be dropped from anywhere in the queue.
+    fn reserve(&mut self, cost: &Cost, floor: Nanos, at: Nanos, now: Nanos) -> Place {
+        let before = self.gcras;
+        let grants = ledger::book_at(&mut self.gcras, cost, at, now);
+        self.outstanding += 1;
+        self.ledger.waiting(before, cost, floor, at, grants)
+    }
+
+    /// Applies `change` to `dimension`'s cell at `now`, and records it for a later replay.
+    fn change(&mut self, dimension: Dimension, change: Change, now: Nanos) {
+        change.apply(&mut self.gcras[dimension.index()], now);
+        self.ledger.change(dimension, change, now);
+    }
+
     fn cooldown_for(&self, cost: &Cost) -> (Nanos, Option<Dimension>) {
         let mut until = (self.cooldown_until, None);
         for (dimension, _) in cost.iter() {
@@ -251,6 +264,9 @@ pub struct Budget {
     generation: AtomicU64,
     /// Wakes the waiting reservations when the generation moves.
     repriced: tokio::sync::Notify,
+    /// Reported costs that were charged only up to the most one answer can use (see
+    /// [`Budget::settle`]).
+    clamped: AtomicU64,
 }
 
 impl Default for Budget {
@@ -261,6 +277,7 @@ impl Default for Budget {
             engaged: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             repriced: tokio::sync::Notify::new(),
+            clamped: AtomicU64::new(0),
         }
     }
 }
@@ -285,9 +302,8 @@ impl Budget {
         if limit.is_some() {
             self.engaged.store(true, Ordering::Release);
         }
-        let cell = &mut state.cells[dimension.index()];
-        set_rate(&mut cell.gcra, limit, now);
-        set_rate(&mut cell.sent, limit, now);
+        state.change(dimension, Change::Limit(limit), now);
+        Change::Limit(limit).apply(&mut state.cells[dimension.index()].sent, now);
     }
 
     /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
@@ -305,13 +321,8 @@ impl Budget {
             self.engaged.store(true, Ordering::Release);
         }
         // The new cell starts empty: the refused pace just spent its burst.
-        let cell = &mut state.cells[dimension.index()];
-        cell.gcra = limit.map(|limit| {
-            let mut gcra = Gcra::new(limit.interval, limit.burst);
-            gcra.debit(limit.burst, now);
-            gcra
-        });
-        set_rate(&mut cell.sent, limit, now);
+        state.change(dimension, Change::Restart(limit), now);
+        Change::Limit(limit).apply(&mut state.cells[dimension.index()].sent, now);
         drop(state);
         self.next_generation();
     }
@@ -358,8 +369,7 @@ impl Budget {
 
     /// The rate of `dimension`, if it has one.
     pub fn limit(&self, dimension: Dimension) -> Option<Limit> {
-        self.lock().cells[dimension.index()]
-            .gcra
+        self.lock().gcras[dimension.index()]
             .as_ref()
             .map(|gcra| Limit {
                 interval: gcra.interval(),
@@ -389,22 +399,23 @@ impl Budget {
         let now = self.epoch.nanos(Instant::now());
         let mut state = self.lock();
         let outstanding = state.outstanding;
-        let cell = &mut state.cells[dimension.index()];
-        let Some(gcra) = cell.gcra.as_mut() else {
+        let Some(gcra) = state.gcras[dimension.index()] else {
             return 0;
         };
         let available = gcra.available(now);
+        // Recorded as the server's number, not as a difference: replayed without a dropped
+        // reservation, the cell comes to the same `remaining` (the server never counted it).
         if available > remaining {
-            gcra.debit(available - remaining, now);
+            state.change(dimension, Change::Sync(remaining), now);
             return i128::from(available - remaining);
         }
         let missing = remaining.min(gcra.burst()) - available.min(remaining);
         if missing == 0 || missing < min_credit {
             return 0;
         }
-        gcra.credit(missing, now);
+        state.change(dimension, Change::Sync(remaining), now);
         // The spacing as sent follows: what the server gives back may leave.
-        if let Some(sent) = cell.sent.as_mut() {
+        if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
             sent.credit(missing, now);
         }
         drop(state);
@@ -418,17 +429,29 @@ impl Budget {
     /// less remaining than this budget believes): later reservations wait for them.
     pub fn debit(&self, dimension: Dimension, units: u64) {
         let now = self.epoch.nanos(Instant::now());
-        if let Some(gcra) = self.lock().cells[dimension.index()].gcra.as_mut() {
-            gcra.debit(units, now);
-        }
+        self.lock().change(dimension, Change::Debit(units), now);
     }
 
     /// Replaces what `commitment` booked in this budget by `actual`: over-estimates are given
     /// back (when they still can be, see [`Gcra::refund`]), under-estimates are charged so later
     /// reservations wait for them.
+    ///
+    /// A reported cost is not trusted without limit: one answer is charged at most a full burst
+    /// of each dimension (with a [`Rate`](crate::Rate)'s default burst, one period's allowance),
+    /// or its estimate when that was larger. No server could have served more than that under
+    /// this limit at once (a strict dimension even refuses such costs up front), so a larger
+    /// report is an error (`prompt_tokens: 18446744073709551615`), not usage, and the wait it
+    /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
+    /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
         let mut state = self.lock();
         self.reconcile(&mut state, &commitment.cost, &commitment.grants, actual);
+    }
+
+    /// How many reported costs were charged only up to what one answer can use (see
+    /// [`settle`](Self::settle)).
+    pub fn clamped_reports(&self) -> u64 {
+        self.clamped.load(Relaxed)
     }
 
     /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
@@ -458,8 +481,7 @@ impl Budget {
     /// Units of `dimension` that could be reserved now without waiting; `None` when unlimited.
     pub fn available(&self, dimension: Dimension) -> Option<u64> {
         let now = self.epoch.nanos(Instant::now());
-        self.lock().cells[dimension.index()]
-            .gcra
+        self.lock().gcras[dimension.index()]
             .as_ref()
             .map(|gcra| gcra.available(now))
     }
@@ -476,9 +498,11 @@ impl Budget {
         let state = self.lock();
         state.outstanding == 0
             && state.cooldown_until <= now
-            && state.cells.iter().all(|cell| {
-                cell.cooldown_until <= now && cell.gcra.as_ref().is_none_or(|g| g.tat() <= now)
-            })
+            && state.cells.iter().all(|cell| cell.cooldown_until <= now)
+            && state
+                .gcras
+                .iter()
+                .all(|gcra| gcra.as_ref().is_none_or(|g| g.tat() <= now))
     }
 
     /// Books `cost` in every dimension at once.
@@ -502,8 +526,11 @@ impl Budget {
         max_wait: Option<Duration>,
         now: Instant,
     ) -> Result<Reservation, Blocked> {
-        let (grants, wait) = self.book(cost, max_wait, now, true)?;
-        Ok(self.reservation(cost, grants, later(now, wait)))
+        let now = self.epoch.nanos(now);
+        let mut state = self.lock();
+        let (at, floor) = self.schedule(&state, cost, max_wait, now)?;
+        let place = state.reserve(cost, floor, at, now);
+        Ok(self.reservation(cost, place))
     }
 
     /// Books `cost` like [`reserve_at`](Self::reserve_at), and when the units may leave at once
@@ -515,133 +542,121 @@ impl Budget {
         max_wait: Option<Duration>,
         now: Instant,
     ) -> Result<Booking, Blocked> {
-        let (grants, wait) = self.book(cost, max_wait, now, false)?;
-        if wait.is_zero() {
+        if !self.engaged.load(Ordering::Acquire) {
             return Ok(Booking::Ready(Commitment {
                 cost: *cost,
-                grants,
+                grants: [None; DIMENSIONS],
             }));
         }
-        self.lock().outstanding += 1;
-        Ok(Booking::Wait(self.reservation(
-            cost,
+        let now = self.epoch.nanos(now);
+        let mut state = self.lock();
+        let (at, floor) = self.schedule(&state, cost, max_wait, now)?;
+        if at > now {
+            let place = state.reserve(cost, floor, at, now);
+            return Ok(Booking::Wait(self.reservation(cost, place)));
+        }
+        let grants = ledger::book_at(&mut state.gcras, cost, at, now);
+        state.ledger.used(cost, at, now);
+        Ok(Booking::Ready(Commitment {
+            cost: *cost,
             grants,
-            later(now, wait),
-        )))
+        }))
     }
 
-    fn reservation(
-        self: &Arc<Self>,
-        cost: &Cost,
-        grants: [Option<Grant>; DIMENSIONS],
-        ready_at: Instant,
-    ) -> Reservation {
+    fn reservation(self: &Arc<Self>, cost: &Cost, place: Place) -> Reservation {
         Reservation {
             budget: Arc::clone(self),
             cost: *cost,
-            grants,
-            ready_at,
+            place,
             settled: false,
             generation: self.generation.load(Ordering::Acquire),
         }
     }
 
-    /// The booking itself, under one lock: the slowest dimension (or cooldown) decides when the
-    /// whole cost may leave, and every dimension is booked for that instant.
-    #[allow(clippy::type_complexity)]
-    fn book(
+    /// When `cost` may leave if booked at `now` (the slowest dimension or a cooldown decides),
+    /// and no earlier than what (`now` or the cooldown's end); refused when that is beyond
+    /// `max_wait` or the cost can never fit.
+    fn schedule(
         &self,
+        state: &State,
         cost: &Cost,
         max_wait: Option<Duration>,
-        now_instant: Instant,
-        count_outstanding: bool,
-    ) -> Result<([Option<Grant>; DIMENSIONS], Duration), Blocked> {
-        if !count_outstanding && !self.engaged.load(Ordering::Acquire) {
-            return Ok(([None; DIMENSIONS], Duration::ZERO));
+        now: Nanos,
+    ) -> Result<(Nanos, Nanos), Blocked> {
+        for (dimension, units) in cost.iter() {
+            if let Some(gcra) = &state.gcras[dimension.index()] {
+                if state.cells[dimension.index()].strict && units > gcra.burst() {
+                    return Err(Blocked::NeverFits {
+                        dimension,
+                        cost: units,
+                        burst: gcra.burst(),
+                    });
+                }
+            }
         }
-        let now = self.epoch.nanos(now_instant);
-        let mut state = self.lock();
-
         let (cooldown, cooled_dimension) = state.cooldown_for(cost);
-        let mut at = now.max(cooldown);
-        let mut blocker = None;
-        for (dimension, units) in cost.iter() {
-            let cell = &state.cells[dimension.index()];
-            let Some(gcra) = cell.gcra.as_ref() else {
-                continue;
-            };
-            if cell.strict && units > gcra.burst() {
-                return Err(Blocked::NeverFits {
-                    dimension,
-                    cost: units,
-                    burst: gcra.burst(),
-                });
-            }
-            let ready = gcra.ready_at(units, now);
-            if ready > at {
-                at = ready;
-                blocker = Some(dimension);
-            }
-        }
-
+        let floor = now.max(cooldown);
+        let (at, blocker) = ledger::ready_at(&state.gcras, cost, floor, now);
         let wait = Duration::from_nanos(at - now);
-        if let Some(max_wait) = max_wait {
-            if wait > max_wait {
-                return Err(match blocker {
-                    Some(dimension) => Blocked::Rate { dimension, wait },
-                    None => Blocked::Cooldown {
-                        dimension: cooled_dimension,
-                        wait,
-                    },
-                });
-            }
+        match max_wait {
+            Some(max_wait) if wait > max_wait => Err(match blocker {
+                Some(dimension) => Blocked::Rate { dimension, wait },
+                None => Blocked::Cooldown {
+                    dimension: cooled_dimension,
+                    wait,
+                },
+            }),
+            _ => Ok((at, floor)),
         }
-
-        let mut grants = [None; DIMENSIONS];
-        for (dimension, units) in cost.iter() {
-            if let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() {
-                grants[dimension.index()] = Some(gcra.reserve_at(units, at, now));
-            }
-        }
-        if count_outstanding {
-            state.outstanding += 1;
-        }
-        Ok((grants, wait))
     }
 
-    fn release(&self, reservation: &Reservation, actual: Option<&Cost>) {
+    /// A reservation ends: used (its booking stays, and comes back to reconcile), or dropped
+    /// (its booking is taken out, wherever it stands).
+    fn release(&self, place: &Place, used: bool) -> Grants {
         let mut state = self.lock();
         state.outstanding = state.outstanding.saturating_sub(1);
-        let zero = Cost::zero();
-        self.reconcile(
-            &mut state,
-            &reservation.cost,
-            &reservation.grants,
-            actual.unwrap_or(&zero),
-        );
+        if used {
+            return state.ledger.commit(place);
+        }
+        let now = self.epoch.nanos(Instant::now());
+        let State { gcras, ledger, .. } = &mut *state;
+        ledger.cancel(place, gcras, now);
+        [None; DIMENSIONS]
     }
 
     /// Brings the booking of `reserved` (held as `grants`) to `actual`: refunds what was not
-    /// used (when it still can be, see [`Gcra::refund`]), debits what was used beyond it.
-    fn reconcile(
-        &self,
-        state: &mut State,
-        reserved: &Cost,
-        grants: &[Option<Grant>; DIMENSIONS],
-        actual: &Cost,
-    ) {
+    /// used (when it still can be, see [`Gcra::refund`]), debits what was used beyond it, up to
+    /// what one answer can use (see [`settle`](Self::settle)).
+    fn reconcile(&self, state: &mut State, reserved: &Cost, grants: &Grants, actual: &Cost) {
+        if actual == reserved {
+            return;
+        }
+        let now = self.epoch.nanos(Instant::now());
         for dimension in Dimension::ALL {
             let booked = reserved.get(dimension);
             let used = actual.get(dimension);
-            let Some(gcra) = state.cells[dimension.index()].gcra.as_mut() else {
+            let Some(gcra) = state.gcras[dimension.index()].as_mut() else {
                 continue;
             };
             match grants[dimension.index()] {
                 Some(grant) if used < booked => {
-                    gcra.refund(&grant, booked - used);
+                    if let Some(returned) = gcra.refund_nanos(&grant, booked - used) {
+                        state
+                            .ledger
+                            .change(dimension, Change::GiveBack(returned), now);
+                    }
                 }
-                // The clock is read only when something must be charged.
-                _ if used > booked => gcra.debit(used - booked, self.epoch.nanos(Instant::now())),
+                _ if used > booked => {
+                    let most = booked.max(gcra.burst());
+                    if used > most {
+                        self.clamped.fetch_add(1, Relaxed);
+                        tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
+                    }
+                    let extra = used.min(most) - booked;
+                    if extra > 0 {
+                        state.change(dimension, Change::Debit(extra), now);
+                    }
+                }
                 _ => {}
             }
         }
@@ -650,23 +665,25 @@ impl Budget {
 
 /// Units booked in a [`Budget`], waiting to leave or in use.
 ///
-/// Dropped without [`settle`](Reservation::settle), it gives its units back: a request that was
-/// cancelled while waiting leaves nothing behind.
+/// Dropped without [`settle`](Reservation::settle), it gives its units back, wherever it stands
+/// in the queue: the reservations booked after it move up (see [`Budget`]), so a request that
+/// was cancelled while waiting leaves nothing behind.
 #[derive(Debug)]
 #[must_use = "a reservation gives its units back when dropped"]
 pub struct Reservation {
     budget: Arc<Budget>,
     cost: Cost,
-    grants: [Option<Grant>; DIMENSIONS],
-    ready_at: Instant,
+    place: Place,
     settled: bool,
     generation: u64,
 }
 
 impl Reservation {
-    /// When the booked units may leave (a later cooldown can still hold them back; see [`wait`](Self::wait)).
+    /// When the booked units may leave (a later cooldown can still hold them back; see
+    /// [`wait`](Self::wait)). It only ever moves earlier: when a reservation booked before this
+    /// one is dropped.
     pub fn ready_at(&self) -> Instant {
-        self.ready_at
+        self.budget.epoch.instant(self.place.slot.ready_at())
     }
 
     /// The cost that was booked.
@@ -681,7 +698,10 @@ impl Reservation {
     /// ([`Waited::PastCooldown`]): the slot was booked before the server spoke, so a caller may
     /// prefer to book again under what the lane learned meanwhile. With a `deadline`, a cooldown
     /// that would end after it fails at once with [`Blocked::Cooldown`] instead of sleeping in vain.
+    /// A slot that moves earlier (a reservation ahead was dropped) wakes the wait at once.
     pub async fn wait(&self, deadline: Option<Instant>) -> Result<Waited, Blocked> {
+        // However the wait ends (even dropped), the next waiter learns whether its slot moved.
+        let _relay = Relay(self);
         let mut waited = Waited::OnTime;
         loop {
             let now = Instant::now();
@@ -692,14 +712,18 @@ impl Reservation {
             if self.budget.generation.load(Ordering::Acquire) != self.generation {
                 return Ok(Waited::Repriced);
             }
+            // Made before the slot is read: a move in between leaves a permit that wakes us.
+            let moved = self.place.slot.arming();
+            let ready_at = self.ready_at();
             let cooldown = self.budget.cooldown_until(&self.cost);
-            if cooldown.is_some_and(|cooldown| cooldown > self.ready_at) {
+            if cooldown.is_some_and(|cooldown| cooldown > ready_at) {
                 waited = Waited::PastCooldown;
             }
-            let until = cooldown.map_or(self.ready_at, |c| c.max(self.ready_at));
+            let until = cooldown.map_or(ready_at, |c| c.max(ready_at));
             if until <= now {
                 return Ok(waited);
             }
+            self.place.slot.armed(self.budget.epoch.nanos(ready_at));
             if let (Some(deadline), Some(cooldown)) = (deadline, cooldown) {
                 if cooldown > deadline {
                     let state = self.budget.lock();
@@ -713,6 +737,7 @@ impl Reservation {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
                 () = repriced => {}
+                () = moved => {}
             }
         }
     }
@@ -721,10 +746,10 @@ impl Reservation {
     /// really cost (for example the token usage an LLM API reports in its response).
     pub fn commit(mut self) -> Commitment {
         self.settled = true;
-        self.budget.release(&self, Some(&self.cost));
+        let grants = self.budget.release(&self.place, true);
         Commitment {
             cost: self.cost,
-            grants: self.grants,
+            grants,
         }
     }
 
@@ -732,11 +757,25 @@ impl Reservation {
     ///
     /// With `actual`, the booking is reconciled with what was really used: units reserved but not
     /// used are given back (when they still can be, see [`Gcra::refund`]) and units used beyond
-    /// the reservation are charged, so later reservations wait for them.
-    pub fn settle(mut self, actual: Option<&Cost>) {
-        self.settled = true;
-        self.budget
-            .release(&self, Some(actual.unwrap_or(&self.cost)));
+    /// the reservation are charged (up to what one answer can use, see [`Budget::settle`]), so
+    /// later reservations wait for them.
+    pub fn settle(self, actual: Option<&Cost>) {
+        let budget = Arc::clone(&self.budget);
+        let commitment = self.commit();
+        if let Some(actual) = actual {
+            budget.settle(commitment, actual);
+        }
+    }
+}
+
+/// Ends a [`Reservation::wait`]: passes on the news of moved slots (see the `ledger` module).
+struct Relay<'r>(&'r Reservation);
+
+impl Drop for Relay<'_> {
+    fn drop(&mut self) {
+        let reservation = self.0;
+        reservation.place.slot.disarmed();
+        reservation.budget.lock().ledger.relay(&reservation.place);
     }
 }
 
@@ -768,7 +807,7 @@ pub enum Booking {
 #[derive(Debug)]
 pub struct Commitment {
     cost: Cost,
-    grants: [Option<Grant>; DIMENSIONS],
+    grants: Grants,
 }
 
 impl Commitment {
@@ -781,7 +820,7 @@ impl Commitment {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.settled {
-            self.budget.release(self, None);
+            self.budget.release(&self.place, false);
         }
     }
 }
@@ -889,6 +928,96 @@ mod tests {
             next.ready_at() - Instant::now(),
             Duration::from_millis(2_010)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reported_cost_is_charged_at_most_one_burst() {
+        for reported in [u64::MAX, 4_000_000] {
+            // 40 000 tokens a minute, the whole minute as burst.
+            let budget = Budget::new();
+            budget.set_limit(
+                Dimension::Tokens,
+                Some(Limit {
+                    interval: Duration::from_millis(1_500),
+                    burst: 40_000,
+                }),
+            );
+            let estimate = Cost::requests(1).with(Dimension::Tokens, 1_000);
+            let r = budget.reserve(&estimate, None).unwrap();
+            r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, reported)));
+            assert_eq!(budget.clamped_reports(), 1);
+            // The whole minute is spent, no more: 1 000 more tokens wait 1 000 intervals.
+            let next = budget.reserve(&estimate, None).unwrap();
+            assert_eq!(next.ready_at() - Instant::now(), Duration::from_secs(1_500));
+            // Within the limit nothing is clamped: a report below one burst is charged whole.
+            let budget = Budget::new();
+            per_second(&budget, Dimension::Tokens, 100, 1_000);
+            let r = budget
+                .reserve(&Cost::requests(1).with(Dimension::Tokens, 10), None)
+                .unwrap();
+            r.settle(Some(&Cost::requests(1).with(Dimension::Tokens, 1_000)));
+            assert_eq!(budget.clamped_reports(), 0);
+            assert_eq!(budget.available(Dimension::Tokens), Some(0));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_dropped_mid_queue_lets_the_ones_behind_move_up() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 10, 1);
+        let start = Instant::now();
+        let queue: Vec<_> = (0..5)
+            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap())
+            .collect();
+        let slots = |queue: &[Reservation]| -> Vec<u128> {
+            queue
+                .iter()
+                .map(|r| (r.ready_at() - start).as_millis())
+                .collect()
+        };
+        assert_eq!(slots(&queue), vec![0, 100, 200, 300, 400]);
+        let mut queue = queue;
+        drop(queue.remove(2));
+        assert_eq!(slots(&queue), vec![0, 100, 200, 300]);
+        // A newcomer goes after every live waiter, into the slot the dropped one freed.
+        let newcomer = budget.reserve(&Cost::requests(1), None).unwrap();
+        assert_eq!((newcomer.ready_at() - start).as_millis(), 400);
+        // The front is dropped at its slot's instant: the others keep the spacing from now.
+        tokio::time::advance(Duration::from_millis(50)).await;
+        drop(queue.remove(0));
+        assert_eq!(slots(&queue), vec![50, 150, 250]);
+        assert_eq!((newcomer.ready_at() - start).as_millis(), 350);
+        // A waiter that is asleep is woken at its new slot.
+        let last = queue.pop().unwrap();
+        let waiting = tokio::spawn(async move {
+            last.wait(None).await.unwrap();
+            Instant::now()
+        });
+        tokio::task::yield_now().await;
+        drop(queue.remove(0));
+        assert_eq!(waiting.await.unwrap() - start, Duration::from_millis(150));
+        drop((queue, newcomer));
+        assert_eq!(budget.outstanding(), 0);
+    }
+
+    /// Found by `llm_budget`: a server's count of what remains, replayed as the difference it
+    /// made, gave back the dropped waiter's tokens a second time.
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_replayed_after_a_drop_keeps_the_servers_count() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 1);
+        per_second(&budget, Dimension::Tokens, 100, 100);
+        let cost = Cost::requests(1).with(Dimension::Tokens, 10);
+        let first = budget.reserve(&cost, None).unwrap();
+        // Held by the request dimension for 1 s; its tokens are booked for then.
+        let waiting = budget.reserve(&cost, None).unwrap();
+        assert_eq!(waiting.ready_at() - Instant::now(), Duration::from_secs(1));
+        // The server has counted the first request only: 90 tokens remain.
+        budget.sync(Dimension::Tokens, 90, 1);
+        assert_eq!(budget.available(Dimension::Tokens), Some(80));
+        drop(waiting);
+        assert_eq!(budget.available(Dimension::Tokens), Some(90));
+        first.settle(None);
     }
 
     #[tokio::test(start_paused = true)]

@@ -63,7 +63,7 @@ pub struct Grant {
 /// // The burst is spent: the third unit is scheduled one emission interval later.
 /// assert_eq!(cell.reserve(1, now).ready_at, 100_000_000);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Gcra {
     /// Emission interval `T`: nanoseconds one unit occupies. Never zero.
     interval: Nanos,
@@ -163,16 +163,38 @@ impl Gcra {
     /// the cell never over-admits. A grant gives back at most once. Returns `true` when the
     /// capacity was returned.
     pub fn refund(&mut self, grant: &Grant, units: u64) -> bool {
+        self.refund_nanos(grant, units).is_some()
+    }
+
+    /// [`refund`](Self::refund), saying how much virtual time was given back.
+    pub(crate) fn refund_nanos(&mut self, grant: &Grant, units: u64) -> Option<Nanos> {
         if grant.seq != self.seq || self.tat != grant.end {
-            return false;
+            return None;
         }
         let returned = self
             .increment(units)
             .min(grant.end.saturating_sub(grant.start));
-        self.tat = self.tat.saturating_sub(returned);
+        self.give_back(returned);
+        Some(returned)
+    }
+
+    /// Takes `nanos` off the end of the schedule: what a refund of the latest grant does, and
+    /// what replaying that refund does again.
+    pub(crate) fn give_back(&mut self, nanos: Nanos) {
+        self.tat = self.tat.saturating_sub(nanos);
         // Nothing is the latest grant any more: the one before was scheduled around this one.
         self.seq = self.seq.wrapping_add(1);
-        true
+    }
+
+    /// Whether `other` has the same rate and schedule (whatever its booking number).
+    pub(crate) fn same_schedule(&self, other: &Gcra) -> bool {
+        (self.interval, self.burst, self.tat) == (other.interval, other.burst, other.tat)
+    }
+
+    /// Makes this cell, rebuilt from an earlier state, newer than `replaced`: no grant handed out
+    /// by either can refund into it (a rebuilt schedule lines up with none of them).
+    pub(crate) fn supersede(&mut self, replaced: &Gcra) {
+        self.seq = self.seq.max(replaced.seq).wrapping_add(1);
     }
 
     /// Charges `units` more than were reserved (a cost found to be larger after the fact):
@@ -276,7 +298,7 @@ mod tests {
     fn peek_does_not_consume() {
         let mut cell = per_second(10, 1);
         cell.reserve(1, 0);
-        let before = cell.clone();
+        let before = cell;
         assert_eq!(cell.ready_at(1, 0), 100 * MS);
         assert_eq!(cell.available(0), 0);
         assert_eq!(cell, before);

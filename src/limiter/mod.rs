@@ -6,6 +6,7 @@
 
 mod budget;
 mod gcra;
+mod ledger;
 pub mod pace;
 
 pub use budget::{

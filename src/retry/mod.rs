@@ -22,6 +22,12 @@ pub use classify::{classify, is_rate_limited, may_retry, Attempt, Idempotency, V
 /// The default cap on a server-requested delay that is slept on.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
+/// The most [`RetryPolicy::max_retry_after`] can be: one day, the longest window public APIs
+/// announce (daily quotas). Every wait derived from a server value (a Retry-After, a reset, a
+/// learned pace's interval) is capped at `max_retry_after`, so none exceeds this, whatever the
+/// server sends or the policy asks for.
+pub const MAX_RETRY_AFTER_CEILING: Duration = Duration::from_secs(86_400);
+
 /// Default number of retries of a rate-limited refusal while the lane paces itself; see
 /// [`RetryPolicy::max_rate_limited_retries`].
 pub const DEFAULT_MAX_RATE_LIMITED_RETRIES: u32 = 10;
@@ -144,9 +150,11 @@ impl RetryPolicy {
     /// A server-requested delay longer than this is not slept on (default 120 s): the response
     /// is returned as it is, or an error with [`fail_on_long_retry_after`](Self::fail_on_long_retry_after).
     /// Lane cooldowns set from server signals are capped to it too, so no wait is ever unbounded.
+    /// A value above [`MAX_RETRY_AFTER_CEILING`] (one day; `Duration::MAX` included) is taken as
+    /// that ceiling: a server can never pause a lane longer, and the pause is never disabled.
     #[must_use]
     pub fn max_retry_after(mut self, max: Duration) -> RetryPolicy {
-        self.max_retry_after = max;
+        self.max_retry_after = max.min(MAX_RETRY_AFTER_CEILING);
         self
     }
 
@@ -181,7 +189,7 @@ impl RetryPolicy {
 
     /// The cap on server-requested delays.
     pub fn configured_max_retry_after(&self) -> Duration {
-        self.max_retry_after
+        self.max_retry_after.min(MAX_RETRY_AFTER_CEILING)
     }
 
     /// Whether a too-long Retry-After is an error rather than a returned response.
@@ -263,7 +271,7 @@ impl RetryPolicy {
             return Stop(StopReason::RetriesExhausted);
         }
         if let Some(delay) = facts.server_delay {
-            if delay > self.max_retry_after {
+            if delay > self.configured_max_retry_after() {
                 return Stop(StopReason::RetryAfterTooLong(delay));
             }
         }
