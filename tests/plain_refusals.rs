@@ -133,3 +133,41 @@ async fn a_configured_rate_against_a_leaky_bucket_that_says_retry_after() {
     assert!(report.refused <= 10, "{} refused", report.refused);
     assert!(report.goodput >= 0.9, "goodput {:.3}", report.goodput);
 }
+
+/// A request refused more times than `max_retries` while its lane paces itself is still
+/// retried, up to `max_rate_limited_retries`, and its body is kept for every attempt: before,
+/// the request was cloned for a retry only while fewer than `max_retries` were done, so the
+/// fourth refusal of a POST came back to the caller as a 429 ("not cloneable").
+#[tokio::test(start_paused = true)]
+async fn a_paced_lane_keeps_retrying_a_refused_post_past_max_retries() {
+    use wiremock::matchers::{body_string, method};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429))
+        .up_to_n_times(6)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(body_string("payload"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let throttle = Throttle::builder().build().unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle.clone())
+        .build();
+    let response = client
+        .post(server.uri())
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let received = server.received_requests().await.unwrap();
+    assert_eq!(received.len(), 7, "six refusals, then the answer");
+    assert!(received.iter().all(|request| request.body == b"payload"));
+    let lane = throttle.stats().lanes.pop().unwrap();
+    assert_eq!((lane.rate_limited, lane.retries), (6, 6));
+}

@@ -34,10 +34,15 @@ async fn attempts_for(
     let throttle = Throttle::builder()
         .default_policy(
             Policy::new().retry(
-                RetryPolicy::new().max_retries(MAX_RETRIES).backoff(
-                    Backoff::exponential(Duration::from_millis(10), Duration::from_millis(100))
-                        .jitter(Jitter::None),
-                ),
+                RetryPolicy::new()
+                    .max_retries(MAX_RETRIES)
+                    // A 429 in a lane that learned a pace has its own, larger count (the pace
+                    // bounds the load); this table counts every status alike.
+                    .max_rate_limited_retries(MAX_RETRIES)
+                    .backoff(
+                        Backoff::exponential(Duration::from_millis(10), Duration::from_millis(100))
+                            .jitter(Jitter::None),
+                    ),
             ),
         )
         .build()

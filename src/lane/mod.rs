@@ -310,7 +310,7 @@ impl Lane {
     /// Whether another attempt could still follow the one about to start (so its request is
     /// worth cloning first).
     pub fn may_retry(&self, state: &RetryState) -> bool {
-        state.retries_done < self.policy.retry.configured_max_retries()
+        state.retries_done < self.policy.retry.most_retries()
     }
 
     /// Retry, or stop: the policy decides from the one assessment; counted and traced here.

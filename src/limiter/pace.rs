@@ -412,6 +412,8 @@ pub struct PaceLearner {
     window_track: Option<WindowTrack>,
     /// The window's length, from the steps between successive windows' resets.
     window_length: Option<Duration>,
+    /// What each dimension's bucket announcements tell about its refill rate.
+    refills: [Refill; Dimension::ALL.len()],
     /// The server's window was seen to move on without renewing (a moving window: a slot
     /// frees as the oldest request in it expires, not only at the window's end).
     sliding: bool,
@@ -436,6 +438,7 @@ impl PaceLearner {
             cubic_after: None,
             window_track: None,
             window_length: None,
+            refills: [Refill::default(); Dimension::ALL.len()],
             sliding: false,
             synced: [None; Dimension::ALL.len()],
         }
@@ -956,7 +959,7 @@ impl PaceLearner {
     }
 
     /// Keeps each budget in step with what the server announces: for a bucket family
-    /// (OpenAI, Anthropic) the limit of every dimension is learned as [`bucket_limit`] says;
+    /// (OpenAI, Anthropic) the limit of every dimension is learned as [`Refill`] says;
     /// for any family, token dimensions with a limit are synced to the announced `remaining`,
     /// less what is still in flight (the server may not have seen it yet).
     fn sync_buckets(
@@ -983,7 +986,8 @@ impl PaceLearner {
             let remaining = window.remaining.map(|r| r.saturating_sub(unseen));
             if let Some(announced) = window.limit.filter(|_| bucket) {
                 let current = self.current[slot(dimension)];
-                if let Some(learned) = bucket_limit(window, announced, current) {
+                let refill = self.refills[slot(dimension)].observe(window, announced, current);
+                if let Some(learned) = refill {
                     let learned = self.capped(dimension, learned);
                     let effective = self.config.never_faster(dimension, learned);
                     let known = self.tokens[slot(dimension)];
@@ -1046,32 +1050,101 @@ fn is_bucket(family: HeaderFamily) -> bool {
     matches!(family, HeaderFamily::OpenAi | HeaderFamily::Anthropic)
 }
 
-/// The bucket a window announces: `limit` L as its burst, refilled at (L − remaining) / reset
-/// (the time until full is the time to refill what is missing), whatever the period: a minute,
-/// a second or 50 ms. A full bucket (or no reset) tells no rate: the rate known so far stands,
-/// else nothing is learned (a lane that always finds the bucket full is not constrained by it;
-/// a per-minute guess here stalled lanes whose server refills per second).
-pub fn bucket_limit(window: Window, limit: u64, known: Option<Limit>) -> Option<Limit> {
-    if limit == 0 {
-        return None;
-    }
-    let missing = window
-        .remaining
-        .map(|remaining| limit.saturating_sub(remaining));
-    match (missing, window.reset_in) {
-        (Some(missing), Some(reset)) if missing > 0 && !reset.is_zero() => {
-            let interval = reset.as_nanos() / u128::from(missing);
-            let interval = u64::try_from(interval).unwrap_or(u64::MAX).max(1);
-            Some(Limit {
-                interval: Duration::from_nanos(interval),
-                burst: limit,
-            })
+/// What a bucket's announcements tell about its refill rate.
+///
+/// A bucket of `limit` L announces `remaining` R and the time T until it is full again, so it
+/// refills L − R units in T, whatever its period: a minute, a second or 50 ms. But R is the
+/// bucket's level rounded *down* (the level is fractional between refills), so L − R overstates
+/// what is missing by up to one unit: one announcement only bounds the rate between
+/// (L − R − 1) / T and (L − R) / T. With a small bucket (10 requests) that is a wide range (a
+/// lane paced at (L − R) / T was refused again and again), so the bounds of successive
+/// announcements are intersected: each narrows them, and the lane refills at their middle.
+/// Bounds that stop overlapping mean the server changed its rate: the newest announcement
+/// starts them anew.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Refill {
+    /// The limit the bounds were learned for.
+    limit: u64,
+    /// Units per second, at least.
+    lower: f64,
+    /// Units per second, at most.
+    upper: f64,
+}
+
+impl Refill {
+    /// Takes one announcement of a bucket of `limit` into account; returns the limit to pace
+    /// at: the bucket as burst, refilled at the middle of the bounds known (or at their upper
+    /// end while no announcement bounded the rate from below: a lane that never empties the
+    /// bucket by more than a unit is not held back by it). A full bucket, or one without a
+    /// reset, tells no rate: the rate known so far stands, else nothing is learned.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::limiter::pace::Refill;
+    /// use reqwest_throttle::signals::Window;
+    ///
+    /// let window = |remaining, reset_ms| Window {
+    ///     limit: Some(10),
+    ///     remaining: Some(remaining),
+    ///     reset_in: Some(Duration::from_millis(reset_ms)),
+    /// };
+    /// let mut refill = Refill::default();
+    /// // 20 per second, level 8.6: "8 remaining, full in 70 ms" reads 28.6/s alone.
+    /// refill.observe(window(8, 70), 10, None);
+    /// // Emptied by a burst, "0 remaining, full in 500 ms": between 18/s and 20/s.
+    /// let limit = refill.observe(window(0, 500), 10, None).unwrap();
+    /// let per_second = 1.0 / limit.interval.as_secs_f64();
+    /// assert!((per_second - 19.0).abs() < 1e-6, "{per_second}");
+    /// assert_eq!(limit.burst, 10);
+    /// ```
+    pub fn observe(&mut self, window: Window, limit: u64, known: Option<Limit>) -> Option<Limit> {
+        if limit == 0 {
+            return None;
         }
-        // A full bucket: the lane sends slower than it refills, and nothing constrains it yet.
-        _ => known.map(|known| Limit {
+        let missing = window
+            .remaining
+            .map(|remaining| limit.saturating_sub(remaining));
+        let bounded = match (missing, window.reset_in) {
+            (Some(missing), Some(reset)) if missing > 0 && !reset.is_zero() => {
+                let reset = reset.as_secs_f64();
+                let lower = (missing - 1) as f64 / reset;
+                let upper = missing as f64 / reset;
+                let overlap = self.limit == limit && lower <= self.upper && self.lower <= upper;
+                *self = if overlap {
+                    Refill {
+                        limit,
+                        lower: lower.max(self.lower),
+                        upper: upper.min(self.upper),
+                    }
+                } else {
+                    Refill {
+                        limit,
+                        lower,
+                        upper,
+                    }
+                };
+                true
+            }
+            _ => false,
+        };
+        if !bounded || self.limit != limit {
+            // A full bucket: the lane sends slower than it refills, and nothing constrains it
+            // yet.
+            return known.map(|known| Limit {
+                burst: limit,
+                ..known
+            });
+        }
+        let rate = if self.lower > 0.0 {
+            (self.lower + self.upper) / 2.0
+        } else {
+            self.upper
+        };
+        let interval = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+        Some(Limit {
+            interval: interval.max(Duration::from_nanos(1)),
             burst: limit,
-            ..known
-        }),
+        })
     }
 }
 
@@ -1296,10 +1369,10 @@ mod bucket_tests {
             (requests.interval, requests.burst),
             (Duration::from_millis(50), 10)
         );
-        assert_eq!(
-            (tokens.interval, tokens.burst),
-            (Duration::from_millis(1), 1_000)
-        );
+        // 100 missing of 1 000 in 100 ms: between 990/s and 1 000/s, paced at the middle.
+        assert_eq!(tokens.burst, 1_000);
+        let per_second = 1.0 / tokens.interval.as_secs_f64();
+        assert!((per_second - 995.0).abs() < 0.01, "{per_second}");
     }
 
     #[test]
@@ -1313,11 +1386,34 @@ mod bucket_tests {
             remaining: Some(12),
             reset_in: Some(Duration::ZERO),
         };
+        let mut refill = Refill::default();
         assert_eq!(
-            bucket_limit(full, 12, Some(known)),
+            refill.observe(full, 12, Some(known)),
             Some(Limit { burst: 12, ..known })
         );
-        assert_eq!(bucket_limit(full, 60, None), None);
-        assert_eq!(bucket_limit(full, 0, Some(known)), None);
+        assert_eq!(refill.observe(full, 60, None), None);
+        assert_eq!(refill.observe(full, 0, Some(known)), None);
+    }
+
+    #[test]
+    fn refill_bounds_narrow_and_start_anew_when_the_rate_changes() {
+        let window = |remaining, reset_ms| Window {
+            limit: Some(10),
+            remaining: Some(remaining),
+            reset_in: Some(Duration::from_millis(reset_ms)),
+        };
+        let per_second = |limit: Option<Limit>| 1.0 / limit.unwrap().interval.as_secs_f64();
+        let mut refill = Refill::default();
+        // 20/s: one unit missing says at most 20/s, and nothing below.
+        assert!((per_second(refill.observe(window(9, 50), 10, None)) - 20.0).abs() < 1e-6);
+        // Level 7.6 of 10 reads "7, full in 120 ms": 16.7/s to 25/s, intersected: 16.7 to 20.
+        let rate = per_second(refill.observe(window(7, 120), 10, None));
+        assert!((rate - (2.0 / 0.12 + 20.0) / 2.0).abs() < 1e-6, "{rate}");
+        // Never above the tightest upper bound, whatever the order of announcements.
+        let rate = per_second(refill.observe(window(6, 180), 10, None));
+        assert!(rate <= 20.0 + 1e-9, "{rate}");
+        // The server halves its rate: the old bounds no longer overlap, the new ones hold.
+        let rate = per_second(refill.observe(window(0, 1_000), 10, None));
+        assert!((rate - 9.5).abs() < 1e-6, "{rate}");
     }
 }

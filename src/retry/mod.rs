@@ -130,7 +130,9 @@ impl RetryPolicy {
 
     /// A policy that never retries (server signals still pace the lane).
     pub fn disabled() -> RetryPolicy {
-        RetryPolicy::default().max_retries(0)
+        RetryPolicy::default()
+            .max_retries(0)
+            .max_rate_limited_retries(0)
     }
 
     /// At most `n` retries per request (default 3).
@@ -185,6 +187,14 @@ impl RetryPolicy {
     /// The retry count.
     pub fn configured_max_retries(&self) -> u32 {
         self.max_retries
+    }
+
+    /// The most retries any request may get: the larger of
+    /// [`max_retries`](Self::max_retries) and
+    /// [`max_rate_limited_retries`](Self::max_rate_limited_retries). A request is kept for a
+    /// retry while fewer than this were done.
+    pub fn most_retries(&self) -> u32 {
+        self.max_rate_limited_retries.max(self.max_retries)
     }
 
     /// The cap on server-requested delays.
@@ -263,7 +273,7 @@ impl RetryPolicy {
         // A rate-limited refusal in a paced lane: retried at the lane's pace.
         let paced = facts.paced && facts.verdict == Verdict::RetryNotActed;
         let max_retries = if paced {
-            self.max_rate_limited_retries.max(self.max_retries)
+            self.most_retries()
         } else {
             self.max_retries
         };
