@@ -35,6 +35,8 @@ pub(crate) struct Ticket {
     cost: Cost,
     commitment: Option<Commitment>,
     admission: Option<Admission>,
+    /// How many requests the lane had sent before this one.
+    departure: u64,
     departed: Instant,
     permits: Option<Permits>,
 }
@@ -113,7 +115,7 @@ impl Lane {
                 self.counters.record_wait(waited);
                 tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
             }
-            self.counters.sent.fetch_add(1, Relaxed);
+            let departure = self.counters.sent.fetch_add(1, Relaxed);
             self.counters.in_flight.fetch_add(1, Relaxed);
             for (dimension, units) in cost.iter() {
                 self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
@@ -123,6 +125,7 @@ impl Lane {
                 cost: *cost,
                 commitment: Some(commitment),
                 admission,
+                departure,
                 departed: if waited.is_zero() {
                     started
                 } else {
@@ -278,8 +281,17 @@ impl Ticket {
             lane.counters.rate_limited.fetch_add(1, Relaxed);
         }
         if result.is_ok() {
+            // The server answered this request having seen those that left before it (it took
+            // them in order); of the others still in flight, only those that left after it may
+            // be unseen.
+            let sent_after = lane
+                .counters
+                .sent
+                .load(Relaxed)
+                .saturating_sub(self.departure.saturating_add(1));
+            let others = lane.counters.in_flight.load(Relaxed).saturating_sub(1);
             let in_flight = InFlight {
-                requests: lane.counters.in_flight.load(Relaxed),
+                requests: 1 + others.min(sent_after),
                 units: std::array::from_fn(|i| lane.in_flight_units[i].load(Relaxed)),
             };
             let observation = Observation {
