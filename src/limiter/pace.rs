@@ -1312,6 +1312,122 @@ mod tests {
                 .as_secs_f64();
         assert!((17.0..=20.0).contains(&rate), "{rate}/s");
     }
+
+    fn window_limits(remaining: u64, reset_in: Duration) -> RateLimits {
+        RateLimits {
+            family: HeaderFamily::Ietf,
+            requests: Some(Window {
+                limit: Some(10),
+                remaining: Some(remaining),
+                reset_in: Some(reset_in),
+            }),
+            tokens: None,
+            input_tokens: None,
+            output_tokens: None,
+            resource: None,
+        }
+    }
+
+    fn requests_limit(actions: &Actions) -> Option<(Limit, bool)> {
+        actions.iter().find_map(|action| match action {
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                limit: Some(limit),
+                fresh,
+                ..
+            } => Some((limit, fresh)),
+            _ => None,
+        })
+    }
+
+    /// Flask-Limiter's moving window, 10 per second, announced as a whole-second epoch: once
+    /// the lane paces near the quota, `remaining` stays put while the reset moves on a second
+    /// at a time. Before, only a rise of `remaining` counted as a new window, so a first step
+    /// of two seconds (a window the lane sat out) was the length for good and the lane kept
+    /// to 5/s with 5 remaining, for ever.
+    #[test]
+    fn a_moving_window_is_measured_by_resets_that_move_on() {
+        let mut learner = learner(Duration::from_secs(10));
+        let start = Instant::now();
+        let second = Duration::from_secs(1);
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        // An answer at `ms` announcing the reset at `epoch` (both from the start).
+        let reset_at = |ms: u64, epoch: u64| at(epoch) - at(ms);
+        learner.observe(&accepted(at(0), &window_limits(3, reset_at(0, 1_500))));
+        // The lane sat the next second out: the following announcement steps two seconds.
+        learner.observe(&accepted(
+            at(1_600),
+            &window_limits(5, reset_at(1_600, 3_500)),
+        ));
+        // Paced at the guessed quota, remaining stays at 5 while the reset moves on a second.
+        for (ms, epoch) in [(2_600, 4_500), (3_600, 5_500), (4_600, 6_500)] {
+            learner.observe(&accepted(at(ms), &window_limits(5, reset_at(ms, epoch))));
+        }
+        assert_eq!(learner.window_length, Some(second));
+        let paced = learner.limit(Dimension::Requests).unwrap();
+        assert_eq!(paced.interval, second / 10, "paced at the quota");
+        // At remaining 0 it waits one quota interval, not the whole announced window.
+        let actions = learner.observe(&accepted(
+            at(4_700),
+            &window_limits(0, reset_at(4_700, 6_500)),
+        ));
+        let until = actions.iter().find_map(|action| match action {
+            Action::CoolDown { until, .. } => Some(until),
+            _ => None,
+        });
+        assert_eq!(until, Some(at(4_700) + second / 10));
+    }
+
+    /// A reset announced in whole seconds from now jitters by up to a second with the same
+    /// `remaining` (another client's request between two of ours): that is never a window.
+    #[test]
+    fn a_jittering_reset_with_the_same_remaining_is_not_a_window() {
+        let mut learner = learner(Duration::from_secs(120));
+        let start = Instant::now();
+        learner.observe(&accepted(start, &window_limits(5, Duration::from_secs(60))));
+        let later = start + Duration::from_millis(300);
+        learner.observe(&accepted(later, &window_limits(5, Duration::from_secs(60))));
+        assert_eq!(learner.window_length, None);
+    }
+
+    /// A pace a third faster or more than the current one restarts the cell (`fresh`), so
+    /// waiters booked at the slower pace book again; a small step keeps their slots.
+    #[test]
+    fn a_much_faster_pace_reprices_and_a_small_step_does_not() {
+        let mut learner = learner(Duration::from_secs(10));
+        let slow = Limit {
+            interval: Duration::from_millis(500),
+            burst: 1,
+        };
+        let mut actions = Actions::default();
+        learner.set(Dimension::Requests, Some(slow), false, false, &mut actions);
+        let faster = Limit {
+            interval: Duration::from_millis(450),
+            ..slow
+        };
+        let mut actions = Actions::default();
+        learner.set(
+            Dimension::Requests,
+            Some(faster),
+            false,
+            false,
+            &mut actions,
+        );
+        assert_eq!(requests_limit(&actions), Some((faster, false)));
+        let much_faster = Limit {
+            interval: Duration::from_millis(100),
+            ..slow
+        };
+        let mut actions = Actions::default();
+        learner.set(
+            Dimension::Requests,
+            Some(much_faster),
+            false,
+            false,
+            &mut actions,
+        );
+        assert_eq!(requests_limit(&actions), Some((much_faster, true)));
+    }
 }
 
 #[cfg(test)]
