@@ -61,6 +61,7 @@ pub(crate) fn join(parts: Parts, body: reqwest::Body) -> Response {
         // Unreachable: every part came from a valid response.
         Err(error) => Response::from(http::Response::new(reqwest::Body::wrap(Replay {
             frames: VecDeque::new(),
+            ahead: 0,
             error: Some(error.into()),
             rest: None,
         }))),
@@ -112,6 +113,7 @@ impl Prefix {
         let rest = matches!(self.stop, Stop::OverLimit | Stop::TimedOut).then_some(rest);
         reqwest::Body::wrap(Replay {
             frames: self.frames,
+            ahead: u64::try_from(self.len).unwrap_or(u64::MAX),
             error: self.error,
             rest,
         })
@@ -161,6 +163,8 @@ pub(crate) async fn read_prefix(
 /// Frames read ahead, then an error read ahead, then the rest of the body.
 struct Replay {
     frames: VecDeque<Frame<Bytes>>,
+    /// The data bytes in `frames`, so that a size hint costs no walk over them.
+    ahead: u64,
     error: Option<BoxError>,
     rest: Option<reqwest::Body>,
 }
@@ -174,6 +178,10 @@ impl Body for Replay {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         if let Some(frame) = self.frames.pop_front() {
+            let size = frame.data_ref().map_or(0, Bytes::len);
+            self.ahead = self
+                .ahead
+                .saturating_sub(u64::try_from(size).unwrap_or(u64::MAX));
             return Poll::Ready(Some(Ok(frame)));
         }
         if let Some(error) = self.error.take() {
@@ -194,13 +202,7 @@ impl Body for Replay {
     }
 
     fn size_hint(&self) -> SizeHint {
-        let ahead = self
-            .frames
-            .iter()
-            .filter_map(Frame::data_ref)
-            .fold(0u64, |sum, data| {
-                sum.saturating_add(u64::try_from(data.len()).unwrap_or(u64::MAX))
-            });
+        let ahead = self.ahead;
         let rest = self
             .rest
             .as_ref()
@@ -276,5 +278,55 @@ impl<S: UsageScanner> Drop for UsageStream<S> {
     /// A caller that stops reading early still settles with the usage seen so far.
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body_of(items: Vec<Result<&'static [u8], &'static str>>) -> reqwest::Body {
+        let items = items.into_iter().map(|item| {
+            item.map(Bytes::from_static)
+                .map_err(|message| std::io::Error::other(message))
+        });
+        reqwest::Body::wrap_stream(futures_util::stream::iter(items))
+    }
+
+    async fn frames(mut body: reqwest::Body) -> (Vec<u8>, Option<String>) {
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => data.extend_from_slice(frame.data_ref().map_or(&[][..], |d| d)),
+                Err(error) => return (data, Some(format!("{error:?}"))),
+            }
+        }
+        (data, None)
+    }
+
+    #[tokio::test]
+    async fn a_prefix_is_replayed_in_front_of_the_rest_then_the_error() {
+        // Over the limit: the rest follows the prefix, then the body's own error.
+        let mut body = body_of(vec![Ok(b"ab"), Ok(b"cd"), Ok(b"ef"), Err("cut")]);
+        let prefix = read_prefix(&mut body, 3, Duration::from_secs(1)).await;
+        assert_eq!(prefix.stop, Stop::OverLimit);
+        assert_eq!(&prefix.bytes()[..], b"abcd");
+        let (data, error) = frames(prefix.into_body(body)).await;
+        assert_eq!(data, b"abcdef");
+        assert!(error.is_some_and(|e| e.contains("cut")));
+        // Failing within the limit: the prefix, then the error read ahead.
+        let mut body = body_of(vec![Ok(b"ab"), Err("cut")]);
+        let prefix = read_prefix(&mut body, 100, Duration::from_secs(1)).await;
+        assert_eq!(prefix.stop, Stop::Failed);
+        let (data, error) = frames(prefix.into_body(body)).await;
+        assert_eq!(data, b"ab");
+        assert!(error.is_some_and(|e| e.contains("cut")));
+        // Whole: nothing more, and the size hint is exact.
+        let mut body = body_of(vec![Ok(b"ab"), Ok(b"c")]);
+        let prefix = read_prefix(&mut body, 100, Duration::from_secs(1)).await;
+        assert_eq!(prefix.stop, Stop::Complete);
+        let whole = prefix.into_body(body);
+        assert_eq!(whole.size_hint().exact(), Some(3));
+        assert_eq!(frames(whole).await, (b"abc".to_vec(), None));
     }
 }

@@ -568,12 +568,13 @@ mod tests {
     fn the_index_joins_as_a_scan_would_for_every_small_case() {
         let names = ["a", "b"];
         let keys: [Option<&[u8]>; 3] = [None, Some(b"k1"), Some(b"k2")];
-        let items: Vec<(&str, Option<&[u8]>)> = names
+        type Named<'a> = (&'a str, Option<&'a [u8]>);
+        let items: Vec<Named> = names
             .iter()
             .flat_map(|name| keys.iter().map(move |key| (*name, *key)))
             .collect();
         // Every list of up to three policies drawn from six (name, key) pairs: 259 lists.
-        let mut lists: Vec<Vec<(&str, Option<&[u8]>)>> = vec![Vec::new()];
+        let mut lists: Vec<Vec<Named>> = vec![Vec::new()];
         for _ in 0..3 {
             let longer: Vec<_> = lists
                 .iter()
