@@ -286,10 +286,9 @@ mod tests {
     use super::*;
 
     fn body_of(items: Vec<Result<&'static [u8], &'static str>>) -> reqwest::Body {
-        let items = items.into_iter().map(|item| {
-            item.map(Bytes::from_static)
-                .map_err(|message| std::io::Error::other(message))
-        });
+        let items = items
+            .into_iter()
+            .map(|item| item.map(Bytes::from_static).map_err(std::io::Error::other));
         reqwest::Body::wrap_stream(futures_util::stream::iter(items))
     }
 
