@@ -1,14 +1,20 @@
 //! The LLM cost model: estimate before, reconcile after, read refusals.
+//!
+//! How responses are read without holding them back is documented on [`TokenCost`]; the
+//! mechanics (a bounded prefix, a wrapping body) are in `body.rs`.
+
+use std::time::Duration;
 
 use http::header::CONTENT_TYPE;
 use http::StatusCode;
+use http_body::Body as _;
 use reqwest::{Request, Response};
 use serde_json::Value;
 
-use super::body::{self, UsageStream};
+use super::body::{self, Stop, UsageStream};
 use super::estimate::{estimate, Endpoint, TokenEstimate};
 use super::key;
-use super::usage::Usage;
+use super::usage::{JsonUsage, SseUsage, Usage, UsageScanner};
 use crate::cost::{CostModel, Inspection, Settlement};
 use crate::key::LaneKey;
 use crate::limiter::{Cost, Dimension};
@@ -53,24 +59,71 @@ pub enum Accounting {
 ///     .tokens(Rate::per_minute(100_000));
 /// # drop(policy);
 /// ```
+///
+/// # Reading responses without holding them back
+///
+/// Only a request that booked tokens has its response read; any other (`GET /v1/models`, a
+/// request priced by a [`RequestCost`](crate::RequestCost) without tokens) goes to the caller
+/// untouched, whatever its status. For the others, the caller waits for the status at most
+/// [`TokenCost::inspection_timeout`], and no more than a bounded part of a body is held:
+///
+/// - **A streamed answer** (`text/event-stream`, any case) is handed on at once, wrapped: its
+///   events are read as the caller reads them, and the usage they report settles the booking
+///   when the stream ends or is dropped.
+/// - **A JSON answer** is read up to [`TokenCost::usage_body_limit`] bytes within the
+///   inspection timeout. Whole by then, its usage settles the booking before the caller sees
+///   it, so the next request is booked against the true cost. Still arriving, it is handed on
+///   with the bytes read in front of the rest, and settles as the caller reads it, if it ends
+///   within the limit. Larger than the limit (announced by `Content-Length`, or read), it
+///   passes through unread and the estimate stands: a usage at the end of a 100 MB embedding
+///   answer is not worth 100 MB of memory.
+/// - **A 429** is read up to [`TokenCost::REFUSAL_PREFIX`] bytes within the inspection timeout, enough for
+///   any refusal a provider sends, to learn which dimension is exhausted; any other refusal is
+///   not read at all (nothing in it changes what the lane does).
+///
+/// Whatever was read is handed back in front of what was not: the caller always reads the
+/// same bytes, in the same order, with the same status, headers and size hint.
+///
+/// Why settle as the caller reads rather than always before: waiting for the whole body
+/// would hold the status back for as long as a slow server trickles, and buffering it would
+/// cost its size in memory. Why not always as the caller reads: a caller that keeps a
+/// response unread would keep its over-estimate booked, so an answer that is already here
+/// is settled at once.
 #[derive(Clone, Debug)]
 pub struct TokenCost {
     accounting: Accounting,
+    usage_body_limit: usize,
+    inspection_timeout: Duration,
 }
 
 impl TokenCost {
+    /// The most of a 429's body read to classify it: provider refusals are a few hundred bytes.
+    pub const REFUSAL_PREFIX: usize = 64 * 1024;
+
+    /// The default of [`usage_body_limit`](TokenCost::usage_body_limit): 4 MiB, far above any
+    /// chat completion, below what a large embedding batch answers.
+    pub const DEFAULT_USAGE_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+    /// The default of [`inspection_timeout`](TokenCost::inspection_timeout): 1 s. An answer's
+    /// body follows its headers at once unless the server streams it.
+    pub const DEFAULT_INSPECTION_TIMEOUT: Duration = Duration::from_secs(1);
+
+    fn with_accounting(accounting: Accounting) -> TokenCost {
+        TokenCost {
+            accounting,
+            usage_body_limit: TokenCost::DEFAULT_USAGE_BODY_LIMIT,
+            inspection_timeout: TokenCost::DEFAULT_INSPECTION_TIMEOUT,
+        }
+    }
+
     /// OpenAI (and Azure OpenAI, and compatible servers): [`Accounting::ReservedOutput`].
     pub fn openai() -> TokenCost {
-        TokenCost {
-            accounting: Accounting::ReservedOutput,
-        }
+        TokenCost::with_accounting(Accounting::ReservedOutput)
     }
 
     /// Anthropic's Messages API: [`Accounting::UsedOutput`].
     pub fn anthropic() -> TokenCost {
-        TokenCost {
-            accounting: Accounting::UsedOutput,
-        }
+        TokenCost::with_accounting(Accounting::UsedOutput)
     }
 
     /// How output tokens are charged once the usage is known.
@@ -83,6 +136,50 @@ impl TokenCost {
     /// The configured accounting.
     pub fn configured_accounting(&self) -> Accounting {
         self.accounting
+    }
+
+    /// The largest JSON answer whose `usage` is read (default
+    /// [`DEFAULT_USAGE_BODY_LIMIT`](TokenCost::DEFAULT_USAGE_BODY_LIMIT)). A larger answer
+    /// passes through unread, and the estimate stands; `0` never reads a JSON answer.
+    ///
+    /// ```
+    /// use reqwest_throttle::llm::TokenCost;
+    ///
+    /// let model = TokenCost::openai().usage_body_limit(256 * 1024);
+    /// assert_eq!(model.configured_usage_body_limit(), 256 * 1024);
+    /// ```
+    #[must_use]
+    pub fn usage_body_limit(mut self, bytes: usize) -> TokenCost {
+        self.usage_body_limit = bytes;
+        self
+    }
+
+    /// The configured usage body limit.
+    pub fn configured_usage_body_limit(&self) -> usize {
+        self.usage_body_limit
+    }
+
+    /// The longest the caller waits for a body to be read before it gets the response
+    /// (default [`DEFAULT_INSPECTION_TIMEOUT`](TokenCost::DEFAULT_INSPECTION_TIMEOUT)). After
+    /// it, the response goes on with what was read in front of the rest: a JSON answer then
+    /// settles as the caller reads it, a 429 names no exhausted dimension.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::llm::TokenCost;
+    ///
+    /// let model = TokenCost::anthropic().inspection_timeout(Duration::from_millis(200));
+    /// assert_eq!(model.configured_inspection_timeout(), Duration::from_millis(200));
+    /// ```
+    #[must_use]
+    pub fn inspection_timeout(mut self, timeout: Duration) -> TokenCost {
+        self.inspection_timeout = timeout;
+        self
+    }
+
+    /// The configured inspection timeout.
+    pub fn configured_inspection_timeout(&self) -> Duration {
+        self.inspection_timeout
     }
 
     /// The booked cost of a token estimate: one request, input and output together in
@@ -180,12 +277,87 @@ pub fn read_refusal(body: &[u8]) -> Inspection {
     }
 }
 
+/// `text/event-stream`, whatever its case and parameters (media types are case-insensitive,
+/// RFC 9110 §8.3.1).
 fn is_event_stream(response: &Response) -> bool {
     response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.trim_start().starts_with("text/event-stream"))
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|media_type| media_type.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+impl TokenCost {
+    /// Settles a successful answer: a stream as the caller reads it; a JSON answer now when it
+    /// arrives whole within the limit and the timeout, else as the caller reads it (within the
+    /// limit), else never (the estimate stands).
+    async fn settle_answer(&self, response: Response, settlement: Settlement) -> Response {
+        let streamed = is_event_stream(&response);
+        let (parts, mut inner) = body::split(response);
+        if streamed {
+            let body = self.usage_stream(inner, SseUsage::default(), settlement);
+            return body::join(parts, body);
+        }
+        let limit = self.usage_body_limit;
+        // A body announced larger than the limit is not even started.
+        if inner.size_hint().lower() > u64::try_from(limit).unwrap_or(u64::MAX) {
+            return body::join(parts, inner);
+        }
+        let prefix = body::read_prefix(&mut inner, limit, self.inspection_timeout).await;
+        match prefix.stop {
+            Stop::Complete => {
+                if let Some(usage) = Usage::from_json(&prefix.bytes()) {
+                    let actual = self.actual_cost(settlement.estimate(), usage);
+                    settlement.settle(&actual);
+                }
+                body::join(parts, prefix.into_body(inner))
+            }
+            // Still arriving: read the rest as the caller does (the prefix passes again).
+            Stop::TimedOut => {
+                let whole = prefix.into_body(inner);
+                let scanner = JsonUsage::new(limit, whole.size_hint().exact());
+                body::join(parts, self.usage_stream(whole, scanner, settlement))
+            }
+            Stop::OverLimit | Stop::Failed => body::join(parts, prefix.into_body(inner)),
+        }
+    }
+
+    /// `inner` passed through `scanner`; the usage it finds settles the booking when the
+    /// caller has read (or dropped) the body. Without a usage the estimate stands.
+    fn usage_stream(
+        &self,
+        inner: reqwest::Body,
+        scanner: impl UsageScanner,
+        settlement: Settlement,
+    ) -> reqwest::Body {
+        let model = self.clone();
+        let on_end = Box::new(move |usage: Option<Usage>| {
+            if let Some(usage) = usage {
+                let actual = model.actual_cost(settlement.estimate(), usage);
+                settlement.settle(&actual);
+            }
+        });
+        reqwest::Body::wrap(UsageStream::new(inner, scanner, on_end))
+    }
+
+    /// Reads a 429's body only as far as [`read_refusal`] needs: [`TokenCost::REFUSAL_PREFIX`] bytes,
+    /// within the inspection timeout. The caller gets the bytes read in front of the rest.
+    async fn read_refusal_prefix(&self, response: Response) -> (Response, Inspection) {
+        let (parts, mut inner) = body::split(response);
+        let prefix = body::read_prefix(
+            &mut inner,
+            TokenCost::REFUSAL_PREFIX,
+            self.inspection_timeout,
+        )
+        .await;
+        // A refusal cut short is not JSON: it names nothing, and the lane cools down whole.
+        let inspection = match prefix.stop {
+            Stop::Complete => read_refusal(&prefix.bytes()),
+            Stop::OverLimit | Stop::TimedOut | Stop::Failed => Inspection::NOTHING,
+        };
+        (body::join(parts, prefix.into_body(inner)), inspection)
+    }
 }
 
 #[async_trait::async_trait]
@@ -203,67 +375,33 @@ impl CostModel for TokenCost {
     }
 
     async fn inspect(&self, response: Response, settlement: Settlement) -> (Response, Inspection) {
+        // A request that booked no tokens has nothing to settle and no token dimension to
+        // pause: its body is never touched, whatever the status.
+        if settlement.estimate().get(Dimension::Tokens) == 0 {
+            return (response, Inspection::NOTHING);
+        }
         let status = response.status();
-        let priced_in_tokens = settlement.estimate().get(Dimension::Tokens) > 0;
         if status.is_success() {
-            if !priced_in_tokens {
-                return (response, Inspection::NOTHING);
-            }
-            if is_event_stream(&response) {
-                let (parts, inner) = body::split(response);
-                let model = self.clone();
-                let on_end = Box::new(move |usage: Option<Usage>| {
-                    // No usage chunk (the caller did not ask for one): the estimate stands.
-                    if let Some(usage) = usage {
-                        let actual = model.actual_cost(settlement.estimate(), usage);
-                        settlement.settle(&actual);
-                    }
-                });
-                let stream = UsageStream::new(inner, on_end);
-                return (
-                    body::join(parts, reqwest::Body::wrap(stream)),
-                    Inspection::NOTHING,
-                );
-            }
-            let (parts, inner) = body::split(response);
-            return match body::buffer(inner).await {
-                Ok(bytes) => {
-                    if let Some(usage) = Usage::from_json(&bytes) {
-                        let actual = self.actual_cost(settlement.estimate(), usage);
-                        settlement.settle(&actual);
-                    }
-                    (
-                        body::join(parts, reqwest::Body::from(bytes)),
-                        Inspection::NOTHING,
-                    )
-                }
-                Err(failed) => (body::join(parts, failed), Inspection::NOTHING),
-            };
+            return (
+                self.settle_answer(response, settlement).await,
+                Inspection::NOTHING,
+            );
         }
         // A refused request generated nothing: give its tokens back (the request stays counted).
         let requests = settlement.estimate().get(Dimension::Requests);
         settlement.settle(&Cost::requests(requests));
-        if !(status.is_client_error() || status.is_server_error()) {
-            return (response, Inspection::NOTHING);
+        // Only a 429's body is classified; any other answer goes on untouched.
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return self.read_refusal_prefix(response).await;
         }
-        let (parts, inner) = body::split(response);
-        match body::buffer(inner).await {
-            Ok(bytes) => {
-                let inspection = if status == StatusCode::TOO_MANY_REQUESTS {
-                    read_refusal(&bytes)
-                } else {
-                    Inspection::NOTHING
-                };
-                (body::join(parts, reqwest::Body::from(bytes)), inspection)
-            }
-            Err(failed) => (body::join(parts, failed), Inspection::NOTHING),
-        }
+        (response, Inspection::NOTHING)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::time::Duration;
 
     use reqwest::ResponseBuilderExt as _;
 
@@ -382,6 +520,147 @@ data: [DONE]\n\n";
         drop(response);
         // Never read: no usage seen, the estimate stands.
         assert_eq!(available(&budget), BURST - 600);
+    }
+
+    /// A response whose body comes in `chunks`, each after its delay, with no size announced.
+    fn streamed(status: u16, content_type: &str, chunks: Vec<(Duration, Vec<u8>)>) -> Response {
+        let stream = futures_util::stream::unfold(chunks.into_iter(), |mut chunks| async move {
+            let (delay, chunk) = chunks.next()?;
+            tokio::time::sleep(delay).await;
+            Some((Ok::<_, std::io::Error>(chunk), chunks))
+        });
+        let response = http::Response::builder()
+            .status(status)
+            .header(CONTENT_TYPE, content_type)
+            .url(reqwest::Url::parse(URL).unwrap())
+            .body(reqwest::Body::wrap_stream(stream))
+            .unwrap();
+        Response::from(response)
+    }
+
+    fn chunks_of(bytes: &[u8], size: usize) -> Vec<(Duration, Vec<u8>)> {
+        bytes
+            .chunks(size)
+            .map(|chunk| (Duration::ZERO, chunk.to_vec()))
+            .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn json_beyond_the_limit_passes_through_and_the_estimate_stands() {
+        let limit = JSON.len() - 1;
+        let model = TokenCost::anthropic().usage_body_limit(limit);
+        // Announced by its size (never read), then chunked (read up to the limit).
+        let announced = response(200, "application/json", JSON);
+        let chunked = streamed(200, "application/json", chunks_of(JSON.as_bytes(), 7));
+        for answer in [announced, chunked] {
+            let budget = budget();
+            let (answer, _) = model.inspect(answer, settlement(&budget, 100, 500)).await;
+            assert_eq!(answer.bytes().await.unwrap(), JSON.as_bytes());
+            assert_eq!(available(&budget), BURST - 600);
+        }
+        // One byte more of limit: read, settled, and handed back with its size.
+        let budget = budget();
+        let model = model.usage_body_limit(JSON.len());
+        let answer = streamed(200, "application/json", chunks_of(JSON.as_bytes(), 7));
+        let (answer, _) = model.inspect(answer, settlement(&budget, 100, 500)).await;
+        assert_eq!(available(&budget), BURST - 130);
+        assert_eq!(answer.content_length(), Some(JSON.len() as u64));
+        assert_eq!(answer.bytes().await.unwrap(), JSON.as_bytes());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn json_still_arriving_after_the_timeout_settles_as_the_caller_reads_it() {
+        // Per hour, so that the seconds the body takes refill at most 17 tokens.
+        let budget = Budget::new();
+        budget.set_limit(Dimension::Tokens, Rate::per_hour(BURST).limit().ok());
+        let (head, tail) = JSON.as_bytes().split_at(20);
+        let chunks = vec![
+            (Duration::ZERO, head.to_vec()),
+            (Duration::from_secs(5), tail.to_vec()),
+        ];
+        let model = TokenCost::anthropic().inspection_timeout(Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+        let (answer, _) = model
+            .inspect(
+                streamed(200, "application/json", chunks),
+                settlement(&budget, 100, 500),
+            )
+            .await;
+        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        // Not read yet: the estimate of 600 stands.
+        assert!(
+            available(&budget) <= BURST - 600 + 3,
+            "{}",
+            available(&budget)
+        );
+        assert_eq!(answer.bytes().await.unwrap(), JSON.as_bytes());
+        // Read: settled to the 130 used.
+        assert!(available(&budget) >= BURST - 130, "{}", available(&budget));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_is_read_only_as_far_as_its_prefix() {
+        let padding = "x".repeat(2 * TokenCost::REFUSAL_PREFIX);
+        let long = format!(r#"{{"error":{{"type":"tokens","message":"{padding}"}}}}"#);
+        let budget = budget();
+        let (refusal, inspection) = TokenCost::openai()
+            .inspect(
+                streamed(429, "application/json", chunks_of(long.as_bytes(), 1000)),
+                settlement(&budget, 100, 500),
+            )
+            .await;
+        // Cut short, it names nothing; the tokens still come back; the bytes are all there.
+        assert_eq!(inspection, Inspection::NOTHING);
+        assert_eq!(available(&budget), BURST);
+        assert_eq!(refusal.bytes().await.unwrap(), long.as_bytes());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_refusals_and_unpriced_requests_are_not_read() {
+        let forever = Duration::from_secs(86_400);
+        let body = || vec![(forever, b"{}".to_vec())];
+        let budget = budget();
+        let start = tokio::time::Instant::now();
+        let (refusal, _) = TokenCost::openai()
+            .inspect(
+                streamed(500, "application/json", body()),
+                settlement(&budget, 100, 500),
+            )
+            .await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(available(&budget), BURST);
+        drop(refusal);
+        for status in [200, 429] {
+            let (answer, _) = TokenCost::openai()
+                .inspect(
+                    streamed(status, "application/json", body()),
+                    settlement(&budget, 0, 0),
+                )
+                .await;
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            drop(answer);
+        }
+    }
+
+    #[test]
+    fn event_streams_are_recognised_in_any_case() {
+        for content_type in [
+            "text/event-stream",
+            "Text/Event-Stream",
+            "TEXT/EVENT-STREAM;charset=utf-8",
+            "  text/event-stream ; charset=UTF-8",
+        ] {
+            assert!(
+                is_event_stream(&response(200, content_type, "")),
+                "{content_type}"
+            );
+        }
+        for content_type in ["application/json", "text/event-streams", "text/plain"] {
+            assert!(
+                !is_event_stream(&response(200, content_type, "")),
+                "{content_type}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

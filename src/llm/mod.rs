@@ -37,8 +37,9 @@
 //! # After: the reconciliation
 //!
 //! The `usage` the server reports settles the booking ([`TokenCost::actual_cost`]): a JSON
-//! answer is buffered and handed back byte for byte; a streamed answer is passed through
-//! unchanged and settled on its final usage chunk (OpenAI sends one when the request sets
+//! answer is read up to a limit and handed back byte for byte (a larger one passes through
+//! unread, the estimate standing; see [`TokenCost`] for every bound on reading a response); a
+//! streamed answer is passed through unchanged and settled on its final usage chunk (OpenAI sends one when the request sets
 //! `"stream_options": {"include_usage": true}`); without one, the estimate stands. Prompt
 //! tokens are always brought to the real count. Output tokens follow the provider's
 //! [`Accounting`]: OpenAI counts the whole `max_tokens` allowance when the request arrives and

@@ -12,7 +12,11 @@
 //!   "cache_creation_input_tokens": W, "cache_read_input_tokens": R}`; input counted against the
 //!   limit is `I + W` (Anthropic documents that cache reads do not count towards input tokens per
 //!   minute). Streamed, `message_start` carries the input and `message_delta` the cumulative output.
+//!
+//! Both readers are bounded: a JSON document is read only up to a size limit ([`JsonUsage`]),
+//! an event stream one line at a time, a line no longer than [`MAX_LINE`] ([`SseUsage`]).
 
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Tokens a request really used, as the server reported them.
@@ -45,17 +49,85 @@ impl Usage {
     /// assert_eq!(Usage::from_json(b"{\"usage\":null}"), None);
     /// ```
     pub fn from_json(body: &[u8]) -> Option<Usage> {
-        let value: Value = serde_json::from_slice(body).ok()?;
-        Usage::from_value(&value)
-    }
-
-    /// The usage in a parsed JSON document; see [`usage_fields`].
-    fn from_value(value: &Value) -> Option<Usage> {
-        let (input, output) = usage_fields(value)?;
+        // Only the three members that may hold a usage are kept; the rest of the document
+        // (choices, embeddings) is checked for syntax and skipped, never built as values.
+        let document: UsageMembers = serde_json::from_slice(body).ok()?;
+        let mut value = serde_json::Map::new();
+        for (key, member) in [
+            ("usage", document.usage),
+            ("response", document.response),
+            ("message", document.message),
+        ] {
+            if let Some(member) = member {
+                value.insert(key.to_owned(), member);
+            }
+        }
+        let (input, output) = usage_fields(&Value::Object(value))?;
         Some(Usage {
             input_tokens: input.unwrap_or(0),
             output_tokens: output.unwrap_or(0),
         })
+    }
+}
+
+/// The members of a JSON document where [`usage_fields`] looks.
+#[derive(Deserialize)]
+struct UsageMembers {
+    usage: Option<Value>,
+    response: Option<Value>,
+    message: Option<Value>,
+}
+
+/// Reads a response body as it passes, for the usage it reports.
+///
+/// Feed it the body's chunks in order, split anywhere; [`finish`](UsageScanner::finish) says
+/// what was found once the body ended (or stopped).
+pub(crate) trait UsageScanner: Send + Sync + Unpin + 'static {
+    /// Reads the next chunk of the body.
+    fn feed(&mut self, chunk: &[u8]);
+    /// The usage reported, if any.
+    fn finish(&mut self) -> Option<Usage>;
+}
+
+/// Keeps a JSON body up to `limit` bytes, to read its usage when it ends; a longer body is let
+/// go (the estimate stands), so no more than `limit` bytes are ever held.
+#[derive(Debug)]
+pub(crate) struct JsonUsage {
+    document: Vec<u8>,
+    limit: usize,
+    over_limit: bool,
+}
+
+impl JsonUsage {
+    /// A reader of documents up to `limit` bytes; `expected` is the body's size when known.
+    pub(crate) fn new(limit: usize, expected: Option<u64>) -> JsonUsage {
+        let expected = expected.and_then(|size| usize::try_from(size).ok());
+        JsonUsage {
+            document: Vec::with_capacity(expected.filter(|&size| size <= limit).unwrap_or(0)),
+            limit,
+            over_limit: expected.is_some_and(|size| size > limit),
+        }
+    }
+}
+
+impl UsageScanner for JsonUsage {
+    fn feed(&mut self, chunk: &[u8]) {
+        if self.over_limit {
+            return;
+        }
+        if self.document.len().saturating_add(chunk.len()) > self.limit {
+            self.over_limit = true;
+            self.document = Vec::new();
+        } else {
+            self.document.extend_from_slice(chunk);
+        }
+    }
+
+    fn finish(&mut self) -> Option<Usage> {
+        if self.over_limit {
+            return None;
+        }
+        Usage::from_json(&std::mem::take(&mut self.document))
     }
 }
 
@@ -79,7 +151,7 @@ fn usage_fields(value: &Value) -> Option<(Option<u64>, Option<u64>)> {
 
 /// The longest event line kept while looking for usage; a longer line is skipped (content
 /// deltas are short, and usage events are small).
-const MAX_LINE: usize = 1 << 20;
+pub(crate) const MAX_LINE: usize = 1 << 20;
 
 /// Reads `data:` lines of a server-sent event stream as it passes, keeping the usage reported.
 ///
@@ -93,8 +165,8 @@ pub(crate) struct SseUsage {
     output: Option<u64>,
 }
 
-impl SseUsage {
-    pub(crate) fn feed(&mut self, mut chunk: &[u8]) {
+impl UsageScanner for SseUsage {
+    fn feed(&mut self, mut chunk: &[u8]) {
         while let Some(end) = chunk.iter().position(|&b| b == b'\n') {
             let (head, rest) = chunk.split_at(end);
             self.push(head);
@@ -109,6 +181,24 @@ impl SseUsage {
         self.push(chunk);
     }
 
+    /// The usage seen so far, if any event reported one. A last line without its newline
+    /// (a stream that ends without one) is read too.
+    fn finish(&mut self) -> Option<Usage> {
+        if !self.line.is_empty() && !self.overlong {
+            let line = std::mem::take(&mut self.line);
+            self.line_done(&line);
+        }
+        if self.input.is_none() && self.output.is_none() {
+            return None;
+        }
+        Some(Usage {
+            input_tokens: self.input.unwrap_or(0),
+            output_tokens: self.output.unwrap_or(0),
+        })
+    }
+}
+
+impl SseUsage {
     fn push(&mut self, bytes: &[u8]) {
         if self.line.len().saturating_add(bytes.len()) > MAX_LINE {
             self.overlong = true;
@@ -134,22 +224,6 @@ impl SseUsage {
             self.input = input.or(self.input);
             self.output = output.or(self.output);
         }
-    }
-
-    /// The usage seen so far, if any event reported one. A last line without its newline
-    /// (a stream that ends without one) is read too.
-    pub(crate) fn finish(&mut self) -> Option<Usage> {
-        if !self.line.is_empty() && !self.overlong {
-            let line = std::mem::take(&mut self.line);
-            self.line_done(&line);
-        }
-        if self.input.is_none() && self.output.is_none() {
-            return None;
-        }
-        Some(Usage {
-            input_tokens: self.input.unwrap_or(0),
-            output_tokens: self.output.unwrap_or(0),
-        })
     }
 }
 

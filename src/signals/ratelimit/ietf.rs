@@ -3,6 +3,7 @@
 //! `RateLimit-Remaining`, `RateLimit-Reset` trio.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
@@ -78,15 +79,11 @@ pub fn ietf_service_limits(headers: &HeaderMap) -> Vec<IetfServiceLimit> {
         .filter_map(limit_item)
         .collect();
 
+    let index = PolicyIndex::new(&policies);
     let mut used = vec![false; policies.len()];
     let mut joined = Vec::with_capacity(limits.len() + policies.len());
     for limit in limits {
-        let found = policies.iter().position(|policy| {
-            policy.name == limit.name
-                && (policy.partition_key.is_none()
-                    || limit.partition_key.is_none()
-                    || policy.partition_key == limit.partition_key)
-        });
+        let found = index.first_match(&limit.name, limit.partition_key.as_deref());
         let policy = found.and_then(|index| {
             if let Some(flag) = used.get_mut(index) {
                 *flag = true;
@@ -199,6 +196,63 @@ struct PolicyItem {
     quota_unit: String,
     window: Option<Duration>,
     partition_key: Option<Vec<u8>>,
+}
+
+/// Where to find, in one lookup, the first policy a `RateLimit` item joins: the first one
+/// with its name whose partition key is absent or equal to the item's (any key when the item
+/// has none). Building it and every lookup are linear in the header's size, so a field of
+/// thousands of items costs thousands of steps, not millions.
+///
+/// The maps use std's randomly keyed SipHash: the names come from the server, and a hash
+/// that an attacker can collide would make the lookups quadratic again.
+struct PolicyIndex<'a> {
+    /// The first policy of each name.
+    first: HashMap<&'a str, usize>,
+    /// The first policy of each name that has no partition key.
+    first_unkeyed: HashMap<&'a str, usize>,
+    /// The first policy of each partition key, by name.
+    first_keyed: HashMap<&'a str, HashMap<&'a [u8], usize>>,
+}
+
+impl<'a> PolicyIndex<'a> {
+    fn new(policies: &'a [PolicyItem]) -> PolicyIndex<'a> {
+        let mut index = PolicyIndex {
+            first: HashMap::with_capacity(policies.len()),
+            first_unkeyed: HashMap::new(),
+            first_keyed: HashMap::new(),
+        };
+        for (position, policy) in policies.iter().enumerate() {
+            let name = policy.name.as_str();
+            index.first.entry(name).or_insert(position);
+            match policy.partition_key.as_deref() {
+                None => index.first_unkeyed.entry(name).or_insert(position),
+                Some(key) => index
+                    .first_keyed
+                    .entry(name)
+                    .or_default()
+                    .entry(key)
+                    .or_insert(position),
+            };
+        }
+        index
+    }
+
+    /// The position of the first policy that `name` with `partition_key` joins.
+    fn first_match(&self, name: &str, partition_key: Option<&[u8]>) -> Option<usize> {
+        let Some(key) = partition_key else {
+            return self.first.get(name).copied();
+        };
+        let unkeyed = self.first_unkeyed.get(name).copied();
+        let keyed = self
+            .first_keyed
+            .get(name)
+            .and_then(|keys| keys.get(key))
+            .copied();
+        match (unkeyed, keyed) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
 }
 
 /// A `RateLimit` item.
@@ -493,5 +547,71 @@ mod tests {
                 ..RateLimits::new(HeaderFamily::IetfLegacy)
             })
         );
+    }
+
+    /// The join as the draft states it: the first policy, in order, with the item's name and
+    /// a compatible partition key.
+    fn first_match_by_scan(
+        policies: &[PolicyItem],
+        name: &str,
+        key: Option<&[u8]>,
+    ) -> Option<usize> {
+        policies.iter().position(|policy| {
+            policy.name == name
+                && (policy.partition_key.is_none()
+                    || key.is_none()
+                    || policy.partition_key.as_deref() == key)
+        })
+    }
+
+    #[test]
+    fn the_index_joins_as_a_scan_would_for_every_small_case() {
+        let names = ["a", "b"];
+        let keys: [Option<&[u8]>; 3] = [None, Some(b"k1"), Some(b"k2")];
+        type Named<'a> = (&'a str, Option<&'a [u8]>);
+        let items: Vec<Named> = names
+            .iter()
+            .flat_map(|name| keys.iter().map(move |key| (*name, *key)))
+            .collect();
+        // Every list of up to three policies drawn from six (name, key) pairs: 259 lists.
+        let mut lists: Vec<Vec<Named>> = vec![Vec::new()];
+        for _ in 0..3 {
+            let longer: Vec<_> = lists
+                .iter()
+                .filter(|list| list.len() == lists.last().map_or(0, Vec::len))
+                .flat_map(|list| {
+                    items.iter().map(move |item| {
+                        let mut list = list.clone();
+                        list.push(*item);
+                        list
+                    })
+                })
+                .collect();
+            lists.extend(longer);
+        }
+        assert_eq!(lists.len(), 1 + 6 + 36 + 216);
+        for list in &lists {
+            let policies: Vec<PolicyItem> = list
+                .iter()
+                .map(|(name, key)| PolicyItem {
+                    name: (*name).to_owned(),
+                    quota: None,
+                    quota_unit: "requests".to_owned(),
+                    window: None,
+                    partition_key: key.map(<[u8]>::to_vec),
+                })
+                .collect();
+            let index = PolicyIndex::new(&policies);
+            for (name, key) in items
+                .iter()
+                .chain([("c", None), ("c", Some(&b"k1"[..]))].iter())
+            {
+                assert_eq!(
+                    index.first_match(name, *key),
+                    first_match_by_scan(&policies, name, *key),
+                    "{list:?} joined by {name} {key:?}"
+                );
+            }
+        }
     }
 }
