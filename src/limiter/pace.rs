@@ -254,6 +254,10 @@ struct LearnedWindow {
     from_refusals: bool,
     /// Windows to hold a guessed quota before probing upwards again; 0 while probing.
     hold: u32,
+    /// Doubling the guessed quota each window until a refusal (TCP's slow start): the first
+    /// guess, what the server accepted before it first refused, is a burst's worth, far below
+    /// its rate.
+    slow_start: bool,
 }
 
 /// The active period over which accepted requests are counted, to learn from a refusal.
@@ -763,7 +767,9 @@ impl PaceLearner {
     fn renew_window(&mut self, now: Instant, actions: &mut Actions) {
         let window = &mut self.window;
         if window.from_refusals {
-            if window.hold == 0 {
+            if window.slow_start {
+                window.limit = window.limit.map(|limit| limit.saturating_mul(2));
+            } else if window.hold == 0 {
                 window.limit = window.limit.map(|limit| limit + (limit / 20).max(1));
             } else {
                 window.hold -= 1;
@@ -852,6 +858,7 @@ impl PaceLearner {
                 length: Some(length.unwrap_or(longest)),
                 from_refusals: false,
                 hold: 0,
+                slow_start: false,
             };
         }
     }
@@ -924,29 +931,40 @@ impl PaceLearner {
             last_departure: measure.last_departure,
             ..Measure::default()
         };
-        let Some(since) = measure.since else {
-            return;
-        };
-        if measure.accepted == 0 || resumes <= since {
-            return;
-        }
-        let (quota, cycle, hold) = match (
+        let (quota, cycle, hold, slow_start) = match (
             self.window.from_refusals,
             self.window.limit,
             self.window.length,
         ) {
+            // Doubling and refused: the quota lies between the window that passed and this
+            // one. Resume at the one that passed, probing 5 % higher each window.
+            (true, Some(limit), Some(length)) if self.window.slow_start => {
+                ((limit / 2).max(1), length, 0, false)
+            }
             // Paced from refusals and refused again: the quota probed was too high. Back off
             // 5 % and hold there a while.
-            (true, Some(limit), Some(length)) => ((limit * 95 / 100).max(1), length, HOLD_WINDOWS),
+            (true, Some(limit), Some(length)) => {
+                ((limit * 95 / 100).max(1), length, HOLD_WINDOWS, false)
+            }
             // First refusal: what the server accepted over the active cycle (measured to the end
-            // of the pause, which a whole-second Retry-After rounds up, so it errs low).
-            _ => (measure.accepted, resumes.duration_since(since), 0),
+            // of the pause, which a whole-second Retry-After rounds up, so it errs low), then
+            // doubled each window until refused.
+            _ => {
+                let Some(since) = measure.since else {
+                    return;
+                };
+                if measure.accepted == 0 || resumes <= since {
+                    return;
+                }
+                (measure.accepted, resumes.duration_since(since), 0, true)
+            }
         };
         self.window = LearnedWindow {
             limit: Some(quota),
             length: Some(cycle),
             from_refusals: true,
             hold,
+            slow_start,
         };
         let interval = cycle / u32::try_from(quota).unwrap_or(u32::MAX);
         // Paced from the end of the pause on, and for a whole cycle after it.
@@ -1427,6 +1445,75 @@ mod tests {
             &mut actions,
         );
         assert_eq!(requests_limit(&actions), Some((much_faster, true)));
+    }
+
+    /// Refusals with Retry-After and no headers (nginx with `add_header Retry-After`): the
+    /// first guess, what was accepted before the first refusal, is doubled each cycle until a
+    /// refusal says it is too much (TCP's slow start); the lane then resumes at the quota that
+    /// passed and probes 5 % higher per cycle. Before, it grew 5 % per cycle from the first
+    /// guess, a burst's worth: 30 % of nginx's 50 r/s over 500 requests.
+    #[test]
+    fn retry_after_refusals_double_the_quota_until_refused() {
+        let mut learner = learner(Duration::from_secs(10));
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let answer = |ms: u64, answer: Answer| Observation {
+            now: at(ms),
+            departed: at(ms),
+            answer,
+            pause: (answer == Answer::RateLimited).then_some(Pause {
+                dimension: None,
+                delay: Duration::from_secs(1),
+            }),
+            limits: None,
+            answered: [1, 0, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 0, 0, 0],
+            },
+        };
+        for ms in [100, 200, 300, 400, 500] {
+            learner.observe(&answer(ms, Answer::Accepted));
+        }
+        learner.observe(&answer(600, Answer::RateLimited));
+        // Five accepted over the cycle from 100 ms to the end of the pause at 1 600 ms.
+        let cycle = Duration::from_millis(1_500);
+        let interval = |quota: u32| learner_interval(cycle, quota);
+        assert_eq!(
+            learner.limit(Dimension::Requests).unwrap().interval,
+            interval(5)
+        );
+        let mut now = learner.reset_at().unwrap();
+        for quota in [10, 20] {
+            // Busy: an accepted answer just before the cycle ends (an idle lane learns afresh).
+            let busy_ms = now.duration_since(start).as_millis() as u64 - 1;
+            learner.observe(&answer(busy_ms, Answer::Accepted));
+            learner.tick(now);
+            assert_eq!(
+                learner.limit(Dimension::Requests).unwrap().interval,
+                interval(quota)
+            );
+            now = learner.reset_at().unwrap();
+        }
+        // Refused at 20 per cycle: back to the 10 that passed, then 5 % higher per cycle.
+        let refused_ms = now.duration_since(start).as_millis() as u64 - 1;
+        learner.observe(&answer(refused_ms, Answer::RateLimited));
+        assert_eq!(
+            learner.limit(Dimension::Requests).unwrap().interval,
+            interval(10)
+        );
+        let end = learner.reset_at().unwrap();
+        let busy_ms = end.duration_since(start).as_millis() as u64 - 1;
+        learner.observe(&answer(busy_ms, Answer::Accepted));
+        learner.tick(end);
+        assert_eq!(
+            learner.limit(Dimension::Requests).unwrap().interval,
+            interval(11)
+        );
+    }
+
+    fn learner_interval(cycle: Duration, quota: u32) -> Duration {
+        cycle / quota
     }
 }
 
