@@ -332,32 +332,31 @@ impl Budget {
     ///
     /// Bookings schedule slots; timers fire a little late, and a request that left late
     /// followed by one on time would reach the server closer together than the rate allows
-    /// (a leaky bucket without burst, nginx's `limit_req`, refuses exactly that). Each limited
-    /// dimension therefore also keeps the rate over the instants units really left: a
-    /// departure waits until it conforms there too, so lateness pushes later departures back
-    /// instead of bunching them.
+    /// (a leaky bucket without burst, nginx's `limit_req`, refuses exactly that). The requests
+    /// dimension therefore also keeps its rate over the instants requests really left: a
+    /// departure waits until it conforms there too (at most one interval), so lateness pushes
+    /// later departures back instead of bunching them. Token dimensions are buckets whose
+    /// bookings are settled and refunded after the answer; spacing their units as sent would
+    /// charge them twice (a 6 000-token request waited 12 minutes at 10 000 tokens an hour
+    /// after its first request's usage had been given back).
     pub fn depart(&self, cost: &Cost, now: Instant) -> Result<(), Instant> {
         if !self.engaged.load(Ordering::Acquire) {
             return Ok(());
         }
+        let units = cost.get(Dimension::Requests);
+        if units == 0 {
+            return Ok(());
+        }
         let at = self.epoch.nanos(now);
         let mut state = self.lock();
-        let ready = cost
-            .iter()
-            .filter_map(|(dimension, units)| {
-                let sent = state.cells[dimension.index()].sent.as_ref()?;
-                Some(sent.ready_at(units, at))
-            })
-            .max()
-            .unwrap_or(at);
+        let Some(sent) = state.cells[Dimension::Requests.index()].sent.as_mut() else {
+            return Ok(());
+        };
+        let ready = sent.ready_at(units, at);
         if ready > at {
             return Err(self.epoch.instant(ready));
         }
-        for (dimension, units) in cost.iter() {
-            if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
-                sent.reserve_at(units, at, at);
-            }
-        }
+        sent.reserve_at(units, at, at);
         Ok(())
     }
 
@@ -871,6 +870,36 @@ mod tests {
         request_only.settle(None);
         first.settle(None);
         second.settle(None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_requests_are_spaced_as_sent() {
+        let budget = Budget::new();
+        budget.set_limit(
+            Dimension::Tokens,
+            Some(Limit {
+                interval: Duration::from_millis(360),
+                burst: 10_000,
+            }),
+        );
+        let cost = Cost::requests(1).with(Dimension::Tokens, 6_000);
+        let now = Instant::now();
+        assert_eq!(budget.depart(&cost, now), Ok(()));
+        // A second large request, once its tokens were booked (the first one's usage given
+        // back), leaves at once: token units are not spaced again at departure.
+        assert_eq!(budget.depart(&cost, now), Ok(()));
+        budget.set_limit(
+            Dimension::Requests,
+            Some(Limit {
+                interval: Duration::from_millis(20),
+                burst: 1,
+            }),
+        );
+        assert_eq!(budget.depart(&cost, now), Ok(()));
+        assert_eq!(
+            budget.depart(&cost, now),
+            Err(now + Duration::from_millis(20))
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -949,15 +949,16 @@ impl PaceLearner {
             // First refusal: what the server accepted over the active cycle (measured to the end
             // of the pause, which a whole-second Retry-After rounds up, so it errs low), then
             // doubled each window until refused.
-            _ => {
-                let Some(since) = measure.since else {
-                    return;
-                };
-                if measure.accepted == 0 || resumes <= since {
-                    return;
+            _ => match measure.since {
+                Some(since) if measure.accepted > 0 && resumes > since => {
+                    (measure.accepted, resumes.duration_since(since), 0, true)
                 }
-                (measure.accepted, resumes.duration_since(since), 0, true)
-            }
+                // Nothing accepted yet (a first burst refused whole, its one success still on
+                // its way): one request per pause, doubled from there, so that the refused
+                // requests do not all come back at once when the pause ends.
+                _ if !delay.is_zero() => (1, delay, 0, true),
+                _ => return,
+            },
         };
         self.window = LearnedWindow {
             limit: Some(quota),
