@@ -129,6 +129,26 @@ impl Default for Cost {
     }
 }
 
+/// The spacing as sent at a new `limit`: what was sent is rescaled to the new rate (as in a
+/// booking cell), but the next departure never waits more than one new interval. Rescaled
+/// alone, eight requests sent in one burst at a configured rate held the next departure for
+/// seven seconds once the server's slower pace was learned, with the lane's concurrency slots
+/// held all that time.
+fn respace(sent: &mut Option<Gcra>, limit: Option<Limit>, now: Nanos) {
+    Change::Limit(limit).apply(sent, now);
+    let (Some(cell), Some(limit)) = (sent.as_mut(), limit) else {
+        return;
+    };
+    let interval = u64::try_from(limit.interval.as_nanos()).unwrap_or(u64::MAX);
+    let latest = now.saturating_add(interval);
+    if cell.ready_at(1, now) > latest {
+        let mut fresh = Gcra::new(limit.interval, limit.burst);
+        // A whole burst spent one interval before `latest`: one unit may leave then.
+        fresh.debit(fresh.burst(), now);
+        *cell = fresh;
+    }
+}
+
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limit {
@@ -303,7 +323,7 @@ impl Budget {
             self.engaged.store(true, Ordering::Release);
         }
         state.change(dimension, Change::Limit(limit), now);
-        Change::Limit(limit).apply(&mut state.cells[dimension.index()].sent, now);
+        respace(&mut state.cells[dimension.index()].sent, limit, now);
     }
 
     /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
@@ -322,7 +342,7 @@ impl Budget {
         }
         // The new cell starts empty: the refused pace just spent its burst.
         state.change(dimension, Change::Restart(limit), now);
-        Change::Limit(limit).apply(&mut state.cells[dimension.index()].sent, now);
+        respace(&mut state.cells[dimension.index()].sent, limit, now);
         drop(state);
         self.next_generation();
     }
@@ -838,6 +858,51 @@ mod tests {
         );
     }
 
+    /// Waiters booked at a slow pace, then a pace ten times faster with a reprice: each wakes
+    /// `Repriced` and books again at the new pace, in order, all within a second.
+    #[tokio::test(start_paused = true)]
+    async fn waiters_repriced_faster_book_again_at_the_new_pace() {
+        let budget = Arc::new(Budget::new());
+        per_second(&budget, Dimension::Requests, 1, 1);
+        let first = budget.reserve(&Cost::requests(1), None).unwrap();
+        first.settle(None);
+        let start = Instant::now();
+        let waiters: Vec<_> = (0..8)
+            .map(|_| {
+                let budget = Arc::clone(&budget);
+                let reservation = budget.reserve(&Cost::requests(1), None).unwrap();
+                tokio::spawn(async move {
+                    let mut reservation = reservation;
+                    loop {
+                        match reservation.wait(None).await.unwrap() {
+                            Waited::OnTime => break,
+                            _ => {
+                                drop(reservation);
+                                reservation = budget.reserve(&Cost::requests(1), None).unwrap();
+                            }
+                        }
+                    }
+                    reservation.settle(None);
+                    Instant::now()
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        budget.reprice(
+            Dimension::Requests,
+            Some(Limit {
+                interval: Duration::from_millis(100),
+                burst: 1,
+            }),
+        );
+        let mut left = Vec::new();
+        for waiter in waiters {
+            left.push(waiter.await.unwrap() - start);
+        }
+        let last = *left.iter().max().unwrap();
+        assert!(last <= Duration::from_millis(1_000), "{left:?}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn unlimited_budget_admits_at_once() {
         let budget = Budget::new();
@@ -870,6 +935,29 @@ mod tests {
         request_only.settle(None);
         first.settle(None);
         second.settle(None);
+    }
+
+    /// Eight requests sent in one burst at a configured rate, then a pace ten times slower:
+    /// the next departure waits at most one new interval, not eight.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_rate_spaces_the_next_departure_by_one_interval() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 10, 10);
+        let now = Instant::now();
+        for _ in 0..8 {
+            assert_eq!(budget.depart(&Cost::requests(1), now), Ok(()));
+        }
+        per_second(&budget, Dimension::Requests, 1, 1);
+        assert_eq!(
+            budget.depart(&Cost::requests(1), now),
+            Err(now + Duration::from_secs(1))
+        );
+        // Faster again: no longer than the new interval either.
+        per_second(&budget, Dimension::Requests, 10, 1);
+        assert_eq!(
+            budget.depart(&Cost::requests(1), now),
+            Err(now + Duration::from_millis(100))
+        );
     }
 
     #[tokio::test(start_paused = true)]
