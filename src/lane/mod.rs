@@ -190,6 +190,12 @@ impl Lane {
         self.policy.configured_cost_model()
     }
 
+    /// A cost model's estimate, scaled by what the server has been charging per unit
+    /// estimated (see [`Budget::corrected`]).
+    pub fn corrected(&self, estimate: Cost) -> Cost {
+        self.budget.corrected(estimate)
+    }
+
     /// How long a request may wait for its turn, by the policy.
     pub fn max_wait(&self) -> Option<Duration> {
         self.policy.max_wait

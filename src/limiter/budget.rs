@@ -287,7 +287,15 @@ pub struct Budget {
     /// Reported costs that were charged only up to the most one answer can use (see
     /// [`Budget::settle`]).
     clamped: AtomicU64,
+    /// What the server charges per unit estimated, per dimension, as `f64` bits (see
+    /// [`Budget::corrected`]).
+    charge: [AtomicU64; DIMENSIONS],
 }
+
+/// How fast the learned charge follows each settled answer (a moving average over about five).
+const CHARGE_WEIGHT: f64 = 0.2;
+/// The most the learned charge scales an estimate by.
+const MAX_CHARGE: f64 = 4.0;
 
 impl Default for Budget {
     fn default() -> Self {
@@ -298,6 +306,7 @@ impl Default for Budget {
             generation: AtomicU64::new(0),
             repriced: tokio::sync::Notify::new(),
             clamped: AtomicU64::new(0),
+            charge: std::array::from_fn(|_| AtomicU64::new(1.0_f64.to_bits())),
         }
     }
 }
@@ -463,6 +472,7 @@ impl Budget {
     /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
     /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
+        self.learn_charge(&commitment.cost, actual);
         let mut state = self.lock();
         self.reconcile(&mut state, &commitment.cost, &commitment.grants, actual);
     }
@@ -471,6 +481,58 @@ impl Budget {
     /// [`settle`](Self::settle)).
     pub fn clamped_reports(&self) -> u64 {
         self.clamped.load(Relaxed)
+    }
+
+    /// `estimate` scaled by what the server has been charging per unit estimated, in every
+    /// dimension but requests (a server that counts tokens by its own rule charges more than the
+    /// client's estimate, and its `remaining` says so only after the requests in flight have
+    /// spent it). Never below the estimate: what is charged less is given back at settlement.
+    ///
+    /// ```
+    /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};
+    ///
+    /// let budget = Budget::new();
+    /// let estimate = Cost::requests(1).with(Dimension::Tokens, 100);
+    /// assert_eq!(budget.corrected(estimate), estimate);
+    /// for _ in 0..20 {
+    ///     let booked = budget.reserve(&budget.corrected(estimate), None).unwrap();
+    ///     // The server charges 125 tokens for every 100 estimated.
+    ///     budget.settle(booked.commit(), &Cost::requests(1).with(Dimension::Tokens, 125));
+    /// }
+    /// let corrected = budget.corrected(estimate).get(Dimension::Tokens);
+    /// assert!((124..=126).contains(&corrected), "{corrected}");
+    /// ```
+    pub fn corrected(&self, estimate: Cost) -> Cost {
+        let mut corrected = estimate;
+        for (dimension, units) in estimate.iter() {
+            if dimension == Dimension::Requests {
+                continue;
+            }
+            let charge = f64::from_bits(self.charge[dimension.index()].load(Ordering::Relaxed));
+            if charge > 1.0 {
+                let scaled = (units as f64 * charge).ceil();
+                corrected = corrected.with(dimension, scaled.min(u64::MAX as f64) as u64);
+            }
+        }
+        corrected
+    }
+
+    /// Follows what one answer was charged against what was booked for it.
+    fn learn_charge(&self, booked: &Cost, actual: &Cost) {
+        for (dimension, units) in booked.iter() {
+            let used = actual.get(dimension);
+            if dimension == Dimension::Requests || used == 0 {
+                continue;
+            }
+            let cell = &self.charge[dimension.index()];
+            let current = f64::from_bits(cell.load(Ordering::Relaxed));
+            // Booked at the estimate times the current charge: per unit *estimated*, the
+            // server charged this much.
+            let observed = used as f64 / units as f64 * current.max(1.0);
+            let next = (current + CHARGE_WEIGHT * (observed - current))
+                .clamp(1.0 / MAX_CHARGE, MAX_CHARGE);
+            cell.store(next.to_bits(), Ordering::Relaxed);
+        }
     }
 
     /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.

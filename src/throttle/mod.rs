@@ -115,7 +115,7 @@ impl Middleware for Throttle {
         let lane = self.lane_for(&request, now)?;
         let cost = match (extensions.get::<RequestCost>(), lane.cost_model()) {
             (Some(cost), _) => cost.0,
-            (None, Some(model)) => model.estimate(&request),
+            (None, Some(model)) => lane.corrected(model.estimate(&request)),
             (None, None) => Cost::default(),
         };
         let max_wait = extensions
