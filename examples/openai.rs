@@ -23,7 +23,7 @@
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(throttle)
 //!     .build();
-//! # Ok::<(), reqwest_throttle::Error>(())
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -95,7 +95,7 @@ struct Inner {
 ///     .with(throttle.clone())
 ///     .build();
 /// # drop(client);
-/// # Ok::<(), reqwest_throttle::Error>(())
+/// # Ok::<(), reqwest_throttle::PolicyError>(())
 /// ```
 #[derive(Clone)]
 pub struct Throttle {
@@ -271,8 +271,8 @@ impl Throttle {
     }
 
     /// The circuit breaker of the lane named `key` (as in [`LaneKey::as_str`]), for operators:
-    /// [`force_open`](Breaker::force_open), [`force_closed`](Breaker::force_closed),
-    /// [`reset`](Breaker::reset). `None` when the lane does not exist (yet) or has no breaker.
+    /// [`force_open`](BreakerControl::force_open), [`force_closed`](BreakerControl::force_closed),
+    /// [`reset`](BreakerControl::reset). `None` when the lane does not exist (yet) or has no breaker.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -296,6 +296,8 @@ impl Throttle {
 
     /// Benchmark hook: looks up (or creates) the lane named `key`, as the middleware does, and
     /// reserves one request in it without waiting. `true` when the request could go at once.
+    /// Only with the `__bench` feature, which only this crate's own dev builds enable.
+    #[cfg(feature = "__bench")]
     #[doc(hidden)]
     pub fn __bench_lane_reserve(&self, key: &str) -> bool {
         let now = Instant::now();
