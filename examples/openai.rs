@@ -65,7 +65,7 @@ fn body(i: u64) -> String {
             {"role": "user", "content": prompt.join(" ")},
         ],
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }
