@@ -140,8 +140,7 @@ fn rules_built_elsewhere_are_validated_at_build() {
         .unwrap_err();
     assert_eq!(
         hung.to_string(),
-        "invalid throttle configuration: the default policy: concurrency: must be at least 1 \
-         (got 0); remove the cap for no limit"
+        "the default policy: concurrency: must be at least 1 (got 0); remove the cap for no limit"
     );
     let unlimited = Throttle::builder()
         .rules(HostRules::new(Policy::new().rate(Rate::per_second(0))))
@@ -150,6 +149,14 @@ fn rules_built_elsewhere_are_validated_at_build() {
     assert!(unlimited
         .to_string()
         .contains("rate: the count must be at least 1"));
+}
+
+/// Issue 12: `build()` returned the runtime `Error`, so matching on runtime errors had to
+/// handle a configuration error; it now returns the configuration error alone.
+#[test]
+fn build_returns_the_configuration_error_not_the_runtime_error() {
+    let result: Result<Throttle, PolicyError> = Throttle::builder().max_lanes(0).build();
+    assert_eq!(result.unwrap_err(), PolicyError::ZeroMaxLanes);
 }
 
 #[test]
