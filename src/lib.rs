@@ -58,6 +58,11 @@ pub mod signals;
 pub mod sim;
 mod sliding_counter;
 mod stats;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
+#[cfg(not(feature = "metrics"))]
+mod telemetry;
 mod throttle;
 mod time;
 

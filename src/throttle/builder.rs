@@ -129,10 +129,22 @@ impl ThrottleBuilder {
         if self.global_concurrency == Some(0) {
             return Err(PolicyError::ZeroGlobalConcurrency);
         }
+        #[cfg(feature = "metrics")]
+        let on_transition: Option<TransitionHook> = {
+            let user_hook = self.on_transition;
+            Some(Arc::new(move |lane: &LaneKey, transition: &Transition| {
+                crate::telemetry::breaker_transition(lane, transition.to);
+                if let Some(hook) = &user_hook {
+                    hook(lane, transition);
+                }
+            }))
+        };
+        #[cfg(not(feature = "metrics"))]
+        let on_transition = self.on_transition;
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules,
-                lanes: Lanes::new(self.max_lanes, self.on_transition),
+                lanes: Lanes::new(self.max_lanes, on_transition),
                 lane_key: self.lane_key,
                 global: self
                     .global_concurrency

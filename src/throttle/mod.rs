@@ -36,6 +36,7 @@ use crate::limiter::Cost;
 use crate::policy::HostRules;
 use crate::retry::{Idempotency, RetryDecision};
 use crate::stats::ThrottleStats;
+use crate::telemetry::RequestMetrics;
 
 /// Per-request override of the policy's `max_wait`, set through `http::Extensions`.
 ///
@@ -134,6 +135,7 @@ impl Middleware for Throttle {
         );
         let retry = lane.retry_state(idempotency, deadline, now);
         let plan = RequestPlan {
+            metrics: RequestMetrics::for_lane(lane.key()),
             lane,
             cost,
             deadline,
@@ -153,6 +155,7 @@ struct RequestPlan {
     deadline: Option<Instant>,
     retry: RetryState,
     started: Instant,
+    metrics: RequestMetrics,
 }
 
 impl Throttle {
@@ -170,6 +173,7 @@ impl Throttle {
             deadline,
             mut retry,
             started,
+            metrics,
         } = plan;
         let global = self.inner.global.as_ref();
         let mut now = started;
@@ -179,8 +183,12 @@ impl Throttle {
             tracing::Span::current().record("attempt", retry.attempt());
             let mut ticket = match lane.admit(&cost, deadline, global, now).await {
                 Ok(ticket) => ticket,
-                Err(error) => return last.unwrap_or_else(|| Err(error.into())),
+                Err(error) => {
+                    metrics.refused(&error);
+                    return last.unwrap_or_else(|| Err(error.into()));
+                }
             };
+            let departed = metrics.admitted(now);
             drop(last.take());
             let spare = lane
                 .may_retry(&retry)
@@ -199,6 +207,7 @@ impl Throttle {
             };
             now = Instant::now();
             let assessment = ticket.finish(&result, inspection, now);
+            metrics.attempted(retry.attempt(), departed, now, assessment.rate_limited);
             match lane.decide(&assessment, &mut retry, spare.is_some(), now) {
                 RetryDecision::Stop(reason) => return lane.stop(reason, result),
                 RetryDecision::Wait(delay) => {
@@ -287,6 +296,16 @@ impl Throttle {
         let lane = self.inner.lanes.get(key)?;
         lane.breaker()?;
         Some(BreakerControl { lane })
+    }
+
+    /// Sets the gauges (requests in flight, queued) and the per-lane counters (cooldowns,
+    /// clamped usage reports) of the [`telemetry`](crate::telemetry) metrics from a snapshot of
+    /// the lanes, summed by host; call it before each scrape or on an interval. The other
+    /// metrics are recorded as requests go.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn record_metrics(&self) {
+        crate::telemetry::record_snapshot(&self.stats());
     }
 
     /// Lanes evicted from the registry so far.
