@@ -357,6 +357,44 @@ impl PolicyConfig {
     }
 }
 
+/// A [`Policy`] read directly (in a struct of your own, say), as a [`PolicyConfig`] would be.
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Policy, D::Error> {
+        PolicyConfig::deserialize(deserializer)?
+            .into_policy()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A [`RetryPolicy`] read directly, as a [`RetryConfig`] applied to [`RetryPolicy::default`].
+impl<'de> Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RetryPolicy, D::Error> {
+        RetryConfig::deserialize(deserializer)?
+            .apply(RetryPolicy::default())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A [`BreakerConfig`] read directly, as [`BreakerSettings`] applied to
+/// [`BreakerConfig::default`] and validated (`enabled = false` has no meaning here: use
+/// [`Policy::no_breaker`]).
+impl<'de> Deserialize<'de> for BreakerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BreakerConfig, D::Error> {
+        let config = BreakerSettings::deserialize(deserializer)?
+            .apply(Some(BreakerConfig::default()))
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| {
+                serde::de::Error::custom(
+                    "breaker.enabled: a breaker configuration cannot disable itself; remove the breaker from the policy instead (`breaker = { enabled = false }`, Policy::no_breaker)",
+                )
+            })?;
+        config.validate().map_err(serde::de::Error::custom)?;
+        Ok(config)
+    }
+}
+
 /// A whole throttle as written in a file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -550,6 +588,44 @@ mod tests {
         );
     }
 
+    /// The real types read themselves, with the same rules and defaults as a file's policy.
+    #[test]
+    fn the_real_types_deserialize_themselves() {
+        #[derive(Deserialize)]
+        struct Mine {
+            policy: Policy,
+            retry: RetryPolicy,
+            breaker: BreakerConfig,
+        }
+        let mine: Mine = toml::from_str(
+            r#"
+            policy = { rate = "10/s", concurrency = 2 }
+            retry = { max_retries = 7 }
+            breaker = { consecutive_failures = 9 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(mine.policy.configured_rate(), Some(Rate::per_second(10)));
+        assert_eq!(mine.policy.configured_concurrency(), Some(2));
+        assert_eq!(mine.retry.configured_max_retries(), 7);
+        assert_eq!(
+            mine.breaker,
+            BreakerConfig::default().consecutive_failures(9)
+        );
+        let invalid = toml::from_str::<Mine>(
+            r#"
+            policy = { tokens = "10/min" }
+            retry = {}
+            breaker = {}
+            "#,
+        );
+        let err = invalid.err().unwrap().to_string();
+        assert!(
+            err.contains("tokens: a token limit needs a cost model"),
+            "{err}"
+        );
+    }
+
     #[cfg(feature = "llm")]
     #[test]
     fn a_preset_brings_its_cost_model_and_its_retry_schedule() {
@@ -595,13 +671,5 @@ mod tests {
             .unwrap();
         assert!(anthropic.configured_cost_model().is_some());
         assert!(config.into_builder().build().is_ok());
-    }
-
-    #[cfg(not(feature = "llm"))]
-    #[test]
-    fn a_preset_without_the_llm_feature_says_so() {
-        let config: PolicyConfig = toml::from_str(r#"preset = "openai""#).unwrap();
-        let err = config.into_policy().unwrap_err().to_string();
-        assert!(err.contains("`llm` feature"), "{err}");
     }
 }
