@@ -126,7 +126,7 @@ pub enum Error {
     },
 }
 
-/// A duration as people read it in a message: `250ms`, `4.2s`, `1m 30s`, `2h 5m`, rounded to
+/// A duration as people read it in a message: `250ms`, `4.2s`, `10s`, `1m 30s`, `2h 5m`, rounded to
 /// the unit shown (a wait of 59.996338857 s prints as `1m`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ForPeople(pub(crate) Duration);
@@ -155,7 +155,10 @@ impl fmt::Display for ForPeople {
         }
         let tenths = (nanos + 50_000_000) / 100_000_000;
         if tenths < 600 {
-            return write!(f, "{}.{}s", tenths / 10, tenths % 10);
+            return match tenths % 10 {
+                0 => write!(f, "{}s", tenths / 10),
+                tenth => write!(f, "{}.{tenth}s", tenths / 10),
+            };
         }
         let seconds = (nanos + 500_000_000) / 1_000_000_000;
         if seconds < HOUR {
@@ -219,7 +222,8 @@ mod tests {
         let cases = [
             (Duration::ZERO, "0s"),
             (Duration::from_micros(2_460), "2.5ms"),
-            (Duration::from_micros(999_600), "1.0s"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::from_millis(42_020), "42s"),
             (Duration::from_millis(250), "250ms"),
             (Duration::from_millis(4_240), "4.2s"),
             (Duration::from_nanos(59_996_338_857), "1m"),
@@ -247,7 +251,7 @@ mod tests {
         assert_eq!(
             error.to_string(),
             "lane https://api.example.com:443: the next requests slot is 1m away, more than the \
-             1.0s this request may wait; raise max_wait or send less"
+             1s this request may wait; raise max_wait or send less"
         );
     }
 }
