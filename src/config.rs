@@ -232,7 +232,7 @@ impl BreakerSettings {
 }
 
 /// The LLM preset a policy starts from, bringing its cost model, retry policy and concurrency
-/// ([`Policy::openai`], [`Policy::anthropic`]; `llm` feature).
+/// (`Policy::openai()`, `Policy::anthropic()`; `llm` feature).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[non_exhaustive]
 pub enum Preset {

@@ -27,7 +27,7 @@
 //! key (an API key's hash, a route).
 //!
 //! A token limit ([`Policy::tokens`]) needs a cost model that prices requests in tokens: the
-//! `llm` feature's [`Policy::openai`] and [`Policy::anthropic`] bring one, or write your own
+//! `llm` feature's `Policy::openai()` and `Policy::anthropic()` bring one, or write your own
 //! [`cost::CostModel`] (its `#[async_trait]` is re-exported here: [`macro@async_trait`]).
 //!
 //! Configuration errors ([`PolicyError`]) come from [`ThrottleBuilder::build`], once; the
