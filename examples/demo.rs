@@ -15,10 +15,12 @@
 //! - (c2) the throttle with no rate configured, the server announcing OpenAI-style
 //!   `x-ratelimit-*` headers (the throttle paces itself from them),
 //!
-//! and a table compares them. Then the server answers 503 for a few seconds: the throttle's
+//! and a table compares them, and a chart of answers per second over time for each client
+//! against the server's limit is written to `target/demo.svg`. Then the server answers 503 for a few seconds: the throttle's
 //! circuit breaker opens, callers fail fast with `Error::CircuitOpen`, the server is left alone,
 //! and traffic recovers when it comes back. The whole demo takes about half a minute.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +121,11 @@ async fn main() -> DemoResult<()> {
         .await?,
     );
     print_table(&rows);
+    let chart = write_chart(&rows)?;
+    println!(
+        "\nchart (answers per second over time, each client against the limit): {}",
+        chart.display()
+    );
 
     // A bar of its own: the batch bars' area ends above the table printed since.
     server_goes_down().await?;
@@ -197,6 +204,9 @@ struct Row {
     /// Retries the throttle counted itself (a cross-check of `received - REQUESTS`).
     throttle_retries: Option<u64>,
     elapsed: Duration,
+    /// When each answer left the server (from the batch's start) and whether it was a 429,
+    /// as the server recorded them.
+    answers: Vec<(Duration, bool)>,
 }
 
 fn bar_style() -> ProgressStyle {
@@ -263,8 +273,17 @@ async fn run_batch(
     bar.finish();
 
     let stats = api.stats();
+    let answers = api
+        .requests()
+        .iter()
+        .filter_map(|request| {
+            let limited = request.status? == 429;
+            Some((request.at.saturating_duration_since(started), limited))
+        })
+        .collect();
     Ok(Row {
         name,
+        answers,
         ok: ok.load(Relaxed),
         received: stats.received,
         limited: stats.limited,
@@ -312,6 +331,107 @@ fn print_table(rows: &[Row]) {
          (a client that gives up early can exceed it over its short run).\n(c2) is told nothing: it reads \
          x-ratelimit-remaining/-reset from each answer and spreads what is left over what remains of the window."
     );
+}
+
+/// The width of one point of the chart.
+const CHART_BUCKET: Duration = Duration::from_millis(250);
+
+/// Answers per second in each `CHART_BUCKET`, of 200s (`limited == false`) or of 429s.
+fn per_second(answers: &[(Duration, bool)], limited: bool, buckets: usize) -> Vec<(f64, f64)> {
+    let mut counts = vec![0u32; buckets];
+    for (at, _) in answers.iter().filter(|(_, l)| *l == limited) {
+        let bucket = (at.as_secs_f64() / CHART_BUCKET.as_secs_f64()) as usize;
+        if let Some(count) = counts.get_mut(bucket) {
+            *count += 1;
+        }
+    }
+    let width = CHART_BUCKET.as_secs_f64();
+    (0..buckets)
+        .map(|i| ((i as f64 + 0.5) * width, f64::from(counts[i]) / width))
+        .collect()
+}
+
+/// Writes the batches' answers per second over time (200s solid, 429s dashed, the server's
+/// limit in black) as an SVG (plotters' SVG backend: text is left to the viewer's fonts) to
+/// `$CARGO_TARGET_DIR/demo.svg` (default `target/demo.svg`); returns its path.
+fn write_chart(rows: &[Row]) -> DemoResult<PathBuf> {
+    use plotters::prelude::*;
+
+    let dir =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("demo.svg");
+    let longest = rows.iter().map(|row| row.elapsed).max().unwrap_or(WINDOW);
+    let buckets = (longest.as_secs_f64() / CHART_BUCKET.as_secs_f64()).ceil() as usize + 1;
+    let limit = LIMIT as f64 / WINDOW.as_secs_f64();
+    // The bare client's first burst (hundreds of 429s in a quarter second) would flatten
+    // everything else: rates above four times the limit are drawn at the top.
+    let top = 4.0 * limit;
+    let clip = |points: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
+        points
+            .into_iter()
+            .map(|(x, rate)| (x, rate.min(top)))
+            .collect()
+    };
+    let series: Vec<_> = rows
+        .iter()
+        .map(|row| {
+            let ok = clip(per_second(&row.answers, false, buckets));
+            let limited = clip(per_second(&row.answers, true, buckets));
+            (row.name, ok, limited)
+        })
+        .collect();
+    let x_end = buckets as f64 * CHART_BUCKET.as_secs_f64();
+
+    let root = SVGBackend::new(&path, (1000, 560)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            format!("{REQUESTS} GETs from {TASKS} tasks against {LIMIT} per {WINDOW:?}: answers per second (200 solid, 429 dashed; cut at {top:.0}/s)"),
+            ("sans-serif", 18),
+        )
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0.0..x_end, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the batch started")
+        .y_desc("answers per second")
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(
+            [(0.0, limit), (x_end, limit)],
+            BLACK.stroke_width(2),
+        ))?
+        .label(format!("server limit ({limit:.0}/s)"))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    for (i, (name, ok, limited)) in series.into_iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(ok, color.stroke_width(2)))?
+            .label(format!("{name}: 200s"))
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2)));
+        if limited.iter().any(|&(_, rate)| rate > 0.0) {
+            chart
+                .draw_series(DashedLineSeries::new(limited, 6, 4, color.stroke_width(1)))?
+                .label(format!("{name}: 429s"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 20, y)], color.stroke_width(1))
+                });
+        }
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    root.present()?;
+    // The backend borrows the path until it is dropped (and writes the file then too).
+    drop(chart);
+    drop(root);
+    Ok(path)
 }
 
 /// One request of the outage phase, as its caller saw it.

@@ -23,7 +23,7 @@
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
 //!     .with(throttle)
 //!     .build();
-//! # Ok::<(), reqwest_throttle::Error>(())
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,7 +65,7 @@ fn body(i: u64) -> String {
             {"role": "user", "content": prompt.join(" ")},
         ],
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }

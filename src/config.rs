@@ -9,7 +9,7 @@
 //! dropped or read as something else.
 //!
 //! ```
-//! use reqwest_throttle::config::ThrottleConfig;
+//! use reqwest_throttle::ThrottleConfig; // also `reqwest_throttle::config::ThrottleConfig`
 //!
 //! let config: ThrottleConfig = toml::from_str(r#"
 //!     max_lanes = 5000
@@ -31,7 +31,8 @@
 //! # drop(throttle);
 //!
 //! // Environment: the same structure as JSON in one variable.
-//! let json = r#"{ "hosts": { "api.openai.com": { "rate": "500/min", "tokens": "200000/min" } } }"#;
+//! let json = r#"{ "hosts": { "api.openai.com":
+//!     { "preset": "openai", "rate": "500/min", "tokens": "200000/min" } } }"#;
 //! let config: ThrottleConfig = serde_json::from_str(json).unwrap();
 //! assert_eq!(config.hosts.len(), 1);
 //! ```
@@ -45,7 +46,9 @@ use crate::breaker::BreakerConfig;
 use crate::policy::{
     validate_retry_budget, HostRules, Policy, PolicyError, Rate, RetryBudgetNames,
 };
-use crate::retry::{Backoff, Jitter, RetryBudgetConfig, RetryPolicy};
+use crate::retry::{
+    Backoff, Jitter, RetryBudgetConfig, RetryPolicy, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP,
+};
 use crate::signals::parse_go_duration;
 use crate::throttle::ThrottleBuilder;
 
@@ -85,7 +88,8 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-/// Retry settings of a policy; every field is optional and defaults to [`RetryPolicy::default`].
+/// Retry settings of a policy; every field is optional, and an absent one keeps the value of
+/// the policy it is applied to ([`RetryPolicy::default`], or the preset's retry policy).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryConfig {
@@ -96,7 +100,7 @@ pub struct RetryConfig {
     /// Largest backoff delay.
     pub cap: Option<ConfigDuration>,
     /// `"full"`, `"equal"`, `"decorrelated"` or `"none"`.
-    pub jitter: Option<JitterName>,
+    pub jitter: Option<Jitter>,
     /// The longest server-requested delay that is slept on.
     pub max_retry_after: Option<ConfigDuration>,
     /// Fail instead of returning the response when the server asks for longer.
@@ -109,21 +113,9 @@ pub struct RetryConfig {
     pub budget_min_per_sec: Option<f64>,
 }
 
-/// The jitter of an exponential backoff, by name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(missing_docs)]
-pub enum JitterName {
-    Full,
-    Equal,
-    Decorrelated,
-    None,
-}
-
 impl RetryConfig {
-    fn into_policy(self) -> Result<RetryPolicy, PolicyError> {
-        let defaults = RetryPolicy::default();
-        let mut policy = defaults.clone();
+    /// `policy` with the settings given here changed.
+    fn apply(self, mut policy: RetryPolicy) -> Result<RetryPolicy, PolicyError> {
         if let Some(n) = self.max_retries {
             policy = policy.max_retries(n);
         }
@@ -136,14 +128,15 @@ impl RetryConfig {
             }
         }
         if self.base.is_some() || self.cap.is_some() || self.jitter.is_some() {
-            let base = self.base.map_or(Duration::from_millis(200), |d| d.0);
-            let cap = self.cap.map_or(Duration::from_secs(20), |d| d.0);
-            let jitter = match self.jitter.unwrap_or(JitterName::Full) {
-                JitterName::Full => Jitter::Full,
-                JitterName::Equal => Jitter::Equal,
-                JitterName::Decorrelated => Jitter::Decorrelated,
-                JitterName::None => Jitter::None,
-            };
+            // Absent settings come from the schedule being changed (a custom one has none: the
+            // default schedule's are used).
+            let (base, cap, jitter) = policy
+                .configured_backoff()
+                .exponential_settings()
+                .unwrap_or((DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP, Jitter::default()));
+            let base = self.base.map_or(base, |d| d.0);
+            let cap = self.cap.map_or(cap.max(base), |d| d.0);
+            let jitter = self.jitter.unwrap_or(jitter);
             policy = policy.backoff(Backoff::exponential(base, cap).jitter(jitter));
         }
         if let Some(max) = self.max_retry_after {
@@ -156,11 +149,11 @@ impl RetryConfig {
             policy = policy.retry_non_idempotent(retry);
         }
         if self.budget_ratio.is_some() || self.budget_min_per_sec.is_some() {
-            let defaults = defaults.budget_config();
+            let current = policy.budget_config();
             let budget = RetryBudgetConfig {
-                ratio: self.budget_ratio.unwrap_or(defaults.ratio),
-                min_per_sec: self.budget_min_per_sec.unwrap_or(defaults.min_per_sec),
-                ttl: defaults.ttl,
+                ratio: self.budget_ratio.unwrap_or(current.ratio),
+                min_per_sec: self.budget_min_per_sec.unwrap_or(current.min_per_sec),
+                ttl: current.ttl,
             };
             let names = RetryBudgetNames {
                 ratio: "retry.budget_ratio",
@@ -173,7 +166,8 @@ impl RetryConfig {
     }
 }
 
-/// Circuit-breaker settings of a policy; absent fields keep [`BreakerConfig::default`].
+/// Circuit-breaker settings of a policy; absent fields keep the value of the breaker they are
+/// applied to ([`BreakerConfig::default`] unless the policy has none).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BreakerSettings {
@@ -192,16 +186,18 @@ pub struct BreakerSettings {
 }
 
 impl BreakerSettings {
-    fn into_config(self) -> Result<Option<BreakerConfig>, PolicyError> {
-        if self.enabled == Some(false) {
-            let Self {
-                enabled: _,
-                consecutive_failures,
-                open_base,
-                open_max,
-                half_open_probes,
-                successes_to_close,
-            } = self;
+    /// `breaker` (the policy's, if it has one) with the settings given here changed; `None`
+    /// removes it.
+    fn apply(self, breaker: Option<BreakerConfig>) -> Result<Option<BreakerConfig>, PolicyError> {
+        let Self {
+            enabled,
+            consecutive_failures,
+            open_base,
+            open_max,
+            half_open_probes,
+            successes_to_close,
+        } = self;
+        if enabled == Some(false) {
             let tuned = consecutive_failures.is_some()
                 || open_base.is_some()
                 || open_max.is_some()
@@ -215,41 +211,78 @@ impl BreakerSettings {
             }
             return Ok(None);
         }
-        let mut config = BreakerConfig::default();
-        if let Some(n) = self.consecutive_failures {
+        let mut config = breaker.unwrap_or_default();
+        if let Some(n) = consecutive_failures {
             config = config.consecutive_failures(n);
         }
-        if self.open_base.is_some() || self.open_max.is_some() {
+        if open_base.is_some() || open_max.is_some() {
             let (base, max) = config.open_durations();
-            let base = self.open_base.map_or(base, |d| d.0);
-            let max = self.open_max.map_or(max.max(base), |d| d.0);
+            let base = open_base.map_or(base, |d| d.0);
+            let max = open_max.map_or(max.max(base), |d| d.0);
             config = config.open_for(base, max);
         }
-        if let Some(n) = self.half_open_probes {
+        if let Some(n) = half_open_probes {
             config = config.half_open_probes(n);
         }
-        if let Some(n) = self.successes_to_close {
+        if let Some(n) = successes_to_close {
             config = config.successes_to_close(n);
         }
         Ok(Some(config))
     }
 }
 
-/// One policy as written in a file. Every field is optional: absent means [`Policy::default`].
+/// The LLM preset a policy starts from, bringing its cost model, retry policy and concurrency
+/// (`Policy::openai()`, `Policy::anthropic()`; `llm` feature).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[non_exhaustive]
+pub enum Preset {
+    /// `"openai"`: OpenAI, Azure OpenAI and OpenAI-compatible APIs.
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// `"anthropic"`: Anthropic's Messages API.
+    #[serde(rename = "anthropic")]
+    Anthropic,
+}
+
+impl Preset {
+    /// The policy this preset starts from.
+    #[cfg(feature = "llm")]
+    fn policy(self) -> Result<Policy, PolicyError> {
+        Ok(match self {
+            Preset::OpenAi => Policy::openai(),
+            Preset::Anthropic => Policy::anthropic(),
+        })
+    }
+
+    #[cfg(not(feature = "llm"))]
+    fn policy(self) -> Result<Policy, PolicyError> {
+        Err(PolicyError::Inconsistent {
+            field: "preset",
+            reason: "the LLM presets need the `llm` feature of reqwest-throttle",
+        })
+    }
+}
+
+/// One policy as written in a file. Every field is optional: absent means the value of
+/// [`Policy::default`], or of the `preset`'s policy.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
+    /// The LLM preset to start from, `"openai"` or `"anthropic"` (`llm` feature): it brings the
+    /// cost model a token limit needs.
+    pub preset: Option<Preset>,
     /// Requests rate, `"600/min"`.
     pub rate: Option<Rate>,
     /// Burst of the requests rate (default: its whole count).
     pub burst: Option<u64>,
-    /// Tokens rate (LLM TPM), `"200000/min"`.
+    /// Tokens rate (LLM TPM), `"200000/min"`; needs a `preset`.
     pub tokens: Option<Rate>,
-    /// Input tokens rate.
+    /// Input tokens rate; needs a `preset`.
     pub input_tokens: Option<Rate>,
-    /// Output tokens rate.
+    /// Output tokens rate; needs a `preset`.
     pub output_tokens: Option<Rate>,
-    /// Requests in flight at once; `0` is refused, absent keeps the default of 8.
+    /// Requests in flight at once; `0` is refused, absent keeps the policy's cap
+    /// ([`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY) without a preset).
     pub concurrency: Option<usize>,
     /// `true` removes the concurrency cap.
     pub unlimited_concurrency: Option<bool>,
@@ -267,7 +300,10 @@ pub struct PolicyConfig {
 impl PolicyConfig {
     /// The policy this describes, validated; the error names the field.
     pub fn into_policy(self) -> Result<Policy, PolicyError> {
-        let mut policy = Policy::new();
+        let mut policy = match self.preset {
+            Some(preset) => preset.policy()?,
+            None => Policy::new(),
+        };
         match (self.rate, self.burst) {
             (Some(rate), Some(burst)) => policy = policy.rate(rate.burst(burst)),
             (Some(rate), None) => policy = policy.rate(rate),
@@ -307,16 +343,55 @@ impl PolicyConfig {
             policy = policy.attempt_timeout(timeout.0);
         }
         if let Some(retry) = self.retry {
-            policy = policy.retry(retry.into_policy()?);
+            let retry = retry.apply(policy.retry_policy().clone())?;
+            policy = policy.retry(retry);
         }
         if let Some(breaker) = self.breaker {
-            policy = match breaker.into_config()? {
+            policy = match breaker.apply(policy.breaker_config().cloned())? {
                 Some(config) => policy.breaker(config),
                 None => policy.no_breaker(),
             };
         }
         policy.validate()?;
         Ok(policy)
+    }
+}
+
+/// A [`Policy`] read directly (in a struct of your own, say), as a [`PolicyConfig`] would be.
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Policy, D::Error> {
+        PolicyConfig::deserialize(deserializer)?
+            .into_policy()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A [`RetryPolicy`] read directly, as a [`RetryConfig`] applied to [`RetryPolicy::default`].
+impl<'de> Deserialize<'de> for RetryPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<RetryPolicy, D::Error> {
+        RetryConfig::deserialize(deserializer)?
+            .apply(RetryPolicy::default())
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A [`BreakerConfig`] read directly, as [`BreakerSettings`] applied to
+/// [`BreakerConfig::default`] and validated (`enabled = false` has no meaning here: use
+/// [`Policy::no_breaker`]).
+impl<'de> Deserialize<'de> for BreakerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BreakerConfig, D::Error> {
+        let config = BreakerSettings::deserialize(deserializer)?
+            .apply(Some(BreakerConfig::default()))
+            .map_err(serde::de::Error::custom)?
+            .ok_or_else(|| {
+                serde::de::Error::custom(
+                    "breaker.enabled: a breaker configuration cannot disable itself; remove the breaker from the policy instead (`breaker = { enabled = false }`, Policy::no_breaker)",
+                )
+            })?;
+        config.validate().map_err(serde::de::Error::custom)?;
+        Ok(config)
     }
 }
 
@@ -438,5 +513,163 @@ mod tests {
         .unwrap();
         let err = zero.into_builder().build().unwrap_err().to_string();
         assert!(err.contains("concurrency"), "{err}");
+    }
+
+    /// Issue 12: `tokens = "10/min"` without a cost model let 20 of 20 requests out at once.
+    #[test]
+    fn a_token_limit_without_a_preset_is_refused_naming_its_rule() {
+        for field in ["tokens", "input_tokens", "output_tokens"] {
+            let config: ThrottleConfig = toml::from_str(&format!(
+                r#"
+                [hosts."api.github.com"]
+                rate = "5000/h"
+
+                [hosts."llm.example.com"]
+                {field} = "10/min"
+                max_wait = "1s"
+                "#
+            ))
+            .unwrap();
+            let err = config.into_builder().build().unwrap_err().to_string();
+            let prefix =
+                format!("host rule \"llm.example.com\": {field}: a token limit needs a cost model");
+            assert!(err.starts_with(&prefix), "{err}");
+            assert!(err.contains("preset"), "{err}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_host_rule_among_many() {
+        let mut text = String::new();
+        for n in 0..10 {
+            let concurrency = if n == 7 { 0 } else { n + 1 };
+            text.push_str(&format!(
+                "[hosts.\"h{n}.example.com\"]\nconcurrency = {concurrency}\n"
+            ));
+        }
+        let config: ThrottleConfig = toml::from_str(&text).unwrap();
+        let err = config.into_builder().build().unwrap_err().to_string();
+        assert!(
+            err.starts_with("host rule \"h7.example.com\": concurrency: must be at least 1"),
+            "{err}"
+        );
+        let unknown = toml::from_str::<ThrottleConfig>(
+            r#"[hosts."a.com"]
+               preset = "gemini""#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            unknown.contains("gemini") && unknown.contains("openai"),
+            "{unknown}"
+        );
+    }
+
+    /// Issue 12: absent retry settings were filled with defaults written a second time here
+    /// (200 ms, 20 s), whatever the policy they applied to.
+    #[test]
+    fn absent_settings_keep_the_values_of_the_policy_they_change() {
+        let config: PolicyConfig = toml::from_str(r#"retry = { jitter = "none" }"#).unwrap();
+        let policy = config.into_policy().unwrap();
+        let (base, cap, _) = Backoff::default().exponential_settings().unwrap();
+        assert_eq!(
+            policy
+                .retry_policy()
+                .configured_backoff()
+                .exponential_settings(),
+            Some((base, cap, Jitter::None))
+        );
+        let breaker: PolicyConfig =
+            toml::from_str(r#"breaker = { consecutive_failures = 2 }"#).unwrap();
+        let policy = breaker.into_policy().unwrap();
+        assert_eq!(
+            policy.breaker_config(),
+            Some(&BreakerConfig::default().consecutive_failures(2))
+        );
+    }
+
+    /// The real types read themselves, with the same rules and defaults as a file's policy.
+    #[test]
+    fn the_real_types_deserialize_themselves() {
+        #[derive(Deserialize)]
+        struct Mine {
+            policy: Policy,
+            retry: RetryPolicy,
+            breaker: BreakerConfig,
+        }
+        let mine: Mine = toml::from_str(
+            r#"
+            policy = { rate = "10/s", concurrency = 2 }
+            retry = { max_retries = 7 }
+            breaker = { consecutive_failures = 9 }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(mine.policy.configured_rate(), Some(Rate::per_second(10)));
+        assert_eq!(mine.policy.configured_concurrency(), Some(2));
+        assert_eq!(mine.retry.configured_max_retries(), 7);
+        assert_eq!(
+            mine.breaker,
+            BreakerConfig::default().consecutive_failures(9)
+        );
+        let invalid = toml::from_str::<Mine>(
+            r#"
+            policy = { tokens = "10/min" }
+            retry = {}
+            breaker = {}
+            "#,
+        );
+        let err = invalid.err().unwrap().to_string();
+        assert!(
+            err.contains("tokens: a token limit needs a cost model"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "llm")]
+    #[test]
+    fn a_preset_brings_its_cost_model_and_its_retry_schedule() {
+        let config: ThrottleConfig = toml::from_str(
+            r#"
+            [hosts."api.openai.com"]
+            preset = "openai"
+            rate = "500/min"
+            tokens = "200000/min"
+            retry = { jitter = "equal" }
+
+            [hosts."api.anthropic.com"]
+            preset = "anthropic"
+            input_tokens = "40000/min"
+            output_tokens = "8000/min"
+            "#,
+        )
+        .unwrap();
+        let openai = config.hosts["api.openai.com"]
+            .clone()
+            .into_policy()
+            .unwrap();
+        assert!(openai.configured_cost_model().is_some());
+        assert_eq!(
+            openai.configured_concurrency(),
+            Some(crate::llm::LLM_CONCURRENCY)
+        );
+        // The preset's own schedule (500 ms to 8 s), only its jitter changed.
+        let (base, cap, _) = crate::llm::llm_retry_policy()
+            .configured_backoff()
+            .exponential_settings()
+            .unwrap();
+        assert_eq!(
+            openai
+                .retry_policy()
+                .configured_backoff()
+                .exponential_settings(),
+            Some((base, cap, Jitter::Equal))
+        );
+        let anthropic = config.hosts["api.anthropic.com"]
+            .clone()
+            .into_policy()
+            .unwrap();
+        assert!(anthropic.configured_cost_model().is_some());
+        assert!(config.into_builder().build().is_ok());
     }
 }

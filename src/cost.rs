@@ -105,7 +105,8 @@ impl Inspection {
 /// /// A search API that charges one "unit" per kilobyte of query.
 /// struct PerKilobyte;
 ///
-/// #[async_trait::async_trait]
+/// // The attribute is re-exported: no `async-trait` dependency needed.
+/// #[reqwest_throttle::async_trait]
 /// impl CostModel for PerKilobyte {
 ///     fn estimate(&self, request: &Request) -> Cost {
 ///         let bytes = request.body().and_then(|b| b.as_bytes()).map_or(0, |b| b.len() as u64);

@@ -1,15 +1,18 @@
-//! The crate's one error type.
+//! The crate's runtime error type.
 //!
 //! The middleware returns these inside `reqwest_middleware::Error::Middleware`; get them back out
 //! with [`Error::from_middleware`]. Each variant says which lane, what happened and what to do.
+//! A configuration the throttle cannot run with is refused earlier, when it is built, with a
+//! [`PolicyError`](crate::PolicyError): matching on an `Error` never has to handle one.
 
 use std::time::Duration;
 
+use std::fmt;
+
 use crate::key::LaneKey;
 use crate::limiter::Dimension;
-use crate::policy::PolicyError;
 
-/// Everything the throttle can refuse or fail with.
+/// Everything the throttle can refuse or fail with while it handles a request.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -37,7 +40,7 @@ use crate::policy::PolicyError;
 #[non_exhaustive]
 pub enum Error {
     /// The request's turn under the lane's rate is further away than it may wait.
-    #[error("lane {lane}: the next {dimension} slot is {wait:?} away, more than the {max_wait:?} this request may wait; raise max_wait or send less")]
+    #[error("lane {lane}: the next {dimension} slot is {} away, more than the {} this request may wait; raise max_wait or send less", for_people(wait), for_people(max_wait))]
     WouldWait {
         /// The lane.
         lane: LaneKey,
@@ -50,7 +53,7 @@ pub enum Error {
     },
     /// Every concurrency slot (of the lane, or the global cap) stayed busy for as long as the
     /// request may wait.
-    #[error("lane {lane}: no concurrency slot came free within the {max_wait:?} this request may wait; raise max_wait or the concurrency cap")]
+    #[error("lane {lane}: no concurrency slot came free within the {} this request may wait; raise max_wait or the concurrency cap", for_people(max_wait))]
     Saturated {
         /// The lane.
         lane: LaneKey,
@@ -58,7 +61,7 @@ pub enum Error {
         max_wait: Duration,
     },
     /// The lane is paused by the server (Retry-After, rate-limit reset) longer than the request may wait.
-    #[error("lane {lane} is cooling down for {wait:?} more ({}); the request's {max_wait:?} deadline cannot be met", cooling_what(*dimension))]
+    #[error("lane {lane} is cooling down for {} more ({}); the request's {} deadline cannot be met", for_people(wait), cooling_what(*dimension), for_people(max_wait))]
     CoolingDown {
         /// The lane.
         lane: LaneKey,
@@ -84,7 +87,10 @@ pub enum Error {
     },
     /// The lane's circuit breaker is open: the service failed repeatedly and is left alone for
     /// a while. Nothing was sent.
-    #[error("lane {lane}: circuit open after repeated failures; nothing was sent; retry in {retry_in:?}")]
+    #[error(
+        "lane {lane}: circuit open after repeated failures; nothing was sent; retry in {}",
+        for_people(retry_in)
+    )]
     CircuitOpen {
         /// The lane.
         lane: LaneKey,
@@ -93,7 +99,7 @@ pub enum Error {
     },
     /// The server asked for a pause longer than the policy accepts (`max_retry_after`), and the
     /// policy asked for an error rather than the response.
-    #[error("lane {lane}: the server asked to retry in {retry_after:?}, more than the {max:?} the policy waits; try later or raise max_retry_after")]
+    #[error("lane {lane}: the server asked to retry in {}, more than the {} the policy waits; try later or raise max_retry_after", for_people(retry_after), for_people(max))]
     RetryAfterTooLong {
         /// The lane.
         lane: LaneKey,
@@ -105,7 +111,7 @@ pub enum Error {
     /// No response came within the policy's [`attempt_timeout`](crate::Policy::attempt_timeout),
     /// and no retry followed (the request was not safe to repeat, or its retries ran out). The
     /// server may or may not have acted on the request.
-    #[error("lane {lane}: no response within the {timeout:?} attempt timeout; the server may or may not have acted on the request; raise attempt_timeout if its answers are that slow")]
+    #[error("lane {lane}: no response within the {} attempt timeout; the server may or may not have acted on the request; raise attempt_timeout if its answers are that slow", for_people(timeout))]
     AttemptTimedOut {
         /// The lane.
         lane: LaneKey,
@@ -118,9 +124,56 @@ pub enum Error {
         /// The URL as given.
         url: String,
     },
-    /// A policy or the throttle's configuration is invalid.
-    #[error("invalid throttle configuration: {0}")]
-    InvalidPolicy(#[from] PolicyError),
+}
+
+/// A duration as people read it in a message: `250ms`, `4.2s`, `10s`, `1m 30s`, `2h 5m`, rounded to
+/// the unit shown (a wait of 59.996338857 s prints as `1m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ForPeople(pub(crate) Duration);
+
+/// `duration` for a message (see [`ForPeople`]).
+pub(crate) fn for_people(duration: &Duration) -> ForPeople {
+    ForPeople(*duration)
+}
+
+impl fmt::Display for ForPeople {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const MINUTE: u128 = 60;
+        const HOUR: u128 = 60 * MINUTE;
+        let nanos = self.0.as_nanos();
+        if nanos == 0 {
+            return f.write_str("0s");
+        }
+        let tenths_of_ms = (nanos + 50_000) / 100_000;
+        if tenths_of_ms < 100 {
+            // Under 10 ms: one decimal, so that 2.5ms is not read as 3ms.
+            return write!(f, "{}.{}ms", tenths_of_ms / 10, tenths_of_ms % 10);
+        }
+        let ms = (nanos + 500_000) / 1_000_000;
+        if ms < 1_000 {
+            return write!(f, "{ms}ms");
+        }
+        let tenths = (nanos + 50_000_000) / 100_000_000;
+        if tenths < 600 {
+            return match tenths % 10 {
+                0 => write!(f, "{}s", tenths / 10),
+                tenth => write!(f, "{}.{tenth}s", tenths / 10),
+            };
+        }
+        let seconds = (nanos + 500_000_000) / 1_000_000_000;
+        if seconds < HOUR {
+            let (minutes, seconds) = (seconds / MINUTE, seconds % MINUTE);
+            return match seconds {
+                0 => write!(f, "{minutes}m"),
+                _ => write!(f, "{minutes}m {seconds}s"),
+            };
+        }
+        let minutes = (seconds + MINUTE / 2) / MINUTE;
+        match (minutes / 60, minutes % 60) {
+            (hours, 0) => write!(f, "{hours}h"),
+            (hours, minutes) => write!(f, "{hours}h {minutes}m"),
+        }
+    }
 }
 
 fn cooling_what(dimension: Option<Dimension>) -> String {
@@ -149,7 +202,7 @@ impl Error {
             | Error::CircuitOpen { lane, .. }
             | Error::RetryAfterTooLong { lane, .. }
             | Error::AttemptTimedOut { lane, .. } => Some(lane),
-            Error::NoHost { .. } | Error::InvalidPolicy(_) => None,
+            Error::NoHost { .. } => None,
         }
     }
 }
@@ -157,5 +210,48 @@ impl Error {
 impl From<Error> for reqwest_middleware::Error {
     fn from(error: Error) -> Self {
         reqwest_middleware::Error::middleware(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_rounded_to_the_unit_shown() {
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (Duration::from_micros(2_460), "2.5ms"),
+            (Duration::from_micros(999_600), "1s"),
+            (Duration::from_millis(42_020), "42s"),
+            (Duration::from_millis(250), "250ms"),
+            (Duration::from_millis(4_240), "4.2s"),
+            (Duration::from_nanos(59_996_338_857), "1m"),
+            (Duration::from_secs(90), "1m 30s"),
+            (Duration::from_secs(3_599), "59m 59s"),
+            (Duration::from_secs(2 * 3_600 + 5 * 60 + 10), "2h 5m"),
+            (Duration::from_secs(86_400), "24h"),
+        ];
+        for (duration, shown) in cases {
+            assert_eq!(for_people(&duration).to_string(), shown, "{duration:?}");
+        }
+        // No overflow at the extreme.
+        assert!(for_people(&Duration::MAX).to_string().contains('h'));
+    }
+
+    /// Issue 12: messages printed `59.996338857s`.
+    #[test]
+    fn error_messages_print_durations_for_people() {
+        let error = Error::WouldWait {
+            lane: LaneKey::new("https://api.example.com:443"),
+            dimension: Dimension::Requests,
+            wait: Duration::from_nanos(59_996_338_857),
+            max_wait: Duration::from_secs(1),
+        };
+        assert_eq!(
+            error.to_string(),
+            "lane https://api.example.com:443: the next requests slot is 1m away, more than the \
+             1s this request may wait; raise max_wait or send less"
+        );
     }
 }

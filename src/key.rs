@@ -46,6 +46,42 @@ impl LaneKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The host of a lane named after a URL: the default key `scheme://host:port`, or an LLM
+    /// lane's `scheme://host:port/MODEL/key:FINGERPRINT`. `None` for a key of another form (a
+    /// key function's own).
+    ///
+    /// ```
+    /// use reqwest_throttle::LaneKey;
+    ///
+    /// assert_eq!(LaneKey::new("https://api.openai.com:443/gpt-4o/key:1a2b3c4d").host(), Some("api.openai.com"));
+    /// assert_eq!(LaneKey::new("http://[::1]:8080").host(), Some("[::1]"));
+    /// assert_eq!(LaneKey::new("tenant:acme").host(), None);
+    /// ```
+    pub fn host(&self) -> Option<&str> {
+        let (_, rest) = self.0.split_once("://")?;
+        let authority = rest.split('/').next()?;
+        let (host, port) = authority.rsplit_once(':')?;
+        port.parse::<u16>().ok()?;
+        Some(host)
+    }
+
+    /// The model of an LLM lane (`scheme://host:port/MODEL/key:FINGERPRINT`); `None` for
+    /// another lane, or one whose requests name no model (`-`).
+    ///
+    /// ```
+    /// use reqwest_throttle::LaneKey;
+    ///
+    /// assert_eq!(LaneKey::new("https://api.openai.com:443/gpt-4o/key:1a2b3c4d").model(), Some("gpt-4o"));
+    /// assert_eq!(LaneKey::new("https://api.openai.com:443/-/key:none").model(), None);
+    /// assert_eq!(LaneKey::new("https://api.github.com:443").model(), None);
+    /// ```
+    pub fn model(&self) -> Option<&str> {
+        self.host()?;
+        let (_, rest) = self.0.split_once("://")?;
+        let model = rest.split('/').nth(1)?;
+        (model != "-" && !model.is_empty()).then_some(model)
+    }
 }
 
 impl Borrow<str> for LaneKey {

@@ -13,7 +13,7 @@
 //!     .with(throttle.clone())
 //!     .build();
 //! # drop(client);
-//! # Ok::<(), reqwest_throttle::Error>(())
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
 //! ```
 //!
 //! and from then on every request to a host waits for its turn under that host's **rate**
@@ -25,7 +25,15 @@
 //!
 //! Lanes are per `scheme://host:port` by default; [`ThrottleBuilder::lane_key`] chooses another
 //! key (an API key's hash, a route).
+//!
+//! A token limit ([`Policy::tokens`]) needs a cost model that prices requests in tokens: the
+//! `llm` feature's `Policy::openai()` and `Policy::anthropic()` bring one, or write your own
+//! [`cost::CostModel`] (its `#[async_trait]` is re-exported here: [`macro@async_trait`]).
+//!
+//! Configuration errors ([`PolicyError`]) come from [`ThrottleBuilder::build`], once; the
+//! runtime [`Error`] is only what handling a request can meet.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod assess;
@@ -50,9 +58,20 @@ pub mod signals;
 pub mod sim;
 mod sliding_counter;
 mod stats;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod telemetry;
+#[cfg(not(feature = "metrics"))]
+mod telemetry;
 mod throttle;
 mod time;
 
+/// The attribute a [`cost::CostModel`] implementation needs (re-exported from `async-trait`,
+/// so that writing one needs no dependency of its own): `#[reqwest_throttle::async_trait]`.
+pub use async_trait::async_trait;
+#[cfg(feature = "serde")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
+pub use config::ThrottleConfig;
 pub use error::Error;
 pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
@@ -60,3 +79,9 @@ pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
 pub use stats::{LaneStats, ThrottleStats};
 pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};
+
+/// The README's Rust examples, compiled (and run where they do not need the network) as
+/// doctests, so that what it shows keeps working.
+#[cfg(all(doctest, feature = "llm", feature = "serde"))]
+#[doc = include_str!("../README.md")]
+mod readme_examples {}

@@ -80,8 +80,96 @@ impl ThrottleStats {
         self.lanes.iter().find(|lane| lane.key.as_str() == key)
     }
 
+    /// The lanes of `host` (written as in a URL: `api.openai.com`, `[::1]`; case and a
+    /// trailing dot do not matter), whatever their port, model or API key. An LLM lane's name
+    /// carries its key's fingerprint, which the caller need not know to find it.
+    ///
+    /// ```
+    /// use reqwest_throttle::Throttle;
+    ///
+    /// let throttle = Throttle::builder().build().unwrap();
+    /// let stats = throttle.stats();
+    /// let sent: u64 = stats.lanes_for_host("api.openai.com").map(|lane| lane.sent).sum();
+    /// assert_eq!(sent, 0);
+    /// ```
+    pub fn lanes_for_host<'a>(&'a self, host: &'a str) -> impl Iterator<Item = &'a LaneStats> {
+        let host = host.strip_suffix('.').unwrap_or(host);
+        self.lanes.iter().filter(move |lane| {
+            lane.key
+                .host()
+                .is_some_and(|lane_host| lane_host.eq_ignore_ascii_case(host))
+        })
+    }
+
+    /// The lanes of `model` at `host` (LLM lanes: one per API key).
+    pub fn lanes_for_model<'a>(
+        &'a self,
+        host: &'a str,
+        model: &'a str,
+    ) -> impl Iterator<Item = &'a LaneStats> {
+        self.lanes_for_host(host)
+            .filter(move |lane| lane.key.model() == Some(model))
+    }
+
     /// Attempts sent over all lanes.
     pub fn total_sent(&self) -> u64 {
         self.lanes.iter().map(|lane| lane.sent).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lane(key: &str, sent: u64) -> LaneStats {
+        LaneStats {
+            key: LaneKey::new(key),
+            sent,
+            completed: 0,
+            errors: 0,
+            rejected: 0,
+            waited_total: Duration::ZERO,
+            waited_max: Duration::ZERO,
+            in_flight: 0,
+            queued: 0,
+            outstanding: 0,
+            rate: None,
+            cooldown_remaining: None,
+            retries: 0,
+            retry_budget_exhausted: 0,
+            rate_limited: 0,
+            cooldowns: 0,
+            paced: 0,
+            circuit_rejected: 0,
+            clamped_reports: 0,
+            breaker: None,
+        }
+    }
+
+    /// Issue 12: LLM lanes could only be found with the API key's fingerprint.
+    #[test]
+    fn llm_lanes_are_found_by_host_and_model_without_the_key() {
+        let stats = ThrottleStats {
+            lanes: vec![
+                lane("https://api.openai.com:443/gpt-4o/key:0a1b2c3d", 1),
+                lane("https://api.openai.com:443/gpt-4o/key:ffee0011", 2),
+                lane("https://api.openai.com:443/gpt-4o-mini/key:0a1b2c3d", 4),
+                lane("https://api.openai.com:443/-/key:none", 8),
+                lane(
+                    "https://api.openai.com.evil.test:443/gpt-4o/key:0a1b2c3d",
+                    16,
+                ),
+                lane("http://[::1]:8080", 32),
+                lane("tenant:api.openai.com", 64),
+            ],
+        };
+        fn sent<'a>(lanes: impl Iterator<Item = &'a LaneStats>) -> u64 {
+            lanes.map(|lane| lane.sent).sum()
+        }
+        assert_eq!(sent(stats.lanes_for_host("api.openai.com")), 15);
+        assert_eq!(sent(stats.lanes_for_host("API.OpenAI.com.")), 15);
+        assert_eq!(sent(stats.lanes_for_model("api.openai.com", "gpt-4o")), 3);
+        assert_eq!(sent(stats.lanes_for_model("api.openai.com", "gpt-4")), 0);
+        assert_eq!(sent(stats.lanes_for_host("[::1]")), 32);
     }
 }

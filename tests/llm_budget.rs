@@ -65,14 +65,14 @@ fn body(i: u64) -> serde_json::Value {
         .map(|w| WORDS[(mix(i * 1_000 + w) % WORDS.len() as u64) as usize])
         .collect();
     let mut body = json!({
-        "model": if i % 3 == 0 { "gpt-4o-mini" } else { "gpt-4o" },
+        "model": if i.is_multiple_of(3) { "gpt-4o-mini" } else { "gpt-4o" },
         "max_tokens": 16 + mix(i + 7) % 385,
         "messages": [
             {"role": "system", "content": "You are a terse assistant."},
             {"role": "user", "content": prompt.join(" ")},
         ],
     });
-    if i % 5 == 0 {
+    if i.is_multiple_of(5) {
         body["stream"] = json!(true);
         body["stream_options"] = json!({"include_usage": true});
     }

@@ -69,11 +69,11 @@ fn invalid_policies(base: fn() -> Policy) -> Vec<(&'static str, Policy)> {
     ]
 }
 
-type Path = fn(Policy) -> Result<Throttle, Error>;
+type Path = fn(Policy) -> Result<Throttle, PolicyError>;
 
 /// Every public way of handing a built `Policy` to a throttle.
 fn paths() -> Vec<(&'static str, Path)> {
-    fn with(rules: Result<HostRules, PolicyError>) -> Result<Throttle, Error> {
+    fn with(rules: Result<HostRules, PolicyError>) -> Result<Throttle, PolicyError> {
         Throttle::builder().rules(rules?).build()
     }
     vec![
@@ -95,13 +95,12 @@ fn paths() -> Vec<(&'static str, Path)> {
     ]
 }
 
-fn assert_refused(result: Result<Throttle, Error>, field: &str, context: &str) {
+fn assert_refused(result: Result<Throttle, PolicyError>, field: &str, context: &str) {
     match result {
-        Err(Error::InvalidPolicy(error)) => {
+        Err(error) => {
             let message = error.to_string();
             assert!(message.contains(field), "{context}: {message}");
         }
-        Err(other) => panic!("{context}: not a policy error: {other}"),
         Ok(_) => panic!("{context}: an invalid policy was accepted"),
     }
 }
@@ -141,8 +140,7 @@ fn rules_built_elsewhere_are_validated_at_build() {
         .unwrap_err();
     assert_eq!(
         hung.to_string(),
-        "invalid throttle configuration: the default policy: concurrency: must be at least 1 \
-         (got 0); remove the cap for no limit"
+        "the default policy: concurrency: must be at least 1 (got 0); remove the cap for no limit"
     );
     let unlimited = Throttle::builder()
         .rules(HostRules::new(Policy::new().rate(Rate::per_second(0))))
@@ -151,6 +149,14 @@ fn rules_built_elsewhere_are_validated_at_build() {
     assert!(unlimited
         .to_string()
         .contains("rate: the count must be at least 1"));
+}
+
+/// Issue 12: `build()` returned the runtime `Error`, so matching on runtime errors had to
+/// handle a configuration error; it now returns the configuration error alone.
+#[test]
+fn build_returns_the_configuration_error_not_the_runtime_error() {
+    let result: Result<Throttle, PolicyError> = Throttle::builder().max_lanes(0).build();
+    assert_eq!(result.unwrap_err(), PolicyError::ZeroMaxLanes);
 }
 
 #[test]

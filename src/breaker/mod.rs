@@ -750,7 +750,7 @@ impl Breaker {
         if jitter <= 0.0 {
             return nominal;
         }
-        let cut = jitter * rand::random::<f64>();
+        let cut = jitter * fastrand::f64();
         Duration::try_from_secs_f64(nominal.as_secs_f64() * (1.0 - cut))
             .map_or(nominal, |d| d.min(nominal))
     }

@@ -30,7 +30,7 @@ use crate::cost::CostModel;
 use crate::error::Error;
 pub(crate) use crate::key::LaneKey;
 use crate::limiter::pace::{Action, Actions, PaceConfig, PaceLearner};
-use crate::limiter::{Booking, Budget, Cost, Dimension};
+use crate::limiter::{Budget, Cost, Dimension};
 use crate::policy::Policy;
 use crate::retry::{AttemptFacts, Delays, Idempotency, RetryBudget, RetryDecision, StopReason};
 use crate::stats::LaneStats;
@@ -380,11 +380,12 @@ impl Lane {
     }
 
     /// Benchmark hook: books one request now without waiting; `true` when it could go at once.
+    #[cfg(feature = "__bench")]
     pub fn try_book_now(&self, now: Instant) -> bool {
         matches!(
             self.budget
                 .acquire(&Cost::requests(1), Some(Duration::ZERO), now),
-            Ok(Booking::Ready(_))
+            Ok(crate::limiter::Booking::Ready(_))
         )
     }
 

@@ -20,7 +20,7 @@
 //!         .output_tokens(Rate::per_minute(8_000)))
 //!     .build()?;
 //! # drop(throttle);
-//! # Ok::<(), reqwest_throttle::Error>(())
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
 //! ```
 //!
 //! # Before: the estimate

@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::assess::Classifier;
 use crate::breaker::{BreakerConfig, BreakerConfigError};
 use crate::cost::CostModel;
+use crate::error::for_people;
 use crate::limiter::Dimension;
 use crate::retry::{RetryBudgetConfig, RetryPolicy};
 
@@ -42,7 +43,10 @@ pub enum PolicyError {
     #[error("rate: the period must be longer than zero")]
     ZeroPeriod,
     /// `rate`: one unit takes longer than the limiter's 64-bit nanoseconds (about 584 years).
-    #[error("rate: {count} per {period:?} leaves more than 584 years between units; use a shorter period")]
+    #[error(
+        "rate: {count} per {} leaves more than 584 years between units; use a shorter period",
+        for_people(period)
+    )]
     TooSlow {
         /// The count asked for.
         count: u64,
@@ -50,7 +54,10 @@ pub enum PolicyError {
         period: Duration,
     },
     /// `rate`: more than one unit per nanosecond, which the limiter cannot represent.
-    #[error("rate: {count} per {period:?} is more than one per nanosecond; use a longer period or no rate")]
+    #[error(
+        "rate: {count} per {} is more than one per nanosecond; use a longer period or no rate",
+        for_people(period)
+    )]
     TooFast {
         /// The count asked for.
         count: u64,
@@ -61,7 +68,7 @@ pub enum PolicyError {
     #[error("burst: must be at least 1 (got 0)")]
     ZeroBurst,
     /// `burst`: so large that burst × interval overflows the limiter's 64-bit nanoseconds.
-    #[error("burst: {burst} units of {interval:?} each overflow the limiter (about 584 years); use a smaller burst")]
+    #[error("burst: {burst} units of {} each overflow the limiter (about 584 years); use a smaller burst", for_people(interval))]
     BurstOverflow {
         /// The burst asked for.
         burst: u64,
@@ -121,6 +128,13 @@ pub enum PolicyError {
         /// What is wrong with its policy.
         error: Box<PolicyError>,
     },
+    /// A token limit on a policy without a cost model: no request would ever cost a token, so
+    /// the limit would never bind.
+    #[error("{}: a token limit needs a cost model that prices each request in tokens: start from Policy::openai() or Policy::anthropic() (`preset = \"openai\"` in a file) or set Policy::cost_model; without one no request costs a token and the limit never binds", token_field(*dimension))]
+    TokensWithoutCostModel {
+        /// The token dimension that is limited.
+        dimension: Dimension,
+    },
     /// A rate written as text that does not parse.
     #[error("rate {text:?}: expected COUNT/PERIOD such as \"10/s\", \"600/min\", \"5000/h\" or \"100/10s\"")]
     BadRateText {
@@ -128,6 +142,16 @@ pub enum PolicyError {
         text: String,
     },
 }
+/// The name of a token dimension's setting, as the API and a configuration file write it.
+fn token_field(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::Requests => "rate",
+        Dimension::Tokens => "tokens",
+        Dimension::InputTokens => "input_tokens",
+        Dimension::OutputTokens => "output_tokens",
+    }
+}
+
 impl PolicyError {
     /// `error` in the policy of the host rule written `pattern`.
     pub(crate) fn in_rule(pattern: &str, error: PolicyError) -> PolicyError {
@@ -230,7 +254,9 @@ impl Policy {
         self
     }
 
-    /// Limits the lane to `rate` tokens (input and output together, OpenAI's TPM).
+    /// Limits the lane to `rate` tokens (input and output together, OpenAI's TPM). A token
+    /// limit needs a [cost model](Self::cost_model) (the LLM presets bring one):
+    /// [`validate`](Self::validate) refuses it otherwise.
     #[must_use]
     pub fn tokens(self, rate: Rate) -> Policy {
         self.limit(Dimension::Tokens, rate)
@@ -405,6 +431,14 @@ impl Policy {
         for rate in self.rate.iter().chain(self.token_rates.iter().flatten()) {
             rate.validate()?;
         }
+        if self.cost_model.is_none() {
+            let limited_tokens = Dimension::ALL.into_iter().find(|&dimension| {
+                dimension != Dimension::Requests && self.configured_limit(dimension).is_some()
+            });
+            if let Some(dimension) = limited_tokens {
+                return Err(PolicyError::TokensWithoutCostModel { dimension });
+            }
+        }
         if self.concurrency == Some(0) {
             return Err(PolicyError::ZeroConcurrency);
         }
@@ -496,6 +530,23 @@ mod tests {
         }
     }
 
+    /// Issue 12: a token limit without a cost model let every request through (no request
+    /// cost a token), silently.
+    #[test]
+    fn a_token_limit_without_a_cost_model_is_refused() {
+        for (dimension, field) in [
+            (Dimension::Tokens, "tokens:"),
+            (Dimension::InputTokens, "input_tokens:"),
+            (Dimension::OutputTokens, "output_tokens:"),
+        ] {
+            let policy = Policy::new().limit(dimension, Rate::per_minute(10));
+            let error = policy.validate().unwrap_err();
+            assert_eq!(error, PolicyError::TokensWithoutCostModel { dimension });
+            assert!(error.to_string().starts_with(field), "{error}");
+        }
+        assert!(Policy::new().rate(Rate::per_minute(10)).validate().is_ok());
+    }
+
     #[test]
     fn each_dimension_keeps_its_own_rate() {
         let rate = Rate::per_minute;
@@ -514,7 +565,6 @@ mod tests {
         let tokens_only = Policy::new().tokens(rate(7));
         assert_eq!(tokens_only.configured_rate(), None);
         assert_eq!(tokens_only.configured_limit(Dimension::InputTokens), None);
-        assert!(tokens_only.validate().is_ok());
         let bad_output = Policy::new().output_tokens(Rate::per_minute(0));
         assert_eq!(bad_output.validate(), Err(PolicyError::ZeroRate));
     }

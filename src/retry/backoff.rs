@@ -14,17 +14,23 @@
 //! rate-limited API needs. When the server named a delay (Retry-After), the wait is at least that
 //! delay; the jittered backoff only ever adds to it, never shortens it.
 //!
+//! The jitter draws from [`fastrand`]; [`Backoff::seed`] makes it reproducible in tests.
+//!
 //! Any schedule can be plugged in instead with [`Backoff::custom`] (and, with the `backon`
 //! feature, any `backon::BackoffBuilder` through [`Backoff::backon`]).
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rand::Rng;
-
-/// The randomisation applied to the exponential schedule.
+/// The randomisation applied to the exponential schedule; in a configuration file (`serde`
+/// feature) `"none"`, `"full"`, `"equal"` or `"decorrelated"`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Jitter {
     /// No randomisation: `exp(n)`.
     None,
@@ -55,6 +61,8 @@ type Schedule = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + S
 #[derive(Clone)]
 pub struct Backoff {
     kind: Kind,
+    /// The generator every schedule forks its own from, when seeded (see [`Backoff::seed`]).
+    seeded: Option<Arc<Mutex<fastrand::Rng>>>,
 }
 
 #[derive(Clone)]
@@ -81,10 +89,17 @@ impl fmt::Debug for Backoff {
     }
 }
 
+/// The first delay of [`Backoff::default`].
+pub const DEFAULT_BACKOFF_BASE: Duration = Duration::from_millis(200);
+
+/// The largest delay of [`Backoff::default`].
+pub const DEFAULT_BACKOFF_CAP: Duration = Duration::from_secs(20);
+
 impl Default for Backoff {
-    /// Exponential from 200 ms, capped at 20 s, full jitter.
+    /// Exponential from [`DEFAULT_BACKOFF_BASE`] (200 ms), capped at [`DEFAULT_BACKOFF_CAP`]
+    /// (20 s), full jitter.
     fn default() -> Backoff {
-        Backoff::exponential(Duration::from_millis(200), Duration::from_secs(20))
+        Backoff::exponential(DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP)
     }
 }
 
@@ -97,7 +112,37 @@ impl Backoff {
                 cap: cap.max(base),
                 jitter: Jitter::Full,
             },
+            seeded: None,
         }
+    }
+
+    /// The first delay, the largest and the jitter of an exponential schedule; `None` for a
+    /// custom one.
+    pub fn exponential_settings(&self) -> Option<(Duration, Duration, Jitter)> {
+        match &self.kind {
+            Kind::Exponential { base, cap, jitter } => Some((*base, *cap, *jitter)),
+            Kind::Custom(_) => None,
+        }
+    }
+
+    /// Makes the jitter reproducible: the schedules started from this backoff (and its clones)
+    /// draw from one generator seeded with `seed`, so the same requests, in the same order,
+    /// get the same delays in every run. For tests; unseeded, each schedule draws from a
+    /// generator of its own, which is what spreads clients that failed together.
+    ///
+    /// ```
+    /// use reqwest_throttle::retry::Backoff;
+    ///
+    /// let delays = |backoff: &Backoff| {
+    ///     let mut schedule = backoff.start();
+    ///     [(); 4].map(|_| schedule.next_delay())
+    /// };
+    /// assert_eq!(delays(&Backoff::default().seed(7)), delays(&Backoff::default().seed(7)));
+    /// ```
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Backoff {
+        self.seeded = Some(Arc::new(Mutex::new(fastrand::Rng::with_seed(seed))));
+        self
     }
 
     /// Changes the jitter of an exponential schedule (no effect on a custom one).
@@ -127,6 +172,7 @@ impl Backoff {
     ) -> Backoff {
         Backoff {
             kind: Kind::Custom(Arc::new(make)),
+            seeded: None,
         }
     }
 
@@ -150,6 +196,11 @@ impl Backoff {
                 jitter: *jitter,
                 retry: 0,
                 previous: *base,
+                rng: match &self.seeded {
+                    // A poisoned lock still holds a usable generator.
+                    Some(shared) => shared.lock().unwrap_or_else(|p| p.into_inner()).fork(),
+                    None => fastrand::Rng::new(),
+                },
             },
             Kind::Custom(make) => DelayState::Custom(make()),
         };
@@ -175,15 +226,18 @@ enum DelayState {
         jitter: Jitter,
         retry: u32,
         previous: Duration,
+        rng: fastrand::Rng,
     },
     Custom(Box<dyn Iterator<Item = Duration> + Send>),
 }
 
-fn random_between(low: Duration, high: Duration) -> Duration {
+/// A uniform draw in `[low, high]`, in nanoseconds (a span beyond 584 years is cut there).
+fn random_between(rng: &mut fastrand::Rng, low: Duration, high: Duration) -> Duration {
     if high <= low {
         return low;
     }
-    rand::rng().random_range(low..=high)
+    let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(rng.u64(nanos(low)..=nanos(high)))
 }
 
 impl Delays {
@@ -197,17 +251,18 @@ impl Delays {
                 jitter,
                 retry,
                 previous,
+                rng,
             } => {
                 let factor = 1u32.checked_shl(*retry).unwrap_or(u32::MAX);
                 let exp = base.checked_mul(factor).unwrap_or(*cap).min(*cap);
                 *retry = retry.saturating_add(1);
                 let delay = match jitter {
                     Jitter::None => exp,
-                    Jitter::Full => random_between(Duration::ZERO, exp),
-                    Jitter::Equal => exp / 2 + random_between(Duration::ZERO, exp / 2),
+                    Jitter::Full => random_between(rng, Duration::ZERO, exp),
+                    Jitter::Equal => exp / 2 + random_between(rng, Duration::ZERO, exp / 2),
                     Jitter::Decorrelated => {
                         let high = previous.checked_mul(3).unwrap_or(*cap);
-                        random_between(*base, high).min(*cap)
+                        random_between(rng, *base, high).min(*cap)
                     }
                 };
                 *previous = delay.max(*base);
@@ -266,6 +321,36 @@ mod tests {
             "full jitter produced only {} distinct delays",
             seen.len()
         );
+    }
+
+    /// Issue 12: jitter could not be seeded, so tests switched it off.
+    #[test]
+    fn a_seeded_jitter_is_reproducible_and_still_spreads() {
+        let draws = |backoff: &Backoff| -> Vec<Duration> {
+            (0..5)
+                .flat_map(|_| {
+                    let mut delays = backoff.start();
+                    (0..4).filter_map(move |_| delays.next_delay())
+                })
+                .collect()
+        };
+        for jitter in [Jitter::Full, Jitter::Equal, Jitter::Decorrelated] {
+            let seeded = |seed| Backoff::exponential(BASE, CAP).jitter(jitter).seed(seed);
+            let first = draws(&seeded(42));
+            assert_eq!(first, draws(&seeded(42)), "{jitter:?}");
+            assert_ne!(first, draws(&seeded(43)), "{jitter:?}");
+            // Schedules of one seeded backoff differ from each other (jitter still spreads).
+            assert_ne!(first[..4], first[4..8], "{jitter:?}");
+        }
+        // Clones share the generator: the sequence goes on, it does not restart.
+        let backoff = Backoff::default().seed(9);
+        let clone = backoff.clone();
+        let (a, b) = (draws(&backoff), draws(&clone));
+        assert_ne!(a, b);
+        assert_eq!([a, b].concat(), {
+            let fresh = Backoff::default().seed(9);
+            [draws(&fresh), draws(&fresh)].concat()
+        });
     }
 
     #[cfg(feature = "backon")]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use backoff::{Backoff, Delays, Jitter};
+pub use backoff::{Backoff, Delays, Jitter, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use classify::{classify, is_rate_limited, may_retry, Attempt, Idempotency, Verdict};
 
@@ -182,6 +182,11 @@ impl RetryPolicy {
     pub fn budget(mut self, budget: RetryBudgetConfig) -> RetryPolicy {
         self.budget = budget;
         self
+    }
+
+    /// The backoff schedule.
+    pub fn configured_backoff(&self) -> &Backoff {
+        &self.backoff
     }
 
     /// The retry count.

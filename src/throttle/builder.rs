@@ -7,7 +7,6 @@ use tokio::sync::Semaphore;
 
 use super::{Inner, KeyFn, Throttle};
 use crate::breaker::Transition;
-use crate::error::Error;
 use crate::lane::{LaneKey, TransitionHook};
 use crate::lanes::{Lanes, DEFAULT_MAX_LANES};
 use crate::policy::{HostRules, Policy, PolicyError};
@@ -87,7 +86,7 @@ impl ThrottleBuilder {
     ///         Some(LaneKey::new(format!("tenant:{tenant}")))
     ///     })
     ///     .build()?;
-    /// # Ok::<(), reqwest_throttle::Error>(())
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
     /// ```
     pub fn lane_key(
         mut self,
@@ -108,7 +107,7 @@ impl ThrottleBuilder {
     ///         eprintln!("{lane}: circuit {} -> {}", transition.from, transition.to);
     ///     })
     ///     .build()?;
-    /// # Ok::<(), reqwest_throttle::Error>(())
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
     /// ```
     pub fn on_breaker_transition(
         mut self,
@@ -119,20 +118,33 @@ impl ThrottleBuilder {
     }
 
     /// Validates the configuration and builds the throttle: every policy, however it was
-    /// given, and every bound. The error names the rule and the field.
-    pub fn build(self) -> Result<Throttle, Error> {
+    /// given, and every bound. The error, a configuration error apart from the runtime
+    /// [`Error`](crate::Error), names the rule and the field.
+    pub fn build(self) -> Result<Throttle, PolicyError> {
         let rules = self.rules?;
         rules.validate()?;
         if self.max_lanes == 0 {
-            return Err(PolicyError::ZeroMaxLanes.into());
+            return Err(PolicyError::ZeroMaxLanes);
         }
         if self.global_concurrency == Some(0) {
-            return Err(PolicyError::ZeroGlobalConcurrency.into());
+            return Err(PolicyError::ZeroGlobalConcurrency);
         }
+        #[cfg(feature = "metrics")]
+        let on_transition: Option<TransitionHook> = {
+            let user_hook = self.on_transition;
+            Some(Arc::new(move |lane: &LaneKey, transition: &Transition| {
+                crate::telemetry::breaker_transition(lane, transition.to);
+                if let Some(hook) = &user_hook {
+                    hook(lane, transition);
+                }
+            }))
+        };
+        #[cfg(not(feature = "metrics"))]
+        let on_transition = self.on_transition;
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules,
-                lanes: Lanes::new(self.max_lanes, self.on_transition),
+                lanes: Lanes::new(self.max_lanes, on_transition),
                 lane_key: self.lane_key,
                 global: self
                     .global_concurrency

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 use crate::breaker::{Breaker, BreakerState};
 use crate::lane::Lane;
 
-/// Operator controls of one lane's circuit breaker; see [`Throttle::breaker`].
+/// Operator controls of one lane's circuit breaker; see [`Throttle::breaker`](crate::Throttle::breaker).
 #[derive(Clone)]
 pub struct BreakerControl {
     pub(super) lane: Arc<Lane>,
@@ -27,7 +27,7 @@ impl BreakerControl {
     }
 
     /// Opens the circuit until [`force_closed`](Self::force_closed) or [`reset`](Self::reset):
-    /// every request to the lane fails at once with [`Error::CircuitOpen`].
+    /// every request to the lane fails at once with [`Error::CircuitOpen`](crate::Error::CircuitOpen).
     pub fn force_open(&self) {
         if let Some(breaker) = self.breaker() {
             breaker.force_open(Instant::now());

@@ -36,6 +36,7 @@ use crate::limiter::Cost;
 use crate::policy::HostRules;
 use crate::retry::{Idempotency, RetryDecision};
 use crate::stats::ThrottleStats;
+use crate::telemetry::RequestMetrics;
 
 /// Per-request override of the policy's `max_wait`, set through `http::Extensions`.
 ///
@@ -95,7 +96,7 @@ struct Inner {
 ///     .with(throttle.clone())
 ///     .build();
 /// # drop(client);
-/// # Ok::<(), reqwest_throttle::Error>(())
+/// # Ok::<(), reqwest_throttle::PolicyError>(())
 /// ```
 #[derive(Clone)]
 pub struct Throttle {
@@ -134,6 +135,7 @@ impl Middleware for Throttle {
         );
         let retry = lane.retry_state(idempotency, deadline, now);
         let plan = RequestPlan {
+            metrics: RequestMetrics::for_lane(lane.key()),
             lane,
             cost,
             deadline,
@@ -153,6 +155,7 @@ struct RequestPlan {
     deadline: Option<Instant>,
     retry: RetryState,
     started: Instant,
+    metrics: RequestMetrics,
 }
 
 impl Throttle {
@@ -170,6 +173,7 @@ impl Throttle {
             deadline,
             mut retry,
             started,
+            metrics,
         } = plan;
         let global = self.inner.global.as_ref();
         let mut now = started;
@@ -179,8 +183,12 @@ impl Throttle {
             tracing::Span::current().record("attempt", retry.attempt());
             let mut ticket = match lane.admit(&cost, deadline, global, now).await {
                 Ok(ticket) => ticket,
-                Err(error) => return last.unwrap_or_else(|| Err(error.into())),
+                Err(error) => {
+                    metrics.refused(&error);
+                    return last.unwrap_or_else(|| Err(error.into()));
+                }
             };
+            let departed = metrics.admitted(now);
             drop(last.take());
             let spare = lane
                 .may_retry(&retry)
@@ -199,6 +207,7 @@ impl Throttle {
             };
             now = Instant::now();
             let assessment = ticket.finish(&result, inspection, now);
+            metrics.attempted(retry.attempt(), departed, now, assessment.rate_limited);
             match lane.decide(&assessment, &mut retry, spare.is_some(), now) {
                 RetryDecision::Stop(reason) => return lane.stop(reason, result),
                 RetryDecision::Wait(delay) => {
@@ -271,8 +280,8 @@ impl Throttle {
     }
 
     /// The circuit breaker of the lane named `key` (as in [`LaneKey::as_str`]), for operators:
-    /// [`force_open`](Breaker::force_open), [`force_closed`](Breaker::force_closed),
-    /// [`reset`](Breaker::reset). `None` when the lane does not exist (yet) or has no breaker.
+    /// [`force_open`](BreakerControl::force_open), [`force_closed`](BreakerControl::force_closed),
+    /// [`reset`](BreakerControl::reset). `None` when the lane does not exist (yet) or has no breaker.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -289,6 +298,16 @@ impl Throttle {
         Some(BreakerControl { lane })
     }
 
+    /// Sets the gauges (requests in flight, queued) and the per-lane counters (cooldowns,
+    /// clamped usage reports) of the [`telemetry`](crate::telemetry) metrics from a snapshot of
+    /// the lanes, summed by host; call it before each scrape or on an interval. The other
+    /// metrics are recorded as requests go.
+    #[cfg(feature = "metrics")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+    pub fn record_metrics(&self) {
+        crate::telemetry::record_snapshot(&self.stats());
+    }
+
     /// Lanes evicted from the registry so far.
     pub fn evicted_lanes(&self) -> u64 {
         self.inner.lanes.evicted()
@@ -296,6 +315,8 @@ impl Throttle {
 
     /// Benchmark hook: looks up (or creates) the lane named `key`, as the middleware does, and
     /// reserves one request in it without waiting. `true` when the request could go at once.
+    /// Only with the `__bench` feature, which only this crate's own dev builds enable.
+    #[cfg(feature = "__bench")]
     #[doc(hidden)]
     pub fn __bench_lane_reserve(&self, key: &str) -> bool {
         let now = Instant::now();
