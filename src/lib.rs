@@ -50,6 +50,9 @@ pub mod signals;
 pub mod sim;
 mod sliding_counter;
 mod stats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod store;
 mod throttle;
 mod time;
 
@@ -58,5 +61,5 @@ pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
-pub use stats::{LaneStats, ThrottleStats};
+pub use stats::{LaneStats, StoreStats, ThrottleStats};
 pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};

@@ -20,6 +20,8 @@ pub struct ThrottleBuilder {
     global_concurrency: Option<usize>,
     lane_key: Option<Box<KeyFn>>,
     on_transition: Option<TransitionHook>,
+    #[cfg(feature = "redis")]
+    store: Option<crate::store::RedisStore>,
 }
 
 impl Default for ThrottleBuilder {
@@ -30,6 +32,8 @@ impl Default for ThrottleBuilder {
             global_concurrency: None,
             lane_key: None,
             on_transition: None,
+            #[cfg(feature = "redis")]
+            store: None,
         }
     }
 }
@@ -118,6 +122,33 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Keeps the budget of every lane (or of those [`RedisStore::lanes`] chooses) in Redis,
+    /// shared with every process that uses the same server and prefix (feature `redis`; see
+    /// [`store`](crate::store) for what is shared and what happens when Redis is gone).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use reqwest_throttle::store::RedisStore;
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// // Nothing connects until the first request.
+    /// let throttle = Throttle::builder()
+    ///     .default_policy(Policy::new().rate(Rate::per_second(50)))
+    ///     .store(RedisStore::new("redis://127.0.0.1:6379/")?.expected_workers(8))
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`RedisStore::lanes`]: crate::store::RedisStore::lanes
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn store(mut self, store: crate::store::RedisStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Validates the configuration and builds the throttle: every policy, however it was
     /// given, and every bound. The error names the rule and the field.
     pub fn build(self) -> Result<Throttle, Error> {
@@ -129,10 +160,16 @@ impl ThrottleBuilder {
         if self.global_concurrency == Some(0) {
             return Err(PolicyError::ZeroGlobalConcurrency.into());
         }
+        let lanes = Lanes::new(self.max_lanes, self.on_transition);
+        #[cfg(feature = "redis")]
+        let lanes = match self.store {
+            Some(store) => lanes.with_store(store.into_store()),
+            None => lanes,
+        };
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules,
-                lanes: Lanes::new(self.max_lanes, self.on_transition),
+                lanes,
                 lane_key: self.lane_key,
                 global: self
                     .global_concurrency
