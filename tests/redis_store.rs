@@ -339,7 +339,7 @@ async fn two_throttles_sharing_a_budget_stay_within_it_together() {
     let (_, one) = client(rate, None, &api);
     let (_, two) = client(rate, None, &api);
     let outcomes = send_all(&[&one, &two], 10).await;
-    assert!(outcomes.iter().any(|o| *o == Ok(429)), "{outcomes:?}");
+    assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
 }
 
 #[tokio::test]

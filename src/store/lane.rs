@@ -131,7 +131,7 @@ pub(crate) struct SharedBooking {
     store: Arc<Store>,
     key: Arc<str>,
     cost: Cost,
-    grants: SharedGrants,
+    grants: Box<SharedGrants>,
     ready_at: Instant,
     committed: bool,
 }
@@ -176,7 +176,7 @@ pub(crate) struct SharedCommitment {
     store: Arc<Store>,
     key: Arc<str>,
     cost: Cost,
-    grants: SharedGrants,
+    grants: Box<SharedGrants>,
 }
 
 impl SharedCommitment {

@@ -412,7 +412,7 @@ pub struct ProbeBooking {
     /// How long the caller would wait.
     pub wait: Duration,
     cost: Cost,
-    grants: script::SharedGrants,
+    grants: Box<script::SharedGrants>,
 }
 
 impl StoreProbe {

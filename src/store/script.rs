@@ -224,8 +224,8 @@ pub(crate) enum Booked {
     Granted {
         /// How long the caller waits.
         wait: Duration,
-        /// What was booked, per dimension.
-        grants: SharedGrants,
+        /// What was booked, per dimension (boxed: the usual outcome is a short refusal or this).
+        grants: Box<SharedGrants>,
     },
     /// Not booked: the wait (for `dimension`'s rate, or with `None` for a pause) is longer than
     /// the caller may wait.
@@ -308,7 +308,7 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
     match field(0)? {
         "ok" => {
             let wait = duration_of(field(1)?)?;
-            let mut grants: SharedGrants = Default::default();
+            let mut grants: Box<SharedGrants> = Box::default();
             for (index, shape) in shapes.iter().enumerate() {
                 let at = 2 + 4 * index;
                 let seq = field(at)?;
