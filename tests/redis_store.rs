@@ -465,3 +465,88 @@ async fn wait_until_shared(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_pause_one_worker_is_told_holds_back_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // The first worker's server refuses everything with `Retry-After: 1`.
+    let refusing = SimulatedApi::builder()
+        .limit(0, Duration::from_secs(60))
+        .build();
+    let (_, told) = client(
+        Rate::per_second(100),
+        Some(store(&server, "pause")),
+        &refusing,
+    );
+    assert_eq!(send_all(&[&told], 1).await, vec![Ok(429)]);
+    // The pause reaches Redis in the background: wait (boundedly) until it is there.
+    let mut redis = server.connection();
+    let lane = "{pause:http://api.test:80}";
+    let mut pause = None;
+    for _ in 0..100 {
+        pause = redis::cmd("HGET")
+            .arg(lane)
+            .arg("c")
+            .query::<Option<String>>(&mut redis)
+            .unwrap();
+        if pause.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(pause.is_some(), "the pause never reached Redis");
+    // Another worker, whose server would accept, waits for the pause: with less time to wait
+    // than it lasts, its request is refused before it is sent.
+    let accepting = SimulatedApi::builder().build();
+    let (_, other) = client(
+        Rate::per_second(100),
+        Some(store(&server, "pause")),
+        &accepting,
+    );
+    let request = other
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(200)));
+    let error = request.send().await.unwrap_err();
+    assert!(
+        matches!(
+            Error::from_middleware(&error),
+            Some(Error::CoolingDown { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(accepting.stats().received, 0);
+}
+
+#[tokio::test]
+async fn a_shared_wait_beyond_max_wait_is_refused_without_booking() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let policy_rate = Rate::per_second(1).burst(1);
+    let (_, first) = client(policy_rate, Some(store(&server, "wait")), &api);
+    let (_, second) = client(policy_rate, Some(store(&server, "wait")), &api);
+    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    // The other worker's turn is a second away in the shared budget.
+    for _ in 0..3 {
+        let error = second
+            .get(URL)
+            .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(100)))
+            .send()
+            .await
+            .unwrap_err();
+        match Error::from_middleware(&error) {
+            Some(Error::WouldWait {
+                wait, dimension, ..
+            }) => {
+                assert_eq!(*dimension, Dimension::Requests);
+                // Refusals book nothing: the wait does not grow from one to the next.
+                assert!(*wait <= Duration::from_secs(1), "{wait:?}");
+            }
+            other => panic!("expected WouldWait, got {other:?}"),
+        }
+    }
+    assert_eq!(api.stats().received, 1);
+}
