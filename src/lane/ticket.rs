@@ -218,7 +218,11 @@ impl Lane {
             .or(max_wait);
         match shared.book(cost, &shapes, max_wait).await {
             Ok(SharedOutcome::Granted(booking)) => {
-                tokio::time::sleep_until(booking.ready_at()).await;
+                // A timer set for an instant already past still waits for the timer wheel's next
+                // tick (a millisecond): a booking that may leave at once leaves at once.
+                if booking.ready_at() > Instant::now() {
+                    tokio::time::sleep_until(booking.ready_at()).await;
+                }
                 Ok((Booked::Shared(booking), generation))
             }
             Ok(SharedOutcome::TooLong { dimension, wait }) => {
