@@ -205,6 +205,22 @@ async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>)
         ok_per_second,
         100.0 * ok_per_second / RATE as f64,
     );
+    let refused: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|request| request.status.is_some_and(|status| status == 429))
+        .filter_map(|request| {
+            let first = stats.first_request?;
+            Some(format!("{:.2}", (request.at - first).as_secs_f64()))
+        })
+        .collect();
+    if !refused.is_empty() && redis.is_some() {
+        println!(
+            "{:<34} 429s at (s after the first request): {}",
+            "",
+            refused.join(" ")
+        );
+    }
     if redis.is_some() {
         println!(
             "{:<34} store round trips {}, fallback bookings {}, reconnects {}",

@@ -37,6 +37,8 @@ pub(super) struct Health {
     fallbacks: AtomicU64,
     unavailable: AtomicU64,
     reconnects: AtomicU64,
+    /// Times the store went down.
+    outages: AtomicU64,
 }
 
 /// What a booking may do with the store now.
@@ -63,6 +65,7 @@ impl Default for Health {
             fallbacks: AtomicU64::new(0),
             unavailable: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
+            outages: AtomicU64::new(0),
         }
     }
 }
@@ -119,6 +122,9 @@ impl Health {
             .since_epoch(now)
             .saturating_add(crate::time::duration_to_nanos(backoff));
         let was_up = self.next_probe.swap(next, AcqRel) == UP;
+        if was_up {
+            self.outages.fetch_add(1, Relaxed);
+        }
         if probe {
             self.probing.store(false, Relaxed);
         }
@@ -133,6 +139,12 @@ impl Health {
     /// A booking was refused with `Error::StoreUnavailable`.
     pub fn refused(&self) {
         self.unavailable.fetch_add(1, Relaxed);
+    }
+
+    /// How many times the store went down: a lane that falls back sees whether this is a new
+    /// outage.
+    pub fn outages(&self) -> u64 {
+        self.outages.load(Relaxed)
     }
 
     pub fn is_up(&self) -> bool {

@@ -1,6 +1,7 @@
 //! A lane's side of the store: its key, its fallback budget, and the booking it holds while it
 //! waits (a guard: dropped before it leaves, it gives the booking back).
 
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::{Budget, Cost, Dimension, Limit};
-use crate::time::later;
+use crate::time::{later, Epoch};
 
 /// Where a lane keeps its budget when a store applies to it.
 #[derive(Debug)]
@@ -19,6 +20,12 @@ pub(crate) struct SharedBudget {
     key: Arc<str>,
     /// The budget this process books in while the store is down (by [`OnStoreDown::Fallback`]).
     fallback: Arc<Budget>,
+    /// The store's outage the fallback budget was last started for.
+    outage: AtomicU64,
+    /// The latest slot the store gave this lane, in nanoseconds since `epoch`: the requests
+    /// booked up to it still leave after the store is gone, so the fallback starts after them.
+    last_slot: AtomicU64,
+    epoch: Epoch,
 }
 
 /// The store's answer to one booking.
@@ -41,6 +48,9 @@ impl SharedBudget {
             store: Arc::clone(store),
             key: store.key_for(lane).into(),
             fallback: Budget::new(),
+            outage: AtomicU64::new(0),
+            last_slot: AtomicU64::new(0),
+            epoch: Epoch::now(),
         }
     }
 
@@ -59,14 +69,19 @@ impl SharedBudget {
         // counted from now, the request never leaves early.
         let now = Instant::now();
         Ok(match booked {
-            Booked::Granted { wait, grants } => SharedOutcome::Granted(SharedBooking {
-                store: Arc::clone(&self.store),
-                key: Arc::clone(&self.key),
-                cost: *cost,
-                grants,
-                ready_at: later(now, wait),
-                committed: false,
-            }),
+            Booked::Granted { wait, grants } => {
+                let ready_at = later(now, wait);
+                self.last_slot
+                    .fetch_max(self.epoch.nanos(ready_at), Relaxed);
+                SharedOutcome::Granted(SharedBooking {
+                    store: Arc::clone(&self.store),
+                    key: Arc::clone(&self.key),
+                    cost: *cost,
+                    grants,
+                    ready_at,
+                    committed: false,
+                })
+            }
             Booked::TooLong { dimension, wait } => SharedOutcome::TooLong { dimension, wait },
             Booked::NeverFits { dimension, burst } => SharedOutcome::NeverFits { dimension, burst },
         })
@@ -85,10 +100,20 @@ impl SharedBudget {
         } else {
             share.clamp(f64::MIN_POSITIVE, 1.0)
         };
+        // Each outage starts the fallback with its burst spent, after the last slot the store
+        // gave this lane: the shared schedule this worker leaves may have just used the
+        // server's burst, its requests booked there still leave, and eight workers bursting at
+        // once on top of them is what the server refuses.
+        let outage = self.store.outages();
+        let new_outage = self.outage.swap(outage, Relaxed) != outage;
         for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
             let wanted = shape.map(|shape| share_of(shape.limit, share));
-            // Only a change is written: a rate set again would reprice nothing, but costs a lock.
-            if self.fallback.limit(dimension) != wanted {
+            if new_outage {
+                self.fallback.reprice(dimension, wanted);
+                let last_slot = self.epoch.instant(self.last_slot.load(Relaxed));
+                self.fallback.cool_down(None, last_slot);
+            } else if self.fallback.limit(dimension) != wanted {
+                // Only a change is written: setting the same rate again costs a lock for nothing.
                 self.fallback.set_limit(dimension, wanted);
             }
             self.fallback

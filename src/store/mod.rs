@@ -262,6 +262,10 @@ impl Store {
         self.health.stats()
     }
 
+    pub fn outages(&self) -> u64 {
+        self.health.outages()
+    }
+
     pub fn fell_back(&self) {
         self.health.fell_back();
     }
