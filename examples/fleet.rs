@@ -9,6 +9,7 @@
 //! The example starts `redis-server` itself on a free loopback port (or uses `REDIS_URL`), and
 //! serves the simulated API on 127.0.0.1; the workers are this binary started again with
 //! `worker` as first argument. The server's own counters are the truth: 429s and goodput.
+//! With `FLEET_TRACE=1` the workers log the crate's `tracing` events (debug) to stderr.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -39,6 +40,12 @@ fn main() -> Result<()> {
 
 /// One worker: `REQUESTS_PER_WORKER` GETs from 8 tasks; prints `ok limited errors`.
 fn worker(url: &str, redis: Option<&str>) -> Result<()> {
+    if std::env::var_os("FLEET_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("reqwest_throttle=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let policy = Policy::new()

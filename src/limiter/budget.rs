@@ -394,6 +394,17 @@ impl Budget {
         })
     }
 
+    /// How far ahead of now `dimension` is booked (its fill, and any waiters); `None` when
+    /// unlimited. What a lane that booked here while its store was down carries over to the
+    /// store when it is back.
+    #[cfg(feature = "redis")]
+    pub(crate) fn booked_ahead(&self, dimension: Dimension) -> Option<Duration> {
+        let now = self.epoch.nanos(Instant::now());
+        self.lock().gcras[dimension.index()]
+            .as_ref()
+            .map(|gcra| Duration::from_nanos(gcra.tat().saturating_sub(now)))
+    }
+
     /// Makes `dimension` refuse, with [`Blocked::NeverFits`], a cost above its burst instead of
     /// admitting it as debt. Token budgets use this: a prompt larger than the whole
     /// tokens-per-minute budget would be refused by the server too.

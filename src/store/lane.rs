@@ -22,6 +22,8 @@ pub(crate) struct SharedBudget {
     fallback: Arc<Budget>,
     /// The store's outage the fallback budget was last started for.
     outage: AtomicU64,
+    /// The outage whose fallback bookings were last carried over to the store.
+    carried: AtomicU64,
     /// The latest slot the store gave this lane, in nanoseconds since `epoch`: the requests
     /// booked up to it still leave after the store is gone, so the fallback starts after them.
     last_slot: AtomicU64,
@@ -49,6 +51,7 @@ impl SharedBudget {
             key: store.key_for(lane).into(),
             fallback: Budget::new(),
             outage: AtomicU64::new(0),
+            carried: AtomicU64::new(0),
             last_slot: AtomicU64::new(0),
             epoch: Epoch::now(),
         }
@@ -61,6 +64,10 @@ impl SharedBudget {
         shapes: &Shapes,
         max_wait: Option<Duration>,
     ) -> Result<SharedOutcome, StoreError> {
+        let outage = self.outage.load(Relaxed);
+        if self.carried.load(Relaxed) != outage && self.carry_over(shapes).await {
+            self.carried.store(outage, Relaxed);
+        }
         let booked = self
             .store
             .book(&self.key, cost, shapes, max_wait, None)
@@ -120,6 +127,31 @@ impl SharedBudget {
                 .set_strict(dimension, shape.is_some_and(|shape| shape.strict));
         }
         Some(&self.fallback)
+    }
+
+    /// Back from an outage: makes the shared budget at least as full as this lane's fallback
+    /// budget was. The fallback ran at a share of the rate, so the time it is booked ahead is
+    /// the fleet's fill seen from this worker (its units count `1 / share` times at the fleet's
+    /// rate). A Redis restarted without persistence forgot the fleet's schedule and would grant
+    /// a fresh burst on top of what the workers just sent alone; a fill, unlike a charge, is the
+    /// same whichever worker comes back first or how many do.
+    ///
+    /// `true` when done (or nothing to carry); while the store is still down it costs nothing
+    /// and is tried again with the next booking.
+    async fn carry_over(&self, shapes: &Shapes) -> bool {
+        let ahead: [Option<Duration>; Dimension::ALL.len()] = std::array::from_fn(|i| {
+            shapes[i]
+                .and(self.fallback.booked_ahead(Dimension::ALL[i]))
+                .filter(|ahead| !ahead.is_zero())
+        });
+        if ahead.iter().all(Option::is_none) {
+            return true;
+        }
+        let filled = self.store.fill(&self.key, &ahead).await;
+        if filled.is_ok() {
+            tracing::debug!(target: "reqwest_throttle", ?ahead, "shared budget filled to what the fallback had booked");
+        }
+        filled.is_ok()
     }
 
     /// Pauses the lane (or one dimension) for every worker until `until`, in the background: the

@@ -375,6 +375,15 @@ impl Store {
         self.run(&self.settle, key, &args).await
     }
 
+    /// Fills each dimension's cell of the lane at `key` to at least `ahead` past the server's now.
+    pub async fn fill(
+        &self,
+        key: &str,
+        ahead: &[Option<Duration>; Dimension::ALL.len()],
+    ) -> Result<u64, StoreError> {
+        self.run(&self.settle, key, &script::fill_args(ahead)).await
+    }
+
     /// Pauses the lane at `key` (or one dimension of it) for `pause` from the server's now.
     pub async fn cool_down(
         &self,

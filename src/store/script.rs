@@ -124,10 +124,11 @@ return reply
 );
 
 /// Reconciles a booking: gives it back (cancelled), gives part of it back (over-estimated) or
-/// charges more (under-estimated).
+/// charges more (under-estimated); or fills a cell up to at least an instant (`fill`: a lane
+/// back from an outage, see `SharedBudget`).
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; then per dimension `d`, at
-/// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `refund` or `debit`), the grant's
+/// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `refund`, `debit` or `fill`), the grant's
 /// booking number, start, end and previous `tat`, and the amount in µs (refund, debit).
 ///
 /// As in [`Gcra::refund`](crate::limiter::Gcra::refund), only the latest booking of a cell
@@ -145,7 +146,13 @@ for d = 0, 3 do
     local raw = redis.call('HGET', key, tat_field)
     local latest = raw == ARGV[base + 3] and redis.call('HGET', key, seq_field) == ARGV[base + 1]
     local amount = tonumber(ARGV[base + 5]) or 0
-    if change == 'debit' then
+    if change == 'fill' then
+      local filled = now + amount
+      if filled > (tonumber(raw) or 0) then
+        redis.call('HSET', key, tat_field, fmt(filled))
+        redis.call('HINCRBY', key, seq_field, 1)
+      end
+    elseif change == 'debit' then
       redis.call('HSET', key, tat_field, fmt(math.max(tonumber(raw) or 0, now) + amount))
       redis.call('HINCRBY', key, seq_field, 1)
     elseif latest and change == 'cancel' then
@@ -212,6 +219,21 @@ pub(crate) struct SharedGrant {
     interval_us: f64,
     /// The dimension's burst when booked: the most one answer is charged (see `Budget::settle`).
     burst: u64,
+}
+
+impl SharedGrant {
+    /// A limited dimension the booking did not touch: nothing to give back, but a settlement
+    /// may charge it.
+    pub(crate) fn unbooked(shape: Shape) -> SharedGrant {
+        SharedGrant {
+            seq: String::new(),
+            start: String::new(),
+            end: String::new(),
+            previous: String::new(),
+            interval_us: shape.limit.interval.as_secs_f64() * 1e6,
+            burst: shape.limit.burst,
+        }
+    }
 }
 
 /// What a booking holds in each dimension.
@@ -322,8 +344,7 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
                     start: field(at + 1)?.to_owned(),
                     end: field(at + 2)?.to_owned(),
                     previous: field(at + 3)?.to_owned(),
-                    interval_us: shape.limit.interval.as_secs_f64() * 1e6,
-                    burst: shape.limit.burst,
+                    ..SharedGrant::unbooked(*shape)
                 });
             }
             Ok(Booked::Granted { wait, grants })
@@ -393,6 +414,23 @@ pub(super) fn settle_args(
                     grant.previous.clone(),
                     format!("{amount:.3}"),
                 ]);
+            }
+            None => args.extend(std::iter::repeat_n(String::new(), 6)),
+        }
+    }
+    args
+}
+
+/// The settle script's arguments that fill each dimension's cell to at least `ahead` past now.
+pub(super) fn fill_args(ahead: &[Option<Duration>; DIMENSIONS]) -> Vec<String> {
+    let mut args = Vec::with_capacity(1 + 6 * DIMENSIONS);
+    args.push(String::new());
+    for ahead in ahead {
+        match ahead {
+            Some(ahead) => {
+                args.push("fill".to_owned());
+                args.extend(std::iter::repeat_n(String::new(), 4));
+                args.push(micros(*ahead));
             }
             None => args.extend(std::iter::repeat_n(String::new(), 6)),
         }
@@ -512,5 +550,14 @@ mod tests {
         assert_eq!(args(600)[7], "");
         let cancel = settle_args(&grants, &booked, &Cost::zero(), Reconcile::Cancel, None);
         assert_eq!(cancel[7], "cancel");
+    }
+
+    #[test]
+    fn a_fill_names_only_the_dimensions_booked_ahead() {
+        let args = fill_args(&[Some(Duration::from_millis(160)), None, None, None]);
+        assert_eq!(args.len(), 25);
+        assert_eq!(args[1], "fill");
+        assert_eq!(args[6], "160000.000");
+        assert!(args[7..].iter().all(String::is_empty));
     }
 }
