@@ -93,12 +93,15 @@ impl Health {
         Attempt::Call { probe: true }
     }
 
+    /// Ends a probe (whichever way it ended, even dropped half-way by a caller that gave up),
+    /// so that a later booking may probe again.
+    pub fn probe_ended(&self) {
+        self.probing.store(false, Relaxed);
+    }
+
     /// A call answered. Returns `true` when the store was down until now.
-    pub fn answered(&self, probe: bool) -> bool {
+    pub fn answered(&self) -> bool {
         self.round_trips.fetch_add(1, Relaxed);
-        if probe {
-            self.probing.store(false, Relaxed);
-        }
         let was_down = self.next_probe.swap(UP, AcqRel) != UP;
         if was_down {
             self.backoff.store(0, Relaxed);
@@ -108,7 +111,7 @@ impl Health {
     }
 
     /// A call failed at `now`. Returns `true` when the store was up until now.
-    pub fn failed(&self, probe: bool, now: Instant) -> bool {
+    pub fn failed(&self, now: Instant) -> bool {
         self.failures.fetch_add(1, Relaxed);
         let backoff = Duration::from_nanos(self.backoff.load(Relaxed));
         let backoff = if backoff.is_zero() {
@@ -124,9 +127,6 @@ impl Health {
         let was_up = self.next_probe.swap(next, AcqRel) == UP;
         if was_up {
             self.outages.fetch_add(1, Relaxed);
-        }
-        if probe {
-            self.probing.store(false, Relaxed);
         }
         was_up
     }
@@ -174,7 +174,7 @@ mod tests {
             health.attempt(Instant::now()),
             Attempt::Call { probe: false }
         );
-        assert!(health.failed(false, Instant::now()));
+        assert!(health.failed(Instant::now()));
         assert!(!health.is_up());
         // Until the first probe is due nobody calls it.
         assert_eq!(health.attempt(Instant::now()), Attempt::Skip);
@@ -185,7 +185,8 @@ mod tests {
         );
         // Only one probe at a time.
         assert_eq!(health.attempt(Instant::now()), Attempt::Skip);
-        assert!(!health.failed(true, Instant::now()));
+        assert!(!health.failed(Instant::now()));
+        health.probe_ended();
         // The next probe waits twice as long.
         tokio::time::advance(FIRST_PROBE).await;
         assert_eq!(health.attempt(Instant::now()), Attempt::Skip);
@@ -194,7 +195,8 @@ mod tests {
             health.attempt(Instant::now()),
             Attempt::Call { probe: true }
         );
-        assert!(health.answered(true));
+        assert!(health.answered());
+        health.probe_ended();
         assert_eq!(
             health.attempt(Instant::now()),
             Attempt::Call { probe: false }
@@ -211,7 +213,7 @@ mod tests {
     async fn probes_back_off_no_further_than_the_longest() {
         let health = Health::default();
         for _ in 0..20 {
-            health.failed(false, Instant::now());
+            health.failed(Instant::now());
         }
         tokio::time::advance(LONGEST_PROBE).await;
         assert_eq!(

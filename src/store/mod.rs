@@ -304,6 +304,8 @@ impl Store {
             Attempt::Skip => return Err(StoreError::Down),
             Attempt::Call { probe } => probe,
         };
+        // However this call ends, dropped included, a probe ends with it.
+        let _probe = probe.then_some(ProbeEnd(&self.health));
         let result = async {
             let mut connection = self.connection().await?;
             let mut invocation = script.key(key);
@@ -327,17 +329,17 @@ impl Store {
             .unwrap_or(Err(StoreError::Timeout(self.timeout)));
         match &result {
             Ok(_) => {
-                if self.health.answered(probe) {
+                if self.health.answered() {
                     tracing::info!(target: "reqwest_throttle", "Redis answers again: lanes book in the shared budget");
                 }
             }
             Err(StoreError::Reply(_)) => {
                 // The server answered: it is up, the reply is wrong (a script of another
                 // version under the same name?). The booking takes the fallback way.
-                self.health.answered(probe);
+                self.health.answered();
             }
             Err(error) => {
-                if self.health.failed(probe, Instant::now()) {
+                if self.health.failed(Instant::now()) {
                     tracing::warn!(target: "reqwest_throttle", %error, on_down = ?self.on_down, "Redis is unavailable: lanes book by the fallback policy until it answers");
                 }
             }
@@ -399,6 +401,15 @@ impl Store {
         self.run::<String>(&self.cool_down, key, &args)
             .await
             .map(drop)
+    }
+}
+
+/// Ends a probe of a down store when its call ends, however it ends.
+struct ProbeEnd<'h>(&'h Health);
+
+impl Drop for ProbeEnd<'_> {
+    fn drop(&mut self) {
+        self.0.probe_ended();
     }
 }
 
