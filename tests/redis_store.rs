@@ -550,3 +550,43 @@ async fn a_shared_wait_beyond_max_wait_is_refused_without_booking() {
     }
     assert_eq!(api.stats().received, 1);
 }
+
+#[tokio::test]
+async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let rate = Rate::per_second(1).burst(1);
+    let (_, first) = client(rate, Some(store(&server, "drop")), &api);
+    let (_, second) = client(rate, Some(store(&server, "drop")), &api);
+    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    // Booked a second ahead, then given up on after 100 ms.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), first.get(URL).send()).await;
+    assert!(gave_up.is_err(), "the second request left within a second");
+    // The refund reaches Redis in the background: booking 1, booking 2, its cancellation.
+    let mut redis = server.connection();
+    let mut bookings = 0;
+    for _ in 0..100 {
+        bookings = redis::cmd("HGET")
+            .arg("{drop:http://api.test:80}")
+            .arg("s0")
+            .query::<Option<u64>>(&mut redis)
+            .unwrap()
+            .unwrap_or(0);
+        if bookings == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bookings, 3, "the dropped booking was not given back");
+    // The other worker gets the slot the dropped request held (under a second away), not the
+    // one after it (two seconds away): within 1.5 s it is booked, and sent.
+    let response = second
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(1_500)))
+        .send()
+        .await;
+    assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+    assert_eq!(api.stats().received, 2);
+}
