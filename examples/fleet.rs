@@ -1,6 +1,8 @@
 //! A fleet: N worker processes, each with its own `Throttle`, against one simulated API that
 //! allows 50 requests per second, first each with a budget of its own, then sharing one budget
-//! through Redis; then the same shared run with Redis killed for 3 s in the middle.
+//! through Redis; then the same shared run with Redis killed for 3 s in the middle. Last, an
+//! OpenAI-shaped API limiting requests and tokens (10 requests/s, 400 tokens/s), with
+//! `Policy::openai()` and the limits configured, without and with the store.
 //!
 //! ```sh
 //! cargo run --release --example fleet --features redis,test-util
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use reqwest_middleware::ClientBuilder;
 use reqwest_throttle::retry::RetryPolicy;
-use reqwest_throttle::sim::SimulatedApi;
+use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
 use reqwest_throttle::store::RedisStore;
 use reqwest_throttle::{Error, Policy, Rate, Throttle};
 
@@ -27,19 +29,29 @@ const RATE: u64 = 50;
 /// little apart).
 const SERVER_BURST: u64 = 10;
 const REQUESTS_PER_WORKER: usize = 40;
+/// The OpenAI-shaped phase: requests and tokens per second, and their bursts.
+const LLM_RATE: u64 = 10;
+const LLM_BURST: u64 = 10;
+const LLM_TOKENS: u64 = 400;
+const LLM_TOKEN_BURST: u64 = 2_000;
+const LLM_REQUESTS_PER_WORKER: usize = 6;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("worker") {
-        return worker(&args[2], args.get(3).map(String::as_str));
+        return worker(&args[2], args.get(3).map(String::as_str), false);
+    }
+    if args.get(1).map(String::as_str) == Some("llm-worker") {
+        return worker(&args[2], args.get(3).map(String::as_str), true);
     }
     tokio::runtime::Runtime::new()?.block_on(lead())
 }
 
-/// One worker: `REQUESTS_PER_WORKER` GETs from 8 tasks; prints `ok limited errors`.
-fn worker(url: &str, redis: Option<&str>) -> Result<()> {
+/// One worker: `REQUESTS_PER_WORKER` GETs (or `LLM_REQUESTS_PER_WORKER` chats) from 8 tasks;
+/// prints `ok limited errors round-trips fallbacks reconnects`.
+fn worker(url: &str, redis: Option<&str>, llm: bool) -> Result<()> {
     if std::env::var_os("FLEET_TRACE").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter("reqwest_throttle=debug")
@@ -48,10 +60,15 @@ fn worker(url: &str, redis: Option<&str>) -> Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let policy = Policy::new()
-            .rate(Rate::per_second(RATE).burst(SERVER_BURST - 1))
-            .retry(RetryPolicy::disabled())
-            .no_breaker();
+        let policy = if llm {
+            Policy::openai()
+                .requests(Rate::per_second(LLM_RATE).burst(LLM_BURST - 1))
+                .tokens(Rate::per_second(LLM_TOKENS).burst(LLM_TOKEN_BURST - 100))
+        } else {
+            Policy::new().rate(Rate::per_second(RATE).burst(SERVER_BURST - 1))
+        }
+        .retry(RetryPolicy::disabled())
+        .no_breaker();
         let mut builder = Throttle::builder().default_policy(policy);
         if let Some(redis) = redis {
             builder = builder.store(
@@ -70,8 +87,22 @@ fn worker(url: &str, redis: Option<&str>) -> Result<()> {
             let url = url.to_owned();
             tasks.push(tokio::spawn(async move {
                 let (mut ok, mut limited, mut errors) = (0u64, 0u64, 0u64);
-                for _ in (task..REQUESTS_PER_WORKER).step_by(8) {
-                    match client.get(&url).send().await {
+                let requests = if llm {
+                    LLM_REQUESTS_PER_WORKER
+                } else {
+                    REQUESTS_PER_WORKER
+                };
+                for i in (task..requests).step_by(8) {
+                    let request = if llm {
+                        client
+                            .post(&url)
+                            .header("authorization", "Bearer sk-fleet-example")
+                            .header("content-type", "application/json")
+                            .body(chat(i))
+                    } else {
+                        client.get(&url)
+                    };
+                    match request.send().await {
                         Ok(response) if response.status() == 429 => limited += 1,
                         Ok(_) => ok += 1,
                         Err(error) => {
@@ -102,6 +133,16 @@ fn worker(url: &str, redis: Option<&str>) -> Result<()> {
         );
         Ok(())
     })
+}
+
+/// The `i`-th chat: a short prompt and 60 to 140 tokens of allowance.
+fn chat(i: usize) -> String {
+    serde_json::json!({
+        "model": "gpt-4o",
+        "max_tokens": 60 + (i * 37) % 81,
+        "messages": [{"role": "user", "content": "Say something short about rate limits."}],
+    })
+    .to_string()
 }
 
 /// A `redis-server` this example started, killed when dropped.
@@ -146,6 +187,12 @@ async fn lead() -> Result<()> {
     );
     run("each worker its own budget", None, None).await?;
     run("one budget shared through Redis", Some(&redis_url), None).await?;
+    println!(
+        "\nOpenAI-shaped: {WORKERS} workers × {LLM_REQUESTS_PER_WORKER} chats, {LLM_RATE} requests/s (burst {LLM_BURST}), {LLM_TOKENS} tokens/s (burst {LLM_TOKEN_BURST})"
+    );
+    run_llm("llm: each worker its own budget", None).await?;
+    run_llm("llm: one budget shared through Redis", Some(&redis_url)).await?;
+    println!();
     if let Some(server) = own_redis.take() {
         let port = server.1;
         run(
@@ -155,6 +202,60 @@ async fn lead() -> Result<()> {
         )
         .await?;
     }
+    Ok(())
+}
+
+/// One run of the OpenAI-shaped phase.
+async fn run_llm(name: &str, redis: Option<&str>) -> Result<()> {
+    let api = SimulatedApi::builder()
+        .token_bucket(LLM_RATE as f64, LLM_BURST)
+        .tokens_bucket(LLM_TOKENS as f64, LLM_TOKEN_BURST)
+        .headers(HeaderStyle::OpenAi)
+        .build();
+    let server = api.serve().await?;
+    let url = server.url("/v1/chat/completions");
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let children: Vec<Child> = (0..WORKERS)
+        .map(|_| {
+            let mut command = Command::new(&exe);
+            command.arg("llm-worker").arg(&url);
+            if let Some(redis) = redis {
+                command.arg(redis);
+            }
+            command.stdout(Stdio::piped()).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    let elapsed = started.elapsed();
+    let mut errors = 0u64;
+    for output in outputs {
+        let line = String::from_utf8_lossy(&output.stdout);
+        errors += line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    let stats = api.stats();
+    let span = stats.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    // Beyond the burst the server gave at once, the rate it admitted.
+    let tokens_per_second = stats.tokens_charged.saturating_sub(LLM_TOKEN_BURST) as f64 / span;
+    println!(
+        "{name:<38} ok {:>3}/{} 429s {:>3} errors {errors} elapsed {:>5.1}s tokens/s beyond the burst {:>6.1} ({:.0}% of {LLM_TOKENS})",
+        stats.ok,
+        WORKERS as usize * LLM_REQUESTS_PER_WORKER,
+        stats.limited,
+        elapsed.as_secs_f64(),
+        tokens_per_second,
+        100.0 * tokens_per_second / LLM_TOKENS as f64,
+    );
     Ok(())
 }
 
