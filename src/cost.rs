@@ -23,32 +23,60 @@ use crate::limiter::{Budget, Commitment, Cost, Dimension};
 /// Call [`settle`](Settlement::settle) with the real cost once it is known — now, or later
 /// from a wrapped streaming body. Dropped without it, the estimate stands.
 pub struct Settlement {
-    budget: Arc<Budget>,
-    commitment: Commitment,
+    booked: Booked,
+}
+
+/// Where the booking was made.
+enum Booked {
+    /// In a budget of this process.
+    Local {
+        budget: Arc<Budget>,
+        commitment: Commitment,
+    },
+    /// In a budget shared through a store.
+    #[cfg(feature = "redis")]
+    Shared(crate::store::SharedCommitment),
 }
 
 impl fmt::Debug for Settlement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Settlement")
-            .field("estimate", self.commitment.cost())
+            .field("estimate", self.estimate())
             .finish()
     }
 }
 
 impl Settlement {
     pub(crate) fn new(budget: Arc<Budget>, commitment: Commitment) -> Settlement {
-        Settlement { budget, commitment }
+        Settlement {
+            booked: Booked::Local { budget, commitment },
+        }
+    }
+
+    #[cfg(feature = "redis")]
+    pub(crate) fn shared(commitment: crate::store::SharedCommitment) -> Settlement {
+        Settlement {
+            booked: Booked::Shared(commitment),
+        }
     }
 
     /// What was booked before sending.
     pub fn estimate(&self) -> &Cost {
-        self.commitment.cost()
+        match &self.booked {
+            Booked::Local { commitment, .. } => commitment.cost(),
+            #[cfg(feature = "redis")]
+            Booked::Shared(commitment) => commitment.cost(),
+        }
     }
 
     /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
     /// was booked after it), an under-estimate is charged, so later requests wait for it.
     pub fn settle(self, actual: &Cost) {
-        self.budget.settle(self.commitment, actual);
+        match self.booked {
+            Booked::Local { budget, commitment } => budget.settle(commitment, actual),
+            #[cfg(feature = "redis")]
+            Booked::Shared(commitment) => commitment.settle(actual),
+        }
     }
 }
 

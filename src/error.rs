@@ -118,6 +118,16 @@ pub enum Error {
         /// The policy's per-attempt timeout.
         timeout: Duration,
     },
+    /// The lane keeps its budget in a shared store (feature `redis`) that did not answer, and
+    /// the store's policy is to fail fast rather than fall back to a budget of this process.
+    /// Nothing was sent.
+    #[error("lane {lane}: the shared budget's store is unavailable ({reason}); nothing was sent; retry later, or let the store fall back to a local share of the limit")]
+    StoreUnavailable {
+        /// The lane.
+        lane: LaneKey,
+        /// What went wrong with the store.
+        reason: String,
+    },
     /// The request's URL has no host, so no lane (and no policy) can be chosen for it.
     #[error("the request URL {url} has no host; the throttle needs one to choose a lane")]
     NoHost {
@@ -201,7 +211,8 @@ impl Error {
             | Error::CostTooLarge { lane, .. }
             | Error::CircuitOpen { lane, .. }
             | Error::RetryAfterTooLong { lane, .. }
-            | Error::AttemptTimedOut { lane, .. } => Some(lane),
+            | Error::AttemptTimedOut { lane, .. }
+            | Error::StoreUnavailable { lane, .. } => Some(lane),
             Error::NoHost { .. } => None,
         }
     }

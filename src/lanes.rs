@@ -34,6 +34,9 @@ pub(crate) struct Lanes {
     epoch: Epoch,
     evicted: AtomicU64,
     on_transition: Option<TransitionHook>,
+    /// Where new lanes share their budget with other processes, if anywhere.
+    #[cfg(feature = "redis")]
+    store: Option<Arc<crate::store::Store>>,
 }
 
 impl std::fmt::Debug for Lanes {
@@ -53,7 +56,25 @@ impl Lanes {
             epoch: Epoch::now(),
             evicted: AtomicU64::new(0),
             on_transition,
+            #[cfg(feature = "redis")]
+            store: None,
         }
+    }
+
+    /// New lanes keep their budget in `store` (those it applies to).
+    #[cfg(feature = "redis")]
+    pub fn with_store(mut self, store: Arc<crate::store::Store>) -> Lanes {
+        self.store = Some(store);
+        self
+    }
+
+    /// The store's counters, if lanes share their budget through one.
+    pub fn store_stats(&self) -> Option<crate::stats::StoreStats> {
+        #[cfg(feature = "redis")]
+        if let Some(store) = &self.store {
+            return Some(store.stats());
+        }
+        None
     }
 
     /// The lane named `key`, if it exists (never creates one).
@@ -92,11 +113,13 @@ impl Lanes {
         if map.len() >= self.max_lanes {
             self.evict(&mut map);
         }
-        let lane = Arc::new(Lane::new(
-            LaneKey::new(key),
-            policy(),
-            self.on_transition.as_ref(),
-        ));
+        let lane = Lane::new(LaneKey::new(key), policy(), self.on_transition.as_ref());
+        #[cfg(feature = "redis")]
+        let lane = match &self.store {
+            Some(store) => lane.shared_through(store),
+            None => lane,
+        };
+        let lane = Arc::new(lane);
         lane.touch(now);
         map.insert(lane.key().clone(), Arc::clone(&lane));
         lane

@@ -58,6 +58,9 @@ pub mod signals;
 pub mod sim;
 mod sliding_counter;
 mod stats;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod store;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod telemetry;
@@ -77,7 +80,7 @@ pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
-pub use stats::{LaneStats, ThrottleStats};
+pub use stats::{LaneStats, StoreStats, ThrottleStats};
 pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};
 
 /// The README's Rust examples, compiled (and run where they do not need the network) as

@@ -57,6 +57,24 @@ pub struct LaneStats {
     pub breaker: Option<BreakerSnapshot>,
 }
 
+/// What the shared store (feature `redis`) has done, over every lane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreStats {
+    /// Whether the store answered its latest call.
+    pub up: bool,
+    /// Calls that came back with an answer.
+    pub round_trips: u64,
+    /// Calls that failed or timed out (each marks the store down).
+    pub failures: u64,
+    /// Bookings made in this process's fallback budget because the store was down.
+    pub fallbacks: u64,
+    /// Requests refused with `Error::StoreUnavailable` because the store was down.
+    pub unavailable: u64,
+    /// Times the store answered again after being down.
+    pub reconnects: u64,
+}
+
 /// A snapshot of every lane the throttle knows.
 ///
 /// ```
@@ -72,6 +90,8 @@ pub struct LaneStats {
 pub struct ThrottleStats {
     /// One entry per lane, sorted by key.
     pub lanes: Vec<LaneStats>,
+    /// The shared store's counters, when the throttle has one (feature `redis`).
+    pub store: Option<StoreStats>,
 }
 
 impl ThrottleStats {
@@ -162,6 +182,7 @@ mod tests {
                 lane("http://[::1]:8080", 32),
                 lane("tenant:api.openai.com", 64),
             ],
+            store: None,
         };
         fn sent<'a>(lanes: impl Iterator<Item = &'a LaneStats>) -> u64 {
             lanes.map(|lane| lane.sent).sum()

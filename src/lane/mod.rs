@@ -105,6 +105,11 @@ pub(crate) struct Lane {
     retry_budget: RetryBudget,
     breaker: Option<Breaker>,
     created: Epoch,
+    /// Where the lane books its rate when a store shares it with other processes; `budget`
+    /// then keeps the limits (configured and learned), the cooldown gate and the spacing as
+    /// sent, and books only while the store is down.
+    #[cfg(feature = "redis")]
+    shared: Option<crate::store::SharedBudget>,
 }
 
 impl std::fmt::Debug for Lane {
@@ -178,7 +183,18 @@ impl Lane {
             retry_budget,
             breaker,
             created: Epoch::now(),
+            #[cfg(feature = "redis")]
+            shared: None,
         }
+    }
+
+    /// This lane with its budget shared through `store`, if the store applies to it.
+    #[cfg(feature = "redis")]
+    pub fn shared_through(mut self, store: &Arc<crate::store::Store>) -> Lane {
+        if store.applies_to(&self.key) {
+            self.shared = Some(crate::store::SharedBudget::new(store, &self.key));
+        }
+        self
     }
 
     pub fn key(&self) -> &LaneKey {
@@ -264,6 +280,11 @@ impl Lane {
                     why,
                 } => {
                     self.budget.cool_down(dimension, until);
+                    // Every worker of the fleet pauses, not only the one that was told.
+                    #[cfg(feature = "redis")]
+                    if let Some(shared) = &self.shared {
+                        shared.cool_down(dimension, until);
+                    }
                     self.counters.cooldowns.fetch_add(1, Relaxed);
                     let pause_ms =
                         until.saturating_duration_since(Instant::now()).as_millis() as u64;

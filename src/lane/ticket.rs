@@ -16,9 +16,23 @@ use crate::breaker::Admission;
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::limiter::pace::{InFlight, Observation};
+use crate::limiter::Budget;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::retry::Attempt;
 use crate::signals::Signals;
+
+/// What a request booked, until it leaves: dropped before, it gives the booking back.
+enum Booked {
+    /// In the lane's budget: a commitment when it could leave at once, otherwise a reservation
+    /// whose slot has come.
+    Local(Result<Commitment, Reservation>),
+    /// In the fallback budget of a lane whose store is down, likewise.
+    #[cfg(feature = "redis")]
+    Fallback(Arc<Budget>, Result<Commitment, Reservation>),
+    /// In the budget shared through a store; its slot has come.
+    #[cfg(feature = "redis")]
+    Shared(crate::store::SharedBooking),
+}
 
 /// The concurrency slots a request holds while it is in flight.
 struct Permits {
@@ -33,7 +47,7 @@ struct Permits {
 pub(crate) struct Ticket {
     lane: Arc<Lane>,
     cost: Cost,
-    commitment: Option<Commitment>,
+    settlement: Option<Settlement>,
     admission: Option<Admission>,
     /// How many requests the lane had sent before this one.
     departure: u64,
@@ -108,7 +122,7 @@ impl Lane {
             // The units leave now: they are spent even if the caller later drops the request.
             // (A reservation that had to wait is committed only here, so a caller that gave up
             // while waiting for a concurrency slot still gets it refunded.)
-            let commitment = booked.unwrap_or_else(Reservation::commit);
+            let settlement = self.commit(booked);
             let waited = started.elapsed();
             tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
             if !waited.is_zero() {
@@ -123,7 +137,7 @@ impl Lane {
             return Ok(Ticket {
                 lane: Arc::clone(self),
                 cost: *cost,
-                commitment: Some(commitment),
+                settlement: Some(settlement),
                 admission,
                 departure,
                 departed: if waited.is_zero() {
@@ -139,11 +153,123 @@ impl Lane {
         }
     }
 
-    /// Books the request's cost and waits for its slot: `Ok(commitment)` when it could leave at
-    /// once, `Err(reservation)` once a reservation's slot has come; with the budget's generation
-    /// it was booked under.
+    /// The booked units leave: what the settlement of their real cost needs.
+    fn commit(&self, booked: Booked) -> Settlement {
+        match booked {
+            Booked::Local(booked) => Settlement::new(
+                Arc::clone(&self.budget),
+                booked.unwrap_or_else(Reservation::commit),
+            ),
+            #[cfg(feature = "redis")]
+            Booked::Fallback(budget, booked) => {
+                Settlement::new(budget, booked.unwrap_or_else(Reservation::commit))
+            }
+            #[cfg(feature = "redis")]
+            Booked::Shared(booking) => Settlement::shared(booking.commit()),
+        }
+    }
+
+    /// Books the request's cost and waits for its slot, in the lane's budget or, when a store
+    /// shares it, in the store; with the lane budget's generation it was booked under.
     async fn book(
         &self,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(Booked, u64), Error> {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            return self
+                .book_shared(shared, cost, max_wait, deadline, now)
+                .await;
+        }
+        let (booked, generation) = self
+            .book_in(&self.budget, cost, max_wait, deadline, now)
+            .await?;
+        Ok((Booked::Local(booked), generation))
+    }
+
+    /// Books in the store, one round trip, and sleeps the wait it answers. While the store is
+    /// down the policy decides: the fallback budget (a share of the limits), or a typed error.
+    #[cfg(feature = "redis")]
+    async fn book_shared(
+        &self,
+        shared: &crate::store::SharedBudget,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(Booked, u64), Error> {
+        use crate::store::SharedOutcome;
+
+        self.tick(now);
+        let generation = self.budget.generation();
+        let shapes = crate::store::shapes_of(&self.budget);
+        if shapes.iter().all(Option::is_none) {
+            // Nothing limited (yet): nothing to share, and no round trip.
+            let (booked, generation) = self
+                .book_in(&self.budget, cost, max_wait, deadline, now)
+                .await?;
+            return Ok((Booked::Local(booked), generation));
+        }
+        let max_wait = deadline
+            .map(|d| d.saturating_duration_since(now))
+            .or(max_wait);
+        match shared.book(cost, &shapes, max_wait).await {
+            Ok(SharedOutcome::Granted(booking)) => {
+                // A timer set for an instant already past still waits for the timer wheel's next
+                // tick (a millisecond): a booking that may leave at once leaves at once.
+                if booking.ready_at() > Instant::now() {
+                    tokio::time::sleep_until(booking.ready_at()).await;
+                }
+                Ok((Booked::Shared(booking), generation))
+            }
+            Ok(SharedOutcome::TooLong { dimension, wait }) => {
+                let blocked = match dimension {
+                    Some(dimension) => Blocked::Rate { dimension, wait },
+                    None => Blocked::Cooldown {
+                        dimension: None,
+                        wait,
+                    },
+                };
+                Err(self.refusal(blocked, max_wait))
+            }
+            Ok(SharedOutcome::NeverFits { dimension, burst }) => Err(self.refusal(
+                Blocked::NeverFits {
+                    dimension,
+                    cost: cost.get(dimension),
+                    burst,
+                },
+                max_wait,
+            )),
+            Err(error) => match shared.fallback(&shapes) {
+                Some(fallback) => {
+                    let fallback = Arc::clone(fallback);
+                    let (booked, _) = self
+                        .book_in(&fallback, cost, max_wait, deadline, now)
+                        .await?;
+                    Ok((Booked::Fallback(fallback, booked), generation))
+                }
+                None => {
+                    self.counters.rejected.fetch_add(1, Relaxed);
+                    let error = Error::StoreUnavailable {
+                        lane: self.key.clone(),
+                        reason: error.to_string(),
+                    };
+                    tracing::info!(target: "reqwest_throttle", error = %error, "request refused");
+                    Err(error)
+                }
+            },
+        }
+    }
+
+    /// Books the request's cost in `budget` and waits for its slot: `Ok(commitment)` when it
+    /// could leave at once, `Err(reservation)` once a reservation's slot has come; with the lane
+    /// budget's generation it was booked under.
+    async fn book_in(
+        &self,
+        budget: &Arc<Budget>,
         cost: &Cost,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
@@ -155,7 +281,7 @@ impl Lane {
             let max_wait = deadline
                 .map(|d| d.saturating_duration_since(now))
                 .or(max_wait);
-            let reservation = match self.budget.acquire(cost, max_wait, now) {
+            let reservation = match budget.acquire(cost, max_wait, now) {
                 Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation)),
                 Ok(Booking::Wait(reservation)) => reservation,
                 Err(blocked) => return Err(self.refusal(blocked, max_wait)),
@@ -246,8 +372,7 @@ impl Ticket {
 
     /// The booking's reconciliation, for the policy's cost model; once.
     pub fn settlement(&mut self) -> Option<Settlement> {
-        let commitment = self.commitment.take()?;
-        Some(Settlement::new(Arc::clone(&self.lane.budget), commitment))
+        self.settlement.take()
     }
 
     /// Reads what came back, once: the lane's classifier makes the one [`Assessment`], and the

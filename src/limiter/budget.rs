@@ -405,6 +405,34 @@ impl Budget {
             })
     }
 
+    /// The limit of every dimension and whether it is strict, read at once (indexed as
+    /// [`Dimension::ALL`]): what a lane whose budget is shared through a store books under
+    /// there, while this budget keeps learning them.
+    #[cfg(feature = "redis")]
+    pub(crate) fn shapes(&self) -> [Option<(Limit, bool)>; DIMENSIONS] {
+        let state = self.lock();
+        std::array::from_fn(|i| {
+            state.gcras[i].as_ref().map(|gcra| {
+                let limit = Limit {
+                    interval: gcra.interval(),
+                    burst: gcra.burst(),
+                };
+                (limit, state.cells[i].strict)
+            })
+        })
+    }
+
+    /// How far ahead of now `dimension` is booked (its fill, and any waiters); `None` when
+    /// unlimited. What a lane that booked here while its store was down carries over to the
+    /// store when it is back.
+    #[cfg(feature = "redis")]
+    pub(crate) fn booked_ahead(&self, dimension: Dimension) -> Option<Duration> {
+        let now = self.epoch.nanos(Instant::now());
+        self.lock().gcras[dimension.index()]
+            .as_ref()
+            .map(|gcra| Duration::from_nanos(gcra.tat().saturating_sub(now)))
+    }
+
     /// Makes `dimension` refuse, with [`Blocked::NeverFits`], a cost above its burst instead of
     /// admitting it as debt. Token budgets use this: a prompt larger than the whole
     /// tokens-per-minute budget would be refused by the server too.

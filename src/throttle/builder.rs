@@ -19,6 +19,8 @@ pub struct ThrottleBuilder {
     global_concurrency: Option<usize>,
     lane_key: Option<Box<KeyFn>>,
     on_transition: Option<TransitionHook>,
+    #[cfg(feature = "redis")]
+    store: Option<crate::store::RedisStore>,
 }
 
 impl Default for ThrottleBuilder {
@@ -29,6 +31,8 @@ impl Default for ThrottleBuilder {
             global_concurrency: None,
             lane_key: None,
             on_transition: None,
+            #[cfg(feature = "redis")]
+            store: None,
         }
     }
 }
@@ -117,6 +121,33 @@ impl ThrottleBuilder {
         self
     }
 
+    /// Keeps the budget of every lane (or of those [`RedisStore::lanes`] chooses) in Redis,
+    /// shared with every process that uses the same server and prefix (feature `redis`; see
+    /// [`store`](crate::store) for what is shared and what happens when Redis is gone).
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use reqwest_throttle::store::RedisStore;
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// // Nothing connects until the first request.
+    /// let throttle = Throttle::builder()
+    ///     .default_policy(Policy::new().rate(Rate::per_second(50)))
+    ///     .store(RedisStore::new("redis://127.0.0.1:6379/")?.expected_workers(8))
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// [`RedisStore::lanes`]: crate::store::RedisStore::lanes
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub fn store(mut self, store: crate::store::RedisStore) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     /// Validates the configuration and builds the throttle: every policy, however it was
     /// given, and every bound. The error, a configuration error apart from the runtime
     /// [`Error`](crate::Error), names the rule and the field.
@@ -141,10 +172,16 @@ impl ThrottleBuilder {
         };
         #[cfg(not(feature = "metrics"))]
         let on_transition = self.on_transition;
+        let lanes = Lanes::new(self.max_lanes, on_transition);
+        #[cfg(feature = "redis")]
+        let lanes = match self.store {
+            Some(store) => lanes.with_store(store.into_store()),
+            None => lanes,
+        };
         Ok(Throttle {
             inner: Arc::new(Inner {
                 rules,
-                lanes: Lanes::new(self.max_lanes, on_transition),
+                lanes,
                 lane_key: self.lane_key,
                 global: self
                     .global_concurrency

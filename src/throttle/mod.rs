@@ -276,7 +276,10 @@ impl Throttle {
             .map(|lane| lane.stats(now))
             .collect();
         lanes.sort_by(|a, b| a.key.cmp(&b.key));
-        ThrottleStats { lanes }
+        ThrottleStats {
+            lanes,
+            store: self.inner.lanes.store_stats(),
+        }
     }
 
     /// The circuit breaker of the lane named `key` (as in [`LaneKey::as_str`]), for operators:

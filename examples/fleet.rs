@@ -1,0 +1,339 @@
+//! A fleet: N worker processes, each with its own `Throttle`, against one simulated API that
+//! allows 50 requests per second, first each with a budget of its own, then sharing one budget
+//! through Redis; then the same shared run with Redis killed for 3 s in the middle. Last, an
+//! OpenAI-shaped API limiting requests and tokens (10 requests/s, 400 tokens/s), with
+//! `Policy::openai()` and the limits configured, without and with the store.
+//!
+//! ```sh
+//! cargo run --release --example fleet --features redis,test-util
+//! ```
+//!
+//! The example starts `redis-server` itself on a free loopback port (or uses `REDIS_URL`), and
+//! serves the simulated API on 127.0.0.1; the workers are this binary started again with
+//! `worker` as first argument. The server's own counters are the truth: 429s and goodput.
+//! With `FLEET_TRACE=1` the workers log the crate's `tracing` events (debug) to stderr.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest_middleware::ClientBuilder;
+use reqwest_throttle::retry::RetryPolicy;
+use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+use reqwest_throttle::store::RedisStore;
+use reqwest_throttle::{Error, Policy, Rate, Throttle};
+
+const WORKERS: u32 = 8;
+const RATE: u64 = 50;
+/// The server's burst; each worker is told one less (timers of different processes fire a
+/// little apart).
+const SERVER_BURST: u64 = 10;
+const REQUESTS_PER_WORKER: usize = 40;
+/// The OpenAI-shaped phase: requests and tokens per second, and their bursts.
+const LLM_RATE: u64 = 10;
+const LLM_BURST: u64 = 10;
+const LLM_TOKENS: u64 = 400;
+const LLM_TOKEN_BURST: u64 = 2_000;
+const LLM_REQUESTS_PER_WORKER: usize = 6;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("worker") {
+        return worker(&args[2], args.get(3).map(String::as_str), false);
+    }
+    if args.get(1).map(String::as_str) == Some("llm-worker") {
+        return worker(&args[2], args.get(3).map(String::as_str), true);
+    }
+    tokio::runtime::Runtime::new()?.block_on(lead())
+}
+
+/// One worker: `REQUESTS_PER_WORKER` GETs (or `LLM_REQUESTS_PER_WORKER` chats) from 8 tasks;
+/// prints `ok limited errors round-trips fallbacks reconnects`.
+fn worker(url: &str, redis: Option<&str>, llm: bool) -> Result<()> {
+    if std::env::var_os("FLEET_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("reqwest_throttle=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let policy = if llm {
+            Policy::openai()
+                .requests(Rate::per_second(LLM_RATE).burst(LLM_BURST - 1))
+                .tokens(Rate::per_second(LLM_TOKENS).burst(LLM_TOKEN_BURST - 100))
+        } else {
+            Policy::new().rate(Rate::per_second(RATE).burst(SERVER_BURST - 1))
+        }
+        .retry(RetryPolicy::disabled())
+        .no_breaker();
+        let mut builder = Throttle::builder().default_policy(policy);
+        if let Some(redis) = redis {
+            builder = builder.store(
+                RedisStore::new(redis)?
+                    .prefix("fleet-example")
+                    .expected_workers(WORKERS),
+            );
+        }
+        let throttle = builder.build()?;
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(throttle.clone())
+            .build();
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let client = client.clone();
+            let url = url.to_owned();
+            tasks.push(tokio::spawn(async move {
+                let (mut ok, mut limited, mut errors) = (0u64, 0u64, 0u64);
+                let requests = if llm {
+                    LLM_REQUESTS_PER_WORKER
+                } else {
+                    REQUESTS_PER_WORKER
+                };
+                for i in (task..requests).step_by(8) {
+                    let request = if llm {
+                        client
+                            .post(&url)
+                            .header("authorization", "Bearer sk-fleet-example")
+                            .header("content-type", "application/json")
+                            .body(chat(i))
+                    } else {
+                        client.get(&url)
+                    };
+                    match request.send().await {
+                        Ok(response) if response.status() == 429 => limited += 1,
+                        Ok(_) => ok += 1,
+                        Err(error) => {
+                            if !matches!(
+                                Error::from_middleware(&error),
+                                Some(Error::StoreUnavailable { .. })
+                            ) {
+                                eprintln!("worker error: {error}");
+                            }
+                            errors += 1
+                        }
+                    }
+                }
+                (ok, limited, errors)
+            }));
+        }
+        let (mut ok, mut limited, mut errors) = (0, 0, 0);
+        for task in tasks {
+            let (o, l, e) = task.await?;
+            ok += o;
+            limited += l;
+            errors += e;
+        }
+        let store = throttle.stats().store.unwrap_or_default();
+        println!(
+            "{ok} {limited} {errors} {} {} {}",
+            store.round_trips, store.fallbacks, store.reconnects
+        );
+        Ok(())
+    })
+}
+
+/// The `i`-th chat: a short prompt and 60 to 140 tokens of allowance.
+fn chat(i: usize) -> String {
+    serde_json::json!({
+        "model": "gpt-4o",
+        "max_tokens": 60 + (i * 37) % 81,
+        "messages": [{"role": "user", "content": "Say something short about rate limits."}],
+    })
+    .to_string()
+}
+
+/// A `redis-server` this example started, killed when dropped.
+struct RedisServer(Child, u16);
+
+impl RedisServer {
+    fn start(port: u16) -> Result<RedisServer> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start redis-server ({e}); install it or set REDIS_URL"))?;
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(RedisServer(child, port))
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn lead() -> Result<()> {
+    let mut own_redis = None;
+    let redis_url = match std::env::var("REDIS_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            own_redis = Some(RedisServer::start(port)?);
+            format!("redis://127.0.0.1:{port}/")
+        }
+    };
+    println!(
+        "{WORKERS} worker processes × {REQUESTS_PER_WORKER} GETs against a server allowing {RATE}/s (burst {SERVER_BURST})\n"
+    );
+    println!(
+        "{:<34} {:>9} {:>6} {:>7} {:>8} {:>7} {:>9}",
+        "run", "ok", "429s", "errors", "elapsed", "ok/s", "of limit"
+    );
+    run("each worker its own budget", None, None).await?;
+    run("one budget shared through Redis", Some(&redis_url), None).await?;
+    println!(
+        "\nOpenAI-shaped: {WORKERS} workers × {LLM_REQUESTS_PER_WORKER} chats, {LLM_RATE} requests/s (burst {LLM_BURST}), {LLM_TOKENS} tokens/s (burst {LLM_TOKEN_BURST})"
+    );
+    run_llm("llm: each worker its own budget", None).await?;
+    run_llm("llm: one budget shared through Redis", Some(&redis_url)).await?;
+    println!();
+    if let Some(server) = own_redis.take() {
+        let port = server.1;
+        run(
+            "shared, Redis killed 3 s mid-run",
+            Some(&redis_url),
+            Some((server, port)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// One run of the OpenAI-shaped phase.
+async fn run_llm(name: &str, redis: Option<&str>) -> Result<()> {
+    let api = SimulatedApi::builder()
+        .token_bucket(LLM_RATE as f64, LLM_BURST)
+        .tokens_bucket(LLM_TOKENS as f64, LLM_TOKEN_BURST)
+        .headers(HeaderStyle::OpenAi)
+        .build();
+    let server = api.serve().await?;
+    let url = server.url("/v1/chat/completions");
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let children: Vec<Child> = (0..WORKERS)
+        .map(|_| {
+            let mut command = Command::new(&exe);
+            command.arg("llm-worker").arg(&url);
+            if let Some(redis) = redis {
+                command.arg(redis);
+            }
+            command.stdout(Stdio::piped()).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    let elapsed = started.elapsed();
+    let mut errors = 0u64;
+    for output in outputs {
+        let line = String::from_utf8_lossy(&output.stdout);
+        errors += line
+            .split_whitespace()
+            .nth(2)
+            .and_then(|e| e.parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    let stats = api.stats();
+    let span = stats.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    // Beyond the burst the server gave at once, the rate it admitted.
+    let tokens_per_second = stats.tokens_charged.saturating_sub(LLM_TOKEN_BURST) as f64 / span;
+    println!(
+        "{name:<38} ok {:>3}/{} 429s {:>3} errors {errors} elapsed {:>5.1}s tokens/s beyond the burst {:>6.1} ({:.0}% of {LLM_TOKENS})",
+        stats.ok,
+        WORKERS as usize * LLM_REQUESTS_PER_WORKER,
+        stats.limited,
+        elapsed.as_secs_f64(),
+        tokens_per_second,
+        100.0 * tokens_per_second / LLM_TOKENS as f64,
+    );
+    Ok(())
+}
+
+/// One fleet run; with `fault`, Redis is killed 1 s in and restarted 3 s later.
+async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>) -> Result<()> {
+    let api = SimulatedApi::builder()
+        .token_bucket(RATE as f64, SERVER_BURST)
+        .build();
+    let server = api.serve().await?;
+    let url = server.url("/v1/things");
+    let exe = std::env::current_exe()?;
+    let started = Instant::now();
+    let children: Vec<Child> = (0..WORKERS)
+        .map(|_| {
+            let mut command = Command::new(&exe);
+            command.arg("worker").arg(&url);
+            if let Some(redis) = redis {
+                command.arg(redis);
+            }
+            command.stdout(Stdio::piped()).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let fault = tokio::spawn(async move {
+        let (server, port) = fault?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(server);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        RedisServer::start(port).ok()
+    });
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    let elapsed = started.elapsed();
+    let _restarted = fault.await?;
+    let mut totals = [0u64; 6];
+    for output in outputs {
+        let line = String::from_utf8_lossy(&output.stdout);
+        for (total, field) in totals.iter_mut().zip(line.split_whitespace()) {
+            *total += field.parse::<u64>().unwrap_or(0);
+        }
+    }
+    let stats = api.stats();
+    let span = stats.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
+    let ok_per_second = stats.ok as f64 / span;
+    println!(
+        "{name:<34} {:>9} {:>6} {:>7} {:>7.1}s {:>7.1} {:>8.0}%",
+        format!("{}/{}", stats.ok, WORKERS as usize * REQUESTS_PER_WORKER),
+        stats.limited,
+        totals[2],
+        elapsed.as_secs_f64(),
+        ok_per_second,
+        100.0 * ok_per_second / RATE as f64,
+    );
+    let refused: Vec<String> = api
+        .requests()
+        .iter()
+        .filter(|request| request.status.is_some_and(|status| status == 429))
+        .filter_map(|request| {
+            let first = stats.first_request?;
+            Some(format!("{:.2}", (request.at - first).as_secs_f64()))
+        })
+        .collect();
+    if !refused.is_empty() && redis.is_some() {
+        println!(
+            "{:<34} 429s at (s after the first request): {}",
+            "",
+            refused.join(" ")
+        );
+    }
+    if redis.is_some() {
+        println!(
+            "{:<34} store round trips {}, fallback bookings {}, reconnects {}",
+            "", totals[3], totals[4], totals[5]
+        );
+    }
+    Ok(())
+}

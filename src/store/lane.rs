@@ -1,0 +1,300 @@
+//! A lane's side of the store: its key, its fallback budget, and the booking it holds while it
+//! waits (a guard: dropped before it leaves, it gives the booking back).
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrants};
+use super::{OnStoreDown, Store, StoreError};
+use crate::key::LaneKey;
+use crate::limiter::{Budget, Cost, Dimension, Limit};
+use crate::time::{later, Epoch};
+
+/// Where a lane keeps its budget when a store applies to it.
+#[derive(Debug)]
+pub(crate) struct SharedBudget {
+    store: Arc<Store>,
+    key: Arc<str>,
+    /// The budget this process books in while the store is down (by [`OnStoreDown::Fallback`]).
+    fallback: Arc<Budget>,
+    /// The store's outage the fallback budget was last started for.
+    outage: AtomicU64,
+    /// The outage whose fallback bookings were last carried over to the store.
+    carried: AtomicU64,
+    /// The latest slot the store gave this lane, in nanoseconds since `epoch`: the requests
+    /// booked up to it still leave after the store is gone, so the fallback starts after them.
+    last_slot: AtomicU64,
+    epoch: Epoch,
+}
+
+/// The store's answer to one booking.
+#[derive(Debug)]
+pub(crate) enum SharedOutcome {
+    /// Booked: leave at [`SharedBooking::ready_at`].
+    Granted(SharedBooking),
+    /// Not booked: the wait is longer than the request may wait (`None`: a pause decides).
+    TooLong {
+        dimension: Option<Dimension>,
+        wait: Duration,
+    },
+    /// Not booked: the cost is above a strict dimension's burst.
+    NeverFits { dimension: Dimension, burst: u64 },
+}
+
+impl SharedBudget {
+    pub fn new(store: &Arc<Store>, lane: &LaneKey) -> SharedBudget {
+        SharedBudget {
+            store: Arc::clone(store),
+            key: store.key_for(lane).into(),
+            fallback: Budget::new(),
+            outage: AtomicU64::new(0),
+            carried: AtomicU64::new(0),
+            last_slot: AtomicU64::new(0),
+            epoch: Epoch::now(),
+        }
+    }
+
+    /// Books `cost` under `shapes` in the shared budget: one round trip.
+    pub async fn book(
+        &self,
+        cost: &Cost,
+        shapes: &Shapes,
+        max_wait: Option<Duration>,
+    ) -> Result<SharedOutcome, StoreError> {
+        let outage = self.outage.load(Relaxed);
+        if self.carried.load(Relaxed) != outage && self.carry_over(shapes).await {
+            self.carried.store(outage, Relaxed);
+        }
+        let booked = self
+            .store
+            .book(&self.key, cost, shapes, max_wait, None)
+            .await?;
+        // The wait counts from when the server ran the script, which is before the reply came:
+        // counted from now, the request never leaves early.
+        let now = Instant::now();
+        Ok(match booked {
+            Booked::Granted { wait, grants } => {
+                let ready_at = later(now, wait);
+                self.last_slot
+                    .fetch_max(self.epoch.nanos(ready_at), Relaxed);
+                SharedOutcome::Granted(SharedBooking {
+                    store: Arc::clone(&self.store),
+                    key: Arc::clone(&self.key),
+                    cost: *cost,
+                    grants,
+                    ready_at,
+                    committed: false,
+                })
+            }
+            Booked::TooLong { dimension, wait } => SharedOutcome::TooLong { dimension, wait },
+            Booked::NeverFits { dimension, burst } => SharedOutcome::NeverFits { dimension, burst },
+        })
+    }
+
+    /// The budget to book in while the store is down, brought to the policy's share of the
+    /// lane's current limits; `None` when the policy fails fast instead.
+    pub fn fallback(&self, shapes: &Shapes) -> Option<&Arc<Budget>> {
+        let OnStoreDown::Fallback { share } = self.store.on_down() else {
+            self.store.refused();
+            return None;
+        };
+        self.store.fell_back();
+        let share = if share.is_nan() {
+            f64::MIN_POSITIVE
+        } else {
+            share.clamp(f64::MIN_POSITIVE, 1.0)
+        };
+        // Each outage starts the fallback with its burst spent, after the last slot the store
+        // gave this lane: the shared schedule this worker leaves may have just used the
+        // server's burst, its requests booked there still leave, and eight workers bursting at
+        // once on top of them is what the server refuses.
+        let outage = self.store.outages();
+        let new_outage = self.outage.swap(outage, Relaxed) != outage;
+        for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
+            let wanted = shape.map(|shape| share_of(shape.limit, share));
+            if new_outage {
+                self.fallback.reprice(dimension, wanted);
+                let last_slot = self.epoch.instant(self.last_slot.load(Relaxed));
+                self.fallback.cool_down(None, last_slot);
+            } else if self.fallback.limit(dimension) != wanted {
+                // Only a change is written: setting the same rate again costs a lock for nothing.
+                self.fallback.set_limit(dimension, wanted);
+            }
+            self.fallback
+                .set_strict(dimension, shape.is_some_and(|shape| shape.strict));
+        }
+        Some(&self.fallback)
+    }
+
+    /// Back from an outage: makes the shared budget at least as full as this lane's fallback
+    /// budget was. The fallback ran at a share of the rate, so the time it is booked ahead is
+    /// the fleet's fill seen from this worker (its units count `1 / share` times at the fleet's
+    /// rate). A Redis restarted without persistence forgot the fleet's schedule and would grant
+    /// a fresh burst on top of what the workers just sent alone; a fill, unlike a charge, is the
+    /// same whichever worker comes back first or how many do.
+    ///
+    /// `true` when done (or nothing to carry); while the store is still down it costs nothing
+    /// and is tried again with the next booking.
+    async fn carry_over(&self, shapes: &Shapes) -> bool {
+        let ahead: [Option<Duration>; Dimension::ALL.len()] = std::array::from_fn(|i| {
+            shapes[i]
+                .and(self.fallback.booked_ahead(Dimension::ALL[i]))
+                .filter(|ahead| !ahead.is_zero())
+        });
+        if ahead.iter().all(Option::is_none) {
+            return true;
+        }
+        let filled = self.store.fill(&self.key, &ahead).await;
+        if filled.is_ok() {
+            tracing::debug!(target: "reqwest_throttle", ?ahead, "shared budget filled to what the fallback had booked");
+        }
+        filled.is_ok()
+    }
+
+    /// Pauses the lane (or one dimension) for every worker until `until`, in the background: the
+    /// lane's own budget already holds the pause for this process.
+    pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
+        let pause = until.saturating_duration_since(Instant::now());
+        if pause.is_zero() {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let key = Arc::clone(&self.key);
+        spawn(async move {
+            if let Err(error) = store.cool_down(&key, dimension, pause).await {
+                tracing::debug!(target: "reqwest_throttle", %error, "pause not shared: Redis unavailable");
+            }
+        });
+    }
+}
+
+/// `share` of `limit`: the interval stretched, the burst shrunk (never below one unit).
+fn share_of(limit: Limit, share: f64) -> Limit {
+    let interval =
+        Duration::try_from_secs_f64(limit.interval.as_secs_f64() / share).unwrap_or(Duration::MAX);
+    // `as` saturates; a burst is at least one unit.
+    let burst = ((limit.burst as f64 * share).floor() as u64).max(1);
+    Limit { interval, burst }
+}
+
+/// A booking in the shared budget that has not left yet: dropped, it is given back (as in
+/// memory, only the latest booking of a cell can give its time back; an earlier one is
+/// forfeited, and the fleet sends a little less, never more).
+#[derive(Debug)]
+pub(crate) struct SharedBooking {
+    store: Arc<Store>,
+    key: Arc<str>,
+    cost: Cost,
+    grants: Box<SharedGrants>,
+    ready_at: Instant,
+    committed: bool,
+}
+
+impl SharedBooking {
+    /// When the booked units may leave.
+    pub fn ready_at(&self) -> Instant {
+        self.ready_at
+    }
+
+    /// The units leave now: spent, but still to be reconciled with what they really cost.
+    pub fn commit(mut self) -> SharedCommitment {
+        self.committed = true;
+        SharedCommitment {
+            store: Arc::clone(&self.store),
+            key: Arc::clone(&self.key),
+            cost: self.cost,
+            grants: std::mem::take(&mut self.grants),
+        }
+    }
+}
+
+impl Drop for SharedBooking {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        let store = Arc::clone(&self.store);
+        let key = Arc::clone(&self.key);
+        let (cost, grants) = (self.cost, std::mem::take(&mut self.grants));
+        spawn(async move {
+            let _ = store
+                .reconcile(&key, &grants, &cost, &Cost::zero(), Reconcile::Cancel, None)
+                .await;
+        });
+    }
+}
+
+/// A shared booking whose units left, to be settled with what they really cost.
+#[derive(Debug)]
+pub(crate) struct SharedCommitment {
+    store: Arc<Store>,
+    key: Arc<str>,
+    cost: Cost,
+    grants: Box<SharedGrants>,
+}
+
+impl SharedCommitment {
+    /// What was booked.
+    pub fn cost(&self) -> &Cost {
+        &self.cost
+    }
+
+    /// Refunds an over-estimate, charges an under-estimate (in the background: the caller is
+    /// reading a response and must not wait on Redis for it).
+    pub fn settle(self, actual: &Cost) {
+        if *actual == self.cost {
+            return;
+        }
+        let actual = *actual;
+        spawn(async move {
+            let _ = self
+                .store
+                .reconcile(
+                    &self.key,
+                    &self.grants,
+                    &self.cost,
+                    &actual,
+                    Reconcile::Settle,
+                    None,
+                )
+                .await;
+        });
+    }
+}
+
+/// Runs `task` on the current runtime, if there is one (a guard dropped outside any runtime
+/// cannot reach Redis; its booking then expires with the state).
+fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(task);
+    }
+}
+
+/// The shapes a budget's limits give, for the booking script.
+pub(crate) fn shapes_of(budget: &Budget) -> Shapes {
+    budget
+        .shapes()
+        .map(|shape| shape.map(|(limit, strict)| Shape { limit, strict }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_stretches_the_interval_and_shrinks_the_burst() {
+        let limit = Limit {
+            interval: Duration::from_millis(20),
+            burst: 50,
+        };
+        let eighth = share_of(limit, 1.0 / 8.0);
+        assert_eq!(eighth.interval, Duration::from_millis(160));
+        assert_eq!(eighth.burst, 6);
+        // Never below one unit, never an overflow.
+        assert_eq!(share_of(limit, 1e-300).burst, 1);
+        assert_eq!(share_of(limit, 1e-300).interval, Duration::MAX);
+    }
+}

@@ -1,0 +1,523 @@
+//! One budget shared by many processes through Redis (feature `redis`).
+//!
+//! Eight workers sharing one API key each keep, by default, a budget of their own, and together
+//! send eight times the allowed rate. With a [`RedisStore`], the lanes it applies to keep their
+//! budget in Redis (or Valkey) instead:
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use reqwest_throttle::store::RedisStore;
+//! use reqwest_throttle::{Policy, Rate, Throttle};
+//!
+//! let throttle = Throttle::builder()
+//!     .host("api.partner.example", Policy::new().rate(Rate::per_second(50)))
+//!     .store(RedisStore::new("redis://127.0.0.1:6379/")?.expected_workers(8))
+//!     .build()?;
+//! # drop(throttle);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # How a booking goes
+//!
+//! One round trip per request: a Lua script books the request's cost in every dimension at once
+//! with the same GCRA as the in-memory [`Budget`](crate::limiter::Budget) (weighted costs,
+//! oversized costs as debt, all or nothing at the slowest dimension's instant; see the
+//! `script` module), against the server's clock (`TIME`), so workers whose clocks disagree
+//! still share one schedule. It replies how long to wait; the worker only sleeps that long.
+//! The limits are the lane's own (configured, or learned from the server's headers), sent with
+//! each booking. A request dropped before it leaves gives its booking back, and an LLM usage
+//! report settles it (over-estimates refunded, under-estimates charged): as in memory, only the
+//! latest booking of a cell can give time back. A pause a worker learns from the server
+//! (Retry-After, a reset) is written to Redis too, so every worker honours it.
+//!
+//! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`); the braces
+//! are a hash tag, so whatever keys a lane ever needs stay on one Redis Cluster slot. The hash
+//! expires one second after its state is back at rest, so idle lanes leave nothing behind.
+//!
+//! # When Redis is gone or slow
+//!
+//! Every call has a short timeout ([`RedisStore::timeout`], default 100 ms). A call that fails
+//! or times out marks the store down; bookings then take the policy's way at once, without
+//! calling it ([`OnStoreDown`]):
+//!
+//! - [`OnStoreDown::Fallback`] (the default): the lane books in a budget of this process at a
+//!   share of each limit, by default the rate divided by [`RedisStore::expected_workers`], so
+//!   the fleet as a whole stays under the limit while Redis is down;
+//! - [`OnStoreDown::FailFast`]: the request fails with
+//!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
+//!
+//! The connection manager reconnects in the background; one booking probes the store again
+//! after 250 ms, then at intervals doubling up to 4 s, and as soon as it answers every lane
+//! books in Redis again. A booking never panics and never waits on Redis longer than the
+//! timeout. A script that ran after its caller timed out books units nobody sends: the fleet
+//! then sends a little less, never more. [`ThrottleStats::store`](crate::ThrottleStats::store)
+//! counts round trips, failures, fallbacks, refusals and reconnects; the transitions are
+//! `tracing` events (`warn` when the store goes down, `info` when it is back).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::key::LaneKey;
+use crate::limiter::{Cost, Dimension, Limit};
+use crate::stats::StoreStats;
+
+mod health;
+mod lane;
+mod script;
+
+pub(crate) use lane::{shapes_of, SharedBooking, SharedBudget, SharedCommitment, SharedOutcome};
+pub(crate) use script::{Booked, Reconcile, Shape, Shapes};
+
+use health::{Attempt, Health};
+
+/// The default key prefix.
+pub const DEFAULT_PREFIX: &str = "reqwest-throttle";
+/// The default timeout of one call to Redis.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// What a lane does while its store does not answer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum OnStoreDown {
+    /// Book in a budget of this process at `share` of each limit (rate and burst; a burst never
+    /// below one unit). A `share` outside `(0, 1]` is brought into it (NaN: the smallest share).
+    Fallback {
+        /// The part of the fleet's limit one worker may use alone.
+        share: f64,
+    },
+    /// Refuse the request with [`Error::StoreUnavailable`](crate::Error::StoreUnavailable).
+    FailFast,
+}
+
+type LaneFilter = dyn Fn(&LaneKey) -> bool + Send + Sync;
+
+/// A Redis (or Valkey) server that lanes keep their budget in, shared by every process that
+/// uses the same server and prefix. See the [module](self) for what is shared and what happens
+/// when Redis is gone.
+#[must_use]
+pub struct RedisStore {
+    client: redis::Client,
+    prefix: String,
+    timeout: Duration,
+    on_down: OnStoreDown,
+    lanes: Option<Box<LaneFilter>>,
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("on_down", &self.on_down)
+            .field("all_lanes", &self.lanes.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// The server at `url` (`redis://host:port/db`, `rediss://…`; nothing is connected yet:
+    /// the first booking connects). Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout
+    /// [`DEFAULT_TIMEOUT`], fall back to the whole limit (set
+    /// [`expected_workers`](Self::expected_workers) to your fleet's size).
+    pub fn new(url: &str) -> Result<RedisStore, redis::RedisError> {
+        Ok(RedisStore::from_client(redis::Client::open(url)?))
+    }
+
+    /// The server `client` connects to.
+    pub fn from_client(client: redis::Client) -> RedisStore {
+        RedisStore {
+            client,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            on_down: OnStoreDown::Fallback { share: 1.0 },
+            lanes: None,
+        }
+    }
+
+    /// Keys start with `prefix` (default [`DEFAULT_PREFIX`]): processes share a budget when
+    /// they use the same server, prefix and lane key.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long one call to Redis may take before the store counts as down (default 100 ms).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many processes share the budget: while Redis is down, each falls back to
+    /// `1 / workers` of every limit (0 counts as 1).
+    pub fn expected_workers(mut self, workers: u32) -> Self {
+        self.on_down = OnStoreDown::Fallback {
+            share: 1.0 / f64::from(workers.max(1)),
+        };
+        self
+    }
+
+    /// What a lane does while Redis does not answer (default: fall back to the whole limit, or
+    /// to the share [`expected_workers`](Self::expected_workers) sets).
+    pub fn on_down(mut self, on_down: OnStoreDown) -> Self {
+        self.on_down = on_down;
+        self
+    }
+
+    /// Only lanes whose key passes `filter` keep their budget in Redis (default: every lane).
+    /// The default key is `scheme://host:port`.
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let store = RedisStore::new("redis://127.0.0.1/")
+    ///     .unwrap()
+    ///     .lanes(|lane| lane.as_str().contains("api.openai.com"));
+    /// # drop(store);
+    /// ```
+    pub fn lanes(mut self, filter: impl Fn(&LaneKey) -> bool + Send + Sync + 'static) -> Self {
+        self.lanes = Some(Box::new(filter));
+        self
+    }
+
+    pub(crate) fn into_store(self) -> Arc<Store> {
+        Arc::new(Store {
+            client: self.client,
+            connection: OnceCell::new(),
+            book: Script::new(script::BOOK),
+            settle: Script::new(script::SETTLE),
+            cool_down: Script::new(script::COOL_DOWN),
+            prefix: self.prefix,
+            timeout: self.timeout,
+            on_down: self.on_down,
+            lanes: self.lanes,
+            health: Health::default(),
+        })
+    }
+}
+
+/// Why a call to the store did not give an answer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// Known down, and no probe due: not called.
+    #[error("Redis did not answer recently; the next probe is not due yet")]
+    Down,
+    /// No answer within the timeout.
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    /// The connection or the server failed.
+    #[error("Redis failed: {0}")]
+    Redis(String),
+    /// The reply was not what the script returns.
+    #[error("unexpected reply from the Redis script: {0}")]
+    Reply(String),
+}
+
+/// The store as the lanes use it: one connection manager, the scripts, the health state.
+pub(crate) struct Store {
+    client: redis::Client,
+    /// Made on first use, inside the runtime (the manager spawns its reconnection tasks).
+    connection: OnceCell<ConnectionManager>,
+    book: Script,
+    settle: Script,
+    cool_down: Script,
+    prefix: String,
+    timeout: Duration,
+    on_down: OnStoreDown,
+    lanes: Option<Box<LaneFilter>>,
+    health: Health,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("prefix", &self.prefix)
+            .field("health", &self.health)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Whether the lane named `key` keeps its budget here.
+    pub fn applies_to(&self, key: &LaneKey) -> bool {
+        self.lanes.as_ref().is_none_or(|filter| filter(key))
+    }
+
+    /// The Redis key of a lane's state: under one hash tag per lane.
+    pub fn key_for(&self, lane: &LaneKey) -> String {
+        format!("{{{}:{}}}", self.prefix, lane.as_str())
+    }
+
+    pub fn on_down(&self) -> OnStoreDown {
+        self.on_down
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        self.health.stats()
+    }
+
+    pub fn outages(&self) -> u64 {
+        self.health.outages()
+    }
+
+    pub fn fell_back(&self) {
+        self.health.fell_back();
+    }
+
+    pub fn refused(&self) {
+        self.health.refused();
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let manager = self
+            .connection
+            .get_or_try_init(|| async {
+                // Reconnection gives up quickly: a probe starts it again, and no booking waits
+                // on it longer than the timeout anyway.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500))
+                    .set_number_of_retries(3);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .map_err(|error| StoreError::Redis(error.to_string()))?;
+        Ok(manager.clone())
+    }
+
+    /// Runs `script` on `key` with `args`, within the timeout, through the health gate.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        script: &Script,
+        key: &str,
+        args: &[String],
+    ) -> Result<T, StoreError> {
+        let probe = match self.health.attempt(Instant::now()) {
+            Attempt::Skip => return Err(StoreError::Down),
+            Attempt::Call { probe } => probe,
+        };
+        // However this call ends, dropped included, a probe ends with it.
+        let _probe = probe.then_some(ProbeEnd(&self.health));
+        let result = async {
+            let mut connection = self.connection().await?;
+            let mut invocation = script.key(key);
+            for arg in args {
+                invocation.arg(arg);
+            }
+            invocation
+                .invoke_async::<T>(&mut connection)
+                .await
+                .map_err(|error| {
+                    // The connection's own response timeout is the same as ours.
+                    if error.is_timeout() {
+                        StoreError::Timeout(self.timeout)
+                    } else {
+                        StoreError::Redis(error.to_string())
+                    }
+                })
+        };
+        let result = tokio::time::timeout(self.timeout, result)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.timeout)));
+        match &result {
+            Ok(_) => {
+                if self.health.answered() {
+                    tracing::info!(target: "reqwest_throttle", "Redis answers again: lanes book in the shared budget");
+                }
+            }
+            Err(StoreError::Reply(_)) => {
+                // The server answered: it is up, the reply is wrong (a script of another
+                // version under the same name?). The booking takes the fallback way.
+                self.health.answered();
+            }
+            Err(error) => {
+                if self.health.failed(Instant::now()) {
+                    tracing::warn!(target: "reqwest_throttle", %error, on_down = ?self.on_down, "Redis is unavailable: lanes book by the fallback policy until it answers");
+                }
+            }
+        }
+        result
+    }
+
+    /// Books `cost` under `shapes` in the lane at `key`; `now`, when given, replaces the
+    /// server's clock (tests).
+    pub async fn book(
+        &self,
+        key: &str,
+        cost: &Cost,
+        shapes: &Shapes,
+        max_wait: Option<Duration>,
+        now: Option<Duration>,
+    ) -> Result<Booked, StoreError> {
+        let args = script::book_args(cost, shapes, max_wait, now);
+        let reply: Vec<String> = self.run(&self.book, key, &args).await?;
+        script::parse_booked(&reply, shapes)
+    }
+
+    /// Replaces what a booking holds (`grants`, booked as `booked`) by `actual`, or gives it
+    /// back whole.
+    pub async fn reconcile(
+        &self,
+        key: &str,
+        grants: &script::SharedGrants,
+        booked: &Cost,
+        actual: &Cost,
+        how: Reconcile,
+        now: Option<Duration>,
+    ) -> Result<u64, StoreError> {
+        let args = script::settle_args(grants, booked, actual, how, now);
+        self.run(&self.settle, key, &args).await
+    }
+
+    /// Fills each dimension's cell of the lane at `key` to at least `ahead` past the server's now.
+    pub async fn fill(
+        &self,
+        key: &str,
+        ahead: &[Option<Duration>; Dimension::ALL.len()],
+    ) -> Result<u64, StoreError> {
+        self.run(&self.settle, key, &script::fill_args(ahead)).await
+    }
+
+    /// Pauses the lane at `key` (or one dimension of it) for `pause` from the server's now.
+    pub async fn cool_down(
+        &self,
+        key: &str,
+        dimension: Option<Dimension>,
+        pause: Duration,
+    ) -> Result<(), StoreError> {
+        let args = [
+            String::new(),
+            script::cooldown_field(dimension),
+            script::micros(pause),
+        ];
+        self.run::<String>(&self.cool_down, key, &args)
+            .await
+            .map(drop)
+    }
+}
+
+/// Ends a probe of a down store when its call ends, however it ends.
+struct ProbeEnd<'h>(&'h Health);
+
+impl Drop for ProbeEnd<'_> {
+    fn drop(&mut self) {
+        self.0.probe_ended();
+    }
+}
+
+/// Test hook: a store that tests drive directly, with explicit times.
+#[doc(hidden)]
+pub struct StoreProbe {
+    store: Arc<Store>,
+}
+
+impl RedisStore {
+    /// Test hook: the store without a throttle, to drive its script with explicit times.
+    #[doc(hidden)]
+    pub fn __probe(self) -> StoreProbe {
+        StoreProbe {
+            store: self.into_store(),
+        }
+    }
+}
+
+/// Test hook: a booking [`StoreProbe::book_at`] made.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ProbeBooking {
+    /// How long the caller would wait.
+    pub wait: Duration,
+    cost: Cost,
+    grants: Box<script::SharedGrants>,
+}
+
+impl StoreProbe {
+    fn key(&self, lane: &str) -> String {
+        self.store.key_for(&LaneKey::new(lane))
+    }
+
+    /// Books `cost` in the lane `lane` under `limits` at the explicit instant `now` (a span
+    /// since any origin the test keeps), never strict; `None` when refused.
+    pub async fn book_at(
+        &self,
+        lane: &str,
+        cost: &Cost,
+        limits: &[Option<Limit>; Dimension::ALL.len()],
+        now: Duration,
+    ) -> Result<Option<ProbeBooking>, String> {
+        let shapes = limits.map(|limit| {
+            limit.map(|limit| Shape {
+                limit,
+                strict: false,
+            })
+        });
+        let booked = self
+            .store
+            .book(&self.key(lane), cost, &shapes, None, Some(now))
+            .await;
+        match booked {
+            Ok(Booked::Granted { wait, grants }) => Ok(Some(ProbeBooking {
+                wait,
+                cost: *cost,
+                grants,
+            })),
+            Ok(_) => Ok(None),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// Gives `booking` back at `now`, as a request dropped before it left; how many dimensions
+    /// gave time back.
+    pub async fn cancel_at(
+        &self,
+        lane: &str,
+        booking: &ProbeBooking,
+        now: Duration,
+    ) -> Result<u64, String> {
+        self.store
+            .reconcile(
+                &self.key(lane),
+                &booking.grants,
+                &booking.cost,
+                &Cost::zero(),
+                Reconcile::Cancel,
+                Some(now),
+            )
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// Settles `booking` with what it really cost, at `now`; how many dimensions gave time back.
+    pub async fn settle_at(
+        &self,
+        lane: &str,
+        booking: &ProbeBooking,
+        actual: &Cost,
+        now: Duration,
+    ) -> Result<u64, String> {
+        self.store
+            .reconcile(
+                &self.key(lane),
+                &booking.grants,
+                &booking.cost,
+                actual,
+                Reconcile::Settle,
+                Some(now),
+            )
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// The store's counters.
+    pub fn stats(&self) -> StoreStats {
+        self.store.stats()
+    }
+}

@@ -1,0 +1,563 @@
+//! The Lua scripts that keep a lane's budget in Redis, and the translation of their arguments
+//! and replies. Pure: nothing here talks to a server, so the parsing is tested without one.
+//!
+//! # State
+//!
+//! One hash per lane (`{prefix:lane}`), with for each dimension `d` (0..3, in
+//! [`Dimension::ALL`] order) `t<d>`, the GCRA cell's theoretical arrival time, and `s<d>`, its
+//! booking number (what [`Gcra`](crate::limiter::Gcra) calls `seq`); `c` is the end of a pause
+//! of the whole lane and `c<d>` of one dimension. Times are microseconds of the server's clock
+//! (`TIME`), held as Lua numbers: doubles, exact to a quarter of a microsecond at today's epoch,
+//! so one booking rounds by less than a microsecond where the in-memory cell counts nanoseconds.
+//! The rate is not stored: every caller sends the limits it books under (configured, or learned
+//! from the server's headers), so a rate change takes effect at the next booking.
+//!
+//! Every script sets the hash to expire one second after the last instant it holds (the latest
+//! theoretical arrival time or pause end): past that instant the state is back at rest (a cell
+//! whose `tat` is behind the clock is an empty cell), so forgetting it changes nothing, and a
+//! million lanes leave nothing behind once idle.
+//!
+//! # The booking
+//!
+//! The same GCRA with future reservations as [`Budget`](crate::limiter::Budget): every
+//! dimension of the cost is ready at `max(now, tat + min(c·T, τ) − τ)` (an oversized cost goes
+//! when the cell is empty and leaves its excess as debt), the booking leaves at the slowest
+//! dimension's instant (and not before a pause that applies to it), and every dimension is
+//! booked for that instant, all or nothing. A cost above a strict dimension's burst, or a wait
+//! above what the caller may wait, books nothing.
+
+use std::time::Duration;
+
+use crate::limiter::{Cost, Dimension, Limit};
+use crate::time::duration_to_nanos;
+
+use super::StoreError;
+
+const DIMENSIONS: usize = Dimension::ALL.len();
+
+/// What every script starts with: its key, `now` (the server's clock unless the caller gives
+/// one), `fmt` (a number written so that it reads back exactly) and `ttl_ms` (how long the state
+/// must live to hold instants up to `horizon`: one second past it, at most ten years, so an
+/// absurd debt never makes an invalid expiry).
+macro_rules! prelude {
+    () => {
+        r#"
+local key = KEYS[1]
+local function fmt(x) return string.format('%.17g', x) end
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local function ttl_ms(horizon)
+  return math.min(math.ceil((horizon - now) / 1000) + 1000, 315360000000)
+end
+"#
+    };
+}
+
+/// Books a cost: see the module doc.
+///
+/// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs, or `''` for the server's `TIME`;
+/// ARGV\[2\]: the most the caller may wait in µs, or `''`; then per dimension `d`, at
+/// ARGV\[3 + 4d\]..ARGV\[6 + 4d\]: its units, its interval in µs (`''`: unlimited), its burst,
+/// `1` when strict.
+///
+/// Replies `{'ok', wait, (seq, start, end, previous tat) per dimension ('' when not booked)}`,
+/// `{'wait', dimension or -1 for a pause, wait}`, or `{'never', dimension, burst}`.
+pub(super) const BOOK: &str = concat!(
+    prelude!(),
+    r#"
+local max_wait = tonumber(ARGV[2])
+local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3')
+local floor = math.max(now, tonumber(state[5]) or 0)
+local cells = {}
+for d = 0, 3 do
+  local units = tonumber(ARGV[3 + 4 * d]) or 0
+  local interval = tonumber(ARGV[4 + 4 * d])
+  if units > 0 then
+    floor = math.max(floor, tonumber(state[6 + d]) or 0)
+    if interval then
+      local burst = tonumber(ARGV[5 + 4 * d])
+      if ARGV[6 + 4 * d] == '1' and units > burst then
+        return {'never', tostring(d), ARGV[5 + 4 * d]}
+      end
+      cells[d] = {units = units, interval = interval, tolerance = interval * burst,
+                  raw = state[1 + d], tat = tonumber(state[1 + d]) or 0}
+    end
+  end
+end
+local at, blocker = floor, -1
+for d = 0, 3 do
+  local cell = cells[d]
+  if cell then
+    local needed = math.min(cell.interval * cell.units, cell.tolerance)
+    local ready = math.max(now, cell.tat + needed - cell.tolerance)
+    if ready > at then at, blocker = ready, d end
+  end
+end
+local wait = at - now
+if max_wait and wait > max_wait then
+  return {'wait', tostring(blocker), fmt(wait)}
+end
+local reply = {'ok', fmt(wait)}
+local horizon = floor
+for d = 0, 3 do
+  local cell = cells[d]
+  if cell then
+    local start = math.max(cell.tat, at)
+    local finish = fmt(start + cell.interval * cell.units)
+    redis.call('HSET', key, 't' .. d, finish)
+    local seq = redis.call('HINCRBY', key, 's' .. d, 1)
+    horizon = math.max(horizon, tonumber(finish))
+    for _, v in ipairs({tostring(seq), fmt(start), finish, cell.raw or ''}) do
+      table.insert(reply, v)
+    end
+  else
+    horizon = math.max(horizon, tonumber(state[1 + d]) or 0, tonumber(state[6 + d]) or 0)
+    for _ = 1, 4 do table.insert(reply, '') end
+  end
+end
+redis.call('PEXPIRE', key, ttl_ms(horizon))
+return reply
+"#
+);
+
+/// Reconciles a booking: gives it back (cancelled), gives part of it back (over-estimated) or
+/// charges more (under-estimated); or fills a cell up to at least an instant (`fill`: a lane
+/// back from an outage, see `SharedBudget`).
+///
+/// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; then per dimension `d`, at
+/// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `refund`, `debit` or `fill`), the grant's
+/// booking number, start, end and previous `tat`, and the amount in µs (refund, debit).
+///
+/// As in [`Gcra::refund`](crate::limiter::Gcra::refund), only the latest booking of a cell
+/// can give time back (every later one was scheduled around it); a cancelled latest booking
+/// puts the cell back as it was before it. Replies how many dimensions gave time back.
+pub(super) const SETTLE: &str = concat!(
+    prelude!(),
+    r#"
+local returned = 0
+for d = 0, 3 do
+  local base = 2 + 6 * d
+  local change = ARGV[base]
+  if change ~= '' then
+    local tat_field, seq_field = 't' .. d, 's' .. d
+    local raw = redis.call('HGET', key, tat_field)
+    local latest = raw == ARGV[base + 3] and redis.call('HGET', key, seq_field) == ARGV[base + 1]
+    local amount = tonumber(ARGV[base + 5]) or 0
+    if change == 'fill' then
+      local filled = now + amount
+      if filled > (tonumber(raw) or 0) then
+        redis.call('HSET', key, tat_field, fmt(filled))
+        redis.call('HINCRBY', key, seq_field, 1)
+      end
+    elseif change == 'debit' then
+      redis.call('HSET', key, tat_field, fmt(math.max(tonumber(raw) or 0, now) + amount))
+      redis.call('HINCRBY', key, seq_field, 1)
+    elseif latest and change == 'cancel' then
+      if ARGV[base + 4] == '' then
+        redis.call('HDEL', key, tat_field)
+      else
+        redis.call('HSET', key, tat_field, ARGV[base + 4])
+      end
+      redis.call('HINCRBY', key, seq_field, 1)
+      returned = returned + 1
+    elseif latest and change == 'refund' then
+      local held = tonumber(ARGV[base + 3]) - tonumber(ARGV[base + 2])
+      redis.call('HSET', key, tat_field, fmt(tonumber(raw) - math.min(amount, held)))
+      redis.call('HINCRBY', key, seq_field, 1)
+      returned = returned + 1
+    end
+  end
+end
+local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3')
+local horizon = now
+for _, v in ipairs(state) do horizon = math.max(horizon, tonumber(v) or 0) end
+redis.call('PEXPIRE', key, ttl_ms(horizon))
+return returned
+"#
+);
+
+/// Pauses the lane (field `c`) or one dimension (`c<d>`) for every worker.
+///
+/// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]: the field; ARGV\[3\]: the
+/// pause in µs from now. A pause only ever extends. Replies the pause's end, µs.
+pub(super) const COOL_DOWN: &str = concat!(
+    prelude!(),
+    r#"
+local until_us = math.max(tonumber(redis.call('HGET', key, ARGV[2])) or 0, now + tonumber(ARGV[3]))
+redis.call('HSET', key, ARGV[2], fmt(until_us))
+local ttl = ttl_ms(until_us)
+if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+return fmt(until_us)
+"#
+);
+
+/// What the booking script needs to know of one dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// The dimension's rate.
+    pub limit: Limit,
+    /// Whether a cost above the burst is refused rather than admitted as debt.
+    pub strict: bool,
+}
+
+/// The limits a lane books under, per dimension (indexed as [`Dimension::ALL`]).
+pub(crate) type Shapes = [Option<Shape>; DIMENSIONS];
+
+/// What one booking holds in one dimension of the shared cell, to give it back later. The
+/// times are kept as the server wrote them, so that "is it still the latest booking" compares
+/// exactly; all empty when the cost did not touch the (limited) dimension.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SharedGrant {
+    seq: String,
+    start: String,
+    end: String,
+    previous: String,
+    /// Microseconds one unit occupies the cell, as sent with the booking.
+    interval_us: f64,
+    /// The dimension's burst when booked: the most one answer is charged (see `Budget::settle`).
+    burst: u64,
+}
+
+impl SharedGrant {
+    /// A limited dimension the booking did not touch: nothing to give back, but a settlement
+    /// may charge it.
+    pub(crate) fn unbooked(shape: Shape) -> SharedGrant {
+        SharedGrant {
+            seq: String::new(),
+            start: String::new(),
+            end: String::new(),
+            previous: String::new(),
+            interval_us: shape.limit.interval.as_secs_f64() * 1e6,
+            burst: shape.limit.burst,
+        }
+    }
+}
+
+/// What a booking holds in each dimension.
+pub(crate) type SharedGrants = [Option<SharedGrant>; DIMENSIONS];
+
+/// The booking script's answer.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Booked {
+    /// Booked: the units may leave `wait` after the script ran.
+    Granted {
+        /// How long the caller waits.
+        wait: Duration,
+        /// What was booked, per dimension (boxed: the usual outcome is a short refusal or this).
+        grants: Box<SharedGrants>,
+    },
+    /// Not booked: the wait (for `dimension`'s rate, or with `None` for a pause) is longer than
+    /// the caller may wait.
+    TooLong {
+        /// The slowest dimension; `None` when a pause decides.
+        dimension: Option<Dimension>,
+        /// How long the caller would wait.
+        wait: Duration,
+    },
+    /// Not booked: the cost exceeds a strict dimension's burst.
+    NeverFits {
+        /// The dimension that is too small.
+        dimension: Dimension,
+        /// Its burst.
+        burst: u64,
+    },
+}
+
+/// Microseconds as the scripts read them: exact for any whole number of nanoseconds.
+pub(super) fn micros(duration: Duration) -> String {
+    let nanos = duration_to_nanos(duration);
+    format!("{}.{:03}", nanos / 1_000, nanos % 1_000)
+}
+
+/// A non-negative number of microseconds from a script as a duration; garbage is an error, not
+/// a panic (the server is outside this process).
+fn duration_of(micros: &str) -> Result<Duration, StoreError> {
+    micros
+        .parse::<f64>()
+        .ok()
+        .filter(|us| *us >= 0.0)
+        .and_then(|us| Duration::try_from_secs_f64(us / 1e6).ok())
+        .ok_or_else(|| StoreError::Reply(format!("not a duration in µs: {micros:?}")))
+}
+
+fn dimension_of(index: &str) -> Result<Option<Dimension>, StoreError> {
+    match index.parse::<i64>() {
+        Ok(-1) => Ok(None),
+        Ok(i) => usize::try_from(i)
+            .ok()
+            .and_then(|i| Dimension::ALL.get(i).copied())
+            .map(Some)
+            .ok_or_else(|| StoreError::Reply(format!("no dimension {i}"))),
+        Err(_) => Err(StoreError::Reply(format!("not a dimension: {index:?}"))),
+    }
+}
+
+/// The booking script's arguments after KEYS (see [`BOOK`]).
+pub(super) fn book_args(
+    cost: &Cost,
+    shapes: &Shapes,
+    max_wait: Option<Duration>,
+    now: Option<Duration>,
+) -> Vec<String> {
+    let mut args = Vec::with_capacity(2 + 4 * DIMENSIONS);
+    args.push(now.map(micros).unwrap_or_default());
+    args.push(max_wait.map(micros).unwrap_or_default());
+    for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
+        args.push(cost.get(dimension).to_string());
+        match shape {
+            Some(shape) => {
+                args.push(micros(shape.limit.interval));
+                args.push(shape.limit.burst.max(1).to_string());
+                args.push(if shape.strict { "1" } else { "0" }.to_owned());
+            }
+            None => args.extend([String::new(), String::new(), String::new()]),
+        }
+    }
+    args
+}
+
+/// Reads the booking script's reply; `shapes` are the limits the booking was sent with.
+pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, StoreError> {
+    let field = |i: usize| {
+        reply
+            .get(i)
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::Reply(format!("reply too short: {reply:?}")))
+    };
+    match field(0)? {
+        "ok" => {
+            let wait = duration_of(field(1)?)?;
+            let mut grants: Box<SharedGrants> = Box::default();
+            for (index, shape) in shapes.iter().enumerate() {
+                let at = 2 + 4 * index;
+                let seq = field(at)?;
+                // A limited dimension the cost did not touch still gets a grant (without a
+                // booking number): a settlement may charge it.
+                let Some(shape) = shape else {
+                    continue;
+                };
+                grants[index] = Some(SharedGrant {
+                    seq: seq.to_owned(),
+                    start: field(at + 1)?.to_owned(),
+                    end: field(at + 2)?.to_owned(),
+                    previous: field(at + 3)?.to_owned(),
+                    ..SharedGrant::unbooked(*shape)
+                });
+            }
+            Ok(Booked::Granted { wait, grants })
+        }
+        "wait" => Ok(Booked::TooLong {
+            dimension: dimension_of(field(1)?)?,
+            wait: duration_of(field(2)?)?,
+        }),
+        "never" => Ok(Booked::NeverFits {
+            dimension: dimension_of(field(1)?)?
+                .ok_or_else(|| StoreError::Reply("never fits without a dimension".into()))?,
+            burst: field(2)?
+                .parse()
+                .map_err(|_| StoreError::Reply(format!("not a burst: {reply:?}")))?,
+        }),
+        other => Err(StoreError::Reply(format!(
+            "unknown booking reply {other:?}"
+        ))),
+    }
+}
+
+/// How a booking is reconciled, per dimension.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reconcile {
+    /// Given back whole: the request never left.
+    Cancel,
+    /// Brought to what was really used.
+    Settle,
+}
+
+/// The settle script's arguments after KEYS (see [`SETTLE`]): `booked` replaced by `actual`
+/// (cancelled: by nothing).
+pub(super) fn settle_args(
+    grants: &SharedGrants,
+    booked: &Cost,
+    actual: &Cost,
+    how: Reconcile,
+    now: Option<Duration>,
+) -> Vec<String> {
+    let mut args = Vec::with_capacity(1 + 6 * DIMENSIONS);
+    args.push(now.map(micros).unwrap_or_default());
+    for (dimension, grant) in Dimension::ALL.into_iter().zip(grants) {
+        let booked = booked.get(dimension);
+        let used = actual.get(dimension);
+        let change = match (grant, how) {
+            (None, _) => None,
+            (Some(grant), Reconcile::Cancel) if !grant.seq.is_empty() => Some(("cancel", grant, 0)),
+            (Some(_), Reconcile::Cancel) => None,
+            (Some(grant), Reconcile::Settle) if used < booked => {
+                Some(("refund", grant, booked - used))
+            }
+            (Some(grant), Reconcile::Settle) if used > booked => {
+                // As in memory: one answer is charged at most a full burst (or its estimate).
+                let most = booked.max(grant.burst);
+                (used.min(most) > booked).then(|| ("debit", grant, used.min(most) - booked))
+            }
+            (Some(_), Reconcile::Settle) => None,
+        };
+        match change {
+            Some((change, grant, units)) => {
+                let amount = grant.interval_us * units as f64;
+                args.extend([
+                    change.to_owned(),
+                    grant.seq.clone(),
+                    grant.start.clone(),
+                    grant.end.clone(),
+                    grant.previous.clone(),
+                    format!("{amount:.3}"),
+                ]);
+            }
+            None => args.extend(std::iter::repeat_n(String::new(), 6)),
+        }
+    }
+    args
+}
+
+/// The settle script's arguments that fill each dimension's cell to at least `ahead` past now.
+pub(super) fn fill_args(ahead: &[Option<Duration>; DIMENSIONS]) -> Vec<String> {
+    let mut args = Vec::with_capacity(1 + 6 * DIMENSIONS);
+    args.push(String::new());
+    for ahead in ahead {
+        match ahead {
+            Some(ahead) => {
+                args.push("fill".to_owned());
+                args.extend(std::iter::repeat_n(String::new(), 4));
+                args.push(micros(*ahead));
+            }
+            None => args.extend(std::iter::repeat_n(String::new(), 6)),
+        }
+    }
+    args
+}
+
+/// The field of the cool-down script: the whole lane, or one dimension.
+pub(super) fn cooldown_field(dimension: Option<Dimension>) -> String {
+    match dimension {
+        None => "c".to_owned(),
+        Some(dimension) => format!("c{}", dimension.index()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn requests_per_second(rate: u32, burst: u64) -> Shapes {
+        let mut shapes: Shapes = [None; DIMENSIONS];
+        shapes[0] = Some(Shape {
+            limit: Limit {
+                interval: Duration::from_secs(1) / rate,
+                burst,
+            },
+            strict: false,
+        });
+        shapes
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|v| (*v).to_owned()).collect()
+    }
+
+    #[test]
+    fn micros_are_exact_to_the_nanosecond() {
+        assert_eq!(micros(Duration::from_nanos(333_333_333)), "333333.333");
+        assert_eq!(micros(Duration::ZERO), "0.000");
+    }
+
+    #[test]
+    fn booking_arguments_name_every_dimension() {
+        let cost = Cost::requests(1).with(Dimension::Tokens, 7);
+        let args = book_args(&cost, &requests_per_second(10, 2), None, None);
+        assert_eq!(args.len(), 18);
+        assert_eq!(&args[..6], &strings(&["", "", "1", "100000.000", "2", "0"]));
+        // Tokens cost 7 but have no limit here: sent with no interval.
+        assert_eq!(&args[6..10], &strings(&["7", "", "", ""]));
+    }
+
+    #[test]
+    fn a_granted_booking_keeps_its_grant_as_written() {
+        let shapes = requests_per_second(10, 2);
+        let mut reply = strings(&["ok", "1500.5", "3", "100", "100100", ""]);
+        reply.extend(std::iter::repeat_n(String::new(), 12));
+        let Booked::Granted { wait, grants } = parse_booked(&reply, &shapes).unwrap() else {
+            panic!("not granted");
+        };
+        assert_eq!(wait, Duration::from_nanos(1_500_500));
+        let grant = grants[0].as_ref().unwrap();
+        assert_eq!((grant.seq.as_str(), grant.end.as_str()), ("3", "100100"));
+        assert!(grants[1..].iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn refusals_and_garbage_are_told_apart() {
+        let shapes = requests_per_second(10, 2);
+        assert_eq!(
+            parse_booked(&strings(&["wait", "-1", "2000000"]), &shapes).unwrap(),
+            Booked::TooLong {
+                dimension: None,
+                wait: Duration::from_secs(2)
+            }
+        );
+        assert_eq!(
+            parse_booked(&strings(&["never", "1", "1000"]), &shapes).unwrap(),
+            Booked::NeverFits {
+                dimension: Dimension::Tokens,
+                burst: 1_000
+            }
+        );
+        for garbage in [
+            strings(&[]),
+            strings(&["ok"]),
+            strings(&["ok", "-5"]),
+            strings(&["ok", "NaN"]),
+            strings(&["wait", "9", "1"]),
+            strings(&["maybe"]),
+        ] {
+            assert!(parse_booked(&garbage, &shapes).is_err(), "{garbage:?}");
+        }
+    }
+
+    #[test]
+    fn settlement_refunds_over_and_debits_under_estimates_up_to_a_burst() {
+        let grant = SharedGrant {
+            seq: "1".into(),
+            start: "0".into(),
+            end: "600".into(),
+            previous: String::new(),
+            interval_us: 1.0,
+            burst: 1_000,
+        };
+        let grants: SharedGrants = [None, Some(grant), None, None];
+        let booked = Cost::requests(1).with(Dimension::Tokens, 600);
+        let args = |actual: u64| {
+            let actual = Cost::requests(1).with(Dimension::Tokens, actual);
+            settle_args(&grants, &booked, &actual, Reconcile::Settle, None)
+        };
+        assert_eq!(args(200)[7], "refund");
+        assert_eq!(args(200)[12], "400.000");
+        assert_eq!(args(900)[7], "debit");
+        assert_eq!(args(900)[12], "300.000");
+        // A report beyond one burst is charged up to the burst only.
+        assert_eq!(args(u64::MAX)[12], "400.000");
+        assert_eq!(args(600)[7], "");
+        let cancel = settle_args(&grants, &booked, &Cost::zero(), Reconcile::Cancel, None);
+        assert_eq!(cancel[7], "cancel");
+    }
+
+    #[test]
+    fn a_fill_names_only_the_dimensions_booked_ahead() {
+        let args = fill_args(&[Some(Duration::from_millis(160)), None, None, None]);
+        assert_eq!(args.len(), 25);
+        assert_eq!(args[1], "fill");
+        assert_eq!(args[6], "160000.000");
+        assert!(args[7..].iter().all(String::is_empty));
+    }
+}

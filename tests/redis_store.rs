@@ -1,0 +1,592 @@
+//! The shared budget (feature `redis`) against a real `redis-server` that each test starts on a
+//! free port of its own (so it can kill and restart it), killed when the test ends.
+//!
+//! Redis's clock is real time, so these tests run in real time, with small rates (a second or
+//! two each). They assert counts and outcomes, not durations: the only waits are bounds that
+//! turn a hang into a failure. Under `CI=true` a missing `redis-server` fails the tests; elsewhere
+//! they print why and skip. `RT_REDIS` names the binary if it is not on `PATH`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_throttle::limiter::{Gcra, Limit};
+use reqwest_throttle::retry::RetryPolicy;
+use reqwest_throttle::sim::SimulatedApi;
+use reqwest_throttle::store::{OnStoreDown, RedisStore};
+use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
+
+const URL: &str = "http://api.test/v1/things";
+/// Bounds every request: a store that hangs fails the test instead of stalling it.
+const NO_HANG: Duration = Duration::from_secs(5);
+
+fn on_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// A `redis-server` on loopback, killed when dropped.
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port; `None` (the reason printed) outside CI without the binary.
+    fn start() -> Option<RedisServer> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free loopback port")
+            .port();
+        RedisServer::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Option<RedisServer> {
+        let binary = std::env::var("RT_REDIS").unwrap_or_else(|_| "redis-server".to_owned());
+        let spawned = Command::new(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match spawned {
+            Ok(child) => child,
+            Err(error) if on_ci() => {
+                panic!("redis-server unavailable under CI=true: {error}; .ci/run installs it")
+            }
+            Err(error) => {
+                eprintln!("skipped: cannot run {binary} ({error}); apt-get install redis-server");
+                return None;
+            }
+        };
+        let server = RedisServer { child, port };
+        let client = redis::Client::open(server.url()).expect("a valid URL");
+        for _ in 0..200 {
+            let pong = client
+                .get_connection_with_timeout(Duration::from_millis(100))
+                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
+            if pong.is_ok() {
+                return Some(server);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server on port {port} did not answer PING within 5 s");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A plain connection, to inspect keys or pause the server.
+    fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+            .expect("a connection to the test's redis-server")
+    }
+
+    fn kill(mut self) -> u16 {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.port
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::new(&server.url())
+        .expect("a valid URL")
+        .prefix(prefix)
+}
+
+/// A throttle whose only lane is limited to `rate`, sharing its budget through `store` if any;
+/// no retries, no breaker: every request is one attempt and ends as a response or an error.
+fn client(
+    rate: Rate,
+    store: Option<RedisStore>,
+    api: &SimulatedApi,
+) -> (Throttle, ClientWithMiddleware) {
+    let policy = Policy::new()
+        .rate(rate)
+        .retry(RetryPolicy::disabled())
+        .no_breaker()
+        .unlimited_concurrency();
+    let builder = Throttle::builder().default_policy(policy);
+    let builder = match store {
+        Some(store) => builder.store(store),
+        None => builder,
+    };
+    let throttle = builder.build().expect("a valid throttle");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle.clone())
+        .with(api.clone())
+        .build();
+    (throttle, client)
+}
+
+/// Sends `n` GETs at once through each client; the statuses (or the crate's errors) in order.
+async fn send_all(clients: &[&ClientWithMiddleware], n: usize) -> Vec<Result<u16, String>> {
+    let mut tasks = Vec::new();
+    for client in clients {
+        for _ in 0..n {
+            let client = (*client).clone();
+            tasks.push(tokio::spawn(async move {
+                match tokio::time::timeout(NO_HANG * 2, client.get(URL).send()).await {
+                    Err(_) => panic!("a request hung"),
+                    Ok(Ok(response)) => Ok(response.status().as_u16()),
+                    Ok(Err(error)) => Err(error.to_string()),
+                }
+            }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("no panic"));
+    }
+    outcomes
+}
+
+/// The in-memory GCRA, cell by cell, as `Budget` books: every dimension at the slowest one's
+/// instant. The script must decide exactly as this does.
+struct Reference {
+    cells: [Option<Gcra>; 4],
+}
+
+impl Reference {
+    fn book(
+        &mut self,
+        cost: &Cost,
+        now: u64,
+    ) -> (u64, [Option<reqwest_throttle::limiter::Grant>; 4]) {
+        let mut at = now;
+        for (dimension, units) in cost.iter() {
+            if let Some(cell) = &self.cells[dimension as usize] {
+                at = at.max(cell.ready_at(units, now));
+            }
+        }
+        let mut grants = [None; 4];
+        for (dimension, units) in cost.iter() {
+            if let Some(cell) = self.cells[dimension as usize].as_mut() {
+                grants[dimension as usize] = Some(cell.reserve_at(units, at, now));
+            }
+        }
+        (at - now, grants)
+    }
+}
+
+#[tokio::test]
+async fn the_script_books_exactly_as_the_in_memory_gcra() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "exact").__probe();
+    // 10 requests/s with a burst of 3; 1 000 tokens/s with a burst of 1 000 (oversized costs
+    // become debt, as in memory: the probe books nothing strictly).
+    let requests = Limit {
+        interval: Duration::from_millis(100),
+        burst: 3,
+    };
+    let tokens = Limit {
+        interval: Duration::from_millis(1),
+        burst: 1_000,
+    };
+    let limits = [Some(requests), Some(tokens), None, None];
+    let mut reference = Reference {
+        cells: [
+            Some(Gcra::new(requests.interval, requests.burst)),
+            Some(Gcra::new(tokens.interval, tokens.burst)),
+            None,
+            None,
+        ],
+    };
+    // A fixed pseudo-random sequence of steps, costs, cancellations and settlements.
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |bound: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % bound
+    };
+    let origin = Duration::from_secs(1_000);
+    let mut now = origin;
+    let mut worst = Duration::ZERO;
+    let (mut cancelled, mut refunded, mut debited) = (0, 0, 0);
+    let mut earlier: Option<(
+        reqwest_throttle::store::ProbeBooking,
+        Cost,
+        reqwest_throttle::limiter::Grant,
+    )> = None;
+    for step in 0..300 {
+        now += Duration::from_micros(next(120_000));
+        let nanos = now.as_nanos() as u64;
+        let cost = Cost::requests(1 + next(2)).with(Dimension::Tokens, next(1_400));
+        let booked = probe
+            .book_at("lane", &cost, &limits, now)
+            .await
+            .expect("the store answers")
+            .expect("nothing is refused without a max wait");
+        let before = reference.cells;
+        let (wait, grants) = reference.book(&cost, nanos);
+        let diff = booked.wait.abs_diff(Duration::from_nanos(wait));
+        worst = worst.max(diff);
+        assert!(
+            diff < Duration::from_millis(1),
+            "step {step}: the script waits {:?}, the in-memory GCRA {:?}",
+            booked.wait,
+            Duration::from_nanos(wait)
+        );
+        match next(6) {
+            // Dropped before it left: the latest booking comes back whole, the cells as they
+            // were before it (what `Budget`'s ledger does for the latest booking).
+            0 => {
+                reference.cells = before;
+                let returned = probe.cancel_at("lane", &booked, now).await.unwrap();
+                assert_eq!(returned, cost.iter().count() as u64, "step {step}");
+                cancelled += 1;
+                // The restored cells would take a refund the script (whose booking numbers
+                // moved on) refuses; keep the comparison to what both define alike.
+                earlier = None;
+            }
+            // Settled with what it really cost, in tokens.
+            1 | 2 => {
+                let used = next(2_000);
+                let actual = cost.with(Dimension::Tokens, used);
+                let booked_tokens = cost.get(Dimension::Tokens);
+                let cell = reference.cells[1].as_mut().unwrap();
+                let mut expect_returned = 0;
+                if let Some(grant) = grants[1].filter(|_| used < booked_tokens) {
+                    if cell.refund(&grant, booked_tokens - used) {
+                        expect_returned = 1;
+                        refunded += 1;
+                    }
+                } else if used > booked_tokens {
+                    let charged = used.min(booked_tokens.max(tokens.burst)) - booked_tokens;
+                    if charged > 0 {
+                        cell.debit(charged, nanos);
+                        debited += 1;
+                    }
+                }
+                let returned = probe
+                    .settle_at("lane", &booked, &actual, now)
+                    .await
+                    .unwrap();
+                assert_eq!(returned, expect_returned, "step {step}");
+            }
+            // Kept, to try to refund it later, when it is no longer the latest.
+            3 => {
+                if let Some(grant) = grants[1] {
+                    earlier = Some((booked, cost, grant));
+                }
+            }
+            _ => {}
+        }
+        if step % 25 == 24 {
+            // An earlier booking can no longer give back: forfeited in both.
+            if let Some((old, old_cost, grant)) = earlier.take() {
+                let used = Cost::requests(old_cost.get(Dimension::Requests));
+                let in_memory = reference.cells[1]
+                    .as_mut()
+                    .unwrap()
+                    .refund(&grant, old_cost.get(Dimension::Tokens));
+                let returned = probe.settle_at("lane", &old, &used, now).await.unwrap();
+                assert_eq!(returned, u64::from(in_memory), "step {step}");
+            }
+        }
+    }
+    assert!(
+        cancelled > 10 && refunded > 10 && debited > 10,
+        "{cancelled} {refunded} {debited}"
+    );
+    eprintln!("largest difference between the script and the in-memory GCRA: {worst:?}");
+    // The state lives under the lane's hash tag, and expires once back at rest.
+    let mut redis = server.connection();
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("{exact:lane}")
+        .query(&mut redis)
+        .unwrap();
+    assert!(ttl > 0, "the lane's state has no expiry: {ttl}");
+}
+
+#[tokio::test]
+async fn two_throttles_sharing_a_budget_stay_within_it_together() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // The server allows 40/s with a burst of 5; each throttle is told the same 40/s, burst 4
+    // (one unit below the server's: the workers' timers fire a little apart).
+    let rate = Rate::per_second(40).burst(4);
+    let api = SimulatedApi::builder().token_bucket(40.0, 5).build();
+    let (first, one) = client(rate, Some(store(&server, "pair")), &api);
+    let (second, two) = client(rate, Some(store(&server, "pair")), &api);
+    let outcomes = send_all(&[&one, &two], 30).await;
+    assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
+    let stats = api.stats();
+    assert_eq!((stats.received, stats.limited), (60, 0), "{stats:?}");
+    for throttle in [&first, &second] {
+        let store = throttle.stats().store.expect("store stats");
+        assert!(store.up && store.round_trips >= 30, "{store:?}");
+        assert_eq!(store.fallbacks, 0, "{store:?}");
+    }
+
+    // The same two throttles without the store: each alone keeps the rate, together they
+    // send twice too much and the server refuses.
+    let api = SimulatedApi::builder().token_bucket(40.0, 5).build();
+    let (_, one) = client(rate, None, &api);
+    let (_, two) = client(rate, None, &api);
+    let outcomes = send_all(&[&one, &two], 10).await;
+    assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
+}
+
+#[tokio::test]
+async fn with_redis_killed_requests_fail_fast_then_share_again_once_it_is_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let store = store(&server, "fast").on_down(OnStoreDown::FailFast);
+    let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
+    assert_eq!(send_all(&[&client], 3).await, vec![Ok(200); 3]);
+
+    let port = server.kill();
+    let outcomes = send_all(&[&client], 5).await;
+    assert!(
+        outcomes.iter().all(|o| o
+            .as_ref()
+            .is_err_and(|e| e.contains("store is unavailable"))),
+        "{outcomes:?}"
+    );
+    let error = client.get(URL).send().await.unwrap_err();
+    assert!(
+        matches!(
+            Error::from_middleware(&error),
+            Some(Error::StoreUnavailable { .. })
+        ),
+        "{error}"
+    );
+    let down = throttle.stats().store.unwrap();
+    assert!(
+        !down.up && down.unavailable >= 6 && down.failures >= 1,
+        "{down:?}"
+    );
+    assert_eq!(
+        api.stats().received,
+        3,
+        "a request left while its budget was unknown"
+    );
+
+    let _server = RedisServer::start_on(port).expect("redis-server restarts");
+    let back = wait_until_shared(&throttle, &client).await;
+    assert!(back.reconnects >= 1, "{back:?}");
+}
+
+#[tokio::test]
+async fn with_redis_killed_requests_fall_back_to_a_share_then_share_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let store = store(&server, "fallback").expected_workers(4);
+    let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
+    assert_eq!(send_all(&[&client], 3).await, vec![Ok(200); 3]);
+
+    let port = server.kill();
+    // At a quarter of 100/s (25/s, burst 25), every request still goes, from this process.
+    let outcomes = send_all(&[&client], 10).await;
+    assert_eq!(outcomes, vec![Ok(200); 10]);
+    let down = throttle.stats().store.unwrap();
+    assert!(
+        !down.up && down.fallbacks >= 10 && down.failures >= 1,
+        "{down:?}"
+    );
+    assert_eq!(down.round_trips, 3, "{down:?}");
+
+    let _server = RedisServer::start_on(port).expect("redis-server restarts");
+    let back = wait_until_shared(&throttle, &client).await;
+    assert!(back.reconnects >= 1 && back.round_trips > 3, "{back:?}");
+}
+
+#[tokio::test]
+async fn a_paused_redis_takes_the_timeout_path_instead_of_hanging() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let store = store(&server, "slow")
+        .timeout(Duration::from_millis(100))
+        .on_down(OnStoreDown::FailFast);
+    let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
+    assert_eq!(send_all(&[&client], 1).await, vec![Ok(200)]);
+    // Every client's commands wait for a second: the booking cannot be answered in time.
+    let mut admin = server.connection();
+    redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(1_000)
+        .arg("ALL")
+        .query::<()>(&mut admin)
+        .unwrap();
+    let error = tokio::time::timeout(NO_HANG, client.get(URL).send())
+        .await
+        .expect("a paused Redis made the request hang")
+        .unwrap_err();
+    match Error::from_middleware(&error) {
+        Some(Error::StoreUnavailable { reason, .. }) => {
+            assert!(reason.contains("did not answer within"), "{reason}")
+        }
+        other => panic!("expected StoreUnavailable, got {other:?}"),
+    }
+    redis::cmd("CLIENT")
+        .arg("UNPAUSE")
+        .query::<()>(&mut admin)
+        .unwrap();
+    wait_until_shared(&throttle, &client).await;
+}
+
+/// Sends requests until the store answers again (at most [`NO_HANG`] twice): its stats then.
+async fn wait_until_shared(
+    throttle: &Throttle,
+    client: &ClientWithMiddleware,
+) -> reqwest_throttle::StoreStats {
+    let deadline = tokio::time::Instant::now() + NO_HANG * 2;
+    loop {
+        let _ = client.get(URL).send().await;
+        let stats = throttle.stats().store.unwrap();
+        if stats.up {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the store never came back: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pause_one_worker_is_told_holds_back_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // The first worker's server refuses everything with `Retry-After: 1`.
+    let refusing = SimulatedApi::builder()
+        .limit(0, Duration::from_secs(60))
+        .build();
+    let (_, told) = client(
+        Rate::per_second(100),
+        Some(store(&server, "pause")),
+        &refusing,
+    );
+    assert_eq!(send_all(&[&told], 1).await, vec![Ok(429)]);
+    // The pause reaches Redis in the background: wait (boundedly) until it is there.
+    let mut redis = server.connection();
+    let lane = "{pause:http://api.test:80}";
+    let mut pause = None;
+    for _ in 0..100 {
+        pause = redis::cmd("HGET")
+            .arg(lane)
+            .arg("c")
+            .query::<Option<String>>(&mut redis)
+            .unwrap();
+        if pause.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(pause.is_some(), "the pause never reached Redis");
+    // Another worker, whose server would accept, waits for the pause: with less time to wait
+    // than it lasts, its request is refused before it is sent.
+    let accepting = SimulatedApi::builder().build();
+    let (_, other) = client(
+        Rate::per_second(100),
+        Some(store(&server, "pause")),
+        &accepting,
+    );
+    let request = other
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(200)));
+    let error = request.send().await.unwrap_err();
+    assert!(
+        matches!(
+            Error::from_middleware(&error),
+            Some(Error::CoolingDown { .. })
+        ),
+        "{error}"
+    );
+    assert_eq!(accepting.stats().received, 0);
+}
+
+#[tokio::test]
+async fn a_shared_wait_beyond_max_wait_is_refused_without_booking() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let policy_rate = Rate::per_second(1).burst(1);
+    let (_, first) = client(policy_rate, Some(store(&server, "wait")), &api);
+    let (_, second) = client(policy_rate, Some(store(&server, "wait")), &api);
+    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    // The other worker's turn is a second away in the shared budget.
+    for _ in 0..3 {
+        let error = second
+            .get(URL)
+            .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(100)))
+            .send()
+            .await
+            .unwrap_err();
+        match Error::from_middleware(&error) {
+            Some(Error::WouldWait {
+                wait, dimension, ..
+            }) => {
+                assert_eq!(*dimension, Dimension::Requests);
+                // Refusals book nothing: the wait does not grow from one to the next.
+                assert!(*wait <= Duration::from_secs(1), "{wait:?}");
+            }
+            other => panic!("expected WouldWait, got {other:?}"),
+        }
+    }
+    assert_eq!(api.stats().received, 1);
+}
+
+#[tokio::test]
+async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let rate = Rate::per_second(1).burst(1);
+    let (_, first) = client(rate, Some(store(&server, "drop")), &api);
+    let (_, second) = client(rate, Some(store(&server, "drop")), &api);
+    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    // Booked a second ahead, then given up on after 100 ms.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), first.get(URL).send()).await;
+    assert!(gave_up.is_err(), "the second request left within a second");
+    // The refund reaches Redis in the background: booking 1, booking 2, its cancellation.
+    let mut redis = server.connection();
+    let mut bookings = 0;
+    for _ in 0..100 {
+        bookings = redis::cmd("HGET")
+            .arg("{drop:http://api.test:80}")
+            .arg("s0")
+            .query::<Option<u64>>(&mut redis)
+            .unwrap()
+            .unwrap_or(0);
+        if bookings == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(bookings, 3, "the dropped booking was not given back");
+    // The other worker gets the slot the dropped request held (under a second away), not the
+    // one after it (two seconds away): within 1.5 s it is booked, and sent.
+    let response = second
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(1_500)))
+        .send()
+        .await;
+    assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+    assert_eq!(api.stats().received, 2);
+}
