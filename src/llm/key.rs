@@ -7,8 +7,6 @@
 //! high-entropy secret. The key itself is read from the request headers and dropped at once;
 //! it is never stored, logged or shown.
 
-use std::hash::{BuildHasher, Hasher};
-
 use http::HeaderMap;
 use reqwest::Request;
 use serde::Deserialize;
@@ -19,6 +17,13 @@ use crate::key::LaneKey;
 /// A fixed seed, so that one key gives the same lane in every process and every run (lanes
 /// shared through a common store must agree on their names).
 const SEED: u64 = 0x6c6c_6d2d_6c61_6e65;
+
+/// The key's hash: XXH3-64 with [`SEED`]. XXH3 has a published specification and a stable
+/// output on every platform and in every version, so fingerprints agree across processes,
+/// machines and releases of this crate (foldhash, used before, promises none of that).
+fn key_hash(secret: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64_with_seed(secret, SEED)
+}
 
 /// The fingerprint of the API key a request carries (`Authorization: Bearer …`, `x-api-key`
 /// as Anthropic uses, or Azure's `api-key`), as 8 hex digits; `None` without a key.
@@ -56,9 +61,7 @@ pub fn key_fingerprint(headers: &HeaderMap) -> Option<String> {
     if secret.is_empty() {
         return None;
     }
-    let mut hasher = foldhash::quality::FixedState::with_seed(SEED).build_hasher();
-    hasher.write(secret);
-    Some(format!("{:08x}", hasher.finish() >> 32))
+    Some(format!("{:08x}", key_hash(secret) >> 32))
 }
 
 #[derive(Deserialize)]
@@ -115,6 +118,22 @@ pub(crate) fn lane_key(request: &Request) -> Option<LaneKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fingerprint is specified, not an accident of a hasher's version: these values come
+    /// from Python's `xxhash` package (`xxh3_64_intdigest(key, seed=0x6c6c6d2d6c616e65) >> 32`),
+    /// an implementation independent of this crate's.
+    #[test]
+    fn fingerprints_match_an_independent_xxh3() {
+        for (key, expected) in [("sk-test", "1359be83"), ("sk-ant-123", "6be74746")] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-api-key", key.parse().unwrap());
+            assert_eq!(
+                key_fingerprint(&headers).as_deref(),
+                Some(expected),
+                "{key}"
+            );
+        }
+    }
 
     fn request(url: &str, key: Option<(&str, &str)>, body: &str) -> Request {
         let client = reqwest::Client::new();
