@@ -205,6 +205,35 @@ async fn lead() -> Result<()> {
     Ok(())
 }
 
+/// Starts the `WORKERS` worker processes (this binary again, as `role`), each sending to `url`
+/// and, with `redis`, sharing its budget there.
+fn spawn_workers(role: &str, url: &str, redis: Option<&str>) -> Result<Vec<Child>> {
+    let exe = std::env::current_exe()?;
+    let children = (0..WORKERS)
+        .map(|_| {
+            let mut command = Command::new(&exe);
+            command.arg(role).arg(url);
+            if let Some(redis) = redis {
+                command.arg(redis);
+            }
+            command.stdout(Stdio::piped()).spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    Ok(children)
+}
+
+/// Waits for every worker, off the runtime's threads, and collects what each printed.
+async fn wait_for(children: Vec<Child>) -> Result<Vec<std::process::Output>> {
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|child| child.wait_with_output())
+            .collect::<std::io::Result<Vec<_>>>()
+    })
+    .await??;
+    Ok(outputs)
+}
+
 /// One run of the OpenAI-shaped phase.
 async fn run_llm(name: &str, redis: Option<&str>) -> Result<()> {
     let api = SimulatedApi::builder()
@@ -214,25 +243,9 @@ async fn run_llm(name: &str, redis: Option<&str>) -> Result<()> {
         .build();
     let server = api.serve().await?;
     let url = server.url("/v1/chat/completions");
-    let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let children: Vec<Child> = (0..WORKERS)
-        .map(|_| {
-            let mut command = Command::new(&exe);
-            command.arg("llm-worker").arg(&url);
-            if let Some(redis) = redis {
-                command.arg(redis);
-            }
-            command.stdout(Stdio::piped()).spawn()
-        })
-        .collect::<std::io::Result<_>>()?;
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|child| child.wait_with_output())
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await??;
+    let children = spawn_workers("llm-worker", &url, redis)?;
+    let outputs = wait_for(children).await?;
     let elapsed = started.elapsed();
     let mut errors = 0u64;
     for output in outputs {
@@ -266,18 +279,8 @@ async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>)
         .build();
     let server = api.serve().await?;
     let url = server.url("/v1/things");
-    let exe = std::env::current_exe()?;
     let started = Instant::now();
-    let children: Vec<Child> = (0..WORKERS)
-        .map(|_| {
-            let mut command = Command::new(&exe);
-            command.arg("worker").arg(&url);
-            if let Some(redis) = redis {
-                command.arg(redis);
-            }
-            command.stdout(Stdio::piped()).spawn()
-        })
-        .collect::<std::io::Result<_>>()?;
+    let children = spawn_workers("worker", &url, redis)?;
     let fault = tokio::spawn(async move {
         let (server, port) = fault?;
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -285,13 +288,7 @@ async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>)
         tokio::time::sleep(Duration::from_secs(3)).await;
         RedisServer::start(port).ok()
     });
-    let outputs = tokio::task::spawn_blocking(move || {
-        children
-            .into_iter()
-            .map(|child| child.wait_with_output())
-            .collect::<std::io::Result<Vec<_>>>()
-    })
-    .await??;
+    let outputs = wait_for(children).await?;
     let elapsed = started.elapsed();
     let _restarted = fault.await?;
     let mut totals = [0u64; 6];
