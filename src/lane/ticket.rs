@@ -20,6 +20,7 @@ use crate::limiter::Budget;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::retry::Attempt;
 use crate::signals::Signals;
+use crate::time::sleep_exactly_until;
 
 /// What a request booked, until it leaves: dropped before, it gives the booking back.
 enum Booked {
@@ -116,8 +117,9 @@ impl Lane {
             }
             // Keep the spacing as sent: a slot whose timer fired after an earlier one's late
             // departure waits the difference (at most an interval), holding its slots.
-            while let Err(at) = self.budget.depart(cost, Instant::now()) {
-                tokio::time::sleep_until(at).await;
+            let mut leaving = Instant::now();
+            while let Err(at) = self.budget.depart(cost, leaving) {
+                leaving = sleep_exactly_until(at).await;
             }
             // The units leave now: they are spent even if the caller later drops the request.
             // (A reservation that had to wait is committed only here, so a caller that gave up
