@@ -71,15 +71,16 @@ pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
 /// after its deadline.
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
-/// Sleeps until `at`, to a few microseconds rather than to tokio's next millisecond tick, and
-/// returns the instant reached: `at` or a little after.
+/// Sleeps until `at`, to some tens of microseconds rather than to tokio's next millisecond
+/// tick, and returns the instant reached: `at` or a little after.
 ///
 /// A request that must leave one emission interval after one that left just past a tick was
 /// woken a whole tick late, every time: spaced as sent at 50/s, the lane sent every 21 ms, 5 %
 /// below the rate (nginx `limit_req` without burst refuses anything closer than 20 ms, so the
-/// spacing cannot simply be shortened). The timer sleeps to the tick before `at`; the rest, on
-/// average a fraction of a millisecond and never more than one, is spent yielding to the
-/// runtime (other tasks run meanwhile) until the clock reads `at`.
+/// spacing cannot simply be shortened). The timer sleeps to the tick before `at`; the rest,
+/// never more than a millisecond, is slept by a thread of tokio's blocking pool, whose sleep
+/// the operating system ends within tens of microseconds. Spinning the rest instead kept a
+/// core busy that a server on the same machine needed, and delayed it by more than the rest.
 ///
 /// Under a paused clock (tests) time stands still across a yield and a timer ends only on a
 /// tick: the sleep ends at the tick before `at` and reports `at` as reached, so that virtual
@@ -90,17 +91,26 @@ pub(crate) async fn sleep_exactly_until(at: Instant) -> Instant {
             tokio::time::sleep_until(early).await;
         }
     }
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return now;
-        }
-        tokio::task::yield_now().await;
-        if Instant::now() == now {
-            // The clock stood still across a yield: paused (or without resolution).
-            return at;
-        }
+    let now = Instant::now();
+    if now >= at {
+        return now;
     }
+    tokio::task::yield_now().await;
+    let after_yield = Instant::now();
+    if after_yield == now {
+        // The clock stood still across a yield: paused (or without resolution).
+        return at;
+    }
+    let rest = at.saturating_duration_since(after_yield);
+    if !rest.is_zero()
+        && tokio::task::spawn_blocking(move || std::thread::sleep(rest))
+            .await
+            .is_err()
+    {
+        // No blocking pool (the runtime is shutting down): the timer's tick will do.
+        tokio::time::sleep_until(at).await;
+    }
+    Instant::now().max(at)
 }
 
 #[cfg(test)]
@@ -185,8 +195,10 @@ mod tests {
         for micros in [150, 1_000, 2_300, 4_700] {
             let at = Instant::now() + Duration::from_micros(micros);
             let reached = sleep_exactly_until(at).await;
-            assert!(reached >= at, "reached before {micros} us");
-            assert!(Instant::now() >= at, "woke before {micros} us");
+            assert!(
+                reached >= at && Instant::now() >= at,
+                "woke before {micros} us"
+            );
         }
     }
 }

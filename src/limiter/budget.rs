@@ -376,7 +376,8 @@ impl Budget {
     }
 
     /// Records that `cost` leaves at `now`, if the spacing *as sent* allows it; otherwise the
-    /// instant it will.
+    /// instant it will (the caller waits until then and asks again: a departure is recorded
+    /// when it really happens, so that lateness pushes the next one back).
     ///
     /// Bookings schedule slots; timers fire a little late, and a request that left late
     /// followed by one on time would reach the server closer together than the rate allows
