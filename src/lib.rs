@@ -52,6 +52,7 @@ pub mod limiter;
 pub mod llm;
 mod policy;
 pub mod retry;
+pub mod rollout;
 pub mod signals;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -81,7 +82,9 @@ pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};
-pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};
+pub use throttle::{
+    BreakerControl, MaxWait, RequestCost, RolloutControl, Throttle, ThrottleBuilder,
+};
 
 /// The README's Rust examples, compiled (and run where they do not need the network) as
 /// doctests, so that what it shows keeps working.

@@ -129,27 +129,42 @@ impl Lane {
                 self.counters.record_wait(waited);
                 tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
             }
-            let departure = self.counters.sent.fetch_add(1, Relaxed);
-            self.counters.in_flight.fetch_add(1, Relaxed);
-            for (dimension, units) in cost.iter() {
-                self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
-            }
-            return Ok(Ticket {
-                lane: Arc::clone(self),
-                cost: *cost,
-                settlement: Some(settlement),
-                admission,
-                departure,
-                departed: if waited.is_zero() {
-                    started
-                } else {
-                    Instant::now()
-                },
-                permits: Some(Permits {
-                    _lane: lane_permit,
-                    _global: global_permit,
-                }),
-            });
+            let departed = if waited.is_zero() {
+                started
+            } else {
+                Instant::now()
+            };
+            let permits = (lane_permit, global_permit);
+            return Ok(self.depart(cost, Some(settlement), admission, permits, departed));
+        }
+    }
+
+    /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
+    /// its ticket is finished or dropped.
+    pub(super) fn depart(
+        self: &Arc<Self>,
+        cost: &Cost,
+        settlement: Option<Settlement>,
+        admission: Option<Admission>,
+        (lane_permit, global_permit): (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+        departed: Instant,
+    ) -> Ticket {
+        let departure = self.counters.sent.fetch_add(1, Relaxed);
+        self.counters.in_flight.fetch_add(1, Relaxed);
+        for (dimension, units) in cost.iter() {
+            self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
+        }
+        Ticket {
+            lane: Arc::clone(self),
+            cost: *cost,
+            settlement,
+            admission,
+            departure,
+            departed,
+            permits: Some(Permits {
+                _lane: lane_permit,
+                _global: global_permit,
+            }),
         }
     }
 

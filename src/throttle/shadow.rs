@@ -1,0 +1,58 @@
+//! A shadowed request's way through the throttle: sent at once and once, exactly as the bare
+//! client would send it, with what the throttle would have done worked out and recorded.
+//!
+//! ```text
+//! run_shadowed(req)
+//!   (ticket, foresight) = lane.foresee(&cost, deadline)   breaker's verdict, would-have wait
+//!                                                        (rate, cooldown), free slots; never waits
+//!   resp = next.run(req)                                 within attempt_timeout, like any attempt
+//!   a    = ticket.finish(&resp)                          the lane learns from the answer as usual
+//!   lane.foresee_retry(&a)                               would it have retried? recorded, not done
+//!   return resp                                          whatever it is, as the bare client gets it
+//! ```
+
+use http::Extensions;
+use reqwest::{Request, Response};
+use reqwest_middleware::Next;
+use tokio::time::Instant;
+
+use super::{send, RequestPlan, Throttle};
+use crate::rollout::Side;
+
+impl Throttle {
+    /// Sends a shadowed request once, at once, and records what enforcing would have done.
+    pub(super) async fn run_shadowed(
+        &self,
+        plan: RequestPlan,
+        request: Request,
+        extensions: &mut Extensions,
+        next: Next<'_>,
+    ) -> reqwest_middleware::Result<Response> {
+        let RequestPlan {
+            lane,
+            cost,
+            deadline,
+            mut retry,
+            started,
+            metrics,
+        } = plan;
+        let (mut ticket, foresight) =
+            lane.foresee(&cost, deadline, self.inner.global.as_ref(), started);
+        metrics.foreseen(&foresight);
+        let departed = metrics.admitted(started);
+        // Whether a retry could have resent it: only a streamed body cannot be cloned.
+        let cloneable = request.body().is_none_or(|body| body.as_bytes().is_some());
+        let (result, inspection) = send(&lane, &mut ticket, request, extensions, next).await;
+        let now = Instant::now();
+        let assessment = ticket.finish(&result, inspection, now);
+        metrics.attempted(1, departed, now, assessment.rate_limited);
+        lane.rollout_attempted(Side::Shadowed, assessment.rate_limited);
+        if lane
+            .foresee_retry(&assessment, &mut retry, cloneable, now)
+            .is_some()
+        {
+            metrics.would_retry();
+        }
+        result
+    }
+}
