@@ -61,6 +61,19 @@ impl LaneRollout {
         max_wait: Option<Duration>,
         now: Instant,
     ) -> Result<Duration, Blocked> {
+        self.follow(lane_budget, cost);
+        match self.budget.acquire(cost, max_wait, now)? {
+            Booking::Ready(_) => Ok(Duration::ZERO),
+            Booking::Wait(reservation) => {
+                let wait = reservation.ready_at().saturating_duration_since(now);
+                let _kept_in_the_queue = reservation.commit();
+                Ok(wait)
+            }
+        }
+    }
+
+    /// Takes on the lane's current limits (set or learned) and the cooldown that holds `cost`.
+    fn follow(&self, lane_budget: &Budget, cost: &Cost) {
         let (lane_shapes, shadow_shapes) = (lane_budget.shapes(), self.budget.shapes());
         for dimension in Dimension::ALL {
             let shape = lane_shapes[dimension as usize];
@@ -74,20 +87,13 @@ impl LaneRollout {
         if let Some(until) = lane_budget.cooldown_until(cost) {
             self.budget.cool_down(None, until);
         }
-        match self.budget.acquire(cost, max_wait, now)? {
-            Booking::Ready(_) => Ok(Duration::ZERO),
-            Booking::Wait(reservation) => {
-                let wait = reservation.ready_at().saturating_duration_since(now);
-                let _kept_in_the_queue = reservation.commit();
-                Ok(wait)
-            }
-        }
     }
 }
 
 impl Lane {
     /// The side of the rollout a request is on (see [`Side::of`]); a lane whose policy shares out
-    /// enforcement, or that sees a shadowed request, keeps the comparison from then on.
+    /// enforcement, or that sees a request with a rollout extension, keeps the comparison (and
+    /// the shadow budget) from then on.
     pub fn rollout_side(
         &self,
         enforcement: Option<&Enforcement>,
@@ -95,10 +101,23 @@ impl Lane {
     ) -> Side {
         let share = self.policy.enforced.basis_points();
         let side = Side::of(share, enforcement, key, &self.key);
-        if side == Side::Shadowed || share < BASIS_POINTS {
+        let in_rollout = share < BASIS_POINTS || enforcement.is_some() || key.is_some();
+        if side == Side::Shadowed || in_rollout {
             self.rollout.get_or_init(|| LaneRollout::new(&self.policy));
         }
         side
+    }
+
+    /// An enforced request left at `now`: the shadow budget books it too, so that shadowed
+    /// requests queue behind enforced ones as they would have if they had been enforced.
+    pub fn rollout_departed(&self, cost: &Cost, now: Instant) {
+        if let Some(rollout) = self.rollout.get() {
+            rollout.follow(&self.budget, cost);
+            // No wait is limited: the shadow queue only records the order.
+            if let Ok(Booking::Wait(reservation)) = rollout.budget.acquire(cost, None, now) {
+                let _kept_in_the_queue = reservation.commit();
+            }
+        }
     }
 
     /// An attempt on `side` came back (counted when the lane keeps a comparison).
@@ -155,7 +174,9 @@ impl Lane {
         let global_permit = try_acquire(global);
         foresight.queued_for_slot = lane_permit.is_none() || global_permit.is_none();
         let permits = (lane_permit.flatten(), global_permit.flatten());
-        let ticket = self.depart(cost, settlement, admission, permits, now);
+        let ticket = self
+            .depart(cost, settlement, admission, permits, now)
+            .shadowed();
         rollout.record(&foresight);
         (ticket, foresight)
     }

@@ -15,7 +15,7 @@ use crate::assess::{Assessment, Attempted};
 use crate::breaker::Admission;
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
-use crate::limiter::pace::{InFlight, Observation};
+use crate::limiter::pace::{Answer, InFlight, Observation};
 use crate::limiter::Budget;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::retry::Attempt;
@@ -53,6 +53,8 @@ pub(crate) struct Ticket {
     departure: u64,
     departed: Instant,
     permits: Option<Permits>,
+    /// Sent at once in shadow mode (see [`crate::rollout`]).
+    shadowed: bool,
 }
 
 impl Lane {
@@ -135,7 +137,8 @@ impl Lane {
                 Instant::now()
             };
             let permits = (lane_permit, global_permit);
-            return Ok(self.depart(cost, Some(settlement), admission, permits, departed));
+            let ticket = self.depart(cost, Some(settlement), admission, permits, departed);
+            return Ok(ticket);
         }
     }
 
@@ -165,6 +168,7 @@ impl Lane {
                 _lane: lane_permit,
                 _global: global_permit,
             }),
+            shadowed: false,
         }
     }
 
@@ -380,6 +384,12 @@ impl Lane {
 }
 
 impl Ticket {
+    /// This ticket's request is shadowed: sent at once, its refusals teach no pace.
+    pub(super) fn shadowed(mut self) -> Ticket {
+        self.shadowed = true;
+        self
+    }
+
     /// How long the attempt this ticket admits may take, by the lane's policy.
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.lane.policy.attempt_timeout
@@ -434,11 +444,18 @@ impl Ticket {
                 requests: 1 + others.min(sent_after),
                 units: std::array::from_fn(|i| lane.in_flight_units[i].load(Relaxed)),
             };
+            // A shadowed request was refused for a pace it was never held to: the refusal
+            // says nothing of the lane's pace, only the server's announcements are learned.
+            let (answer, pause) = if self.shadowed && assessment.rate_limited {
+                (Answer::Other, None)
+            } else {
+                (assessment.answer, assessment.pause)
+            };
             let observation = Observation {
                 now,
                 departed: self.departed,
-                answer: assessment.answer,
-                pause: assessment.pause,
+                answer,
+                pause,
                 limits: signals.rate_limits.as_ref(),
                 answered: std::array::from_fn(|i| self.cost.get(Dimension::ALL[i])),
                 in_flight,

@@ -202,6 +202,7 @@ impl Throttle {
                 }
             };
             let departed = metrics.admitted(now);
+            lane.rollout_departed(&cost, now);
             drop(last.take());
             let spare = lane
                 .may_retry(&retry)
