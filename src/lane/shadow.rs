@@ -2,10 +2,11 @@
 //! and the request counted as sent at once (see [`crate::rollout`]).
 //!
 //! The would-have wait comes from a shadow budget that follows the lane's limits and cooldowns
-//! and keeps every shadowed booking where the throttle would have put it, so that the queue the
-//! throttle would have kept builds up as it would have. The lane's own budget is charged for a
-//! shadowed request only when it could have left at once: a booking that would have had to
-//! wait is released as the real request goes.
+//! and keeps every booking (shadowed and enforced) where the throttle would have put it, so
+//! that the queue the throttle would have kept builds up as it would have. The lane's own
+//! budget counts what the server counted: a shadowed request is charged when it leaves if it
+//! could have left at once, otherwise (its booking released as the real request goes) once the
+//! server has accepted it; a refused one costs nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use tokio::time::Instant;
 use super::{Lane, RetryState, Ticket};
 use crate::assess::Assessment;
 use crate::cost::Settlement;
+use crate::limiter::pace::Answer;
 use crate::limiter::{Blocked, Booking, Budget, Cost, Dimension};
 use crate::policy::Policy;
 use crate::retry::{RetryBudget, RetryDecision};
@@ -41,6 +43,8 @@ pub(crate) struct Foresight {
     pub refused: Option<WouldRefuse>,
     /// It found no free concurrency slot.
     pub queued_for_slot: bool,
+    /// The lane's budget was charged for it when it left (it could have left at once).
+    pub charged: bool,
 }
 
 impl LaneRollout {
@@ -170,6 +174,7 @@ impl Lane {
             }
         }
         let settlement = self.charge_if_free(cost, now);
+        foresight.charged = settlement.is_some();
         let lane_permit = try_acquire(self.concurrency.as_ref());
         let global_permit = try_acquire(global);
         foresight.queued_for_slot = lane_permit.is_none() || global_permit.is_none();
@@ -199,15 +204,28 @@ impl Lane {
         }
     }
 
-    /// Whether the throttle would have retried a shadowed attempt (the retry is not made), and
-    /// after how long; spends the shadow retry budget.
-    pub fn foresee_retry(
+    /// A shadowed request was answered: charges the lane's budget for it if the server took it
+    /// and it was not charged when it left (the budget counts what the server counted), and
+    /// returns whether the throttle would have retried it (the retry is not made) and after
+    /// how long, spending the shadow retry budget.
+    pub fn shadow_answered(
         &self,
+        cost: &Cost,
+        foresight: &Foresight,
         assessment: &Assessment,
         state: &mut RetryState,
         cloneable: bool,
         now: Instant,
     ) -> Option<Duration> {
+        if !foresight.charged && assessment.answer == Answer::Accepted {
+            #[cfg(feature = "redis")]
+            let local = self.shared.is_none();
+            #[cfg(not(feature = "redis"))]
+            let local = true;
+            if local {
+                charge_up_to_empty(&self.budget, cost);
+            }
+        }
         let rollout = self.rollout.get()?;
         let decision =
             self.retry_decision(assessment, state, cloneable, &rollout.retry_budget, now);
@@ -244,6 +262,18 @@ fn try_acquire(semaphore: Option<&Arc<Semaphore>>) -> Option<Option<OwnedSemapho
     match semaphore {
         None => Some(None),
         Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().ok().map(Some),
+    }
+}
+
+/// Charges `cost` to `budget`, but never beyond empty: the server took the request, so it had
+/// the units; a budget that believed them gone already is behind the server, not ahead of it,
+/// and charging more would build a backlog the enforced requests would wait behind.
+fn charge_up_to_empty(budget: &Budget, cost: &Cost) {
+    for (dimension, units) in cost.iter() {
+        if let Some(available) = budget.available(dimension).filter(|&a| a > 0) {
+            // Only ever charges (a credit needs at least `u64::MAX` units).
+            budget.sync(dimension, available.saturating_sub(units), u64::MAX);
+        }
     }
 }
 

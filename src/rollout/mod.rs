@@ -24,13 +24,20 @@
 //! # What shadowing keeps truthful
 //!
 //! A shadowed request books its turn in a *shadow* budget that follows the lane's limits (set
-//! or learned) and cooldowns and keeps the queue the throttle would have kept: its wait there is
-//! the would-have wait, and successive waits add up as they would have. The lane's own budget,
-//! which the enforced requests book in, is charged for a shadowed request only when it could
-//! have left at once; a booking that would have had to wait is released as the real request
-//! goes, so shadowed traffic never builds a backlog that enforced requests would then wait
-//! behind. The server's answers to shadowed requests teach the lane as any answer does (its
-//! limits, its cooldowns, its breaker).
+//! or learned) and cooldowns and keeps the queue the throttle would have kept (enforced
+//! requests are booked there too, as they leave): its wait there is the would-have wait, and
+//! successive waits add up as they would have. The lane's own budget, which the enforced
+//! requests book in, counts what the server counted: a shadowed request is charged as it leaves
+//! when it could have left at once, else (its booking released as the real request goes) when
+//! the server accepts it, never beyond empty; a refused one costs nothing. So shadowed traffic never builds a
+//! backlog that enforced requests would then wait behind, and enforced requests do not leave
+//! into a server that shadowed ones have already filled.
+//!
+//! The server's answers to shadowed requests teach the lane what the server announces (rate-limit
+//! headers, the breaker's view of its health, a 503's pause), but a shadowed request's
+//! *refusal* (a 429) teaches no pace and sets no cooldown: it was refused for a pace it was
+//! never held to, and slowing the lane for it would make the prediction, and the enforced
+//! requests, pay for traffic the throttle did not control.
 //!
 //! [`Policy::enforce_percent`]: crate::Policy::enforce_percent
 //! [`Throttle::rollout`]: crate::Throttle::rollout

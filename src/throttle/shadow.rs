@@ -7,7 +7,8 @@
 //!                                                        (rate, cooldown), free slots; never waits
 //!   resp = next.run(req)                                 within attempt_timeout, like any attempt
 //!   a    = ticket.finish(&resp)                          the lane learns from the answer as usual
-//!   lane.foresee_retry(&a)                               would it have retried? recorded, not done
+//!   lane.shadow_answered(&a)                             charged if the server took it uncharged;
+//!                                                        would it have retried? recorded, not done
 //!   return resp                                          whatever it is, as the bare client gets it
 //! ```
 
@@ -28,27 +29,27 @@ impl Throttle {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let RequestPlan {
-            lane,
-            cost,
-            deadline,
-            mut retry,
-            started,
-            metrics,
-        } = plan;
-        let (mut ticket, foresight) =
-            lane.foresee(&cost, deadline, self.inner.global.as_ref(), started);
+        let (lane, metrics, mut retry) = (&plan.lane, &plan.metrics, plan.retry);
+        let global = self.inner.global.as_ref();
+        let (mut ticket, foresight) = lane.foresee(&plan.cost, plan.deadline, global, plan.started);
         metrics.foreseen(&foresight);
-        let departed = metrics.admitted(started);
+        let departed = metrics.admitted(plan.started);
         // Whether a retry could have resent it: only a streamed body cannot be cloned.
         let cloneable = request.body().is_none_or(|body| body.as_bytes().is_some());
-        let (result, inspection) = send(&lane, &mut ticket, request, extensions, next).await;
+        let (result, inspection) = send(lane, &mut ticket, request, extensions, next).await;
         let now = Instant::now();
         let assessment = ticket.finish(&result, inspection, now);
         metrics.attempted(1, departed, now, assessment.rate_limited);
         lane.rollout_attempted(Side::Shadowed, assessment.rate_limited);
         if lane
-            .foresee_retry(&assessment, &mut retry, cloneable, now)
+            .shadow_answered(
+                &plan.cost,
+                &foresight,
+                &assessment,
+                &mut retry,
+                cloneable,
+                now,
+            )
             .is_some()
         {
             metrics.would_retry();
