@@ -11,7 +11,7 @@ use http::StatusCode;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_throttle::rollout::{Enforcement, RolloutKey, RolloutStats, WouldRefuse};
 use reqwest_throttle::sim::{Outage, Outcome, SimulatedApi};
-use reqwest_throttle::{LaneKey, Policy, Rate, Throttle};
+use reqwest_throttle::{LaneKey, MaxWait, Policy, Rate, Throttle};
 use tokio::time::Instant;
 
 type TestResult = Result<(), Box<dyn StdError>>;
@@ -292,12 +292,14 @@ async fn a_shadowed_request_is_sent_where_enforcing_would_refuse_or_retry() -> T
     assert_eq!((stats.enforced.requests, stats.enforced.failed), (2, 1));
     assert_eq!(api.stats().received, 2);
 
-    // A 503 is sent once, not retried; the retry enforcing would have made is recorded.
+    // A 503 is sent once, not retried; the retry enforcing would have made is recorded (with
+    // time enough for any backoff: the policy's 100 ms would leave none).
     api.set_outage(Some(Outage::Status(StatusCode::SERVICE_UNAVAILABLE)));
     tokio::time::advance(Duration::from_secs(2)).await;
     let failed = client
         .get(URL)
         .with_extension(Enforcement::Shadow)
+        .with_extension(MaxWait(Duration::from_secs(60)))
         .send()
         .await?;
     assert_eq!(failed.status(), StatusCode::SERVICE_UNAVAILABLE);
