@@ -30,6 +30,11 @@
 //! `llm` feature's `Policy::openai()` and `Policy::anthropic()` bring one, or write your own
 //! [`cost::CostModel`] (its `#[async_trait]` is re-exported here: [`macro@async_trait`]).
 //!
+//! To put a throttle in front of traffic that already works, start in shadow mode
+//! ([`Policy::shadow`]): requests leave as before and [`Throttle::stats`] shows what the throttle
+//! would have done; then enforce a share of them by tenant, changed at runtime
+//! ([`Throttle::rollout`]). See [`rollout`].
+//!
 //! Configuration errors ([`PolicyError`]) come from [`ThrottleBuilder::build`], once; the
 //! runtime [`Error`] is only what handling a request can meet.
 #![deny(missing_docs)]
