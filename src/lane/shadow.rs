@@ -131,10 +131,17 @@ impl Lane {
         }
     }
 
-    /// A request on `side` ended (counted when the lane keeps a comparison).
-    pub fn rollout_ended(&self, side: Side, outcome: Outcome, latency: Duration) {
+    /// A request on `side`, which entered the throttle at `started`, ended with `result`
+    /// (counted when the lane keeps a comparison; no clock read otherwise).
+    pub fn rollout_ended(
+        &self,
+        side: Side,
+        result: &reqwest_middleware::Result<reqwest::Response>,
+        started: Instant,
+    ) {
         if let Some(rollout) = self.rollout.get() {
-            rollout.comparison.ended(side, outcome, latency);
+            let outcome = Outcome::of(result);
+            rollout.comparison.ended(side, outcome, started.elapsed());
         }
     }
 

@@ -38,7 +38,7 @@ use crate::lanes::Lanes;
 use crate::limiter::Cost;
 use crate::policy::HostRules;
 use crate::retry::{Idempotency, RetryDecision};
-use crate::rollout::{Outcome, Side};
+use crate::rollout::Side;
 use crate::stats::ThrottleStats;
 use crate::telemetry::RequestMetrics;
 
@@ -156,7 +156,7 @@ impl Middleware for Throttle {
         }
         .instrument(span)
         .await;
-        lane.rollout_ended(side, Outcome::of(&result), now.elapsed());
+        lane.rollout_ended(side, &result, now);
         result
     }
 }
