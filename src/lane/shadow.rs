@@ -98,6 +98,7 @@ impl Lane {
     /// The side of the rollout a request is on (see [`Side::of`]); a lane whose policy shares out
     /// enforcement, or that sees a request with a rollout extension, keeps the comparison (and
     /// the shadow budget) from then on.
+    #[inline]
     pub fn rollout_side(
         &self,
         enforcement: Option<&Enforcement>,
@@ -114,6 +115,7 @@ impl Lane {
 
     /// An enforced request left at `now`: the shadow budget books it too, so that shadowed
     /// requests queue behind enforced ones as they would have if they had been enforced.
+    #[inline]
     pub fn rollout_departed(&self, cost: &Cost, now: Instant) {
         if let Some(rollout) = self.rollout.get() {
             rollout.follow(&self.budget, cost);
@@ -125,6 +127,7 @@ impl Lane {
     }
 
     /// An attempt on `side` came back (counted when the lane keeps a comparison).
+    #[inline]
     pub fn rollout_attempted(&self, side: Side, rate_limited: bool) {
         if let Some(rollout) = self.rollout.get() {
             rollout.comparison.attempted(side, rate_limited);
@@ -133,6 +136,7 @@ impl Lane {
 
     /// A request on `side`, which entered the throttle at `started`, ended with `result`
     /// (counted when the lane keeps a comparison; no clock read otherwise).
+    #[inline]
     pub fn rollout_ended(
         &self,
         side: Side,

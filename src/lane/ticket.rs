@@ -144,6 +144,7 @@ impl Lane {
 
     /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
     /// its ticket is finished or dropped.
+    #[inline]
     pub(super) fn depart(
         self: &Arc<Self>,
         cost: &Cost,

@@ -17,7 +17,7 @@ use reqwest::{Request, Response};
 use reqwest_middleware::Next;
 use tokio::time::Instant;
 
-use super::{send, RequestPlan, Throttle};
+use super::{inspect, timed_out, RequestPlan, Throttle};
 use crate::rollout::Side;
 
 impl Throttle {
@@ -36,7 +36,7 @@ impl Throttle {
         let departed = metrics.admitted(plan.started);
         // Whether a retry could have resent it: only a streamed body cannot be cloned.
         let cloneable = request.body().is_none_or(|body| body.as_bytes().is_some());
-        let (result, inspection) = send(lane, &mut ticket, request, extensions, next).await;
+        let (result, inspection) = send_attempt!(lane, ticket, request, extensions, next);
         let now = Instant::now();
         let assessment = ticket.finish(&result, inspection, now);
         metrics.attempted(1, departed, now, assessment.rate_limited);
