@@ -311,3 +311,51 @@ async fn a_shadowed_request_is_sent_where_enforcing_would_refuse_or_retry() -> T
     assert_eq!(stats.shadowed.succeeded, 1);
     Ok(())
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_open_circuit_is_recorded_not_obeyed_in_shadow_mode() -> TestResult {
+    let api = SimulatedApi::builder().build();
+    let throttle = Throttle::builder()
+        .host(HOST, Policy::new().shadow())
+        .build()?;
+    let client = client(&api, Some(&throttle));
+    client.get(URL).send().await?;
+    let breaker = throttle
+        .breaker(LANE)
+        .expect("the default policy has a breaker");
+    breaker.force_open();
+    let response = client.get(URL).send().await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(api.stats().received, 2);
+    let stats = rollout(&throttle);
+    assert_eq!(stats.would_have.refused(WouldRefuse::CircuitOpen), 1);
+    assert_eq!(stats.would_have.refused_total(), 1);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shadowed_request_dropped_in_flight_gives_back_its_slot() -> TestResult {
+    let api = SimulatedApi::builder()
+        .latency(Duration::from_secs(1))
+        .build();
+    let throttle = Throttle::builder()
+        .host(HOST, Policy::new().concurrency(1).shadow())
+        .build()?;
+    let client = client(&api, Some(&throttle));
+    // Given up halfway through the server's answer.
+    let abandoned = tokio::time::timeout(Duration::from_millis(500), client.get(URL).send()).await;
+    assert!(abandoned.is_err());
+    let lane = throttle.stats().lane(LANE).cloned().expect("lane");
+    assert_eq!((lane.sent, lane.in_flight), (1, 0));
+    // The slot came back: the next request finds it free (no would-have queueing).
+    client.get(URL).send().await?;
+    assert_eq!(rollout(&throttle).would_have.queued_for_slot, 0);
+    // Two at once with one slot: the second is sent too, and would have queued.
+    let (first, second) = tokio::join!(client.get(URL).send(), client.get(URL).send());
+    assert_eq!(
+        (first?.status(), second?.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_eq!(rollout(&throttle).would_have.queued_for_slot, 1);
+    Ok(())
+}

@@ -113,7 +113,8 @@ impl Lane {
         side
     }
 
-    /// An enforced request left at `now`: the shadow budget books it too, so that shadowed
+    /// An enforced request, in line since `now`, was admitted: the shadow budget books it too
+    /// (at `now`, where the lane booked it), so that shadowed
     /// requests queue behind enforced ones as they would have if they had been enforced.
     #[inline]
     pub fn rollout_departed(&self, cost: &Cost, now: Instant) {

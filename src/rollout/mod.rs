@@ -25,7 +25,7 @@
 //!
 //! A shadowed request books its turn in a *shadow* budget that follows the lane's limits (set
 //! or learned) and cooldowns and keeps the queue the throttle would have kept (enforced
-//! requests are booked there too, as they leave): its wait there is the would-have wait, and
+//! requests are booked there too, when admitted): its wait there is the would-have wait, and
 //! successive waits add up as they would have. The lane's own budget, which the enforced
 //! requests book in, counts what the server counted: a shadowed request is charged as it leaves
 //! when it could have left at once, else (its booking released as the real request goes) when
