@@ -113,11 +113,11 @@ impl Lane {
         side
     }
 
-    /// An enforced request, in line since `now`, was admitted: the shadow budget books it too
-    /// (at `now`, where the lane booked it), so that shadowed
-    /// requests queue behind enforced ones as they would have if they had been enforced.
+    /// An enforced request, in line since `now`, was admitted: the shadow budget books it too (at
+    /// `now`, where the lane booked it), so that shadowed requests queue behind enforced ones as
+    /// they would have if they had been enforced.
     #[inline]
-    pub fn rollout_departed(&self, cost: &Cost, now: Instant) {
+    pub fn rollout_admitted(&self, cost: &Cost, now: Instant) {
         if let Some(rollout) = self.rollout.get() {
             rollout.follow(&self.budget, cost);
             // No wait is limited: the shadow queue only records the order.

@@ -229,7 +229,7 @@ impl Throttle {
                 }
             };
             let departed = metrics.admitted(now);
-            lane.rollout_departed(&cost, now);
+            lane.rollout_admitted(&cost, now);
             drop(last.take());
             let spare = lane
                 .may_retry(&retry)
