@@ -359,3 +359,29 @@ async fn a_shadowed_request_dropped_in_flight_gives_back_its_slot() -> TestResul
     assert_eq!(rollout(&throttle).would_have.queued_for_slot, 1);
     Ok(())
 }
+
+/// Budgets stay truthful: a shadow phase at twice the server's limit leaves no backlog behind,
+/// though the queue the throttle would have kept is seconds deep.
+#[tokio::test(start_paused = true)]
+async fn enforcing_after_a_shadow_phase_starts_from_what_the_server_counted() -> TestResult {
+    let api = limited_api();
+    let throttle = Throttle::builder().host(HOST, paced().shadow()).build()?;
+    let client = client(&api, Some(&throttle));
+    run_workload(&api, &client).await;
+    let shadow = rollout(&throttle);
+    assert!(
+        shadow.would_have.waited_max > Duration::from_secs(5),
+        "{shadow:?}"
+    );
+    throttle.rollout(HOST).set_enforced_percent(100.0)?;
+    let asked = Instant::now();
+    let response = client.get(URL).send().await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    // At most one interval of the policy's rate, plus the server's 20 ms.
+    assert!(
+        asked.elapsed() <= Duration::from_millis(120),
+        "{:?}",
+        asked.elapsed()
+    );
+    Ok(())
+}
