@@ -204,6 +204,12 @@ fn in_memory(c: &mut Criterion) {
             ClientBuilder::new(reqwest_client())
                 .with(throttle(Policy::new().unlimited_concurrency().no_breaker())),
         ),
+        // Shadow mode: sent at once, with the would-have decisions and the comparison recorded.
+        (
+            "throttle_shadow",
+            ClientBuilder::new(reqwest_client())
+                .with(throttle(Policy::new().unlimited_concurrency().shadow())),
+        ),
     ];
     let mut group = c.benchmark_group("in_memory");
     group.throughput(Throughput::Elements(1));

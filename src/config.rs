@@ -22,6 +22,10 @@
 //!     burst = 100
 //!     max_wait = "30s"
 //!
+//!     [hosts."api.example.com"]
+//!     rate = "20/s"
+//!     enforce_percent = 30   # the rest is shadowed: see reqwest_throttle::rollout
+//!
 //!     [hosts."*.example.com"]
 //!     rate = "2/s"
 //!     retry = { max_retries = 5, base = "100ms", cap = "10s", jitter = "equal" }
@@ -295,6 +299,10 @@ pub struct PolicyConfig {
     pub retry: Option<RetryConfig>,
     /// Circuit-breaker settings.
     pub breaker: Option<BreakerSettings>,
+    /// The share of requests enforced, in percent (default 100); `0` is shadow mode: every
+    /// request is sent at once and what the throttle would have done is recorded
+    /// ([`Policy::enforce_percent`], [`crate::rollout`]).
+    pub enforce_percent: Option<f64>,
 }
 
 impl PolicyConfig {
@@ -351,6 +359,9 @@ impl PolicyConfig {
                 Some(config) => policy.breaker(config),
                 None => policy.no_breaker(),
             };
+        }
+        if let Some(percent) = self.enforce_percent {
+            policy = policy.enforce_percent(percent);
         }
         policy.validate()?;
         Ok(policy)
@@ -513,6 +524,36 @@ mod tests {
         .unwrap();
         let err = zero.into_builder().build().unwrap_err().to_string();
         assert!(err.contains("concurrency"), "{err}");
+    }
+
+    #[test]
+    fn a_rollout_share_is_read_and_checked() {
+        let config: ThrottleConfig = toml::from_str(
+            r#"
+            [hosts."api.example.com"]
+            rate = "10/s"
+            enforce_percent = 30
+
+            [hosts."new.example.com"]
+            enforce_percent = 0
+            "#,
+        )
+        .unwrap();
+        let partial = config.hosts["api.example.com"].clone().into_policy();
+        assert_eq!(partial.unwrap().configured_enforce_percent(), 30.0);
+        let throttle = config.into_builder().build().unwrap();
+        assert_eq!(throttle.rollout("new.example.com").enforced_percent(), 0.0);
+        assert_eq!(throttle.rollout("elsewhere.test").enforced_percent(), 100.0);
+        let bad: ThrottleConfig = toml::from_str(
+            r#"[hosts."a.com"]
+               enforce_percent = 150"#,
+        )
+        .unwrap();
+        let err = bad.into_builder().build().unwrap_err().to_string();
+        assert!(
+            err.contains("enforce_percent") && err.contains("a.com"),
+            "{err}"
+        );
     }
 
     /// Issue 12: `tokens = "10/min"` without a cost model let 20 of 20 requests out at once.

@@ -30,6 +30,11 @@
 //! `llm` feature's `Policy::openai()` and `Policy::anthropic()` bring one, or write your own
 //! [`cost::CostModel`] (its `#[async_trait]` is re-exported here: [`macro@async_trait`]).
 //!
+//! To put a throttle in front of traffic that already works, start in shadow mode
+//! ([`Policy::shadow`]): requests leave as before and [`Throttle::stats`] shows what the throttle
+//! would have done; then enforce a share of them by tenant, changed at runtime
+//! ([`Throttle::rollout`]). See [`rollout`].
+//!
 //! Configuration errors ([`PolicyError`]) come from [`ThrottleBuilder::build`], once; the
 //! runtime [`Error`] is only what handling a request can meet.
 #![deny(missing_docs)]
@@ -52,6 +57,7 @@ pub mod limiter;
 pub mod llm;
 mod policy;
 pub mod retry;
+pub mod rollout;
 pub mod signals;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -81,7 +87,9 @@ pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};
-pub use throttle::{BreakerControl, MaxWait, RequestCost, Throttle, ThrottleBuilder};
+pub use throttle::{
+    BreakerControl, MaxWait, RequestCost, RolloutControl, Throttle, ThrottleBuilder,
+};
 
 /// The README's Rust examples, compiled (and run where they do not need the network) as
 /// doctests, so that what it shows keeps working.

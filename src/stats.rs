@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::breaker::BreakerSnapshot;
 use crate::key::LaneKey;
+use crate::rollout::RolloutStats;
 
 /// A snapshot of one lane's counters.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,6 +56,10 @@ pub struct LaneStats {
     pub clamped_reports: u64,
     /// The circuit breaker's state and counters, when the lane has one.
     pub breaker: Option<BreakerSnapshot>,
+    /// Enforced vs shadowed requests and what the throttle would have done to the shadowed
+    /// ones, when the lane takes part in a rollout (its policy enforces less than 100 %, or a
+    /// request was shadowed): see [`crate::rollout`].
+    pub rollout: Option<RolloutStats>,
 }
 
 /// What the shared store (feature `redis`) has done, over every lane.
@@ -163,6 +168,7 @@ mod tests {
             circuit_rejected: 0,
             clamped_reports: 0,
             breaker: None,
+            rollout: None,
         }
     }
 

@@ -12,6 +12,11 @@
 //! | `reqwest_throttle_attempt_seconds` | histogram | `host` | time from an attempt leaving the lane to its response head |
 //! | `reqwest_throttle_in_flight` | gauge | `host` | requests in flight now ([`Throttle::record_metrics`]) |
 //! | `reqwest_throttle_queued` | gauge | `host` | requests waiting for their turn now ([`Throttle::record_metrics`]) |
+//! | `reqwest_throttle_shadowed_total` | counter | `host` | requests sent at once in shadow mode ([`rollout`](crate::rollout)) |
+//! | `reqwest_throttle_shadow_would_wait_seconds` | histogram | `host` | what a shadowed request would have waited for its turn (rate, cooldown) |
+//! | `reqwest_throttle_shadow_would_refuse_total` | counter | `host`, `reason` | shadowed requests the throttle would have refused (`would_wait`, `cooling_down`, `cost_too_large`, `circuit_open`) |
+//! | `reqwest_throttle_shadow_would_queue_total` | counter | `host` | shadowed requests that found no free concurrency slot |
+//! | `reqwest_throttle_shadow_would_retry_total` | counter | `host` | shadowed attempts the throttle would have retried |
 //! | `reqwest_throttle_cooldowns_total` | counter | `host` | pauses set by server signals, over the lanes kept ([`Throttle::record_metrics`]) |
 //! | `reqwest_throttle_clamped_reports_total` | counter | `host` | reported usages above what the limit admits at once ([`Throttle::record_metrics`]) |
 //!
@@ -26,6 +31,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::key::LaneKey;
+use crate::lane::Foresight;
 
 /// How many distinct `host` labels are used before further hosts are labelled `other`.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
@@ -141,6 +147,42 @@ impl RequestMetrics {
                     .record(now.saturating_duration_since(departed).as_secs_f64());
             }
         }
+    }
+}
+
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+impl RequestMetrics {
+    /// A shadowed request was sent at once; `foresight` is what enforcing would have done.
+    pub(crate) fn foreseen(&self, foresight: &Foresight) {
+        #[cfg(feature = "metrics")]
+        {
+            let host = &self.host;
+            ::metrics::counter!("reqwest_throttle_shadowed_total", "host" => host.clone())
+                .increment(1);
+            if let Some(wait) = foresight.wait {
+                ::metrics::histogram!("reqwest_throttle_shadow_would_wait_seconds", "host" => host.clone())
+                    .record(wait.as_secs_f64());
+            }
+            if let Some(reason) = foresight.refused {
+                ::metrics::counter!(
+                    "reqwest_throttle_shadow_would_refuse_total",
+                    "host" => host.clone(),
+                    "reason" => reason.as_str()
+                )
+                .increment(1);
+            }
+            if foresight.queued_for_slot {
+                ::metrics::counter!("reqwest_throttle_shadow_would_queue_total", "host" => host.clone())
+                    .increment(1);
+            }
+        }
+    }
+
+    /// The throttle would have retried a shadowed attempt.
+    pub(crate) fn would_retry(&self) {
+        #[cfg(feature = "metrics")]
+        ::metrics::counter!("reqwest_throttle_shadow_would_retry_total", "host" => self.host.clone())
+            .increment(1);
     }
 }
 

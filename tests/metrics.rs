@@ -1,12 +1,13 @@
 //! The throttle's metrics reach a real Prometheus exporter (metrics-exporter-prometheus on
-//! 127.0.0.1), and a scrape finds the figures: attempts, 429s, refusals, waits, gauges, with a
-//! bounded `host` label and never the API key.
+//! 127.0.0.1), and a scrape finds the figures: attempts, 429s, refusals, waits, gauges, shadow
+//! mode's, with a bounded `host` label and never the API key.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use reqwest_throttle::retry::RetryPolicy;
+use reqwest_throttle::rollout::Enforcement;
 use reqwest_throttle::sim::SimulatedApi;
 use reqwest_throttle::{Policy, Throttle};
 
@@ -76,6 +77,17 @@ async fn a_prometheus_scrape_finds_the_throttles_figures() {
             None
         ]
     );
+    // Two requests to another host in shadow mode: sent at once, both refused by the server
+    // (its limit is spent), and neither pauses the lane (a shadowed refusal sets no cooldown).
+    for _ in 0..2 {
+        let response = client
+            .get("http://shadow.test/v1/items")
+            .with_extension(Enforcement::Shadow)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 429);
+    }
     throttle.record_metrics();
 
     let scrape = reqwest::get(format!("http://{address}/metrics"))
@@ -111,6 +123,22 @@ async fn a_prometheus_scrape_finds_the_throttles_figures() {
     assert_eq!(
         figure(r#"reqwest_throttle_cooldowns_total{host="api.test"}"#),
         1.0
+    );
+    assert_eq!(
+        figure(r#"reqwest_throttle_shadowed_total{host="shadow.test"}"#),
+        2.0
+    );
+    assert_eq!(
+        figure(r#"reqwest_throttle_shadow_would_wait_seconds_count{host="shadow.test"}"#),
+        2.0
+    );
+    assert_eq!(
+        figure(r#"reqwest_throttle_rate_limited_total{host="shadow.test"}"#),
+        2.0
+    );
+    assert_eq!(
+        figure(r#"reqwest_throttle_cooldowns_total{host="shadow.test"}"#),
+        0.0
     );
     let refused: f64 = scrape
         .lines()

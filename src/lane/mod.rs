@@ -36,7 +36,11 @@ use crate::retry::{AttemptFacts, Delays, Idempotency, RetryBudget, RetryDecision
 use crate::stats::LaneStats;
 use crate::time::{duration_to_nanos, Epoch};
 
+mod shadow;
 mod ticket;
+
+pub(crate) use shadow::Foresight;
+pub(crate) use ticket::Ticket;
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]
@@ -105,6 +109,8 @@ pub(crate) struct Lane {
     retry_budget: RetryBudget,
     breaker: Option<Breaker>,
     created: Epoch,
+    /// The rollout's counters and shadow budget, made when the lane first takes part in one.
+    rollout: std::sync::OnceLock<Box<shadow::LaneRollout>>,
     /// Where the lane books its rate when a store shares it with other processes; `budget`
     /// then keeps the limits (configured and learned), the cooldown gate and the spacing as
     /// sent, and books only while the store is down.
@@ -183,6 +189,7 @@ impl Lane {
             retry_budget,
             breaker,
             created: Epoch::now(),
+            rollout: std::sync::OnceLock::new(),
             #[cfg(feature = "redis")]
             shared: None,
         }
@@ -348,6 +355,24 @@ impl Lane {
         cloneable: bool,
         now: Instant,
     ) -> RetryDecision {
+        let decision = self.retry_decision(assessment, state, cloneable, &self.retry_budget, now);
+        if let RetryDecision::Wait(delay) = decision {
+            state.retries_done += 1;
+            self.counters.retries.fetch_add(1, Relaxed);
+            tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "retrying");
+        }
+        decision
+    }
+
+    /// What the policy decides from the one assessment, spending retries from `retry_budget`.
+    fn retry_decision(
+        &self,
+        assessment: &Assessment,
+        state: &mut RetryState,
+        cloneable: bool,
+        retry_budget: &RetryBudget,
+        now: Instant,
+    ) -> RetryDecision {
         let facts = AttemptFacts {
             verdict: assessment.verdict,
             idempotency: state.idempotency,
@@ -357,16 +382,9 @@ impl Lane {
             deadline: state.deadline,
             paced: assessment.rate_limited && self.pace().is_pacing(),
         };
-        let decision = self
-            .policy
+        self.policy
             .retry
-            .decide(&facts, &mut state.delays, &self.retry_budget, now);
-        if let RetryDecision::Wait(delay) = decision {
-            state.retries_done += 1;
-            self.counters.retries.fetch_add(1, Relaxed);
-            tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "retrying");
-        }
-        decision
+            .decide(&facts, &mut state.delays, retry_budget, now)
     }
 
     /// Hands the caller the final outcome, counting and logging why it is final.
@@ -452,6 +470,7 @@ impl Lane {
             circuit_rejected: c.circuit_rejected.load(Relaxed),
             clamped_reports: self.budget.clamped_reports(),
             breaker: self.breaker.as_ref().map(|breaker| breaker.snapshot(now)),
+            rollout: self.rollout_stats(),
             rate: self.budget.limit(Dimension::Requests).map(|limit| {
                 if limit.interval.is_zero() {
                     f64::INFINITY

@@ -15,7 +15,7 @@ use crate::assess::{Assessment, Attempted};
 use crate::breaker::Admission;
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
-use crate::limiter::pace::{InFlight, Observation};
+use crate::limiter::pace::{Answer, InFlight, Observation};
 use crate::limiter::Budget;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::retry::Attempt;
@@ -54,6 +54,8 @@ pub(crate) struct Ticket {
     departure: u64,
     departed: Instant,
     permits: Option<Permits>,
+    /// Sent at once in shadow mode (see [`crate::rollout`]).
+    shadowed: bool,
 }
 
 impl Lane {
@@ -131,27 +133,45 @@ impl Lane {
                 self.counters.record_wait(waited);
                 tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
             }
-            let departure = self.counters.sent.fetch_add(1, Relaxed);
-            self.counters.in_flight.fetch_add(1, Relaxed);
-            for (dimension, units) in cost.iter() {
-                self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
-            }
-            return Ok(Ticket {
-                lane: Arc::clone(self),
-                cost: *cost,
-                settlement: Some(settlement),
-                admission,
-                departure,
-                departed: if waited.is_zero() {
-                    started
-                } else {
-                    Instant::now()
-                },
-                permits: Some(Permits {
-                    _lane: lane_permit,
-                    _global: global_permit,
-                }),
-            });
+            let departed = if waited.is_zero() {
+                started
+            } else {
+                Instant::now()
+            };
+            let permits = (lane_permit, global_permit);
+            let ticket = self.depart(cost, Some(settlement), admission, permits, departed);
+            return Ok(ticket);
+        }
+    }
+
+    /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
+    /// its ticket is finished or dropped.
+    #[inline]
+    pub(super) fn depart(
+        self: &Arc<Self>,
+        cost: &Cost,
+        settlement: Option<Settlement>,
+        admission: Option<Admission>,
+        (lane_permit, global_permit): (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>),
+        departed: Instant,
+    ) -> Ticket {
+        let departure = self.counters.sent.fetch_add(1, Relaxed);
+        self.counters.in_flight.fetch_add(1, Relaxed);
+        for (dimension, units) in cost.iter() {
+            self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
+        }
+        Ticket {
+            lane: Arc::clone(self),
+            cost: *cost,
+            settlement,
+            admission,
+            departure,
+            departed,
+            permits: Some(Permits {
+                _lane: lane_permit,
+                _global: global_permit,
+            }),
+            shadowed: false,
         }
     }
 
@@ -367,6 +387,12 @@ impl Lane {
 }
 
 impl Ticket {
+    /// This ticket's request is shadowed: sent at once, its refusals teach no pace.
+    pub(super) fn shadowed(mut self) -> Ticket {
+        self.shadowed = true;
+        self
+    }
+
     /// How long the attempt this ticket admits may take, by the lane's policy.
     pub fn attempt_timeout(&self) -> Option<Duration> {
         self.lane.policy.attempt_timeout
@@ -421,11 +447,18 @@ impl Ticket {
                 requests: 1 + others.min(sent_after),
                 units: std::array::from_fn(|i| lane.in_flight_units[i].load(Relaxed)),
             };
+            // A shadowed request was refused for a pace it was never held to: the refusal
+            // says nothing of the lane's pace, only the server's announcements are learned.
+            let (answer, pause) = if self.shadowed && assessment.rate_limited {
+                (Answer::Other, None)
+            } else {
+                (assessment.answer, assessment.pause)
+            };
             let observation = Observation {
                 now,
                 departed: self.departed,
-                answer: assessment.answer,
-                pause: assessment.pause,
+                answer,
+                pause,
                 limits: signals.rate_limits.as_ref(),
                 answered: std::array::from_fn(|i| self.cost.get(Dimension::ALL[i])),
                 in_flight,

@@ -427,8 +427,7 @@ impl Budget {
 
     /// The limit of every dimension and whether it is strict, read at once (indexed as
     /// [`Dimension::ALL`]): what a lane whose budget is shared through a store books under
-    /// there, while this budget keeps learning them.
-    #[cfg(feature = "redis")]
+    /// there, while this budget keeps learning them; what a lane's shadow budget follows.
     pub(crate) fn shapes(&self) -> [Option<(Limit, bool)>; DIMENSIONS] {
         let state = self.lock();
         std::array::from_fn(|i| {

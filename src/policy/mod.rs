@@ -15,6 +15,7 @@ use crate::cost::CostModel;
 use crate::error::for_people;
 use crate::limiter::Dimension;
 use crate::retry::{RetryBudgetConfig, RetryPolicy};
+use crate::rollout::EnforcedShare;
 
 mod host_pattern;
 mod host_rules;
@@ -135,6 +136,12 @@ pub enum PolicyError {
         /// The token dimension that is limited.
         dimension: Dimension,
     },
+    /// `enforce_percent`: not a percentage from 0 to 100.
+    #[error("enforce_percent: must be a number from 0 (shadow mode: nothing enforced) to 100 (everything enforced), got {percent}")]
+    EnforcePercent {
+        /// The value given.
+        percent: f64,
+    },
     /// A rate written as text that does not parse.
     #[error("rate {text:?}: expected COUNT/PERIOD such as \"10/s\", \"600/min\", \"5000/h\" or \"100/10s\"")]
     BadRateText {
@@ -197,6 +204,8 @@ pub struct Policy {
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) retry: RetryPolicy,
     pub(crate) breaker: Option<BreakerConfig>,
+    /// The share of requests enforced; the others are shadowed (see [`crate::rollout`]).
+    pub(crate) enforced: EnforcedShare,
 }
 
 impl Default for Policy {
@@ -219,6 +228,7 @@ impl Default for Policy {
             attempt_timeout: None,
             retry: RetryPolicy::default(),
             breaker: Some(BreakerConfig::default()),
+            enforced: EnforcedShare::default(),
         }
     }
 }
@@ -372,6 +382,44 @@ impl Policy {
         self
     }
 
+    /// Shadow mode: every request is sent at once, exactly as without the throttle, and what the
+    /// throttle would have done (waits, refusals, retries) is recorded in
+    /// [`LaneStats::rollout`](crate::LaneStats::rollout), `tracing` events and metrics. The same
+    /// as [`enforce_percent(0.0)`](Self::enforce_percent); see [`crate::rollout`].
+    ///
+    /// ```
+    /// use reqwest_throttle::{Policy, Rate};
+    ///
+    /// let policy = Policy::new().rate(Rate::per_second(10)).shadow();
+    /// assert_eq!(policy.configured_enforce_percent(), 0.0);
+    /// ```
+    #[must_use]
+    pub fn shadow(self) -> Policy {
+        self.enforce_percent(0.0)
+    }
+
+    /// Enforces the policy for `percent` of the requests (from 0 to 100, default 100) and
+    /// shadows the others, chosen by key so that one tenant is always on the same side (see
+    /// [`crate::rollout`]). Change it at runtime with
+    /// [`Throttle::rollout`](crate::Throttle::rollout).
+    ///
+    /// ```
+    /// use reqwest_throttle::Policy;
+    ///
+    /// assert_eq!(Policy::new().enforce_percent(30.0).configured_enforce_percent(), 30.0);
+    /// assert!(Policy::new().enforce_percent(120.0).validate().is_err());
+    /// ```
+    #[must_use]
+    pub fn enforce_percent(mut self, percent: f64) -> Policy {
+        self.enforced = EnforcedShare::percent(percent);
+        self
+    }
+
+    /// The share of requests enforced now, in percent.
+    pub fn configured_enforce_percent(&self) -> f64 {
+        f64::from(self.enforced.basis_points()) / 100.0
+    }
+
     /// Decides what each attempt's outcome means (retry, breaker, pause) with `classifier`
     /// instead of [`DefaultClassifier`](crate::assess::DefaultClassifier).
     ///
@@ -438,6 +486,9 @@ impl Policy {
             if let Some(dimension) = limited_tokens {
                 return Err(PolicyError::TokensWithoutCostModel { dimension });
             }
+        }
+        if let Some(percent) = self.enforced.invalid() {
+            return Err(PolicyError::EnforcePercent { percent });
         }
         if self.concurrency == Some(0) {
             return Err(PolicyError::ZeroConcurrency);
