@@ -245,8 +245,80 @@ impl Actions {
     }
 }
 
+/// Slow start after a first refusal with Retry-After, as a ramp: the rate doubles every
+/// quarter of the cycle, growing with each accepted request (at most twofold per request, as
+/// TCP's slow start per round trip) rather than once per cycle. Doubling once per one-second
+/// cycle took six cycles from 1/s to nginx's 50/s, and the refusal that ended it left the
+/// lane at half the rate; growing per request, a refusal comes within one small step of the
+/// rate (6 % at 50/s), and the lane resumes at the step before, which the server accepted.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Ramp {
+    /// Requests per second now.
+    rate: f64,
+    /// The rate before the last step: what the server accepted.
+    before: f64,
+    /// The rate at which the last accepted request really left after the one before it
+    /// (slower than the pace by the round trip between an answer and the next booking).
+    sent: f64,
+    /// When the request of the last step left.
+    last_departure: Option<Instant>,
+}
+
+/// The share of the rate accepted during a ramp that it resumes at once refused.
+const RAMP_RESUME_MARGIN: f64 = 0.98;
+/// Quarters of the cycle in which a ramp doubles its rate.
+const RAMP_DOUBLINGS_PER_CYCLE: u32 = 4;
+/// A ramp refused within this factor of the rate it last had accepted holds that rate (the
+/// server's is known closely); refused after a larger step, it probes upwards from there.
+const RAMP_CLOSE: f64 = 1.1;
+
+impl Ramp {
+    fn at(rate: f64) -> Ramp {
+        Ramp {
+            rate: rate.max(MIN_RATE),
+            before: rate.max(MIN_RATE),
+            sent: rate.max(MIN_RATE),
+            last_departure: None,
+        }
+    }
+
+    /// One more accepted request, which left at `departed`: the rate grows so that it doubles
+    /// every `doubling`, at most twofold, and never beyond twice the rate at which the last two
+    /// requests left (a lane whose callers send slowly learns nothing about the server's rate).
+    fn step(self, departed: Instant, doubling: Duration) -> Ramp {
+        let per_doubling = (1.0 / self.rate) / doubling.as_secs_f64().max(1e-3);
+        let grown = self.rate * 2f64.powf(per_doubling.min(1.0));
+        if self.last_departure.is_some_and(|last| departed <= last) {
+            // An answer to an earlier request, overtaken: no step of its own.
+            return self;
+        }
+        let sent = self
+            .last_departure
+            .map(|last| departed.saturating_duration_since(last).as_secs_f64())
+            .filter(|gap| *gap > 0.0)
+            .map_or(self.rate, |gap| 1.0 / gap);
+        Ramp {
+            rate: grown.min((2.0 * sent).max(self.rate)),
+            before: self.rate,
+            sent,
+            last_departure: Some(departed),
+        }
+    }
+
+    /// The rate to resume at once refused: the step before, or the rate the last accepted
+    /// request really left at, whichever is slower, less a margin for the jitter of that
+    /// measure (a refusal costs a whole pause; the margin, 2 % of the rate).
+    fn accepted(self) -> f64 {
+        (self.before.min(self.sent) * RAMP_RESUME_MARGIN).max(MIN_RATE)
+    }
+
+    fn interval(self, cap: Duration) -> Duration {
+        interval_of(self.rate, cap)
+    }
+}
+
 /// The quota of the server's window, as its headers or its refusals told it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 struct LearnedWindow {
     limit: Option<u64>,
     length: Option<Duration>,
@@ -254,10 +326,11 @@ struct LearnedWindow {
     from_refusals: bool,
     /// Windows to hold a guessed quota before probing upwards again; 0 while probing.
     hold: u32,
-    /// Doubling the guessed quota each window until a refusal (TCP's slow start): the first
-    /// guess, what the server accepted before it first refused, is a burst's worth, far below
-    /// its rate.
-    slow_start: bool,
+    /// Growing the guessed rate until a refusal (TCP's slow start): the first guess, what the
+    /// server accepted before it first refused, is a burst's worth, far below its rate.
+    ramp: Option<Ramp>,
+    /// Resumed after a ramp's refusal and not refused since.
+    after_ramp: bool,
 }
 
 /// The active period over which accepted requests are counted, to learn from a refusal.
@@ -565,7 +638,10 @@ impl PaceLearner {
             (None, Answer::RateLimited) => {
                 self.back_off(observation.departed, now, &mut actions);
             }
-            (None, Answer::Accepted) => self.grow(now, &mut actions),
+            (None, Answer::Accepted) => {
+                self.grow(now, &mut actions);
+                self.ramp_up(observation.departed, now, &mut actions);
+            }
             _ => {}
         }
         actions
@@ -765,11 +841,15 @@ impl PaceLearner {
     /// window W: L/W), probing a quota guessed from refusals upwards; or, with no quota known,
     /// return to the configured rate.
     fn renew_window(&mut self, now: Instant, actions: &mut Actions) {
+        if let (Some(ramp), Some(length)) = (self.window.ramp, self.window.length) {
+            // Ramping: the rate grows with accepted requests, not with windows.
+            let interval = ramp.interval(self.config.max_wait);
+            self.set_pace(Limit { interval, burst: 1 }, now, length, actions);
+            return;
+        }
         let window = &mut self.window;
         if window.from_refusals {
-            if window.slow_start {
-                window.limit = window.limit.map(|limit| limit.saturating_mul(2));
-            } else if window.hold == 0 {
+            if window.hold == 0 {
                 window.limit = window.limit.map(|limit| limit + (limit / 20).max(1));
             } else {
                 window.hold -= 1;
@@ -858,7 +938,8 @@ impl PaceLearner {
                 length: Some(length.unwrap_or(longest)),
                 from_refusals: false,
                 hold: 0,
-                slow_start: false,
+                ramp: None,
+                after_ramp: false,
             };
         }
     }
@@ -931,42 +1012,106 @@ impl PaceLearner {
             last_departure: measure.last_departure,
             ..Measure::default()
         };
-        let (quota, cycle, hold, slow_start) = match (
-            self.window.from_refusals,
-            self.window.limit,
-            self.window.length,
-        ) {
-            // Doubling and refused: the quota lies between the window that passed and this
-            // one. Resume at the one that passed, probing 5 % higher each window.
-            (true, Some(limit), Some(length)) if self.window.slow_start => {
-                ((limit / 2).max(1), length, 0, false)
+        let cycle = match self.window {
+            // Ramping and refused: the server's rate lies between the last step and the one
+            // before, which it accepted. Resume there; hold it when the step was small.
+            LearnedWindow {
+                from_refusals: true,
+                ramp: Some(ramp),
+                length: Some(length),
+                ..
+            } => {
+                let close = ramp.rate <= ramp.before * RAMP_CLOSE;
+                let accepted = ramp.accepted();
+                let quota = (accepted * length.as_secs_f64()).floor().max(1.0) as u64;
+                self.window = LearnedWindow {
+                    limit: Some(quota),
+                    length: Some(length),
+                    from_refusals: true,
+                    hold: if close { HOLD_WINDOWS } else { 0 },
+                    ramp: None,
+                    after_ramp: true,
+                };
+                let interval = interval_of(accepted, self.config.max_wait);
+                // Paced from the end of the pause on, and for a whole cycle after it.
+                self.set_pace(
+                    Limit { interval, burst: 1 },
+                    now,
+                    delay.saturating_add(length),
+                    actions,
+                );
+                return;
+            }
+            // Resumed after a ramp and refused within one cycle: the server counts a fixed
+            // window (its count, not the rate, was exceeded; a leaky bucket refuses a pace a
+            // little too fast only now and then). What it accepted since the pause is its
+            // quota per cycle, a low guess (the cycle measured to the end of a pause that a
+            // whole-second Retry-After rounds up): probe upwards from there.
+            LearnedWindow {
+                from_refusals: true,
+                after_ramp: true,
+                length: Some(length),
+                ..
+            } if measure.accepted > 0
+                && measure
+                    .since
+                    .is_some_and(|since| now.saturating_duration_since(since) <= length) =>
+            {
+                self.window = LearnedWindow {
+                    limit: Some(measure.accepted),
+                    length: Some(length),
+                    from_refusals: true,
+                    hold: 0,
+                    ramp: None,
+                    after_ramp: false,
+                };
+                length
             }
             // Paced from refusals and refused again: the quota probed was too high. Back off
             // 5 % and hold there a while.
-            (true, Some(limit), Some(length)) => {
-                ((limit * 95 / 100).max(1), length, HOLD_WINDOWS, false)
+            LearnedWindow {
+                from_refusals: true,
+                limit: Some(limit),
+                length: Some(length),
+                ..
+            } => {
+                let quota = limit * 95 / 100;
+                self.window = LearnedWindow {
+                    limit: Some(quota.max(1)),
+                    length: Some(length),
+                    from_refusals: true,
+                    hold: HOLD_WINDOWS,
+                    ramp: None,
+                    after_ramp: false,
+                };
+                length
             }
             // First refusal: what the server accepted over the active cycle (measured to the end
             // of the pause, which a whole-second Retry-After rounds up, so it errs low), then
-            // doubled each window until refused.
-            _ => match measure.since {
-                Some(since) if measure.accepted > 0 && resumes > since => {
-                    (measure.accepted, resumes.duration_since(since), 0, true)
-                }
-                // Nothing accepted yet (a first burst refused whole, its one success still on
-                // its way): one request per pause, doubled from there, so that the refused
-                // requests do not all come back at once when the pause ends.
-                _ if !delay.is_zero() => (1, delay, 0, true),
-                _ => return,
-            },
+            // ramped up until refused.
+            _ => {
+                let (quota, cycle) = match measure.since {
+                    Some(since) if measure.accepted > 0 && resumes > since => {
+                        (measure.accepted, resumes.duration_since(since))
+                    }
+                    // Nothing accepted yet (a first burst refused whole, its one success still
+                    // on its way): one request per pause, ramped from there, so that the
+                    // refused requests do not all come back at once when the pause ends.
+                    _ if !delay.is_zero() => (1, delay),
+                    _ => return,
+                };
+                self.window = LearnedWindow {
+                    limit: Some(quota),
+                    length: Some(cycle),
+                    from_refusals: true,
+                    hold: 0,
+                    ramp: Some(Ramp::at(quota as f64 / cycle.as_secs_f64().max(1e-9))),
+                    after_ramp: false,
+                };
+                cycle
+            }
         };
-        self.window = LearnedWindow {
-            limit: Some(quota),
-            length: Some(cycle),
-            from_refusals: true,
-            hold,
-            slow_start,
-        };
+        let quota = self.window.limit.unwrap_or(1).max(1);
         let interval = cycle / u32::try_from(quota).unwrap_or(u32::MAX);
         // Paced from the end of the pause on, and for a whole cycle after it.
         self.set_pace(
@@ -975,6 +1120,32 @@ impl PaceLearner {
             delay.saturating_add(cycle),
             actions,
         );
+    }
+
+    /// An accepted request while ramping after a first refusal: one step up (see [`Ramp`]).
+    fn ramp_up(&mut self, departed: Instant, now: Instant, actions: &mut Actions) {
+        let (Some(ramp), Some(length)) = (self.window.ramp, self.window.length) else {
+            return;
+        };
+        // Answers to requests sent before the pause ended were paced by something else.
+        if self.measure.after.is_some_and(|after| departed < after) {
+            return;
+        }
+        let stepped = ramp.step(departed, length / RAMP_DOUBLINGS_PER_CYCLE);
+        if stepped == ramp {
+            return;
+        }
+        self.window.ramp = Some(stepped);
+        let learned = Limit {
+            interval: stepped.interval(self.config.max_wait),
+            burst: 1,
+        };
+        let effective = self.config.never_faster(Dimension::Requests, learned);
+        // Waiters booked at the slower step book again: left at their slots, a queue of sixteen
+        // kept the lane sixteen steps behind its ramp, and the ramp reached twice the server's
+        // rate before the first refusal told it so.
+        self.set(Dimension::Requests, Some(effective), false, true, actions);
+        self.pace_until = Some(later(now, length));
     }
 
     /// Keeps each budget in step with what the server announces: for a bucket family
@@ -1448,19 +1619,18 @@ mod tests {
         assert_eq!(requests_limit(&actions), Some((much_faster, true)));
     }
 
-    /// Refusals with Retry-After and no headers (nginx with `add_header Retry-After`): the
-    /// first guess, what was accepted before the first refusal, is doubled each cycle until a
-    /// refusal says it is too much (TCP's slow start); the lane then resumes at the quota that
-    /// passed and probes 5 % higher per cycle. Before, it grew 5 % per cycle from the first
-    /// guess, a burst's worth: 30 % of nginx's 50 r/s over 500 requests.
+    /// Retry-After refusals with no headers: the first measures what the server accepted over
+    /// the cycle; accepted requests then ramp the rate up (doubling every quarter cycle, at
+    /// most twofold per request) until a refusal, after which the lane resumes at the step
+    /// before, which the server accepted, and holds it. Before, the quota doubled once per
+    /// cycle and a refusal halved it: 30 % of nginx's 50 r/s over 500 requests.
     #[test]
-    fn retry_after_refusals_double_the_quota_until_refused() {
+    fn retry_after_refusals_ramp_up_and_resume_at_the_step_before() {
         let mut learner = learner(Duration::from_secs(10));
         let start = Instant::now();
-        let at = |ms: u64| start + Duration::from_millis(ms);
-        let answer = |ms: u64, answer: Answer| Observation {
-            now: at(ms),
-            departed: at(ms),
+        let answer = |at: Instant, answer: Answer| Observation {
+            now: at,
+            departed: at,
             answer,
             pause: (answer == Answer::RateLimited).then_some(Pause {
                 dimension: None,
@@ -1473,44 +1643,98 @@ mod tests {
                 units: [1, 0, 0, 0],
             },
         };
-        for ms in [100, 200, 300, 400, 500] {
-            learner.observe(&answer(ms, Answer::Accepted));
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        for at in [100, 200, 300, 400, 500] {
+            learner.observe(&answer(ms(at), Answer::Accepted));
         }
-        learner.observe(&answer(600, Answer::RateLimited));
+        learner.observe(&answer(ms(600), Answer::RateLimited));
         // Five accepted over the cycle from 100 ms to the end of the pause at 1 600 ms.
         let cycle = Duration::from_millis(1_500);
-        let interval = |quota: u32| learner_interval(cycle, quota);
-        assert_eq!(
-            learner.limit(Dimension::Requests).unwrap().interval,
-            interval(5)
-        );
-        let mut now = learner.reset_at().unwrap();
-        for quota in [10, 20] {
-            // Busy: an accepted answer just before the cycle ends (an idle lane learns afresh).
-            let busy_ms = now.duration_since(start).as_millis() as u64 - 1;
-            learner.observe(&answer(busy_ms, Answer::Accepted));
-            learner.tick(now);
-            assert_eq!(
-                learner.limit(Dimension::Requests).unwrap().interval,
-                interval(quota)
-            );
-            now = learner.reset_at().unwrap();
+        assert_eq!(learner_rate_interval(&learner), learner_interval(cycle, 5));
+        // Requests leave at the pace from the end of the pause on, each accepted.
+        let mut at = ms(1_600);
+        let mut rates = vec![1.0 / learner_rate_interval(&learner).as_secs_f64()];
+        while *rates.last().unwrap() < 40.0 {
+            at += learner_rate_interval(&learner);
+            learner.observe(&answer(at, Answer::Accepted));
+            rates.push(1.0 / learner_rate_interval(&learner).as_secs_f64());
         }
-        // Refused at 20 per cycle: back to the 10 that passed, then 5 % higher per cycle.
-        let refused_ms = now.duration_since(start).as_millis() as u64 - 1;
-        learner.observe(&answer(refused_ms, Answer::RateLimited));
-        assert_eq!(
-            learner.limit(Dimension::Requests).unwrap().interval,
-            interval(10)
+        for step in rates.windows(2) {
+            assert!(
+                step[1] > step[0] && step[1] <= step[0] * 2.0 + 1e-9,
+                "{rates:?}"
+            );
+        }
+        // From 3.3/s to 40/s, doubling every 375 ms: about 1.3 s, not six cycles (9 s).
+        let ramp_time = at.duration_since(ms(1_600));
+        assert!(ramp_time < Duration::from_millis(1_600), "{ramp_time:?}");
+        let (refused_rate, accepted_rate) = (rates[rates.len() - 1], rates[rates.len() - 2]);
+        // Refused at the last step: the lane resumes at the one before (less a 2 % margin), the
+        // server's rate being within that small step.
+        at += learner_rate_interval(&learner);
+        learner.observe(&answer(at, Answer::RateLimited));
+        let resumed = 1.0 / learner_rate_interval(&learner).as_secs_f64();
+        let resumes_at = accepted_rate * RAMP_RESUME_MARGIN;
+        assert!(
+            (resumed - resumes_at).abs() < 1e-6,
+            "{resumed} {accepted_rate}"
         );
+        assert!(refused_rate <= accepted_rate * RAMP_CLOSE);
+        // It holds there (never faster than what was accepted) cycle after cycle.
+        for _ in 0..3 {
+            let end = learner.reset_at().unwrap();
+            learner.observe(&answer(end - Duration::from_millis(1), Answer::Accepted));
+            learner.tick(end);
+            let rate = 1.0 / learner_rate_interval(&learner).as_secs_f64();
+            assert!(rate <= resumes_at && rate >= resumes_at * 0.97, "{rate}");
+        }
+    }
+
+    /// A ramp refused after a large step (a slow server: twofold at 1/s) resumes at the step
+    /// before and probes upwards from there, 5 % a cycle.
+    #[test]
+    fn a_ramp_refused_after_a_large_step_probes_upwards() {
+        let mut learner = learner(Duration::from_secs(10));
+        let start = Instant::now();
+        let observation = |at: Instant, answer: Answer| Observation {
+            now: at,
+            departed: at,
+            answer,
+            pause: (answer == Answer::RateLimited).then_some(Pause {
+                dimension: None,
+                delay: Duration::from_secs(1),
+            }),
+            limits: None,
+            answered: [1, 0, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 0, 0, 0],
+            },
+        };
+        learner.observe(&observation(start, Answer::RateLimited));
+        // Nothing accepted: one request per one-second pause.
+        assert_eq!(learner_rate_interval(&learner), Duration::from_secs(1));
+        let mut at = start + Duration::from_secs(1);
+        learner.observe(&observation(at, Answer::Accepted));
+        // Twofold at most: 2/s.
+        assert_eq!(learner_rate_interval(&learner), Duration::from_millis(500));
+        at += Duration::from_millis(500);
+        learner.observe(&observation(at, Answer::RateLimited));
+        // Back to the 1/s accepted (less the 2 % margin).
+        let resumed = 1.0 / learner_rate_interval(&learner).as_secs_f64();
+        assert!((resumed - RAMP_RESUME_MARGIN).abs() < 1e-6, "{resumed}");
         let end = learner.reset_at().unwrap();
-        let busy_ms = end.duration_since(start).as_millis() as u64 - 1;
-        learner.observe(&answer(busy_ms, Answer::Accepted));
+        learner.observe(&observation(
+            end - Duration::from_millis(1),
+            Answer::Accepted,
+        ));
         learner.tick(end);
-        assert_eq!(
-            learner.limit(Dimension::Requests).unwrap().interval,
-            interval(11)
-        );
+        // One more per one-second cycle (5 %, at least one).
+        assert_eq!(learner_rate_interval(&learner), Duration::from_millis(500));
+    }
+
+    fn learner_rate_interval(learner: &PaceLearner) -> Duration {
+        learner.limit(Dimension::Requests).unwrap().interval
     }
 
     fn learner_interval(cycle: Duration, quota: u32) -> Duration {
