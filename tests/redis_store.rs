@@ -446,6 +446,30 @@ async fn a_paused_redis_takes_the_timeout_path_instead_of_hanging() {
     wait_until_shared(&throttle, &client).await;
 }
 
+/// Reads `field` of the hash `key` every 10 ms until `done` holds of it (at most a second,
+/// for what a worker writes in the background); its last value.
+async fn poll_field<T: redis::FromRedisValue>(
+    server: &RedisServer,
+    key: &str,
+    field: &str,
+    done: impl Fn(&Option<T>) -> bool,
+) -> Option<T> {
+    let mut redis = server.connection();
+    let mut value = None;
+    for _ in 0..100 {
+        value = redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query::<Option<T>>(&mut redis)
+            .expect("HGET answers");
+        if done(&value) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    value
+}
+
 /// Sends requests until the store answers again (at most [`NO_HANG`] twice): its stats then.
 async fn wait_until_shared(
     throttle: &Throttle,
@@ -482,20 +506,8 @@ async fn a_pause_one_worker_is_told_holds_back_every_worker() {
     );
     assert_eq!(send_all(&[&told], 1).await, vec![Ok(429)]);
     // The pause reaches Redis in the background: wait (boundedly) until it is there.
-    let mut redis = server.connection();
-    let lane = "{pause:http://api.test:80}";
-    let mut pause = None;
-    for _ in 0..100 {
-        pause = redis::cmd("HGET")
-            .arg(lane)
-            .arg("c")
-            .query::<Option<String>>(&mut redis)
-            .unwrap();
-        if pause.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let pause: Option<String> =
+        poll_field(&server, "{pause:http://api.test:80}", "c", Option::is_some).await;
     assert!(pause.is_some(), "the pause never reached Redis");
     // Another worker, whose server would accept, waits for the pause: with less time to wait
     // than it lasts, its request is refused before it is sent.
@@ -565,21 +577,11 @@ async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
     let gave_up = tokio::time::timeout(Duration::from_millis(100), first.get(URL).send()).await;
     assert!(gave_up.is_err(), "the second request left within a second");
     // The refund reaches Redis in the background: booking 1, booking 2, its cancellation.
-    let mut redis = server.connection();
-    let mut bookings = 0;
-    for _ in 0..100 {
-        bookings = redis::cmd("HGET")
-            .arg("{drop:http://api.test:80}")
-            .arg("s0")
-            .query::<Option<u64>>(&mut redis)
-            .unwrap()
-            .unwrap_or(0);
-        if bookings == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(bookings, 3, "the dropped booking was not given back");
+    let bookings = poll_field(&server, "{drop:http://api.test:80}", "s0", |b| {
+        *b == Some(3)
+    })
+    .await;
+    assert_eq!(bookings, Some(3), "the dropped booking was not given back");
     // The other worker gets the slot the dropped request held (under a second away), not the
     // one after it (two seconds away): within 1.5 s it is booked, and sent.
     let response = second
@@ -589,4 +591,44 @@ async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
         .await;
     assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
     assert_eq!(api.stats().received, 2);
+}
+
+#[tokio::test]
+async fn the_fallback_starts_where_the_fleets_schedule_ends_with_its_burst_spent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    // 10/s, burst 1: five requests at once are booked 100 ms apart in Redis. While it is down,
+    // this worker of two falls back to 5/s, burst 1 (200 ms apart).
+    let store = store(&server, "switch").expected_workers(2);
+    let (throttle, client) = client(Rate::per_second(10).burst(1), Some(store), &api);
+    let shared: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(client.get(URL).send()))
+        .collect();
+    let booked = poll_field(&server, "{switch:http://api.test:80}", "s0", |b| {
+        *b == Some(5)
+    })
+    .await;
+    assert_eq!(booked, Some(5u64));
+    // Killed with four of the five still waiting for their slots: they leave on them.
+    server.kill();
+    let outcomes = send_all(&[&client], 2).await;
+    assert_eq!(outcomes, vec![Ok(200); 2]);
+    for request in shared {
+        let response = request.await.expect("no panic").expect("sent");
+        assert_eq!(response.status(), 200);
+    }
+    assert!(throttle.stats().store.unwrap().fallbacks >= 2);
+    let mut arrivals: Vec<_> = api.requests().iter().map(|request| request.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 7);
+    // The fallback's first request leaves one fallback interval (200 ms) after the shared
+    // schedule's last slot, not with it (the burst it would have had is what the shared
+    // schedule already used); 150 ms leaves room for timers.
+    let gap = arrivals[5] - arrivals[4];
+    assert!(
+        gap >= Duration::from_millis(150),
+        "the fallback sent {gap:?} after the shared schedule's last request"
+    );
 }

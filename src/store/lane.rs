@@ -11,7 +11,7 @@ use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::{Budget, Cost, Dimension, Limit};
-use crate::time::{later, Epoch};
+use crate::time::{duration_to_nanos, later};
 
 /// Where a lane keeps its budget when a store applies to it.
 #[derive(Debug)]
@@ -24,10 +24,10 @@ pub(crate) struct SharedBudget {
     outage: AtomicU64,
     /// The outage whose fallback bookings were last carried over to the store.
     carried: AtomicU64,
-    /// The latest slot the store gave this lane, in nanoseconds since `epoch`: the requests
-    /// booked up to it still leave after the store is gone, so the fallback starts after them.
-    last_slot: AtomicU64,
-    epoch: Epoch,
+    /// Per dimension, how far ahead (in nanoseconds) the store's latest answer to this lane
+    /// said the fleet's schedule was booked: the requests booked there still leave after the
+    /// store is gone, so the fallback starts after them.
+    fleet_ahead: [AtomicU64; Dimension::ALL.len()],
 }
 
 /// The store's answer to one booking.
@@ -52,8 +52,7 @@ impl SharedBudget {
             fallback: Budget::new(),
             outage: AtomicU64::new(0),
             carried: AtomicU64::new(0),
-            last_slot: AtomicU64::new(0),
-            epoch: Epoch::now(),
+            fleet_ahead: Default::default(),
         }
     }
 
@@ -76,10 +75,17 @@ impl SharedBudget {
         // counted from now, the request never leaves early.
         let now = Instant::now();
         Ok(match booked {
-            Booked::Granted { wait, grants } => {
+            Booked::Granted {
+                wait,
+                grants,
+                ahead,
+            } => {
                 let ready_at = later(now, wait);
-                self.last_slot
-                    .fetch_max(self.epoch.nanos(ready_at), Relaxed);
+                for (kept, ahead) in self.fleet_ahead.iter().zip(ahead) {
+                    if let Some(ahead) = ahead {
+                        kept.store(duration_to_nanos(ahead), Relaxed);
+                    }
+                }
                 SharedOutcome::Granted(SharedBooking {
                     store: Arc::clone(&self.store),
                     key: Arc::clone(&self.key),
@@ -107,18 +113,22 @@ impl SharedBudget {
         } else {
             share.clamp(f64::MIN_POSITIVE, 1.0)
         };
-        // Each outage starts the fallback with its burst spent, after the last slot the store
-        // gave this lane: the shared schedule this worker leaves may have just used the
-        // server's burst, its requests booked there still leave, and eight workers bursting at
-        // once on top of them is what the server refuses.
+        // Each outage starts the fallback booked as far ahead as the store last said the
+        // fleet's schedule was, with its burst spent there: the requests granted in the shared
+        // budget still leave (they are not spent twice), and they used the server's burst (the
+        // workers bursting together at its end is what the server refuses). The schedule went
+        // on growing after that answer while the fleet was busy, about as fast as time passes:
+        // counted from now rather than from the answer, the guess errs late, never early.
         let outage = self.store.outages();
         let new_outage = self.outage.swap(outage, Relaxed) != outage;
         for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
             let wanted = shape.map(|shape| share_of(shape.limit, share));
             if new_outage {
                 self.fallback.reprice(dimension, wanted);
-                let last_slot = self.epoch.instant(self.last_slot.load(Relaxed));
-                self.fallback.cool_down(None, last_slot);
+                let ahead = self.fleet_ahead[dimension.index()].load(Relaxed);
+                if let Some(units) = wanted.and_then(|limit| units_in(ahead, limit)) {
+                    self.fallback.debit(dimension, units);
+                }
             } else if self.fallback.limit(dimension) != wanted {
                 // Only a change is written: setting the same rate again costs a lock for nothing.
                 self.fallback.set_limit(dimension, wanted);
@@ -130,19 +140,28 @@ impl SharedBudget {
     }
 
     /// Back from an outage: makes the shared budget at least as full as this lane's fallback
-    /// budget was. The fallback ran at a share of the rate, so the time it is booked ahead is
-    /// the fleet's fill seen from this worker (its units count `1 / share` times at the fleet's
-    /// rate). A Redis restarted without persistence forgot the fleet's schedule and would grant
-    /// a fresh burst on top of what the workers just sent alone; a fill, unlike a charge, is the
-    /// same whichever worker comes back first or how many do.
+    /// budget was, with its burst spent where the fallback's schedule ends. The fallback ran at
+    /// a share of the rate, so the time it is booked ahead is the fleet's fill seen from this
+    /// worker (its units count `1 / share` times at the fleet's rate), and its waiters still
+    /// leave on it; the shared budget's first new request leaves after them. A Redis restarted
+    /// without persistence forgot the fleet's schedule and would grant a fresh burst on top of
+    /// what the workers just sent alone; a fill, unlike a charge, is the same whichever worker
+    /// comes back first or how many do.
     ///
     /// `true` when done (or nothing to carry); while the store is still down it costs nothing
     /// and is tried again with the next booking.
     async fn carry_over(&self, shapes: &Shapes) -> bool {
         let ahead: [Option<Duration>; Dimension::ALL.len()] = std::array::from_fn(|i| {
-            shapes[i]
-                .and(self.fallback.booked_ahead(Dimension::ALL[i]))
-                .filter(|ahead| !ahead.is_zero())
+            let shape = shapes[i]?;
+            let ahead = self
+                .fallback
+                .booked_ahead(Dimension::ALL[i])
+                .filter(|ahead| !ahead.is_zero())?;
+            // Booked up to `ahead + τ − T`, the next unit goes `ahead` from now.
+            let spent = shape.limit.interval.saturating_mul(
+                u32::try_from(shape.limit.burst.saturating_sub(1)).unwrap_or(u32::MAX),
+            );
+            Some(ahead.saturating_add(spent))
         });
         if ahead.iter().all(Option::is_none) {
             return true;
@@ -169,6 +188,12 @@ impl SharedBudget {
             }
         });
     }
+}
+
+/// How many units of `limit` fill `nanos` of its schedule (rounded up); `None` for none.
+fn units_in(nanos: u64, limit: Limit) -> Option<u64> {
+    let interval = duration_to_nanos(limit.interval).max(1);
+    Some(nanos.div_ceil(interval)).filter(|&units| units > 0)
 }
 
 /// `share` of `limit`: the interval stretched, the burst shrunk (never below one unit).

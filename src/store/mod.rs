@@ -48,8 +48,9 @@
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!
 //! The connection manager reconnects in the background; one booking probes the store again
-//! after 250 ms, then at intervals doubling up to 4 s, and as soon as it answers every lane
-//! books in Redis again. A booking never panics and never waits on Redis longer than the
+//! after 250 ms, then every 500 ms (on the wall clock's multiples of the interval, so that a
+//! fleet's workers come back together), and as soon as it answers every lane books in Redis
+//! again. A booking never panics and never waits on Redis longer than the
 //! timeout. A script that ran after its caller timed out books units nobody sends: the fleet
 //! then sends a little less, never more. [`ThrottleStats::store`](crate::ThrottleStats::store)
 //! counts round trips, failures, fallbacks, refusals and reconnects; the transitions are
@@ -306,7 +307,7 @@ impl Store {
         };
         // However this call ends, dropped included, a probe ends with it.
         let _probe = probe.then_some(ProbeEnd(&self.health));
-        let result = async {
+        let call = || async {
             let mut connection = self.connection().await?;
             let mut invocation = script.key(key);
             for arg in args {
@@ -323,6 +324,16 @@ impl Store {
                         StoreError::Redis(error.to_string())
                     }
                 })
+        };
+        let result = async {
+            let result = call().await;
+            if probe && matches!(result, Err(StoreError::Redis(_))) {
+                // A connection manager that gave up reconnecting answers the next call with
+                // its last error and only then connects again: once more, within the same
+                // timeout, so that a probe of a Redis that is back finds it back.
+                return call().await;
+            }
+            result
         };
         let result = tokio::time::timeout(self.timeout, result)
             .await
@@ -464,7 +475,7 @@ impl StoreProbe {
             .book(&self.key(lane), cost, &shapes, None, Some(now))
             .await;
         match booked {
-            Ok(Booked::Granted { wait, grants }) => Ok(Some(ProbeBooking {
+            Ok(Booked::Granted { wait, grants, .. }) => Ok(Some(ProbeBooking {
                 wait,
                 cost: *cost,
                 grants,

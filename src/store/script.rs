@@ -63,7 +63,7 @@ end
 /// ARGV\[3 + 4d\]..ARGV\[6 + 4d\]: its units, its interval in µs (`''`: unlimited), its burst,
 /// `1` when strict.
 ///
-/// Replies `{'ok', wait, (seq, start, end, previous tat) per dimension ('' when not booked)}`,
+/// Replies `{'ok', wait, (seq, start, end, previous tat) per dimension ('' when not booked), now}`,
 /// `{'wait', dimension or -1 for a pause, wait}`, or `{'never', dimension, burst}`.
 pub(super) const BOOK: &str = concat!(
     prelude!(),
@@ -119,6 +119,7 @@ for d = 0, 3 do
   end
 end
 redis.call('PEXPIRE', key, ttl_ms(horizon))
+table.insert(reply, fmt(now))
 return reply
 "#
 );
@@ -248,6 +249,9 @@ pub(crate) enum Booked {
         wait: Duration,
         /// What was booked, per dimension (boxed: the usual outcome is a short refusal or this).
         grants: Box<SharedGrants>,
+        /// How far past the script's run each booked dimension's cell is now booked: the end
+        /// of the fleet's schedule, which still leaves if the store goes down.
+        ahead: [Option<Duration>; DIMENSIONS],
     },
     /// Not booked: the wait (for `dimension`'s rate, or with `None` for a pause) is longer than
     /// the caller may wait.
@@ -330,7 +334,11 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
     match field(0)? {
         "ok" => {
             let wait = duration_of(field(1)?)?;
+            let now = field(2 + 4 * DIMENSIONS)?
+                .parse::<f64>()
+                .map_err(|_| StoreError::Reply(format!("not a time: {reply:?}")))?;
             let mut grants: Box<SharedGrants> = Box::default();
+            let mut ahead = [None; DIMENSIONS];
             for (index, shape) in shapes.iter().enumerate() {
                 let at = 2 + 4 * index;
                 let seq = field(at)?;
@@ -339,6 +347,12 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
                 let Some(shape) = shape else {
                     continue;
                 };
+                // A cell behind the clock is at rest: nothing booked ahead.
+                ahead[index] = field(at + 2)?
+                    .parse::<f64>()
+                    .ok()
+                    .map(|end| Duration::try_from_secs_f64((end - now).max(0.0) / 1e6))
+                    .and_then(Result::ok);
                 grants[index] = Some(SharedGrant {
                     seq: seq.to_owned(),
                     start: field(at + 1)?.to_owned(),
@@ -347,7 +361,11 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
                     ..SharedGrant::unbooked(*shape)
                 });
             }
-            Ok(Booked::Granted { wait, grants })
+            Ok(Booked::Granted {
+                wait,
+                grants,
+                ahead,
+            })
         }
         "wait" => Ok(Booked::TooLong {
             dimension: dimension_of(field(1)?)?,
@@ -487,10 +505,18 @@ mod tests {
         let shapes = requests_per_second(10, 2);
         let mut reply = strings(&["ok", "1500.5", "3", "100", "100100", ""]);
         reply.extend(std::iter::repeat_n(String::new(), 12));
-        let Booked::Granted { wait, grants } = parse_booked(&reply, &shapes).unwrap() else {
+        reply.push("50".to_owned());
+        let Booked::Granted {
+            wait,
+            grants,
+            ahead,
+        } = parse_booked(&reply, &shapes).unwrap()
+        else {
             panic!("not granted");
         };
         assert_eq!(wait, Duration::from_nanos(1_500_500));
+        // The cell is booked 100 050 µs past the script's now.
+        assert_eq!(ahead[0], Some(Duration::from_micros(100_050)));
         let grant = grants[0].as_ref().unwrap();
         assert_eq!((grant.seq.as_str(), grant.end.as_str()), ("3", "100100"));
         assert!(grants[1..].iter().all(Option::is_none));
