@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_throttle::limiter::{Gcra, Limit};
 use reqwest_throttle::retry::RetryPolicy;
-use reqwest_throttle::sim::SimulatedApi;
+use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
 use reqwest_throttle::store::{OnStoreDown, RedisStore};
 use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 
@@ -111,8 +111,16 @@ fn client(
     store: Option<RedisStore>,
     api: &SimulatedApi,
 ) -> (Throttle, ClientWithMiddleware) {
-    let policy = Policy::new()
-        .rate(rate)
+    client_with(Policy::new().rate(rate), store, api)
+}
+
+/// The same with `policy` (its rate, if any), no retries, no breaker.
+fn client_with(
+    policy: Policy,
+    store: Option<RedisStore>,
+    api: &SimulatedApi,
+) -> (Throttle, ClientWithMiddleware) {
+    let policy = policy
         .retry(RetryPolicy::disabled())
         .no_breaker()
         .unlimited_concurrency();
@@ -631,4 +639,41 @@ async fn the_fallback_starts_where_the_fleets_schedule_ends_with_its_burst_spent
         gap >= Duration::from_millis(150),
         "the fallback sent {gap:?} after the shared schedule's last request"
     );
+}
+
+#[tokio::test]
+async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // 5 requests per second, burst 5, announced in IETF headers; no rate configured anywhere.
+    let api = || {
+        SimulatedApi::builder()
+            .token_bucket(5.0, 5)
+            .headers(HeaderStyle::Ietf)
+            .build()
+    };
+    let shared = api();
+    let (_, learner) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
+    assert_eq!(send_all(&[&learner], 1).await, vec![Ok(200)]);
+    let learned: Option<String> =
+        poll_field(&server, "{learn:http://api.test:80}", "l0", Option::is_some).await;
+    assert!(learned.is_some(), "the learned limit never reached Redis");
+    // Another worker, told nothing yet, books its very first requests in the shared cell,
+    // under the learned limit (without it, it would have no limit to book under and book
+    // nothing there), and with the first worker they keep it together.
+    let lane = "{learn:http://api.test:80}";
+    let booked_before: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
+    let (_, other) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
+    let first = other.get(URL).send().await.map(|r| r.status().as_u16());
+    assert_eq!(first.ok(), Some(200));
+    let booked_after: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
+    assert_eq!(
+        booked_after.unwrap_or(0),
+        booked_before.unwrap_or(0) + 1,
+        "the first request of a worker that knows no limit was not booked under the learned one"
+    );
+    let outcomes = send_all(&[&learner, &other], 5).await;
+    assert_eq!(outcomes, vec![Ok(200); 10], "{learned:?}");
+    assert_eq!(shared.stats().limited, 0);
 }

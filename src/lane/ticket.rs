@@ -205,14 +205,9 @@ impl Lane {
 
         self.tick(now);
         let generation = self.budget.generation();
+        // Booked in the store even when this lane limits nothing (yet): another worker may have
+        // learned the lane's limits from the server.
         let shapes = crate::store::shapes_of(&self.budget);
-        if shapes.iter().all(Option::is_none) {
-            // Nothing limited (yet): nothing to share, and no round trip.
-            let (booked, generation) = self
-                .book_in(&self.budget, cost, max_wait, deadline, now)
-                .await?;
-            return Ok((Booked::Local(booked), generation));
-        }
         let max_wait = deadline
             .map(|d| d.saturating_duration_since(now))
             .or(max_wait);

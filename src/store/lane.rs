@@ -2,12 +2,12 @@
 //! waits (a guard: dropped before it leaves, it gives the booking back).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrants};
+use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::{Budget, Cost, Dimension, Limit};
@@ -28,6 +28,9 @@ pub(crate) struct SharedBudget {
     /// said the fleet's schedule was booked: the requests booked there still leave after the
     /// store is gone, so the fallback starts after them.
     fleet_ahead: [AtomicU64; Dimension::ALL.len()],
+    /// The limits the store's latest answer booked under (learned by any worker of the fleet,
+    /// or this lane's own): what the fallback takes its share of.
+    fleet_limits: Mutex<[Option<Limit>; Dimension::ALL.len()]>,
 }
 
 /// The store's answer to one booking.
@@ -53,6 +56,7 @@ impl SharedBudget {
             outage: AtomicU64::new(0),
             carried: AtomicU64::new(0),
             fleet_ahead: Default::default(),
+            fleet_limits: Mutex::default(),
         }
     }
 
@@ -86,6 +90,8 @@ impl SharedBudget {
                         kept.store(duration_to_nanos(ahead), Relaxed);
                     }
                 }
+                *self.lock_fleet_limits() =
+                    std::array::from_fn(|i| grants[i].as_ref().map(SharedGrant::limit));
                 SharedOutcome::Granted(SharedBooking {
                     store: Arc::clone(&self.store),
                     key: Arc::clone(&self.key),
@@ -100,9 +106,25 @@ impl SharedBudget {
         })
     }
 
+    fn lock_fleet_limits(&self) -> MutexGuard<'_, [Option<Limit>; Dimension::ALL.len()]> {
+        // Plain values: consistent even if a holder panicked.
+        self.fleet_limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The budget to book in while the store is down, brought to the policy's share of the
-    /// lane's current limits; `None` when the policy fails fast instead.
-    pub fn fallback(&self, shapes: &Shapes) -> Option<&Arc<Budget>> {
+    /// fleet's limits as the store last applied them (else the lane's own); `None` when the
+    /// policy fails fast instead.
+    pub fn fallback(&self, own: &Shapes) -> Option<&Arc<Budget>> {
+        let fleet = *self.lock_fleet_limits();
+        let shapes: Shapes = std::array::from_fn(|i| match (fleet[i], own[i]) {
+            (Some(limit), own) => Some(Shape {
+                limit,
+                strict: own.is_some_and(|own| own.strict),
+            }),
+            (None, own) => own,
+        });
         let OnStoreDown::Fallback { share } = self.store.on_down() else {
             self.store.refused();
             return None;
@@ -173,6 +195,41 @@ impl SharedBudget {
         filled.is_ok()
     }
 
+    /// Shares a limit this lane learned from the server with every worker (in the background:
+    /// the lane's own budget already has it).
+    pub fn learn(&self, dimension: Dimension, limit: Option<Limit>, strict: bool, fresh: bool) {
+        self.in_background(move |store, key| async move {
+            store.learn(&key, dimension, limit, strict, fresh).await
+        });
+    }
+
+    /// Charges the shared `dimension` down to the `remaining` units the server announced;
+    /// `limit` is the lane's own, used unless the fleet learned one. Never gives units back:
+    /// the server's count does not include the other workers' requests in flight.
+    pub fn sync(&self, dimension: Dimension, remaining: u64, limit: Option<Limit>) {
+        let Some(limit) = limit else {
+            return;
+        };
+        self.in_background(move |store, key| async move {
+            store.sync(&key, dimension, remaining, limit).await
+        });
+    }
+
+    /// Runs a call to the store without waiting for it: the caller is reading an answer.
+    fn in_background<F, Fut>(&self, call: F)
+    where
+        F: FnOnce(Arc<Store>, Arc<str>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        let key = Arc::clone(&self.key);
+        spawn(async move {
+            if let Err(error) = call(store, key).await {
+                tracing::debug!(target: "reqwest_throttle", %error, "not shared: Redis unavailable");
+            }
+        });
+    }
+
     /// Pauses the lane (or one dimension) for every worker until `until`, in the background: the
     /// lane's own budget already holds the pause for this process.
     pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
@@ -180,12 +237,8 @@ impl SharedBudget {
         if pause.is_zero() {
             return;
         }
-        let store = Arc::clone(&self.store);
-        let key = Arc::clone(&self.key);
-        spawn(async move {
-            if let Err(error) = store.cool_down(&key, dimension, pause).await {
-                tracing::debug!(target: "reqwest_throttle", %error, "pause not shared: Redis unavailable");
-            }
+        self.in_background(move |store, key| async move {
+            store.cool_down(&key, dimension, pause).await
         });
     }
 }

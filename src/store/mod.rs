@@ -194,6 +194,7 @@ impl RedisStore {
             book: Script::new(script::BOOK),
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
+            learn: Script::new(script::LEARN),
             prefix: self.prefix,
             timeout: self.timeout,
             on_down: self.on_down,
@@ -228,6 +229,7 @@ pub(crate) struct Store {
     book: Script,
     settle: Script,
     cool_down: Script,
+    learn: Script,
     prefix: String,
     timeout: Duration,
     on_down: OnStoreDown,
@@ -370,7 +372,7 @@ impl Store {
     ) -> Result<Booked, StoreError> {
         let args = script::book_args(cost, shapes, max_wait, now);
         let reply: Vec<String> = self.run(&self.book, key, &args).await?;
-        script::parse_booked(&reply, shapes)
+        script::parse_booked(&reply)
     }
 
     /// Replaces what a booking holds (`grants`, booked as `booked`) by `actual`, or gives it
@@ -395,6 +397,32 @@ impl Store {
         ahead: &[Option<Duration>; Dimension::ALL.len()],
     ) -> Result<u64, StoreError> {
         self.run(&self.settle, key, &script::fill_args(ahead)).await
+    }
+
+    /// Shares the limit of `dimension` a worker learned for the lane at `key` (`None`: forgets
+    /// it); `fresh` starts its cell anew with the burst spent.
+    pub async fn learn(
+        &self,
+        key: &str,
+        dimension: Dimension,
+        limit: Option<Limit>,
+        strict: bool,
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let args = script::learn_args(dimension, limit, strict, fresh);
+        self.run::<String>(&self.learn, key, &args).await.map(drop)
+    }
+
+    /// Charges `dimension` of the lane at `key` down to `remaining` units available now.
+    pub async fn sync(
+        &self,
+        key: &str,
+        dimension: Dimension,
+        remaining: u64,
+        limit: Limit,
+    ) -> Result<(), StoreError> {
+        let args = script::sync_args(dimension, remaining, limit);
+        self.run::<u64>(&self.settle, key, &args).await.map(drop)
     }
 
     /// Pauses the lane at `key` (or one dimension of it) for `pause` from the server's now.
