@@ -677,3 +677,52 @@ async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
     assert_eq!(outcomes, vec![Ok(200); 10], "{learned:?}");
     assert_eq!(shared.stats().limited, 0);
 }
+
+#[tokio::test]
+async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "holes").__probe();
+    // 10 requests/s, burst 1: bookings made at once are 100 ms apart.
+    let limits = [
+        Some(Limit {
+            interval: Duration::from_millis(100),
+            burst: 1,
+        }),
+        None,
+        None,
+        None,
+    ];
+    let t0 = Duration::from_secs(1_000);
+    let book = |now: Duration| {
+        let probe = &probe;
+        async move {
+            probe
+                .book_at("lane", &Cost::requests(1), &limits, now)
+                .await
+                .expect("the store answers")
+                .expect("nothing is refused without a max wait")
+        }
+    };
+    let millis = |booking: &reqwest_throttle::store::ProbeBooking| booking.wait.as_secs_f64() * 1e3;
+    let _first = book(t0).await;
+    let second = book(t0).await;
+    let third = book(t0).await;
+    assert!((millis(&third) - 200.0).abs() < 1.0, "{third:?}");
+    // The second, not the latest, is dropped: the schedule closes up behind it, and the next
+    // booking takes the third's place in line (200 ms), not the one after it (300 ms). The
+    // third keeps its slot.
+    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 1);
+    let fourth = book(t0).await;
+    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    // Ten seconds later the cell is at rest: a booking then starts after a gap. The fourth,
+    // dropped only now, was absorbed by that gap: it gives nothing back, and the next booking
+    // waits behind the fifth as if it had not been dropped.
+    let later = t0 + Duration::from_secs(10);
+    let fifth = book(later).await;
+    assert_eq!(fifth.wait, Duration::ZERO);
+    assert_eq!(probe.cancel_at("lane", &fourth, later).await.unwrap(), 0);
+    let sixth = book(later).await;
+    assert!((millis(&sixth) - 100.0).abs() < 1.0, "{sixth:?}");
+}

@@ -258,9 +258,9 @@ fn share_of(limit: Limit, share: f64) -> Limit {
     Limit { interval, burst }
 }
 
-/// A booking in the shared budget that has not left yet: dropped, it is given back (as in
-/// memory, only the latest booking of a cell can give its time back; an earlier one is
-/// forfeited, and the fleet sends a little less, never more).
+/// A booking in the shared budget that has not left yet: dropped, it is given back (an
+/// earlier booking than the latest too, unless a gap in the schedule since absorbed it: see
+/// the `SETTLE` script).
 #[derive(Debug)]
 pub(crate) struct SharedBooking {
     store: Arc<Store>,

@@ -26,9 +26,13 @@
 //! `script` module), against the server's clock (`TIME`), so workers whose clocks disagree
 //! still share one schedule. It replies how long to wait; the worker only sleeps that long.
 //! The limits are the lane's own (configured, or learned from the server's headers), sent with
-//! each booking. A request dropped before it leaves gives its booking back, and an LLM usage
-//! report settles it (over-estimates refunded, under-estimates charged): as in memory, only the
-//! latest booking of a cell can give time back. A pause a worker learns from the server
+//! each booking; a limit any worker learned from the server is kept in Redis and used by every
+//! booking, and a `remaining` it reads charges the shared budget, so the fleet paces as one
+//! client. A request dropped before it leaves gives its booking back: the latest booking puts
+//! the schedule back as it was, an earlier one closes it up behind it unless a gap in the
+//! schedule since absorbed it (then it is forfeited: the fleet sends a little less, never
+//! more). An LLM usage report settles a booking (over-estimates refunded, as in memory only by
+//! the latest booking; under-estimates charged). A pause a worker learns from the server
 //! (Retry-After, a reset) is written to Redis too, so every worker honours it.
 //!
 //! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`); the braces

@@ -4,8 +4,9 @@
 //! # State
 //!
 //! One hash per lane (`{prefix:lane}`), with for each dimension `d` (0..3, in
-//! [`Dimension::ALL`] order) `t<d>`, the GCRA cell's theoretical arrival time, and `s<d>`, its
-//! booking number (what [`Gcra`](crate::limiter::Gcra) calls `seq`); `c` is the end of a pause
+//! [`Dimension::ALL`] order) `t<d>`, the GCRA cell's theoretical arrival time, `s<d>`, its
+//! booking number (what [`Gcra`](crate::limiter::Gcra) calls `seq`), and `g<d>`, where its
+//! schedule last restarted after a gap (see [`SETTLE`]); `c` is the end of a pause
 //! of the whole lane and `c<d>` of one dimension. Times are microseconds of the server's clock
 //! (`TIME`), held as Lua numbers: doubles, exact to a quarter of a microsecond at today's epoch,
 //! so one booking rounds by less than a microsecond where the in-memory cell counts nanoseconds.
@@ -120,6 +121,8 @@ for d = 0, 3 do
     local start = math.max(cell.tat, at)
     local finish = fmt(start + cell.interval * cell.units)
     redis.call('HSET', key, 't' .. d, finish)
+    -- Booked after a gap in the schedule: no booking before it can give its time back.
+    if start > cell.tat then redis.call('HSET', key, 'g' .. d, fmt(start)) end
     local seq = redis.call('HINCRBY', key, 's' .. d, 1)
     horizon = math.max(horizon, tonumber(finish))
     for _, v in ipairs({tostring(seq), fmt(start), finish, cell.raw or ''}) do
@@ -154,13 +157,22 @@ return reply
 /// not count the other workers' requests in flight, so more remaining than the shared cell
 /// holds is no reason to give units back.
 ///
-/// As in [`Gcra::refund`](crate::limiter::Gcra::refund), only the latest booking of a cell
-/// can give time back (every later one was scheduled around it); a cancelled latest booking
-/// puts the cell back as it was before it. Replies how many dimensions gave time back.
+/// A cancelled latest booking puts the cell back as it was before it. A cancelled earlier one
+/// gives its span back when no booking since started after a gap in the schedule (`g<d>`: the
+/// start of the latest that did; a fill, a debit from rest or a fresh limit count as gaps too):
+/// the cell's `tat` then moves back by its span, as if it had never been booked, and every
+/// grant keeps its instant (none moves earlier; the next booking goes where it would have gone
+/// without the cancelled one). Otherwise it is forfeited: the fleet sends a little less, never
+/// more. A settlement refunds only the latest booking of a cell, as
+/// [`Gcra::refund`](crate::limiter::Gcra::refund) does (every later one was scheduled around
+/// it). Replies how many dimensions gave time back.
 pub(super) const SETTLE: &str = concat!(
     prelude!(),
     r#"
 local returned = 0
+local function restart_at(d, at)
+  redis.call('HSET', key, 'g' .. d, fmt(math.max(at, tonumber(redis.call('HGET', key, 'g' .. d)) or 0)))
+end
 for d = 0, 3 do
   local base = 2 + 6 * d
   local change = ARGV[base]
@@ -174,9 +186,12 @@ for d = 0, 3 do
       if filled > (tonumber(raw) or 0) then
         redis.call('HSET', key, tat_field, fmt(filled))
         redis.call('HINCRBY', key, seq_field, 1)
+        restart_at(d, filled)
       end
     elseif change == 'debit' then
-      redis.call('HSET', key, tat_field, fmt(math.max(tonumber(raw) or 0, now) + amount))
+      local from = math.max(tonumber(raw) or 0, now)
+      if from > (tonumber(raw) or 0) then restart_at(d, from) end
+      redis.call('HSET', key, tat_field, fmt(from + amount))
       redis.call('HINCRBY', key, seq_field, 1)
     elseif change == 'sync' then
       -- The server says `remaining` units are left: charge what it counts as gone.
@@ -186,6 +201,7 @@ for d = 0, 3 do
         local tat = tonumber(raw) or 0
         local available = math.min(burst, math.max(0, math.floor((now + interval * burst - tat) / interval)))
         if available > remaining then
+          if now > tat then restart_at(d, now) end
           redis.call('HSET', key, tat_field, fmt(math.max(tat, now) + (available - remaining) * interval))
           redis.call('HINCRBY', key, seq_field, 1)
         end
@@ -198,6 +214,18 @@ for d = 0, 3 do
       end
       redis.call('HINCRBY', key, seq_field, 1)
       returned = returned + 1
+    elseif change == 'cancel' and raw then
+      -- An earlier booking: the schedule closes up behind it, as if it had never been booked,
+      -- when every booking since followed on without a gap (each then would have been booked
+      -- its span earlier; leaving at their later slots they stay within the rate). Otherwise a
+      -- gap absorbed it: forfeited.
+      local start, finish = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+      local gap = tonumber(redis.call('HGET', key, 'g' .. d)) or 0
+      if start and finish and start >= gap then
+        redis.call('HSET', key, tat_field, fmt(tonumber(raw) - (finish - start)))
+        redis.call('HINCRBY', key, seq_field, 1)
+        returned = returned + 1
+      end
     elseif latest and change == 'refund' then
       local held = tonumber(ARGV[base + 3]) - tonumber(ARGV[base + 2])
       redis.call('HSET', key, tat_field, fmt(tonumber(raw) - math.min(amount, held)))
@@ -238,6 +266,7 @@ else
     if spent > (tonumber(redis.call('HGET', key, 't' .. d)) or 0) then
       redis.call('HSET', key, 't' .. d, fmt(spent))
       redis.call('HINCRBY', key, 's' .. d, 1)
+      redis.call('HSET', key, 'g' .. d, fmt(spent))
     end
   end
 end
