@@ -726,3 +726,47 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     let sixth = book(later).await;
     assert!((millis(&sixth) - 100.0).abs() < 1.0, "{sixth:?}");
 }
+
+#[tokio::test]
+async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_expires() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let capped = || {
+        store(&server, "leases")
+            .concurrency(1)
+            .lease(Duration::from_millis(300))
+    };
+    // Each answer takes 100 ms; two workers send three each at once, one at a time fleet-wide.
+    let api = SimulatedApi::builder()
+        .latency(Duration::from_millis(100))
+        .build();
+    let (_, one) = client(Rate::per_second(100), Some(capped()), &api);
+    let (_, two) = client(Rate::per_second(100), Some(capped()), &api);
+    assert_eq!(send_all(&[&one, &two], 3).await, vec![Ok(200); 6]);
+    assert_eq!(api.stats().max_in_flight, 1, "{:?}", api.stats());
+
+    // A worker takes the slot and dies without giving it back: another waits for it...
+    let probe = capped().__probe();
+    assert!(probe.lease_and_crash("http://api.test:80").await.unwrap());
+    let error = one
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(50)))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            Error::from_middleware(&error),
+            Some(Error::Saturated { .. })
+        ),
+        "{error}"
+    );
+    // ... only until the lease expires (300 ms), not for ever.
+    let response = one
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_secs(2)))
+        .send()
+        .await;
+    assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+}

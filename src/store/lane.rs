@@ -99,6 +99,7 @@ impl SharedBudget {
                     grants,
                     ready_at,
                     committed: false,
+                    lease: None,
                 })
             }
             Booked::TooLong { dimension, wait } => SharedOutcome::TooLong { dimension, wait },
@@ -195,6 +196,41 @@ impl SharedBudget {
         filled.is_ok()
     }
 
+    /// Takes a fleet-wide concurrency slot for `booking` (whose rate already lets it leave), if
+    /// the store caps concurrency, waiting for one no later than `deadline`; `Err(())` when none
+    /// came in time. While the store does not answer, the booking goes without one.
+    pub async fn lease_into(
+        &self,
+        booking: &mut SharedBooking,
+        deadline: Option<Instant>,
+    ) -> Result<(), ()> {
+        if self.store.concurrency().is_none() {
+            return Ok(());
+        }
+        let key: Arc<str> = format!("{}:leases", self.key).into();
+        let id = lease_id();
+        loop {
+            match self.store.acquire(&key, &id).await {
+                Ok(None) => {
+                    booking.lease = Some(Lease::held(&self.store, key, id));
+                    return Ok(());
+                }
+                Ok(Some(until_expiry)) => {
+                    // Slots usually come back when answers arrive, long before they expire.
+                    let next = Instant::now() + until_expiry.clamp(LEASE_POLL_MIN, LEASE_POLL);
+                    if deadline.is_some_and(|deadline| next > deadline) {
+                        return Err(());
+                    }
+                    tokio::time::sleep_until(next).await;
+                }
+                Err(error) => {
+                    tracing::debug!(target: "reqwest_throttle", %error, "no fleet-wide concurrency slot: Redis unavailable");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
     /// Shares a limit this lane learned from the server with every worker (in the background:
     /// the lane's own budget already has it).
     pub fn learn(&self, dimension: Dimension, limit: Option<Limit>, strict: bool, fresh: bool) {
@@ -269,6 +305,8 @@ pub(crate) struct SharedBooking {
     grants: Box<SharedGrants>,
     ready_at: Instant,
     committed: bool,
+    /// The fleet-wide concurrency slot it holds, if the store caps concurrency.
+    lease: Option<Lease>,
 }
 
 impl SharedBooking {
@@ -285,6 +323,7 @@ impl SharedBooking {
             key: Arc::clone(&self.key),
             cost: self.cost,
             grants: std::mem::take(&mut self.grants),
+            _lease: self.lease.take(),
         }
     }
 }
@@ -305,13 +344,90 @@ impl Drop for SharedBooking {
     }
 }
 
-/// A shared booking whose units left, to be settled with what they really cost.
+/// A shared booking whose units left, to be settled with what they really cost. It holds the
+/// request's fleet-wide concurrency slot, if any, until the answer has been read.
 #[derive(Debug)]
 pub(crate) struct SharedCommitment {
     store: Arc<Store>,
     key: Arc<str>,
     cost: Cost,
     grants: Box<SharedGrants>,
+    _lease: Option<Lease>,
+}
+
+/// How often a request waiting for a fleet-wide concurrency slot asks again, at most and at
+/// least.
+const LEASE_POLL: Duration = Duration::from_millis(25);
+const LEASE_POLL_MIN: Duration = Duration::from_millis(2);
+
+/// A lease id unique across the fleet: the process, its start, a counter.
+fn lease_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{:x}-{started:x}", std::process::id())
+    });
+    format!("{process}-{:x}", NEXT.fetch_add(1, Relaxed))
+}
+
+/// A fleet-wide concurrency slot: renewed in the background while held, given back when
+/// dropped. A worker that dies renews nothing, and its slot expires.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    store: Arc<Store>,
+    key: Arc<str>,
+    id: Arc<str>,
+    renewal: Option<tokio::task::AbortHandle>,
+}
+
+impl Lease {
+    fn held(store: &Arc<Store>, key: Arc<str>, id: String) -> Lease {
+        let id: Arc<str> = id.into();
+        let period = store
+            .concurrency()
+            .map_or(super::DEFAULT_LEASE, |(_, lease)| lease)
+            / 3;
+        let renewal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (store, key, id) = (Arc::clone(store), Arc::clone(&key), Arc::clone(&id));
+            runtime
+                .spawn(async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        if let Ok(false) = store.renew(&key, &id).await {
+                            tracing::debug!(target: "reqwest_throttle", "a fleet-wide concurrency lease expired before it was renewed");
+                            return;
+                        }
+                    }
+                })
+                .abort_handle()
+        });
+        Lease {
+            store: Arc::clone(store),
+            key,
+            id,
+            renewal,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        let (store, key, id) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.key),
+            Arc::clone(&self.id),
+        );
+        spawn(async move {
+            let _ = store.release(&key, &id).await;
+        });
+    }
 }
 
 impl SharedCommitment {

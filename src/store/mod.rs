@@ -113,7 +113,12 @@ pub struct RedisStore {
     timeout: Duration,
     on_down: OnStoreDown,
     lanes: Option<Box<LaneFilter>>,
+    concurrency: Option<usize>,
+    lease: Duration,
 }
+
+/// How long a fleet-wide concurrency slot is held without renewal, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -122,6 +127,8 @@ impl fmt::Debug for RedisStore {
             .field("timeout", &self.timeout)
             .field("on_down", &self.on_down)
             .field("all_lanes", &self.lanes.is_none())
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -143,7 +150,39 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             on_down: OnStoreDown::Fallback { share: 1.0 },
             lanes: None,
+            concurrency: None,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// At most `max` requests of each lane in flight across the whole fleet (0 counts as 1), on
+    /// top of each process's own [`Policy::concurrency`](crate::Policy::concurrency).
+    ///
+    /// A request takes a slot once its rate allows it to leave (it never holds one while it
+    /// waits for rate) and gives it back when its answer has been read (its headers; an LLM
+    /// answer's usage); past its `max_wait` waiting for one it fails with
+    /// [`Error::Saturated`](crate::Error::Saturated). A slot is a lease in Redis that expires
+    /// unless renewed ([`lease`](Self::lease)); the worker renews it while the request runs, so
+    /// a worker that crashes holds its slots only until they expire. While Redis is down,
+    /// requests leave without a fleet-wide slot (each process's own cap still applies).
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let store = RedisStore::new("redis://127.0.0.1/").unwrap().concurrency(16);
+    /// # drop(store);
+    /// ```
+    pub fn concurrency(mut self, max: usize) -> Self {
+        self.concurrency = Some(max.max(1));
+        self
+    }
+
+    /// How long a fleet-wide concurrency slot lasts without renewal (default [`DEFAULT_LEASE`]);
+    /// a running request renews it every third of that. What a crashed worker's slots cost the
+    /// fleet. Below 30 ms, 30 ms.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
     }
 
     /// Keys start with `prefix` (default [`DEFAULT_PREFIX`]): processes share a budget when
@@ -199,6 +238,11 @@ impl RedisStore {
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
             learn: Script::new(script::LEARN),
+            acquire: Script::new(script::ACQUIRE),
+            renew: Script::new(script::RENEW),
+            release: Script::new(script::RELEASE),
+            concurrency: self.concurrency,
+            lease: self.lease,
             prefix: self.prefix,
             timeout: self.timeout,
             on_down: self.on_down,
@@ -234,6 +278,12 @@ pub(crate) struct Store {
     settle: Script,
     cool_down: Script,
     learn: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
+    /// The fleet-wide cap of requests in flight per lane, if any.
+    concurrency: Option<usize>,
+    lease: Duration,
     prefix: String,
     timeout: Duration,
     on_down: OnStoreDown,
@@ -429,6 +479,50 @@ impl Store {
         self.run::<u64>(&self.settle, key, &args).await.map(drop)
     }
 
+    /// The fleet-wide concurrency cap and the lease length, if there is a cap.
+    pub fn concurrency(&self) -> Option<(usize, Duration)> {
+        self.concurrency.map(|cap| (cap, self.lease))
+    }
+
+    /// Takes a lease `id` in the lane's leases at `key`: `Ok(None)` when taken, `Ok(Some(wait))`
+    /// when the cap is reached (`wait`: until the earliest lease expires).
+    pub async fn acquire(&self, key: &str, id: &str) -> Result<Option<Duration>, StoreError> {
+        let Some((cap, lease)) = self.concurrency() else {
+            return Ok(None);
+        };
+        let reply: Vec<String> = self
+            .run(&self.acquire, key, &script::lease_args(cap, lease, id))
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(None),
+            Some("full") => {
+                let wait = reply
+                    .get(1)
+                    .and_then(|us| us.parse::<f64>().ok())
+                    .and_then(|us| Duration::try_from_secs_f64(us.max(0.0) / 1e6).ok())
+                    .unwrap_or(lease);
+                Ok(Some(wait))
+            }
+            _ => Err(StoreError::Reply(format!("unknown lease reply {reply:?}"))),
+        }
+    }
+
+    /// Renews lease `id`; `false` when it had expired.
+    pub async fn renew(&self, key: &str, id: &str) -> Result<bool, StoreError> {
+        let (cap, lease) = self.concurrency().unwrap_or((1, self.lease));
+        let renewed: u64 = self
+            .run(&self.renew, key, &script::lease_args(cap, lease, id))
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives lease `id` back.
+    pub async fn release(&self, key: &str, id: &str) -> Result<(), StoreError> {
+        self.run::<u64>(&self.release, key, &[id.to_owned()])
+            .await
+            .map(drop)
+    }
+
     /// Pauses the lane at `key` (or one dimension of it) for `pause` from the server's now.
     pub async fn cool_down(
         &self,
@@ -562,5 +656,16 @@ impl StoreProbe {
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         self.store.stats()
+    }
+
+    /// Takes a fleet-wide concurrency slot of `lane` as a worker that then dies would: never
+    /// renewed, never given back. `false` when the cap was reached.
+    pub async fn lease_and_crash(&self, lane: &str) -> Result<bool, String> {
+        let key = format!("{}:leases", self.key(lane));
+        self.store
+            .acquire(&key, "crashed-worker")
+            .await
+            .map(|full| full.is_none())
+            .map_err(|error| error.to_string())
     }
 }

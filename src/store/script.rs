@@ -319,6 +319,48 @@ return fmt(until_us)
 "#
 );
 
+/// Takes one of a lane's fleet-wide concurrency slots: a lease in a sorted set of lease
+/// deadlines (its own key, under the lane's hash tag), after dropping the expired ones.
+///
+/// KEYS\[1\]: the lane's leases. ARGV\[1\]: now in µs or `''`; ARGV\[2\]: the cap; ARGV\[3\]:
+/// how long the lease lasts unless renewed, µs; ARGV\[4\]: the lease's id. Replies `{'ok'}`, or
+/// `{'full', µs until the earliest lease expires}`.
+pub(super) const ACQUIRE: &str = concat!(
+    prelude!(),
+    r#"
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+if redis.call('ZCARD', key) < tonumber(ARGV[2]) then
+  redis.call('ZADD', key, fmt(now + tonumber(ARGV[3])), ARGV[4])
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', key, ttl_ms(tonumber(last[2])))
+  return {'ok'}
+end
+local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {'full', fmt(math.max(0, tonumber(first[2]) - now))}
+"#
+);
+
+/// Renews a lease (ARGV as [`ACQUIRE`], without the cap: ARGV\[2\] is unused), if it is still
+/// held; replies 1 when it was, 0 when it had expired (and another may hold the slot now).
+pub(super) const RENEW: &str = concat!(
+    prelude!(),
+    r#"
+if not redis.call('ZSCORE', key, ARGV[4]) then return 0 end
+local deadline = now + tonumber(ARGV[3])
+redis.call('ZADD', key, 'XX', fmt(deadline), ARGV[4])
+if redis.call('PTTL', key) < ttl_ms(deadline) then redis.call('PEXPIRE', key, ttl_ms(deadline)) end
+return 1
+"#
+);
+
+/// Gives a lease back. KEYS\[1\]: the lane's leases; ARGV\[1\]: the lease's id.
+pub(super) const RELEASE: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+
+/// The arguments of [`ACQUIRE`] and [`RENEW`] after KEYS.
+pub(super) fn lease_args(cap: usize, lease: Duration, id: &str) -> Vec<String> {
+    vec![String::new(), cap.to_string(), micros(lease), id.to_owned()]
+}
+
 /// What the booking script needs to know of one dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Shape {
