@@ -99,7 +99,12 @@ impl Drop for RedisServer {
 }
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::new(&server.url())
+    store_of(server.port, prefix)
+}
+
+/// A store on the loopback `port` (its server may be down).
+fn store_of(port: u16, prefix: &str) -> RedisStore {
+    RedisStore::new(&format!("redis://127.0.0.1:{port}/"))
         .expect("a valid URL")
         .prefix(prefix)
 }
@@ -386,6 +391,14 @@ async fn with_redis_killed_requests_fail_fast_then_share_again_once_it_is_back()
         3,
         "a request left while its budget was unknown"
     );
+
+    // A lane that limits nothing (no rate configured, none learned) has nothing to refuse.
+    let (_, unlimited) = client_with(
+        Policy::new(),
+        Some(store_of(port, "fast").on_down(OnStoreDown::FailFast)),
+        &api,
+    );
+    assert_eq!(send_all(&[&unlimited], 2).await, vec![Ok(200); 2]);
 
     let _server = RedisServer::start_on(port).expect("redis-server restarts");
     let back = wait_until_shared(&throttle, &client).await;

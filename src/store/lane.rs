@@ -116,7 +116,7 @@ impl SharedBudget {
 
     /// The budget to book in while the store is down, brought to the policy's share of the
     /// fleet's limits as the store last applied them (else the lane's own); `None` when the
-    /// policy fails fast instead.
+    /// policy fails fast instead (unless nothing is limited: then there is nothing to refuse).
     pub fn fallback(&self, own: &Shapes) -> Option<&Arc<Budget>> {
         let fleet = *self.lock_fleet_limits();
         let shapes: Shapes = std::array::from_fn(|i| match (fleet[i], own[i]) {
@@ -126,15 +126,22 @@ impl SharedBudget {
             }),
             (None, own) => own,
         });
-        let OnStoreDown::Fallback { share } = self.store.on_down() else {
-            self.store.refused();
-            return None;
-        };
-        self.store.fell_back();
-        let share = if share.is_nan() {
-            f64::MIN_POSITIVE
-        } else {
-            share.clamp(f64::MIN_POSITIVE, 1.0)
+        let share = match self.store.on_down() {
+            // Nothing limited, here or in the fleet as last seen: nothing to share, nothing to
+            // refuse (the lane books in an unlimited budget whatever the policy).
+            _ if shapes.iter().all(Option::is_none) => 1.0,
+            OnStoreDown::Fallback { share } => {
+                self.store.fell_back();
+                if share.is_nan() {
+                    f64::MIN_POSITIVE
+                } else {
+                    share.clamp(f64::MIN_POSITIVE, 1.0)
+                }
+            }
+            OnStoreDown::FailFast => {
+                self.store.refused();
+                return None;
+            }
         };
         // Each outage starts the fallback booked as far ahead as the store last said the
         // fleet's schedule was, with its burst spent there: the requests granted in the shared
