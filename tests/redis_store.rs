@@ -782,4 +782,14 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
         .send()
         .await;
     assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+
+    // A request that runs longer than its lease keeps its slot: the lease is renewed every
+    // third of it (100 ms here) while the request runs.
+    let slow = SimulatedApi::builder()
+        .latency(Duration::from_secs(1))
+        .build();
+    let (_, one) = client(Rate::per_second(100), Some(capped()), &slow);
+    let (_, two) = client(Rate::per_second(100), Some(capped()), &slow);
+    assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
+    assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }

@@ -56,8 +56,7 @@ end
 local function ttl_ms(horizon)
   return math.min(math.ceil((horizon - now) / 1000) + 1000, 315360000000)
 end
-local function limit_of(d, interval, burst, strict)
-  local learned = redis.call('HGET', key, 'l' .. d)
+local function limit_of(learned, interval, burst, strict)
   if learned then
     local i, b, s = string.match(learned, '^([^,]+),([^,]+),([01])$')
     if tonumber(i) and tonumber(b) then return tonumber(i), tonumber(b), s == '1' end
@@ -82,12 +81,14 @@ pub(super) const BOOK: &str = concat!(
     prelude!(),
     r#"
 local max_wait = tonumber(ARGV[2])
-local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3', 'lx')
+local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3', 'lx',
+                         'l0', 'l1', 'l2', 'l3')
 local floor = math.max(now, tonumber(state[5]) or 0)
 local cells, limits = {}, {}
 for d = 0, 3 do
   local units = tonumber(ARGV[3 + 4 * d]) or 0
-  local interval, burst, strict = limit_of(d, ARGV[4 + 4 * d], ARGV[5 + 4 * d], ARGV[6 + 4 * d])
+  local interval, burst, strict =
+    limit_of(state[11 + d], ARGV[4 + 4 * d], ARGV[5 + 4 * d], ARGV[6 + 4 * d])
   if interval then limits[d] = {interval = interval, burst = burst} end
   if units > 0 then
     floor = math.max(floor, tonumber(state[6 + d]) or 0)
@@ -195,7 +196,8 @@ for d = 0, 3 do
       redis.call('HINCRBY', key, seq_field, 1)
     elseif change == 'sync' then
       -- The server says `remaining` units are left: charge what it counts as gone.
-      local interval, burst = limit_of(d, ARGV[base + 2], ARGV[base + 3], '')
+      local interval, burst =
+        limit_of(redis.call('HGET', key, 'l' .. d), ARGV[base + 2], ARGV[base + 3], '')
       local remaining = tonumber(ARGV[base + 1])
       if interval and remaining then
         local tat = tonumber(raw) or 0
