@@ -680,10 +680,10 @@ async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
     let (_, other) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
     let first = other.get(URL).send().await.map(|r| r.status().as_u16());
     assert_eq!(first.ok(), Some(200));
+    // (`s0` counts bookings, and also the syncs to `remaining` that run in the background.)
     let booked_after: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
-    assert_eq!(
-        booked_after.unwrap_or(0),
-        booked_before.unwrap_or(0) + 1,
+    assert!(
+        booked_after.unwrap_or(0) > booked_before.unwrap_or(0),
         "the first request of a worker that knows no limit was not booked under the learned one"
     );
     let outcomes = send_all(&[&learner, &other], 5).await;
@@ -783,13 +783,18 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
         .await;
     assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
 
-    // A request that runs longer than its lease keeps its slot: the lease is renewed every
-    // third of it (100 ms here) while the request runs.
+    // A request that runs longer than its lease keeps its slot: the lease (600 ms here) is
+    // renewed every third of it while the request runs.
     let slow = SimulatedApi::builder()
-        .latency(Duration::from_secs(1))
+        .latency(Duration::from_millis(1_500))
         .build();
-    let (_, one) = client(Rate::per_second(100), Some(capped()), &slow);
-    let (_, two) = client(Rate::per_second(100), Some(capped()), &slow);
+    let renewed = || {
+        store(&server, "renewed")
+            .concurrency(1)
+            .lease(Duration::from_millis(600))
+    };
+    let (_, one) = client(Rate::per_second(100), Some(renewed()), &slow);
+    let (_, two) = client(Rate::per_second(100), Some(renewed()), &slow);
     assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }
