@@ -18,7 +18,13 @@
 //! and a table compares them, and a chart of answers per second over time for each client
 //! against the server's limit is written to `target/demo.svg`. Then the server answers 503 for a few seconds: the throttle's
 //! circuit breaker opens, callers fail fast with `Error::CircuitOpen`, the server is left alone,
-//! and traffic recovers when it comes back. The whole demo takes about half a minute.
+//! and traffic recovers when it comes back. The whole demo takes about half a minute. Built with
+//! the `redis` feature (and a `redis-server` it can start), a last phase runs several workers
+//! against one API, each with its own budget, then sharing one through Redis
+//! (`examples/demo/fleet.rs`); otherwise it says why it is skipped.
+
+#[path = "demo/fleet.rs"]
+mod fleet;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
@@ -132,6 +138,9 @@ async fn main() -> DemoResult<()> {
 
     // LLM token budgets, in virtual time: a minute-scale limit would make a real-time demo long.
     tokio::task::spawn_blocking(token_budgets).await??;
+
+    // Several workers sharing one budget through Redis (feature `redis`), or why not.
+    fleet::fleet_phase().await?;
 
     Ok(())
 }

@@ -12,10 +12,16 @@
 //! serves the simulated API on 127.0.0.1; the workers are this binary started again with
 //! `worker` as first argument. The server's own counters are the truth: 429s and goodput.
 //! With `FLEET_TRACE=1` the workers log the crate's `tracing` events (debug) to stderr.
+//!
+//! `--faults [runs]` repeats only the fault run (default 5 times) and breaks it into phases:
+//! before the kill, Redis down, restarted but not every worker back, every worker back; with
+//! each 429 and whether its worker was then on the fallback budget (`FLEET_DEBUG=1`: also
+//! when each worker's store went down and came back).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use reqwest_middleware::ClientBuilder;
 use reqwest_throttle::retry::RetryPolicy;
@@ -46,11 +52,16 @@ fn main() -> Result<()> {
     if args.get(1).map(String::as_str) == Some("llm-worker") {
         return worker(&args[2], args.get(3).map(String::as_str), true);
     }
+    if args.get(1).map(String::as_str) == Some("--faults") {
+        let runs = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
+        return tokio::runtime::Runtime::new()?.block_on(faults_only(runs));
+    }
     tokio::runtime::Runtime::new()?.block_on(lead())
 }
 
 /// One worker: `REQUESTS_PER_WORKER` GETs (or `LLM_REQUESTS_PER_WORKER` chats) from 8 tasks;
-/// prints `ok limited errors round-trips fallbacks reconnects`.
+/// prints `ok limited errors round-trips fallbacks reconnects`, then on a second line the
+/// instants (µs since the Unix epoch) at which its store went down and came back, in turn.
 fn worker(url: &str, redis: Option<&str>, llm: bool) -> Result<()> {
     if std::env::var_os("FLEET_TRACE").is_some() {
         tracing_subscriber::fmt()
@@ -78,6 +89,8 @@ fn worker(url: &str, redis: Option<&str>, llm: bool) -> Result<()> {
             );
         }
         let throttle = builder.build()?;
+        let transitions = Arc::new(Mutex::new(Vec::new()));
+        let watcher = tokio::spawn(watch_store(throttle.clone(), Arc::clone(&transitions)));
         let client = ClientBuilder::new(reqwest::Client::new())
             .with(throttle.clone())
             .build();
@@ -127,12 +140,40 @@ fn worker(url: &str, redis: Option<&str>, llm: bool) -> Result<()> {
             errors += e;
         }
         let store = throttle.stats().store.unwrap_or_default();
+        watcher.abort();
         println!(
             "{ok} {limited} {errors} {} {} {}",
             store.round_trips, store.fallbacks, store.reconnects
         );
+        let transitions: Vec<String> = transitions
+            .lock()
+            .map_err(|_| "watcher panicked")?
+            .iter()
+            .map(u128::to_string)
+            .collect();
+        println!("{}", transitions.join(" "));
         Ok(())
     })
+}
+
+/// Records when the store went down and came back, in turn (µs since the Unix epoch), polled
+/// every 2 ms until aborted.
+async fn watch_store(throttle: Throttle, transitions: Arc<Mutex<Vec<u128>>>) {
+    let mut up = true;
+    loop {
+        let now_up = throttle.stats().store.is_none_or(|store| store.up);
+        if now_up != up {
+            up = now_up;
+            let at = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros();
+            if let Ok(mut transitions) = transitions.lock() {
+                transitions.push(at);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
 }
 
 /// The `i`-th chat: a short prompt and 60 to 140 tokens of allowance.
@@ -205,14 +246,33 @@ async fn lead() -> Result<()> {
     Ok(())
 }
 
+/// `--faults [runs]`: only the fault run, `runs` times (default 5), each with a fresh Redis.
+async fn faults_only(runs: usize) -> Result<()> {
+    for run_number in 1..=runs {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let server = RedisServer::start(port)?;
+        let url = format!("redis://127.0.0.1:{port}/");
+        run(
+            &format!("run {run_number}: Redis killed 3 s"),
+            Some(&url),
+            Some((server, port)),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
 /// Starts the `WORKERS` worker processes (this binary again, as `role`), each sending to `url`
-/// and, with `redis`, sharing its budget there.
+/// (`{worker}` in it replaced by the worker's number) and, with `redis`, sharing its budget
+/// there.
 fn spawn_workers(role: &str, url: &str, redis: Option<&str>) -> Result<Vec<Child>> {
     let exe = std::env::current_exe()?;
     let children = (0..WORKERS)
-        .map(|_| {
+        .map(|worker| {
             let mut command = Command::new(&exe);
-            command.arg(role).arg(url);
+            command
+                .arg(role)
+                .arg(url.replace("{worker}", &worker.to_string()));
             if let Some(redis) = redis {
                 command.arg(redis);
             }
@@ -278,25 +338,52 @@ async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>)
         .token_bucket(RATE as f64, SERVER_BURST)
         .build();
     let server = api.serve().await?;
-    let url = server.url("/v1/things");
+    let url = server.url("/v1/things?worker={worker}");
     let started = Instant::now();
+    // The workers report the wall clock; this pair turns it into this process's instants.
+    let (wall_origin, origin) = (SystemTime::now(), Instant::now());
     let children = spawn_workers("worker", &url, redis)?;
+    let faulty = fault.is_some();
     let fault = tokio::spawn(async move {
         let (server, port) = fault?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         drop(server);
+        let killed = Instant::now();
         tokio::time::sleep(Duration::from_secs(3)).await;
-        RedisServer::start(port).ok()
+        let restarted = Instant::now();
+        // Off the runtime's threads: the simulated API answers from them meanwhile (a blocked
+        // thread held its requests back and let them through all at once).
+        let server = tokio::task::spawn_blocking(move || RedisServer::start(port).ok())
+            .await
+            .ok()??;
+        Some((server, killed, restarted))
     });
     let outputs = wait_for(children).await?;
     let elapsed = started.elapsed();
-    let _restarted = fault.await?;
+    let restarted = fault.await?;
     let mut totals = [0u64; 6];
+    // Per worker, the instants its store went down and came back, in turn.
+    let mut transitions: Vec<Vec<Instant>> = Vec::new();
     for output in outputs {
-        let line = String::from_utf8_lossy(&output.stdout);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines = text.lines();
+        let line = lines.next().unwrap_or_default();
         for (total, field) in totals.iter_mut().zip(line.split_whitespace()) {
             *total += field.parse::<u64>().unwrap_or(0);
         }
+        let wall_micros = wall_origin.duration_since(UNIX_EPOCH)?.as_micros();
+        transitions.push(
+            lines
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|at| at.parse::<u128>().ok())
+                .map(|at| {
+                    let since = u64::try_from(at.saturating_sub(wall_micros)).unwrap_or(0);
+                    origin + Duration::from_micros(since)
+                })
+                .collect(),
+        );
     }
     let stats = api.stats();
     let span = stats.elapsed().as_secs_f64().max(f64::MIN_POSITIVE);
@@ -310,27 +397,116 @@ async fn run(name: &str, redis: Option<&str>, fault: Option<(RedisServer, u16)>)
         ok_per_second,
         100.0 * ok_per_second / RATE as f64,
     );
-    let refused: Vec<String> = api
-        .requests()
-        .iter()
-        .filter(|request| request.status.is_some_and(|status| status == 429))
-        .filter_map(|request| {
-            let first = stats.first_request?;
-            Some(format!("{:.2}", (request.at - first).as_secs_f64()))
-        })
-        .collect();
-    if !refused.is_empty() && redis.is_some() {
-        println!(
-            "{:<34} 429s at (s after the first request): {}",
-            "",
-            refused.join(" ")
-        );
-    }
     if redis.is_some() {
         println!(
             "{:<34} store round trips {}, fallback bookings {}, reconnects {}",
             "", totals[3], totals[4], totals[5]
         );
     }
+    if let (true, Some((_, killed, restarted)), Some(first)) =
+        (faulty, restarted, stats.first_request)
+    {
+        let first = first.into_std();
+        phases(&api, first, killed, restarted, &transitions);
+    }
     Ok(())
+}
+
+/// The fault run, phase by phase (seconds after the server's first request): before Redis is
+/// killed, while it is down, from its restart until every worker books there again, after.
+/// Each 429 is listed with the worker it answered and whether that worker was then on its
+/// fallback budget.
+fn phases(
+    api: &SimulatedApi,
+    first: Instant,
+    killed: Instant,
+    restarted: Instant,
+    transitions: &[Vec<Instant>],
+) {
+    let secs = |at: Instant| {
+        if at >= first {
+            at.duration_since(first).as_secs_f64()
+        } else {
+            -first.duration_since(at).as_secs_f64()
+        }
+    };
+    // The last time each worker came back; `None` if it never went down, or never came back
+    // (it had nothing left to book, so nothing probed the store).
+    let back: Vec<Option<Instant>> = transitions
+        .iter()
+        .map(|t| t.last().copied().filter(|_| t.len() % 2 == 0))
+        .collect();
+    if std::env::var_os("FLEET_DEBUG").is_some() {
+        for (worker, t) in transitions.iter().enumerate() {
+            let t: Vec<String> = t.iter().map(|&at| format!("{:.3}", secs(at))).collect();
+            println!("worker {worker} transitions {}", t.join(" "));
+        }
+    }
+    let all_back = back.iter().flatten().max().copied().unwrap_or(restarted);
+    let requests = api.requests();
+    let end = requests.last().map_or(all_back, |r| r.at.into_std());
+    let bounds = [
+        ("before the kill", first, killed),
+        ("Redis down", killed, restarted),
+        (
+            "restarted, not all back",
+            restarted,
+            all_back.max(restarted),
+        ),
+        ("every worker back", all_back.max(restarted), end),
+    ];
+    println!(
+        "{:<34} Redis killed at {:.2} s, restarted at {:.2} s; workers back at {} s",
+        "",
+        secs(killed),
+        secs(restarted),
+        back.iter()
+            .map(|b| b.map_or("-".to_owned(), |b| format!("{:.2}", secs(b))))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for (phase, from, to) in bounds {
+        let inside: Vec<_> = requests
+            .iter()
+            .filter(|r| (from..to).contains(&r.at.into_std()))
+            .collect();
+        let limited = inside
+            .iter()
+            .filter(|r| r.status.is_some_and(|s| s == 429))
+            .count();
+        let span = to.saturating_duration_since(from).as_secs_f64();
+        println!(
+            "{:<34} {phase:<24} {:>5.2} s: {:>3} received ({:>5.1}/s), {limited} × 429",
+            "",
+            span,
+            inside.len(),
+            inside.len() as f64 / span.max(f64::MIN_POSITIVE),
+        );
+    }
+    for request in requests
+        .iter()
+        .filter(|r| r.status.is_some_and(|s| s == 429))
+    {
+        let at = request.at.into_std();
+        let worker = request
+            .path
+            .rsplit_once("worker=")
+            .and_then(|(_, w)| w.parse::<usize>().ok());
+        let mode = worker
+            .and_then(|w| transitions.get(w))
+            .map(|t| {
+                if t.iter().filter(|&&change| change <= at).count() % 2 == 1 {
+                    "fallback"
+                } else {
+                    "shared"
+                }
+            })
+            .unwrap_or("?");
+        println!(
+            "{:<34} 429 at {:.3} s to worker {} ({mode})",
+            "",
+            secs(at),
+            worker.map_or("?".to_owned(), |w| w.to_string())
+        );
+    }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_throttle::limiter::{Gcra, Limit};
 use reqwest_throttle::retry::RetryPolicy;
-use reqwest_throttle::sim::SimulatedApi;
+use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
 use reqwest_throttle::store::{OnStoreDown, RedisStore};
 use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 
@@ -99,7 +99,12 @@ impl Drop for RedisServer {
 }
 
 fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    RedisStore::new(&server.url())
+    store_of(server.port, prefix)
+}
+
+/// A store on the loopback `port` (its server may be down).
+fn store_of(port: u16, prefix: &str) -> RedisStore {
+    RedisStore::new(&format!("redis://127.0.0.1:{port}/"))
         .expect("a valid URL")
         .prefix(prefix)
 }
@@ -111,8 +116,16 @@ fn client(
     store: Option<RedisStore>,
     api: &SimulatedApi,
 ) -> (Throttle, ClientWithMiddleware) {
-    let policy = Policy::new()
-        .rate(rate)
+    client_with(Policy::new().rate(rate), store, api)
+}
+
+/// The same with `policy` (its rate, if any), no retries, no breaker.
+fn client_with(
+    policy: Policy,
+    store: Option<RedisStore>,
+    api: &SimulatedApi,
+) -> (Throttle, ClientWithMiddleware) {
+    let policy = policy
         .retry(RetryPolicy::disabled())
         .no_breaker()
         .unlimited_concurrency();
@@ -379,6 +392,14 @@ async fn with_redis_killed_requests_fail_fast_then_share_again_once_it_is_back()
         "a request left while its budget was unknown"
     );
 
+    // A lane that limits nothing (no rate configured, none learned) has nothing to refuse.
+    let (_, unlimited) = client_with(
+        Policy::new(),
+        Some(store_of(port, "fast").on_down(OnStoreDown::FailFast)),
+        &api,
+    );
+    assert_eq!(send_all(&[&unlimited], 2).await, vec![Ok(200); 2]);
+
     let _server = RedisServer::start_on(port).expect("redis-server restarts");
     let back = wait_until_shared(&throttle, &client).await;
     assert!(back.reconnects >= 1, "{back:?}");
@@ -446,6 +467,30 @@ async fn a_paused_redis_takes_the_timeout_path_instead_of_hanging() {
     wait_until_shared(&throttle, &client).await;
 }
 
+/// Reads `field` of the hash `key` every 10 ms until `done` holds of it (at most a second,
+/// for what a worker writes in the background); its last value.
+async fn poll_field<T: redis::FromRedisValue>(
+    server: &RedisServer,
+    key: &str,
+    field: &str,
+    done: impl Fn(&Option<T>) -> bool,
+) -> Option<T> {
+    let mut redis = server.connection();
+    let mut value = None;
+    for _ in 0..100 {
+        value = redis::cmd("HGET")
+            .arg(key)
+            .arg(field)
+            .query::<Option<T>>(&mut redis)
+            .expect("HGET answers");
+        if done(&value) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    value
+}
+
 /// Sends requests until the store answers again (at most [`NO_HANG`] twice): its stats then.
 async fn wait_until_shared(
     throttle: &Throttle,
@@ -482,20 +527,8 @@ async fn a_pause_one_worker_is_told_holds_back_every_worker() {
     );
     assert_eq!(send_all(&[&told], 1).await, vec![Ok(429)]);
     // The pause reaches Redis in the background: wait (boundedly) until it is there.
-    let mut redis = server.connection();
-    let lane = "{pause:http://api.test:80}";
-    let mut pause = None;
-    for _ in 0..100 {
-        pause = redis::cmd("HGET")
-            .arg(lane)
-            .arg("c")
-            .query::<Option<String>>(&mut redis)
-            .unwrap();
-        if pause.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let pause: Option<String> =
+        poll_field(&server, "{pause:http://api.test:80}", "c", Option::is_some).await;
     assert!(pause.is_some(), "the pause never reached Redis");
     // Another worker, whose server would accept, waits for the pause: with less time to wait
     // than it lasts, its request is refused before it is sent.
@@ -565,21 +598,11 @@ async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
     let gave_up = tokio::time::timeout(Duration::from_millis(100), first.get(URL).send()).await;
     assert!(gave_up.is_err(), "the second request left within a second");
     // The refund reaches Redis in the background: booking 1, booking 2, its cancellation.
-    let mut redis = server.connection();
-    let mut bookings = 0;
-    for _ in 0..100 {
-        bookings = redis::cmd("HGET")
-            .arg("{drop:http://api.test:80}")
-            .arg("s0")
-            .query::<Option<u64>>(&mut redis)
-            .unwrap()
-            .unwrap_or(0);
-        if bookings == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(bookings, 3, "the dropped booking was not given back");
+    let bookings = poll_field(&server, "{drop:http://api.test:80}", "s0", |b| {
+        *b == Some(3)
+    })
+    .await;
+    assert_eq!(bookings, Some(3), "the dropped booking was not given back");
     // The other worker gets the slot the dropped request held (under a second away), not the
     // one after it (two seconds away): within 1.5 s it is booked, and sent.
     let response = second
@@ -589,4 +612,189 @@ async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
         .await;
     assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
     assert_eq!(api.stats().received, 2);
+}
+
+#[tokio::test]
+async fn the_fallback_starts_where_the_fleets_schedule_ends_with_its_burst_spent() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    // 10/s, burst 1: five requests at once are booked 100 ms apart in Redis. While it is down,
+    // this worker of two falls back to 5/s, burst 1 (200 ms apart).
+    let store = store(&server, "switch").expected_workers(2);
+    let (throttle, client) = client(Rate::per_second(10).burst(1), Some(store), &api);
+    let shared: Vec<_> = (0..5)
+        .map(|_| tokio::spawn(client.get(URL).send()))
+        .collect();
+    let booked = poll_field(&server, "{switch:http://api.test:80}", "s0", |b| {
+        *b == Some(5)
+    })
+    .await;
+    assert_eq!(booked, Some(5u64));
+    // Killed with four of the five still waiting for their slots: they leave on them.
+    server.kill();
+    let outcomes = send_all(&[&client], 2).await;
+    assert_eq!(outcomes, vec![Ok(200); 2]);
+    for request in shared {
+        let response = request.await.expect("no panic").expect("sent");
+        assert_eq!(response.status(), 200);
+    }
+    assert!(throttle.stats().store.unwrap().fallbacks >= 2);
+    let mut arrivals: Vec<_> = api.requests().iter().map(|request| request.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 7);
+    // The fallback's first request leaves one fallback interval (200 ms) after the shared
+    // schedule's last slot, not with it (the burst it would have had is what the shared
+    // schedule already used); 150 ms leaves room for timers.
+    let gap = arrivals[5] - arrivals[4];
+    assert!(
+        gap >= Duration::from_millis(150),
+        "the fallback sent {gap:?} after the shared schedule's last request"
+    );
+}
+
+#[tokio::test]
+async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // 5 requests per second, burst 5, announced in IETF headers; no rate configured anywhere.
+    let api = || {
+        SimulatedApi::builder()
+            .token_bucket(5.0, 5)
+            .headers(HeaderStyle::Ietf)
+            .build()
+    };
+    let shared = api();
+    let (_, learner) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
+    assert_eq!(send_all(&[&learner], 1).await, vec![Ok(200)]);
+    let learned: Option<String> =
+        poll_field(&server, "{learn:http://api.test:80}", "l0", Option::is_some).await;
+    assert!(learned.is_some(), "the learned limit never reached Redis");
+    // Another worker, told nothing yet, books its very first requests in the shared cell,
+    // under the learned limit (without it, it would have no limit to book under and book
+    // nothing there), and with the first worker they keep it together.
+    let lane = "{learn:http://api.test:80}";
+    let booked_before: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
+    let (_, other) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
+    let first = other.get(URL).send().await.map(|r| r.status().as_u16());
+    assert_eq!(first.ok(), Some(200));
+    // (`s0` counts bookings, and also the syncs to `remaining` that run in the background.)
+    let booked_after: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
+    assert!(
+        booked_after.unwrap_or(0) > booked_before.unwrap_or(0),
+        "the first request of a worker that knows no limit was not booked under the learned one"
+    );
+    let outcomes = send_all(&[&learner, &other], 5).await;
+    assert_eq!(outcomes, vec![Ok(200); 10], "{learned:?}");
+    assert_eq!(shared.stats().limited, 0);
+}
+
+#[tokio::test]
+async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "holes").__probe();
+    // 10 requests/s, burst 1: bookings made at once are 100 ms apart.
+    let limits = [
+        Some(Limit {
+            interval: Duration::from_millis(100),
+            burst: 1,
+        }),
+        None,
+        None,
+        None,
+    ];
+    let t0 = Duration::from_secs(1_000);
+    let book = |now: Duration| {
+        let probe = &probe;
+        async move {
+            probe
+                .book_at("lane", &Cost::requests(1), &limits, now)
+                .await
+                .expect("the store answers")
+                .expect("nothing is refused without a max wait")
+        }
+    };
+    let millis = |booking: &reqwest_throttle::store::ProbeBooking| booking.wait.as_secs_f64() * 1e3;
+    let _first = book(t0).await;
+    let second = book(t0).await;
+    let third = book(t0).await;
+    assert!((millis(&third) - 200.0).abs() < 1.0, "{third:?}");
+    // The second, not the latest, is dropped: the schedule closes up behind it, and the next
+    // booking takes the third's place in line (200 ms), not the one after it (300 ms). The
+    // third keeps its slot.
+    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 1);
+    let fourth = book(t0).await;
+    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    // Ten seconds later the cell is at rest: a booking then starts after a gap. The fourth,
+    // dropped only now, was absorbed by that gap: it gives nothing back, and the next booking
+    // waits behind the fifth as if it had not been dropped.
+    let later = t0 + Duration::from_secs(10);
+    let fifth = book(later).await;
+    assert_eq!(fifth.wait, Duration::ZERO);
+    assert_eq!(probe.cancel_at("lane", &fourth, later).await.unwrap(), 0);
+    let sixth = book(later).await;
+    assert!((millis(&sixth) - 100.0).abs() < 1.0, "{sixth:?}");
+}
+
+#[tokio::test]
+async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_expires() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let capped = || {
+        store(&server, "leases")
+            .concurrency(1)
+            .lease(Duration::from_millis(300))
+    };
+    // Each answer takes 100 ms; two workers send three each at once, one at a time fleet-wide.
+    let api = SimulatedApi::builder()
+        .latency(Duration::from_millis(100))
+        .build();
+    let (_, one) = client(Rate::per_second(100), Some(capped()), &api);
+    let (_, two) = client(Rate::per_second(100), Some(capped()), &api);
+    assert_eq!(send_all(&[&one, &two], 3).await, vec![Ok(200); 6]);
+    assert_eq!(api.stats().max_in_flight, 1, "{:?}", api.stats());
+
+    // A worker takes the slot and dies without giving it back: another waits for it...
+    let probe = capped().__probe();
+    assert!(probe.lease_and_crash("http://api.test:80").await.unwrap());
+    let error = one
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_millis(50)))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            Error::from_middleware(&error),
+            Some(Error::Saturated { .. })
+        ),
+        "{error}"
+    );
+    // ... only until the lease expires (300 ms), not for ever.
+    let response = one
+        .get(URL)
+        .with_extension(reqwest_throttle::MaxWait(Duration::from_secs(2)))
+        .send()
+        .await;
+    assert_eq!(response.map(|r| r.status().as_u16()).ok(), Some(200));
+
+    // A request that runs longer than its lease keeps its slot: the lease (600 ms here) is
+    // renewed every third of it while the request runs.
+    let slow = SimulatedApi::builder()
+        .latency(Duration::from_millis(1_500))
+        .build();
+    let renewed = || {
+        store(&server, "renewed")
+            .concurrency(1)
+            .lease(Duration::from_millis(600))
+    };
+    let (_, one) = client(Rate::per_second(100), Some(renewed()), &slow);
+    let (_, two) = client(Rate::per_second(100), Some(renewed()), &slow);
+    assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
+    assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }

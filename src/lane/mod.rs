@@ -276,6 +276,11 @@ impl Lane {
                         self.budget.set_limit(dimension, limit);
                     }
                     self.budget.set_strict(dimension, strict);
+                    // The fleet paces as one client: every worker books under what one learned.
+                    #[cfg(feature = "redis")]
+                    if let Some(shared) = &self.shared {
+                        shared.learn(dimension, limit, strict, fresh);
+                    }
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);
                     }
@@ -311,6 +316,10 @@ impl Lane {
                     } else {
                         u64::MAX
                     };
+                    #[cfg(feature = "redis")]
+                    if let Some(shared) = &self.shared {
+                        shared.sync(dimension, remaining, self.budget.limit(dimension));
+                    }
                     let synced = self.budget.sync(dimension, remaining, min_credit);
                     if synced != 0 {
                         self.counters.paced.fetch_add(1, Relaxed);

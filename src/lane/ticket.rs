@@ -227,23 +227,22 @@ impl Lane {
 
         self.tick(now);
         let generation = self.budget.generation();
+        // Booked in the store even when this lane limits nothing (yet): another worker may have
+        // learned the lane's limits from the server.
         let shapes = crate::store::shapes_of(&self.budget);
-        if shapes.iter().all(Option::is_none) {
-            // Nothing limited (yet): nothing to share, and no round trip.
-            let (booked, generation) = self
-                .book_in(&self.budget, cost, max_wait, deadline, now)
-                .await?;
-            return Ok((Booked::Local(booked), generation));
-        }
         let max_wait = deadline
             .map(|d| d.saturating_duration_since(now))
             .or(max_wait);
         match shared.book(cost, &shapes, max_wait).await {
-            Ok(SharedOutcome::Granted(booking)) => {
+            Ok(SharedOutcome::Granted(mut booking)) => {
                 // A timer set for an instant already past still waits for the timer wheel's next
                 // tick (a millisecond): a booking that may leave at once leaves at once.
                 if booking.ready_at() > Instant::now() {
                     tokio::time::sleep_until(booking.ready_at()).await;
+                }
+                // The fleet-wide concurrency slot, if the store caps it: after the rate.
+                if shared.lease_into(&mut booking, deadline).await.is_err() {
+                    return Err(self.concurrency_refusal(max_wait));
                 }
                 Ok((Booked::Shared(booking), generation))
             }

@@ -4,21 +4,29 @@
 //! next probe is due, bookings do not try it at all (no request pays the timeout twice in a
 //! row), and they take the policy's way instead (the fallback budget, or a typed error). Once a
 //! probe is due, one booking (only one at a time) tries the store again; when it answers, the
-//! store is *up* and every lane books in it again. Probes back off from 250 ms to 4 s while the
-//! store stays down. The connection manager reconnects in the background meanwhile; a probe is
-//! also what makes it try again after it gave up.
+//! store is *up* and every lane books in it again. Probes back off from 250 ms to 500 ms while
+//! the store stays down (a probe costs a refused connection, or at worst one timeout): a
+//! longer interval leaves longer the mix of workers back on the shared budget at the fleet's
+//! rate and workers still sending their fallback share, which the server refuses. The
+//! connection manager reconnects in the background meanwhile; a probe is also what makes it
+//! try again after it gave up.
+//!
+//! Probes fall on whole multiples of their interval on the wall clock (the one clock a fleet
+//! shares while Redis is down): every worker probes at the same instants, so when Redis is
+//! back they all return to the shared budget within the same few milliseconds, instead of
+//! some booking there at the fleet's full rate while others still send their fallback share.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use crate::stats::StoreStats;
-use crate::time::Epoch;
+use crate::time::{duration_to_nanos, Epoch};
 
 const FIRST_PROBE: Duration = Duration::from_millis(250);
-const LONGEST_PROBE: Duration = Duration::from_secs(4);
+const LONGEST_PROBE: Duration = Duration::from_millis(500);
 /// `next_probe` while the store is up.
 const UP: u64 = 0;
 
@@ -39,6 +47,8 @@ pub(super) struct Health {
     reconnects: AtomicU64,
     /// Times the store went down.
     outages: AtomicU64,
+    /// The wall clock, as a span since the Unix epoch (fixed in unit tests).
+    wall_clock: fn() -> Duration,
 }
 
 /// What a booking may do with the store now.
@@ -66,8 +76,21 @@ impl Default for Health {
             unavailable: AtomicU64::new(0),
             reconnects: AtomicU64::new(0),
             outages: AtomicU64::new(0),
+            wall_clock: || {
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+            },
         }
     }
+}
+
+/// The wait from `wall` (the wall clock) to the next whole multiple of `interval` on it: in
+/// `(0, interval]`.
+fn until_aligned(interval: Duration, wall: Duration) -> Duration {
+    let interval = duration_to_nanos(interval).max(1);
+    let into = u64::try_from(wall.as_nanos() % u128::from(interval)).unwrap_or(0);
+    Duration::from_nanos(interval - into)
 }
 
 impl Health {
@@ -119,11 +142,11 @@ impl Health {
         } else {
             backoff.saturating_mul(2).min(LONGEST_PROBE)
         };
-        self.backoff
-            .store(crate::time::duration_to_nanos(backoff), Relaxed);
+        self.backoff.store(duration_to_nanos(backoff), Relaxed);
+        let wait = until_aligned(backoff, (self.wall_clock)());
         let next = self
             .since_epoch(now)
-            .saturating_add(crate::time::duration_to_nanos(backoff));
+            .saturating_add(duration_to_nanos(wait));
         let was_up = self.next_probe.swap(next, AcqRel) == UP;
         if was_up {
             self.outages.fetch_add(1, Relaxed);
@@ -167,9 +190,31 @@ impl Health {
 mod tests {
     use super::*;
 
+    /// A health whose wall clock stands at a whole second: probes fall a whole interval apart.
+    fn health() -> Health {
+        Health {
+            wall_clock: || Duration::from_secs(1_000),
+            ..Health::default()
+        }
+    }
+
+    #[test]
+    fn probes_fall_on_the_wall_clocks_multiples_of_their_interval() {
+        let second = Duration::from_secs(1);
+        assert_eq!(
+            until_aligned(second, Duration::from_millis(10_300)),
+            Duration::from_millis(700)
+        );
+        assert_eq!(until_aligned(second, Duration::from_secs(10)), second);
+        assert_eq!(
+            until_aligned(Duration::ZERO, Duration::from_millis(1)),
+            Duration::from_nanos(1)
+        );
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_down_store_is_probed_by_one_booking_with_backoff() {
-        let health = Health::default();
+        let health = health();
         assert_eq!(
             health.attempt(Instant::now()),
             Attempt::Call { probe: false }
@@ -211,7 +256,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn probes_back_off_no_further_than_the_longest() {
-        let health = Health::default();
+        let health = health();
         for _ in 0..20 {
             health.failed(Instant::now());
         }

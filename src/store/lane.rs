@@ -2,16 +2,16 @@
 //! waits (a guard: dropped before it leaves, it gives the booking back).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrants};
+use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::{Budget, Cost, Dimension, Limit};
-use crate::time::{later, Epoch};
+use crate::time::{duration_to_nanos, later};
 
 /// Where a lane keeps its budget when a store applies to it.
 #[derive(Debug)]
@@ -24,10 +24,13 @@ pub(crate) struct SharedBudget {
     outage: AtomicU64,
     /// The outage whose fallback bookings were last carried over to the store.
     carried: AtomicU64,
-    /// The latest slot the store gave this lane, in nanoseconds since `epoch`: the requests
-    /// booked up to it still leave after the store is gone, so the fallback starts after them.
-    last_slot: AtomicU64,
-    epoch: Epoch,
+    /// Per dimension, how far ahead (in nanoseconds) the store's latest answer to this lane
+    /// said the fleet's schedule was booked: the requests booked there still leave after the
+    /// store is gone, so the fallback starts after them.
+    fleet_ahead: [AtomicU64; Dimension::ALL.len()],
+    /// The limits the store's latest answer booked under (learned by any worker of the fleet,
+    /// or this lane's own): what the fallback takes its share of.
+    fleet_limits: Mutex<[Option<Limit>; Dimension::ALL.len()]>,
 }
 
 /// The store's answer to one booking.
@@ -52,8 +55,8 @@ impl SharedBudget {
             fallback: Budget::new(),
             outage: AtomicU64::new(0),
             carried: AtomicU64::new(0),
-            last_slot: AtomicU64::new(0),
-            epoch: Epoch::now(),
+            fleet_ahead: Default::default(),
+            fleet_limits: Mutex::default(),
         }
     }
 
@@ -76,10 +79,19 @@ impl SharedBudget {
         // counted from now, the request never leaves early.
         let now = Instant::now();
         Ok(match booked {
-            Booked::Granted { wait, grants } => {
+            Booked::Granted {
+                wait,
+                grants,
+                ahead,
+            } => {
                 let ready_at = later(now, wait);
-                self.last_slot
-                    .fetch_max(self.epoch.nanos(ready_at), Relaxed);
+                for (kept, ahead) in self.fleet_ahead.iter().zip(ahead) {
+                    if let Some(ahead) = ahead {
+                        kept.store(duration_to_nanos(ahead), Relaxed);
+                    }
+                }
+                *self.lock_fleet_limits() =
+                    std::array::from_fn(|i| grants[i].as_ref().map(SharedGrant::limit));
                 SharedOutcome::Granted(SharedBooking {
                     store: Arc::clone(&self.store),
                     key: Arc::clone(&self.key),
@@ -87,6 +99,7 @@ impl SharedBudget {
                     grants,
                     ready_at,
                     committed: false,
+                    lease: None,
                 })
             }
             Booked::TooLong { dimension, wait } => SharedOutcome::TooLong { dimension, wait },
@@ -94,31 +107,58 @@ impl SharedBudget {
         })
     }
 
+    fn lock_fleet_limits(&self) -> MutexGuard<'_, [Option<Limit>; Dimension::ALL.len()]> {
+        // Plain values: consistent even if a holder panicked.
+        self.fleet_limits
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// The budget to book in while the store is down, brought to the policy's share of the
-    /// lane's current limits; `None` when the policy fails fast instead.
-    pub fn fallback(&self, shapes: &Shapes) -> Option<&Arc<Budget>> {
-        let OnStoreDown::Fallback { share } = self.store.on_down() else {
-            self.store.refused();
-            return None;
+    /// fleet's limits as the store last applied them (else the lane's own); `None` when the
+    /// policy fails fast instead (unless nothing is limited: then there is nothing to refuse).
+    pub fn fallback(&self, own: &Shapes) -> Option<&Arc<Budget>> {
+        let fleet = *self.lock_fleet_limits();
+        let shapes: Shapes = std::array::from_fn(|i| match (fleet[i], own[i]) {
+            (Some(limit), own) => Some(Shape {
+                limit,
+                strict: own.is_some_and(|own| own.strict),
+            }),
+            (None, own) => own,
+        });
+        let share = match self.store.on_down() {
+            // Nothing limited, here or in the fleet as last seen: nothing to share, nothing to
+            // refuse (the lane books in an unlimited budget whatever the policy).
+            _ if shapes.iter().all(Option::is_none) => 1.0,
+            OnStoreDown::Fallback { share } => {
+                self.store.fell_back();
+                if share.is_nan() {
+                    f64::MIN_POSITIVE
+                } else {
+                    share.clamp(f64::MIN_POSITIVE, 1.0)
+                }
+            }
+            OnStoreDown::FailFast => {
+                self.store.refused();
+                return None;
+            }
         };
-        self.store.fell_back();
-        let share = if share.is_nan() {
-            f64::MIN_POSITIVE
-        } else {
-            share.clamp(f64::MIN_POSITIVE, 1.0)
-        };
-        // Each outage starts the fallback with its burst spent, after the last slot the store
-        // gave this lane: the shared schedule this worker leaves may have just used the
-        // server's burst, its requests booked there still leave, and eight workers bursting at
-        // once on top of them is what the server refuses.
+        // Each outage starts the fallback booked as far ahead as the store last said the
+        // fleet's schedule was, with its burst spent there: the requests granted in the shared
+        // budget still leave (they are not spent twice), and they used the server's burst (the
+        // workers bursting together at its end is what the server refuses). The schedule went
+        // on growing after that answer while the fleet was busy, about as fast as time passes:
+        // counted from now rather than from the answer, the guess errs late, never early.
         let outage = self.store.outages();
         let new_outage = self.outage.swap(outage, Relaxed) != outage;
         for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
             let wanted = shape.map(|shape| share_of(shape.limit, share));
             if new_outage {
                 self.fallback.reprice(dimension, wanted);
-                let last_slot = self.epoch.instant(self.last_slot.load(Relaxed));
-                self.fallback.cool_down(None, last_slot);
+                let ahead = self.fleet_ahead[dimension.index()].load(Relaxed);
+                if let Some(units) = wanted.and_then(|limit| units_in(ahead, limit)) {
+                    self.fallback.debit(dimension, units);
+                }
             } else if self.fallback.limit(dimension) != wanted {
                 // Only a change is written: setting the same rate again costs a lock for nothing.
                 self.fallback.set_limit(dimension, wanted);
@@ -130,19 +170,28 @@ impl SharedBudget {
     }
 
     /// Back from an outage: makes the shared budget at least as full as this lane's fallback
-    /// budget was. The fallback ran at a share of the rate, so the time it is booked ahead is
-    /// the fleet's fill seen from this worker (its units count `1 / share` times at the fleet's
-    /// rate). A Redis restarted without persistence forgot the fleet's schedule and would grant
-    /// a fresh burst on top of what the workers just sent alone; a fill, unlike a charge, is the
-    /// same whichever worker comes back first or how many do.
+    /// budget was, with its burst spent where the fallback's schedule ends. The fallback ran at
+    /// a share of the rate, so the time it is booked ahead is the fleet's fill seen from this
+    /// worker (its units count `1 / share` times at the fleet's rate), and its waiters still
+    /// leave on it; the shared budget's first new request leaves after them. A Redis restarted
+    /// without persistence forgot the fleet's schedule and would grant a fresh burst on top of
+    /// what the workers just sent alone; a fill, unlike a charge, is the same whichever worker
+    /// comes back first or how many do.
     ///
     /// `true` when done (or nothing to carry); while the store is still down it costs nothing
     /// and is tried again with the next booking.
     async fn carry_over(&self, shapes: &Shapes) -> bool {
         let ahead: [Option<Duration>; Dimension::ALL.len()] = std::array::from_fn(|i| {
-            shapes[i]
-                .and(self.fallback.booked_ahead(Dimension::ALL[i]))
-                .filter(|ahead| !ahead.is_zero())
+            let shape = shapes[i]?;
+            let ahead = self
+                .fallback
+                .booked_ahead(Dimension::ALL[i])
+                .filter(|ahead| !ahead.is_zero())?;
+            // Booked up to `ahead + τ − T`, the next unit goes `ahead` from now.
+            let spent = shape.limit.interval.saturating_mul(
+                u32::try_from(shape.limit.burst.saturating_sub(1)).unwrap_or(u32::MAX),
+            );
+            Some(ahead.saturating_add(spent))
         });
         if ahead.iter().all(Option::is_none) {
             return true;
@@ -154,6 +203,76 @@ impl SharedBudget {
         filled.is_ok()
     }
 
+    /// Takes a fleet-wide concurrency slot for `booking` (whose rate already lets it leave), if
+    /// the store caps concurrency, waiting for one no later than `deadline`; `Err(())` when none
+    /// came in time. While the store does not answer, the booking goes without one.
+    pub async fn lease_into(
+        &self,
+        booking: &mut SharedBooking,
+        deadline: Option<Instant>,
+    ) -> Result<(), ()> {
+        if self.store.concurrency().is_none() {
+            return Ok(());
+        }
+        let key: Arc<str> = format!("{}:leases", self.key).into();
+        let id = lease_id();
+        loop {
+            match self.store.acquire(&key, &id).await {
+                Ok(None) => {
+                    booking.lease = Some(Lease::held(&self.store, key, id));
+                    return Ok(());
+                }
+                Ok(Some(until_expiry)) => {
+                    // Slots usually come back when answers arrive, long before they expire.
+                    let next = Instant::now() + until_expiry.clamp(LEASE_POLL_MIN, LEASE_POLL);
+                    if deadline.is_some_and(|deadline| next > deadline) {
+                        return Err(());
+                    }
+                    tokio::time::sleep_until(next).await;
+                }
+                Err(error) => {
+                    tracing::debug!(target: "reqwest_throttle", %error, "no fleet-wide concurrency slot: Redis unavailable");
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Shares a limit this lane learned from the server with every worker (in the background:
+    /// the lane's own budget already has it).
+    pub fn learn(&self, dimension: Dimension, limit: Option<Limit>, strict: bool, fresh: bool) {
+        self.in_background(move |store, key| async move {
+            store.learn(&key, dimension, limit, strict, fresh).await
+        });
+    }
+
+    /// Charges the shared `dimension` down to the `remaining` units the server announced;
+    /// `limit` is the lane's own, used unless the fleet learned one. Never gives units back:
+    /// the server's count does not include the other workers' requests in flight.
+    pub fn sync(&self, dimension: Dimension, remaining: u64, limit: Option<Limit>) {
+        let Some(limit) = limit else {
+            return;
+        };
+        self.in_background(move |store, key| async move {
+            store.sync(&key, dimension, remaining, limit).await
+        });
+    }
+
+    /// Runs a call to the store without waiting for it: the caller is reading an answer.
+    fn in_background<F, Fut>(&self, call: F)
+    where
+        F: FnOnce(Arc<Store>, Arc<str>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), StoreError>> + Send + 'static,
+    {
+        let store = Arc::clone(&self.store);
+        let key = Arc::clone(&self.key);
+        spawn(async move {
+            if let Err(error) = call(store, key).await {
+                tracing::debug!(target: "reqwest_throttle", %error, "not shared: Redis unavailable");
+            }
+        });
+    }
+
     /// Pauses the lane (or one dimension) for every worker until `until`, in the background: the
     /// lane's own budget already holds the pause for this process.
     pub fn cool_down(&self, dimension: Option<Dimension>, until: Instant) {
@@ -161,14 +280,16 @@ impl SharedBudget {
         if pause.is_zero() {
             return;
         }
-        let store = Arc::clone(&self.store);
-        let key = Arc::clone(&self.key);
-        spawn(async move {
-            if let Err(error) = store.cool_down(&key, dimension, pause).await {
-                tracing::debug!(target: "reqwest_throttle", %error, "pause not shared: Redis unavailable");
-            }
+        self.in_background(move |store, key| async move {
+            store.cool_down(&key, dimension, pause).await
         });
     }
+}
+
+/// How many units of `limit` fill `nanos` of its schedule (rounded up); `None` for none.
+fn units_in(nanos: u64, limit: Limit) -> Option<u64> {
+    let interval = duration_to_nanos(limit.interval).max(1);
+    Some(nanos.div_ceil(interval)).filter(|&units| units > 0)
 }
 
 /// `share` of `limit`: the interval stretched, the burst shrunk (never below one unit).
@@ -180,9 +301,9 @@ fn share_of(limit: Limit, share: f64) -> Limit {
     Limit { interval, burst }
 }
 
-/// A booking in the shared budget that has not left yet: dropped, it is given back (as in
-/// memory, only the latest booking of a cell can give its time back; an earlier one is
-/// forfeited, and the fleet sends a little less, never more).
+/// A booking in the shared budget that has not left yet: dropped, it is given back (an
+/// earlier booking than the latest too, unless a gap in the schedule since absorbed it: see
+/// the `SETTLE` script).
 #[derive(Debug)]
 pub(crate) struct SharedBooking {
     store: Arc<Store>,
@@ -191,6 +312,8 @@ pub(crate) struct SharedBooking {
     grants: Box<SharedGrants>,
     ready_at: Instant,
     committed: bool,
+    /// The fleet-wide concurrency slot it holds, if the store caps concurrency.
+    lease: Option<Lease>,
 }
 
 impl SharedBooking {
@@ -207,6 +330,7 @@ impl SharedBooking {
             key: Arc::clone(&self.key),
             cost: self.cost,
             grants: std::mem::take(&mut self.grants),
+            _lease: self.lease.take(),
         }
     }
 }
@@ -227,13 +351,90 @@ impl Drop for SharedBooking {
     }
 }
 
-/// A shared booking whose units left, to be settled with what they really cost.
+/// A shared booking whose units left, to be settled with what they really cost. It holds the
+/// request's fleet-wide concurrency slot, if any, until the answer has been read.
 #[derive(Debug)]
 pub(crate) struct SharedCommitment {
     store: Arc<Store>,
     key: Arc<str>,
     cost: Cost,
     grants: Box<SharedGrants>,
+    _lease: Option<Lease>,
+}
+
+/// How often a request waiting for a fleet-wide concurrency slot asks again, at most and at
+/// least.
+const LEASE_POLL: Duration = Duration::from_millis(25);
+const LEASE_POLL_MIN: Duration = Duration::from_millis(2);
+
+/// A lease id unique across the fleet: the process, its start, a counter.
+fn lease_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{:x}-{started:x}", std::process::id())
+    });
+    format!("{process}-{:x}", NEXT.fetch_add(1, Relaxed))
+}
+
+/// A fleet-wide concurrency slot: renewed in the background while held, given back when
+/// dropped. A worker that dies renews nothing, and its slot expires.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    store: Arc<Store>,
+    key: Arc<str>,
+    id: Arc<str>,
+    renewal: Option<tokio::task::AbortHandle>,
+}
+
+impl Lease {
+    fn held(store: &Arc<Store>, key: Arc<str>, id: String) -> Lease {
+        let id: Arc<str> = id.into();
+        let period = store
+            .concurrency()
+            .map_or(super::DEFAULT_LEASE, |(_, lease)| lease)
+            / 3;
+        let renewal = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let (store, key, id) = (Arc::clone(store), Arc::clone(&key), Arc::clone(&id));
+            runtime
+                .spawn(async move {
+                    loop {
+                        tokio::time::sleep(period).await;
+                        if let Ok(false) = store.renew(&key, &id).await {
+                            tracing::debug!(target: "reqwest_throttle", "a fleet-wide concurrency lease expired before it was renewed");
+                            return;
+                        }
+                    }
+                })
+                .abort_handle()
+        });
+        Lease {
+            store: Arc::clone(store),
+            key,
+            id,
+            renewal,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(renewal) = self.renewal.take() {
+            renewal.abort();
+        }
+        let (store, key, id) = (
+            Arc::clone(&self.store),
+            Arc::clone(&self.key),
+            Arc::clone(&self.id),
+        );
+        spawn(async move {
+            let _ = store.release(&key, &id).await;
+        });
+    }
 }
 
 impl SharedCommitment {

@@ -26,9 +26,13 @@
 //! `script` module), against the server's clock (`TIME`), so workers whose clocks disagree
 //! still share one schedule. It replies how long to wait; the worker only sleeps that long.
 //! The limits are the lane's own (configured, or learned from the server's headers), sent with
-//! each booking. A request dropped before it leaves gives its booking back, and an LLM usage
-//! report settles it (over-estimates refunded, under-estimates charged): as in memory, only the
-//! latest booking of a cell can give time back. A pause a worker learns from the server
+//! each booking; a limit any worker learned from the server is kept in Redis and used by every
+//! booking, and a `remaining` it reads charges the shared budget, so the fleet paces as one
+//! client. A request dropped before it leaves gives its booking back: the latest booking puts
+//! the schedule back as it was, an earlier one closes it up behind it unless a gap in the
+//! schedule since absorbed it (then it is forfeited: the fleet sends a little less, never
+//! more). An LLM usage report settles a booking (over-estimates refunded, as in memory only by
+//! the latest booking; under-estimates charged). A pause a worker learns from the server
 //! (Retry-After, a reset) is written to Redis too, so every worker honours it.
 //!
 //! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`); the braces
@@ -48,8 +52,9 @@
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!
 //! The connection manager reconnects in the background; one booking probes the store again
-//! after 250 ms, then at intervals doubling up to 4 s, and as soon as it answers every lane
-//! books in Redis again. A booking never panics and never waits on Redis longer than the
+//! after 250 ms, then every 500 ms (on the wall clock's multiples of the interval, so that a
+//! fleet's workers come back together), and as soon as it answers every lane books in Redis
+//! again. A booking never panics and never waits on Redis longer than the
 //! timeout. A script that ran after its caller timed out books units nobody sends: the fleet
 //! then sends a little less, never more. [`ThrottleStats::store`](crate::ThrottleStats::store)
 //! counts round trips, failures, fallbacks, refusals and reconnects; the transitions are
@@ -108,7 +113,12 @@ pub struct RedisStore {
     timeout: Duration,
     on_down: OnStoreDown,
     lanes: Option<Box<LaneFilter>>,
+    concurrency: Option<usize>,
+    lease: Duration,
 }
+
+/// How long a fleet-wide concurrency slot is held without renewal, by default.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -117,6 +127,8 @@ impl fmt::Debug for RedisStore {
             .field("timeout", &self.timeout)
             .field("on_down", &self.on_down)
             .field("all_lanes", &self.lanes.is_none())
+            .field("concurrency", &self.concurrency)
+            .field("lease", &self.lease)
             .finish_non_exhaustive()
     }
 }
@@ -138,7 +150,39 @@ impl RedisStore {
             timeout: DEFAULT_TIMEOUT,
             on_down: OnStoreDown::Fallback { share: 1.0 },
             lanes: None,
+            concurrency: None,
+            lease: DEFAULT_LEASE,
         }
+    }
+
+    /// At most `max` requests of each lane in flight across the whole fleet (0 counts as 1), on
+    /// top of each process's own [`Policy::concurrency`](crate::Policy::concurrency).
+    ///
+    /// A request takes a slot once its rate allows it to leave (it never holds one while it
+    /// waits for rate) and gives it back when its answer has been read (its headers; an LLM
+    /// answer's usage); past its `max_wait` waiting for one it fails with
+    /// [`Error::Saturated`](crate::Error::Saturated). A slot is a lease in Redis that expires
+    /// unless renewed ([`lease`](Self::lease)); the worker renews it while the request runs, so
+    /// a worker that crashes holds its slots only until they expire. While Redis is down,
+    /// requests leave without a fleet-wide slot (each process's own cap still applies).
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let store = RedisStore::new("redis://127.0.0.1/").unwrap().concurrency(16);
+    /// # drop(store);
+    /// ```
+    pub fn concurrency(mut self, max: usize) -> Self {
+        self.concurrency = Some(max.max(1));
+        self
+    }
+
+    /// How long a fleet-wide concurrency slot lasts without renewal (default [`DEFAULT_LEASE`]);
+    /// a running request renews it every third of that. What a crashed worker's slots cost the
+    /// fleet. Below 30 ms, 30 ms.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease.max(Duration::from_millis(30));
+        self
     }
 
     /// Keys start with `prefix` (default [`DEFAULT_PREFIX`]): processes share a budget when
@@ -193,6 +237,12 @@ impl RedisStore {
             book: Script::new(script::BOOK),
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
+            learn: Script::new(script::LEARN),
+            acquire: Script::new(script::ACQUIRE),
+            renew: Script::new(script::RENEW),
+            release: Script::new(script::RELEASE),
+            concurrency: self.concurrency,
+            lease: self.lease,
             prefix: self.prefix,
             timeout: self.timeout,
             on_down: self.on_down,
@@ -227,6 +277,13 @@ pub(crate) struct Store {
     book: Script,
     settle: Script,
     cool_down: Script,
+    learn: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
+    /// The fleet-wide cap of requests in flight per lane, if any.
+    concurrency: Option<usize>,
+    lease: Duration,
     prefix: String,
     timeout: Duration,
     on_down: OnStoreDown,
@@ -306,7 +363,7 @@ impl Store {
         };
         // However this call ends, dropped included, a probe ends with it.
         let _probe = probe.then_some(ProbeEnd(&self.health));
-        let result = async {
+        let call = || async {
             let mut connection = self.connection().await?;
             let mut invocation = script.key(key);
             for arg in args {
@@ -323,6 +380,16 @@ impl Store {
                         StoreError::Redis(error.to_string())
                     }
                 })
+        };
+        let result = async {
+            let result = call().await;
+            if probe && matches!(result, Err(StoreError::Redis(_))) {
+                // A connection manager that gave up reconnecting answers the next call with
+                // its last error and only then connects again: once more, within the same
+                // timeout, so that a probe of a Redis that is back finds it back.
+                return call().await;
+            }
+            result
         };
         let result = tokio::time::timeout(self.timeout, result)
             .await
@@ -359,7 +426,7 @@ impl Store {
     ) -> Result<Booked, StoreError> {
         let args = script::book_args(cost, shapes, max_wait, now);
         let reply: Vec<String> = self.run(&self.book, key, &args).await?;
-        script::parse_booked(&reply, shapes)
+        script::parse_booked(&reply)
     }
 
     /// Replaces what a booking holds (`grants`, booked as `booked`) by `actual`, or gives it
@@ -384,6 +451,76 @@ impl Store {
         ahead: &[Option<Duration>; Dimension::ALL.len()],
     ) -> Result<u64, StoreError> {
         self.run(&self.settle, key, &script::fill_args(ahead)).await
+    }
+
+    /// Shares the limit of `dimension` a worker learned for the lane at `key` (`None`: forgets
+    /// it); `fresh` starts its cell anew with the burst spent.
+    pub async fn learn(
+        &self,
+        key: &str,
+        dimension: Dimension,
+        limit: Option<Limit>,
+        strict: bool,
+        fresh: bool,
+    ) -> Result<(), StoreError> {
+        let args = script::learn_args(dimension, limit, strict, fresh);
+        self.run::<String>(&self.learn, key, &args).await.map(drop)
+    }
+
+    /// Charges `dimension` of the lane at `key` down to `remaining` units available now.
+    pub async fn sync(
+        &self,
+        key: &str,
+        dimension: Dimension,
+        remaining: u64,
+        limit: Limit,
+    ) -> Result<(), StoreError> {
+        let args = script::sync_args(dimension, remaining, limit);
+        self.run::<u64>(&self.settle, key, &args).await.map(drop)
+    }
+
+    /// The fleet-wide concurrency cap and the lease length, if there is a cap.
+    pub fn concurrency(&self) -> Option<(usize, Duration)> {
+        self.concurrency.map(|cap| (cap, self.lease))
+    }
+
+    /// Takes a lease `id` in the lane's leases at `key`: `Ok(None)` when taken, `Ok(Some(wait))`
+    /// when the cap is reached (`wait`: until the earliest lease expires).
+    pub async fn acquire(&self, key: &str, id: &str) -> Result<Option<Duration>, StoreError> {
+        let Some((cap, lease)) = self.concurrency() else {
+            return Ok(None);
+        };
+        let reply: Vec<String> = self
+            .run(&self.acquire, key, &script::lease_args(cap, lease, id))
+            .await?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(None),
+            Some("full") => {
+                let wait = reply
+                    .get(1)
+                    .and_then(|us| us.parse::<f64>().ok())
+                    .and_then(|us| Duration::try_from_secs_f64(us.max(0.0) / 1e6).ok())
+                    .unwrap_or(lease);
+                Ok(Some(wait))
+            }
+            _ => Err(StoreError::Reply(format!("unknown lease reply {reply:?}"))),
+        }
+    }
+
+    /// Renews lease `id`; `false` when it had expired.
+    pub async fn renew(&self, key: &str, id: &str) -> Result<bool, StoreError> {
+        let (cap, lease) = self.concurrency().unwrap_or((1, self.lease));
+        let renewed: u64 = self
+            .run(&self.renew, key, &script::lease_args(cap, lease, id))
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    /// Gives lease `id` back.
+    pub async fn release(&self, key: &str, id: &str) -> Result<(), StoreError> {
+        self.run::<u64>(&self.release, key, &[id.to_owned()])
+            .await
+            .map(drop)
     }
 
     /// Pauses the lane at `key` (or one dimension of it) for `pause` from the server's now.
@@ -464,7 +601,7 @@ impl StoreProbe {
             .book(&self.key(lane), cost, &shapes, None, Some(now))
             .await;
         match booked {
-            Ok(Booked::Granted { wait, grants }) => Ok(Some(ProbeBooking {
+            Ok(Booked::Granted { wait, grants, .. }) => Ok(Some(ProbeBooking {
                 wait,
                 cost: *cost,
                 grants,
@@ -519,5 +656,16 @@ impl StoreProbe {
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         self.store.stats()
+    }
+
+    /// Takes a fleet-wide concurrency slot of `lane` as a worker that then dies would: never
+    /// renewed, never given back. `false` when the cap was reached.
+    pub async fn lease_and_crash(&self, lane: &str) -> Result<bool, String> {
+        let key = format!("{}:leases", self.key(lane));
+        self.store
+            .acquire(&key, "crashed-worker")
+            .await
+            .map(|full| full.is_none())
+            .map_err(|error| error.to_string())
     }
 }

@@ -4,13 +4,17 @@
 //! # State
 //!
 //! One hash per lane (`{prefix:lane}`), with for each dimension `d` (0..3, in
-//! [`Dimension::ALL`] order) `t<d>`, the GCRA cell's theoretical arrival time, and `s<d>`, its
-//! booking number (what [`Gcra`](crate::limiter::Gcra) calls `seq`); `c` is the end of a pause
+//! [`Dimension::ALL`] order) `t<d>`, the GCRA cell's theoretical arrival time, `s<d>`, its
+//! booking number (what [`Gcra`](crate::limiter::Gcra) calls `seq`), and `g<d>`, where its
+//! schedule last restarted after a gap (see [`SETTLE`]); `c` is the end of a pause
 //! of the whole lane and `c<d>` of one dimension. Times are microseconds of the server's clock
 //! (`TIME`), held as Lua numbers: doubles, exact to a quarter of a microsecond at today's epoch,
 //! so one booking rounds by less than a microsecond where the in-memory cell counts nanoseconds.
-//! The rate is not stored: every caller sends the limits it books under (configured, or learned
-//! from the server's headers), so a rate change takes effect at the next booking.
+//! Every caller sends the limits it books under (configured, or learned from the server's
+//! headers), so a rate change takes effect at the next booking. A limit one worker learned from
+//! the server is shared (`l<d>`: `interval,burst,strict`, see [`LEARN`]) and replaces the
+//! caller's in every booking, so the fleet paces as one client even when only one worker was
+//! told; `lx` keeps the hash a minute past the latest one learned.
 //!
 //! Every script sets the hash to expire one second after the last instant it holds (the latest
 //! theoretical arrival time or pause end): past that instant the state is back at rest (a cell
@@ -52,6 +56,13 @@ end
 local function ttl_ms(horizon)
   return math.min(math.ceil((horizon - now) / 1000) + 1000, 315360000000)
 end
+local function limit_of(learned, interval, burst, strict)
+  if learned then
+    local i, b, s = string.match(learned, '^([^,]+),([^,]+),([01])$')
+    if tonumber(i) and tonumber(b) then return tonumber(i), tonumber(b), s == '1' end
+  end
+  return tonumber(interval), tonumber(burst), strict == '1'
+end
 "#
     };
 }
@@ -61,26 +72,29 @@ end
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs, or `''` for the server's `TIME`;
 /// ARGV\[2\]: the most the caller may wait in µs, or `''`; then per dimension `d`, at
 /// ARGV\[3 + 4d\]..ARGV\[6 + 4d\]: its units, its interval in µs (`''`: unlimited), its burst,
-/// `1` when strict.
+/// `1` when strict. A limit a worker learned and shared (`l<d>`) replaces the caller's.
 ///
-/// Replies `{'ok', wait, (seq, start, end, previous tat) per dimension ('' when not booked)}`,
+/// Replies `{'ok', wait, (seq, start, end, previous tat, interval, burst) per dimension ('' when
+/// not booked; interval and burst: the limit booked under, '' when unlimited), now}`,
 /// `{'wait', dimension or -1 for a pause, wait}`, or `{'never', dimension, burst}`.
 pub(super) const BOOK: &str = concat!(
     prelude!(),
     r#"
 local max_wait = tonumber(ARGV[2])
-local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3')
+local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3', 'lx',
+                         'l0', 'l1', 'l2', 'l3')
 local floor = math.max(now, tonumber(state[5]) or 0)
-local cells = {}
+local cells, limits = {}, {}
 for d = 0, 3 do
   local units = tonumber(ARGV[3 + 4 * d]) or 0
-  local interval = tonumber(ARGV[4 + 4 * d])
+  local interval, burst, strict =
+    limit_of(state[11 + d], ARGV[4 + 4 * d], ARGV[5 + 4 * d], ARGV[6 + 4 * d])
+  if interval then limits[d] = {interval = interval, burst = burst} end
   if units > 0 then
     floor = math.max(floor, tonumber(state[6 + d]) or 0)
     if interval then
-      local burst = tonumber(ARGV[5 + 4 * d])
-      if ARGV[6 + 4 * d] == '1' and units > burst then
-        return {'never', tostring(d), ARGV[5 + 4 * d]}
+      if strict and units > burst then
+        return {'never', tostring(d), fmt(burst)}
       end
       cells[d] = {units = units, interval = interval, tolerance = interval * burst,
                   raw = state[1 + d], tat = tonumber(state[1 + d]) or 0}
@@ -101,13 +115,15 @@ if max_wait and wait > max_wait then
   return {'wait', tostring(blocker), fmt(wait)}
 end
 local reply = {'ok', fmt(wait)}
-local horizon = floor
+local horizon = math.max(floor, tonumber(state[10]) or 0)
 for d = 0, 3 do
-  local cell = cells[d]
+  local cell, limit = cells[d], limits[d]
   if cell then
     local start = math.max(cell.tat, at)
     local finish = fmt(start + cell.interval * cell.units)
     redis.call('HSET', key, 't' .. d, finish)
+    -- Booked after a gap in the schedule: no booking before it can give its time back.
+    if start > cell.tat then redis.call('HSET', key, 'g' .. d, fmt(start)) end
     local seq = redis.call('HINCRBY', key, 's' .. d, 1)
     horizon = math.max(horizon, tonumber(finish))
     for _, v in ipairs({tostring(seq), fmt(start), finish, cell.raw or ''}) do
@@ -117,8 +133,15 @@ for d = 0, 3 do
     horizon = math.max(horizon, tonumber(state[1 + d]) or 0, tonumber(state[6 + d]) or 0)
     for _ = 1, 4 do table.insert(reply, '') end
   end
+  if limit then
+    table.insert(reply, fmt(limit.interval))
+    table.insert(reply, fmt(limit.burst))
+  else
+    for _ = 1, 2 do table.insert(reply, '') end
+  end
 end
 redis.call('PEXPIRE', key, ttl_ms(horizon))
+table.insert(reply, fmt(now))
 return reply
 "#
 );
@@ -129,15 +152,28 @@ return reply
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; then per dimension `d`, at
 /// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `refund`, `debit` or `fill`), the grant's
-/// booking number, start, end and previous `tat`, and the amount in µs (refund, debit).
+/// booking number, start, end and previous `tat`, and the amount in µs (refund, debit); or for
+/// `sync` the server's remaining units, the caller's interval in µs and burst (a learned limit
+/// replaces them), and three empty fields. A sync only charges: the server's `remaining` does
+/// not count the other workers' requests in flight, so more remaining than the shared cell
+/// holds is no reason to give units back.
 ///
-/// As in [`Gcra::refund`](crate::limiter::Gcra::refund), only the latest booking of a cell
-/// can give time back (every later one was scheduled around it); a cancelled latest booking
-/// puts the cell back as it was before it. Replies how many dimensions gave time back.
+/// A cancelled latest booking puts the cell back as it was before it. A cancelled earlier one
+/// gives its span back when no booking since started after a gap in the schedule (`g<d>`: the
+/// start of the latest that did; a fill, a debit from rest or a fresh limit count as gaps too):
+/// the cell's `tat` then moves back by its span, as if it had never been booked, and every
+/// grant keeps its instant (none moves earlier; the next booking goes where it would have gone
+/// without the cancelled one). Otherwise it is forfeited: the fleet sends a little less, never
+/// more. A settlement refunds only the latest booking of a cell, as
+/// [`Gcra::refund`](crate::limiter::Gcra::refund) does (every later one was scheduled around
+/// it). Replies how many dimensions gave time back.
 pub(super) const SETTLE: &str = concat!(
     prelude!(),
     r#"
 local returned = 0
+local function restart_at(d, at)
+  redis.call('HSET', key, 'g' .. d, fmt(math.max(at, tonumber(redis.call('HGET', key, 'g' .. d)) or 0)))
+end
 for d = 0, 3 do
   local base = 2 + 6 * d
   local change = ARGV[base]
@@ -151,10 +187,27 @@ for d = 0, 3 do
       if filled > (tonumber(raw) or 0) then
         redis.call('HSET', key, tat_field, fmt(filled))
         redis.call('HINCRBY', key, seq_field, 1)
+        restart_at(d, filled)
       end
     elseif change == 'debit' then
-      redis.call('HSET', key, tat_field, fmt(math.max(tonumber(raw) or 0, now) + amount))
+      local from = math.max(tonumber(raw) or 0, now)
+      if from > (tonumber(raw) or 0) then restart_at(d, from) end
+      redis.call('HSET', key, tat_field, fmt(from + amount))
       redis.call('HINCRBY', key, seq_field, 1)
+    elseif change == 'sync' then
+      -- The server says `remaining` units are left: charge what it counts as gone.
+      local interval, burst =
+        limit_of(redis.call('HGET', key, 'l' .. d), ARGV[base + 2], ARGV[base + 3], '')
+      local remaining = tonumber(ARGV[base + 1])
+      if interval and remaining then
+        local tat = tonumber(raw) or 0
+        local available = math.min(burst, math.max(0, math.floor((now + interval * burst - tat) / interval)))
+        if available > remaining then
+          if now > tat then restart_at(d, now) end
+          redis.call('HSET', key, tat_field, fmt(math.max(tat, now) + (available - remaining) * interval))
+          redis.call('HINCRBY', key, seq_field, 1)
+        end
+      end
     elseif latest and change == 'cancel' then
       if ARGV[base + 4] == '' then
         redis.call('HDEL', key, tat_field)
@@ -163,6 +216,18 @@ for d = 0, 3 do
       end
       redis.call('HINCRBY', key, seq_field, 1)
       returned = returned + 1
+    elseif change == 'cancel' and raw then
+      -- An earlier booking: the schedule closes up behind it, as if it had never been booked,
+      -- when every booking since followed on without a gap (each then would have been booked
+      -- its span earlier; leaving at their later slots they stay within the rate). Otherwise a
+      -- gap absorbed it: forfeited.
+      local start, finish = tonumber(ARGV[base + 2]), tonumber(ARGV[base + 3])
+      local gap = tonumber(redis.call('HGET', key, 'g' .. d)) or 0
+      if start and finish and start >= gap then
+        redis.call('HSET', key, tat_field, fmt(tonumber(raw) - (finish - start)))
+        redis.call('HINCRBY', key, seq_field, 1)
+        returned = returned + 1
+      end
     elseif latest and change == 'refund' then
       local held = tonumber(ARGV[base + 3]) - tonumber(ARGV[base + 2])
       redis.call('HSET', key, tat_field, fmt(tonumber(raw) - math.min(amount, held)))
@@ -179,6 +244,68 @@ return returned
 "#
 );
 
+/// How long a learned limit keeps the lane's hash alive without any booking, in µs.
+const LEARNED_FOR_US: &str = "60000000";
+
+/// Shares a limit a worker learned from the server (or forgets it, when it learned there is
+/// none): every booking then uses it instead of its caller's.
+///
+/// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]: the dimension;
+/// ARGV\[3\]: the interval in µs (`''`: forget the learned limit); ARGV\[4\]: the burst;
+/// ARGV\[5\]: `1` when strict; ARGV\[6\]: `1` when the cell starts anew with its burst spent
+/// (the server refused the pace it was booked at; bookings already granted keep their slots).
+/// ARGV\[7\]: how long the hash lives without bookings, µs.
+pub(super) const LEARN: &str = concat!(
+    prelude!(),
+    r#"
+local d = ARGV[2]
+if ARGV[3] == '' then
+  redis.call('HDEL', key, 'l' .. d)
+else
+  redis.call('HSET', key, 'l' .. d, ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
+  if ARGV[6] == '1' then
+    local spent = now + tonumber(ARGV[3]) * tonumber(ARGV[4])
+    if spent > (tonumber(redis.call('HGET', key, 't' .. d)) or 0) then
+      redis.call('HSET', key, 't' .. d, fmt(spent))
+      redis.call('HINCRBY', key, 's' .. d, 1)
+      redis.call('HSET', key, 'g' .. d, fmt(spent))
+    end
+  end
+end
+local until_us = now + tonumber(ARGV[7])
+redis.call('HSET', key, 'lx', fmt(until_us))
+local ttl = ttl_ms(until_us)
+if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+return 'ok'
+"#
+);
+
+/// The arguments of [`LEARN`] after KEYS.
+pub(super) fn learn_args(
+    dimension: Dimension,
+    limit: Option<Limit>,
+    strict: bool,
+    fresh: bool,
+) -> Vec<String> {
+    let (interval, burst) = match limit {
+        Some(limit) => (micros(limit.interval), limit.burst.max(1).to_string()),
+        None => (String::new(), String::new()),
+    };
+    vec![
+        String::new(),
+        dimension.index().to_string(),
+        interval,
+        burst,
+        flag(strict),
+        flag(fresh),
+        LEARNED_FOR_US.to_owned(),
+    ]
+}
+
+fn flag(on: bool) -> String {
+    if on { "1" } else { "0" }.to_owned()
+}
+
 /// Pauses the lane (field `c`) or one dimension (`c<d>`) for every worker.
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]: the field; ARGV\[3\]: the
@@ -193,6 +320,48 @@ if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 return fmt(until_us)
 "#
 );
+
+/// Takes one of a lane's fleet-wide concurrency slots: a lease in a sorted set of lease
+/// deadlines (its own key, under the lane's hash tag), after dropping the expired ones.
+///
+/// KEYS\[1\]: the lane's leases. ARGV\[1\]: now in µs or `''`; ARGV\[2\]: the cap; ARGV\[3\]:
+/// how long the lease lasts unless renewed, µs; ARGV\[4\]: the lease's id. Replies `{'ok'}`, or
+/// `{'full', µs until the earliest lease expires}`.
+pub(super) const ACQUIRE: &str = concat!(
+    prelude!(),
+    r#"
+redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt(now))
+if redis.call('ZCARD', key) < tonumber(ARGV[2]) then
+  redis.call('ZADD', key, fmt(now + tonumber(ARGV[3])), ARGV[4])
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  redis.call('PEXPIRE', key, ttl_ms(tonumber(last[2])))
+  return {'ok'}
+end
+local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+return {'full', fmt(math.max(0, tonumber(first[2]) - now))}
+"#
+);
+
+/// Renews a lease (ARGV as [`ACQUIRE`], without the cap: ARGV\[2\] is unused), if it is still
+/// held; replies 1 when it was, 0 when it had expired (and another may hold the slot now).
+pub(super) const RENEW: &str = concat!(
+    prelude!(),
+    r#"
+if not redis.call('ZSCORE', key, ARGV[4]) then return 0 end
+local deadline = now + tonumber(ARGV[3])
+redis.call('ZADD', key, 'XX', fmt(deadline), ARGV[4])
+if redis.call('PTTL', key) < ttl_ms(deadline) then redis.call('PEXPIRE', key, ttl_ms(deadline)) end
+return 1
+"#
+);
+
+/// Gives a lease back. KEYS\[1\]: the lane's leases; ARGV\[1\]: the lease's id.
+pub(super) const RELEASE: &str = "return redis.call('ZREM', KEYS[1], ARGV[1])";
+
+/// The arguments of [`ACQUIRE`] and [`RENEW`] after KEYS.
+pub(super) fn lease_args(cap: usize, lease: Duration, id: &str) -> Vec<String> {
+    vec![String::new(), cap.to_string(), micros(lease), id.to_owned()]
+}
 
 /// What the booking script needs to know of one dimension.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -222,16 +391,11 @@ pub(crate) struct SharedGrant {
 }
 
 impl SharedGrant {
-    /// A limited dimension the booking did not touch: nothing to give back, but a settlement
-    /// may charge it.
-    pub(crate) fn unbooked(shape: Shape) -> SharedGrant {
-        SharedGrant {
-            seq: String::new(),
-            start: String::new(),
-            end: String::new(),
-            previous: String::new(),
-            interval_us: shape.limit.interval.as_secs_f64() * 1e6,
-            burst: shape.limit.burst,
+    /// The limit the booking was made under (the fleet's learned one, or the caller's).
+    pub(super) fn limit(&self) -> Limit {
+        Limit {
+            interval: Duration::try_from_secs_f64(self.interval_us / 1e6).unwrap_or(Duration::MAX),
+            burst: self.burst,
         }
     }
 }
@@ -248,6 +412,9 @@ pub(crate) enum Booked {
         wait: Duration,
         /// What was booked, per dimension (boxed: the usual outcome is a short refusal or this).
         grants: Box<SharedGrants>,
+        /// How far past the script's run each booked dimension's cell is now booked: the end
+        /// of the fleet's schedule, which still leaves if the store goes down.
+        ahead: [Option<Duration>; DIMENSIONS],
     },
     /// Not booked: the wait (for `dimension`'s rate, or with `None` for a pause) is longer than
     /// the caller may wait.
@@ -319,8 +486,8 @@ pub(super) fn book_args(
     args
 }
 
-/// Reads the booking script's reply; `shapes` are the limits the booking was sent with.
-pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, StoreError> {
+/// Reads the booking script's reply.
+pub(super) fn parse_booked(reply: &[String]) -> Result<Booked, StoreError> {
     let field = |i: usize| {
         reply
             .get(i)
@@ -330,24 +497,47 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
     match field(0)? {
         "ok" => {
             let wait = duration_of(field(1)?)?;
+            let now = field(2 + 6 * DIMENSIONS)?
+                .parse::<f64>()
+                .map_err(|_| StoreError::Reply(format!("not a time: {reply:?}")))?;
             let mut grants: Box<SharedGrants> = Box::default();
-            for (index, shape) in shapes.iter().enumerate() {
-                let at = 2 + 4 * index;
-                let seq = field(at)?;
-                // A limited dimension the cost did not touch still gets a grant (without a
-                // booking number): a settlement may charge it.
-                let Some(shape) = shape else {
+            let mut ahead = [None; DIMENSIONS];
+            for (index, grant) in grants.iter_mut().enumerate() {
+                let at = 2 + 6 * index;
+                // The limit booked under (learned by the fleet, or the caller's); a limited
+                // dimension the cost did not touch still gets a grant (without a booking
+                // number): a settlement may charge it.
+                let (interval, burst) = (field(at + 4)?, field(at + 5)?);
+                if interval.is_empty() {
                     continue;
+                }
+                let number = |text: &str| {
+                    text.parse::<f64>()
+                        .ok()
+                        .filter(|n| n.is_finite() && *n >= 0.0)
+                        .ok_or_else(|| StoreError::Reply(format!("not a limit: {reply:?}")))
                 };
-                grants[index] = Some(SharedGrant {
-                    seq: seq.to_owned(),
+                let end = field(at + 2)?;
+                // A cell behind the clock is at rest: nothing booked ahead.
+                ahead[index] = end
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(|end| Duration::try_from_secs_f64((end - now).max(0.0) / 1e6).ok());
+                *grant = Some(SharedGrant {
+                    seq: field(at)?.to_owned(),
                     start: field(at + 1)?.to_owned(),
-                    end: field(at + 2)?.to_owned(),
+                    end: end.to_owned(),
                     previous: field(at + 3)?.to_owned(),
-                    ..SharedGrant::unbooked(*shape)
+                    interval_us: number(interval)?,
+                    // `as` saturates; a burst is at least one unit.
+                    burst: (number(burst)? as u64).max(1),
                 });
             }
-            Ok(Booked::Granted { wait, grants })
+            Ok(Booked::Granted {
+                wait,
+                grants,
+                ahead,
+            })
         }
         "wait" => Ok(Booked::TooLong {
             dimension: dimension_of(field(1)?)?,
@@ -357,8 +547,12 @@ pub(super) fn parse_booked(reply: &[String], shapes: &Shapes) -> Result<Booked, 
             dimension: dimension_of(field(1)?)?
                 .ok_or_else(|| StoreError::Reply("never fits without a dimension".into()))?,
             burst: field(2)?
-                .parse()
-                .map_err(|_| StoreError::Reply(format!("not a burst: {reply:?}")))?,
+                .parse::<f64>()
+                .ok()
+                .filter(|burst| *burst >= 0.0)
+                // `as` saturates.
+                .map(|burst| burst as u64)
+                .ok_or_else(|| StoreError::Reply(format!("not a burst: {reply:?}")))?,
         }),
         other => Err(StoreError::Reply(format!(
             "unknown booking reply {other:?}"
@@ -418,6 +612,18 @@ pub(super) fn settle_args(
             None => args.extend(std::iter::repeat_n(String::new(), 6)),
         }
     }
+    args
+}
+
+/// The settle script's arguments that charge `dimension`'s cell down to `remaining` units
+/// available now (what the server says), under `limit` unless the fleet learned another.
+pub(super) fn sync_args(dimension: Dimension, remaining: u64, limit: Limit) -> Vec<String> {
+    let mut args = vec![String::new(); 1 + 6 * DIMENSIONS];
+    let base = 1 + 6 * dimension.index();
+    args[base] = "sync".to_owned();
+    args[base + 1] = remaining.to_string();
+    args[base + 2] = micros(limit.interval);
+    args[base + 3] = limit.burst.max(1).to_string();
     args
 }
 
@@ -484,30 +690,44 @@ mod tests {
 
     #[test]
     fn a_granted_booking_keeps_its_grant_as_written() {
-        let shapes = requests_per_second(10, 2);
-        let mut reply = strings(&["ok", "1500.5", "3", "100", "100100", ""]);
+        let mut reply = strings(&["ok", "1500.5", "3", "100", "100100", "", "100000", "2"]);
+        // Tokens limited but not booked; the other two dimensions unlimited.
+        reply.extend(strings(&["", "", "", "", "1000", "60000"]));
         reply.extend(std::iter::repeat_n(String::new(), 12));
-        let Booked::Granted { wait, grants } = parse_booked(&reply, &shapes).unwrap() else {
+        reply.push("50".to_owned());
+        let Booked::Granted {
+            wait,
+            grants,
+            ahead,
+        } = parse_booked(&reply).unwrap()
+        else {
             panic!("not granted");
         };
         assert_eq!(wait, Duration::from_nanos(1_500_500));
+        // The cell is booked 100 050 µs past the script's now.
+        assert_eq!(ahead[0], Some(Duration::from_micros(100_050)));
         let grant = grants[0].as_ref().unwrap();
         assert_eq!((grant.seq.as_str(), grant.end.as_str()), ("3", "100100"));
-        assert!(grants[1..].iter().all(Option::is_none));
+        assert_eq!((grant.interval_us, grant.burst), (100_000.0, 2));
+        // A limited dimension the cost did not touch: no booking number, but its limit, for a
+        // settlement that charges it.
+        let tokens = grants[1].as_ref().unwrap();
+        assert_eq!((tokens.seq.as_str(), tokens.burst), ("", 60_000));
+        assert_eq!(ahead[1], None);
+        assert!(grants[2..].iter().all(Option::is_none));
     }
 
     #[test]
     fn refusals_and_garbage_are_told_apart() {
-        let shapes = requests_per_second(10, 2);
         assert_eq!(
-            parse_booked(&strings(&["wait", "-1", "2000000"]), &shapes).unwrap(),
+            parse_booked(&strings(&["wait", "-1", "2000000"])).unwrap(),
             Booked::TooLong {
                 dimension: None,
                 wait: Duration::from_secs(2)
             }
         );
         assert_eq!(
-            parse_booked(&strings(&["never", "1", "1000"]), &shapes).unwrap(),
+            parse_booked(&strings(&["never", "1", "1000"])).unwrap(),
             Booked::NeverFits {
                 dimension: Dimension::Tokens,
                 burst: 1_000
@@ -521,7 +741,7 @@ mod tests {
             strings(&["wait", "9", "1"]),
             strings(&["maybe"]),
         ] {
-            assert!(parse_booked(&garbage, &shapes).is_err(), "{garbage:?}");
+            assert!(parse_booked(&garbage).is_err(), "{garbage:?}");
         }
     }
 
