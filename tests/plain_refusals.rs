@@ -101,10 +101,11 @@ async fn a_configured_rate_stops_bursting_at_the_first_refusal() {
     assert!(report.goodput >= 0.97, "goodput {:.3}", report.goodput);
 }
 
-/// Every request completes and few are refused; goodput is the known shortfall of issue 9
-/// (31 % here, 30 % against real nginx): each refusal pauses the lane for the whole second the
-/// server asks, and the quota measured over the first cycle (one request in a second) is probed
-/// upwards only 5 % per window.
+/// Every request completes and few are refused. Goodput is 75 % here (67–74 % against real
+/// nginx; 31 % when the lane doubled its first guess once per cycle): each refusal pauses the
+/// lane for the whole second the server asks, and the rate must be exceeded twice to be known
+/// (the first burst, then the ramp's last step), so 83 % is about the best any client honouring
+/// the Retry-After can do here.
 #[tokio::test(start_paused = true)]
 async fn a_leaky_bucket_that_says_retry_after_one_second() {
     let report = run_with(
@@ -119,6 +120,7 @@ async fn a_leaky_bucket_that_says_retry_after_one_second() {
         "{} refused",
         report.refused
     );
+    assert!(report.goodput >= 0.7, "goodput {:.3}", report.goodput);
 }
 
 #[tokio::test(start_paused = true)]

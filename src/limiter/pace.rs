@@ -24,9 +24,13 @@
 //!   another one, and forgotten when no answer re-announces it within a minute.
 //! - **From refusals with Retry-After and no headers**: the requests the server accepted over an
 //!   *active* measurement period (from the first departure after the previous pause or after an
-//!   idle gap, to the end of this pause) are its quota per that cycle. The lane is paced at it,
-//!   then probes 5 % higher each window until a refusal says that is too much, backs off 5 %
-//!   and holds (additive increase, multiplicative decrease).
+//!   idle gap, to the end of this pause) are the first guess of its rate. The lane then ramps up
+//!   from it, a step with every accepted request (doubling every quarter cycle), and once
+//!   refused resumes at the step before, which the server accepted, less 2 %. Refused again
+//!   within a cycle of that resume, the server counts a fixed window: what it accepted since
+//!   the pause is its quota per cycle, probed 5 % higher each window until a refusal says that
+//!   is too much; then the lane backs off 5 % and holds (additive increase, multiplicative
+//!   decrease).
 //! - **From plain refusals** (a 429 with neither Retry-After nor headers, nginx `limit_req`'s
 //!   way): CUBIC, as AWS's adaptive retry mode: β·r after a refusal at rate r (β 0.7; 0.9 once
 //!   two refusals came at about the same rate), then a cubic regrowth that flattens near r; one
