@@ -295,6 +295,9 @@ pub struct PolicyConfig {
     /// How long one attempt may take before it counts as a transport failure
     /// ([`Policy::attempt_timeout`]).
     pub attempt_timeout: Option<ConfigDuration>,
+    /// How long a new lane's later requests wait for its first answer
+    /// ([`Policy::first_contact`]; `0s` turns it off).
+    pub first_contact: Option<ConfigDuration>,
     /// Retry settings.
     pub retry: Option<RetryConfig>,
     /// Circuit-breaker settings.
@@ -349,6 +352,9 @@ impl PolicyConfig {
         }
         if let Some(timeout) = self.attempt_timeout {
             policy = policy.attempt_timeout(timeout.0);
+        }
+        if let Some(wait) = self.first_contact {
+            policy = policy.first_contact(wait.0);
         }
         if let Some(retry) = self.retry {
             let retry = retry.apply(policy.retry_policy().clone())?;

@@ -95,8 +95,9 @@ async fn run(api: &SimulatedApi, total: usize, tasks: usize) -> Run {
 /// learned at the server's rates (20/s, 1 000/s) and the batch takes about 16 s, the tokens'
 /// own pace (17 000 tokens at 1 000/s, less the first burst). The server counts tokens by its
 /// own rule (a third more than the client estimates): 20 refusals (7 %) until each estimate was
-/// scaled by what the server charged per unit estimated (`Budget::corrected`), 7 now (2.3 %),
-/// each answered with a Retry-After of a few milliseconds; still short of issue 9's ≤ 1 %.
+/// scaled by what the server charged per unit estimated (`Budget::corrected`), then 7 (2.3 %):
+/// the sixteen callers' first burst against a burst of ten. None since `Policy::openai()` holds
+/// a new lane's callers for its first answer (`Policy::first_contact`).
 #[tokio::test(start_paused = true)]
 async fn an_openai_bucket_that_refills_per_second_is_not_read_per_minute() {
     let api = SimulatedApi::builder()
@@ -109,7 +110,8 @@ async fn an_openai_bucket_that_refills_per_second_is_not_read_per_minute() {
         .build();
     let run = run(&api, 300, 16).await;
     assert_eq!(run.completed, 300);
-    assert!(run.refused <= 12, "{} refused", run.refused);
+    // Issue 9's target: at most 1 % refused.
+    assert!(run.refused <= 3, "{} refused", run.refused);
     // The token bucket's own pace: 17 000 tokens at 1 000/s, with a burst of 1 000.
     assert!(run.elapsed <= Duration::from_secs(20), "{:?}", run.elapsed);
 }

@@ -36,6 +36,7 @@ use crate::retry::{AttemptFacts, Delays, Idempotency, RetryBudget, RetryDecision
 use crate::stats::LaneStats;
 use crate::time::{duration_to_nanos, Epoch};
 
+mod first_contact;
 mod shadow;
 mod ticket;
 
@@ -111,6 +112,8 @@ pub(crate) struct Lane {
     created: Epoch,
     /// The rollout's counters and shadow budget, made when the lane first takes part in one.
     rollout: std::sync::OnceLock<Box<shadow::LaneRollout>>,
+    /// Until the first answer, only one request is out (see [`first_contact`]).
+    first_contact: first_contact::FirstContact,
     /// Where the lane books its rate when a store shares it with other processes; `budget`
     /// then keeps the limits (configured and learned), the cooldown gate and the spacing as
     /// sent, and books only while the store is down.
@@ -175,6 +178,12 @@ impl Lane {
             .configured_classifier()
             .cloned()
             .unwrap_or_else(|| Arc::new(DefaultClassifier));
+        // A configured rate paces the first requests itself.
+        let first_contact = first_contact::FirstContact::new(
+            policy
+                .first_contact
+                .filter(|_| policy.configured_limit(Dimension::Requests).is_none()),
+        );
         Lane {
             key,
             policy,
@@ -190,6 +199,7 @@ impl Lane {
             breaker,
             created: Epoch::now(),
             rollout: std::sync::OnceLock::new(),
+            first_contact,
             #[cfg(feature = "redis")]
             shared: None,
         }

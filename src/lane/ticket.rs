@@ -84,6 +84,7 @@ impl Lane {
         };
         let max_wait = deadline.map(|d| d.saturating_duration_since(started));
         let _queued = Gauge::enter(&self.counters.queued);
+        self.first_contact.take_turn(deadline).await;
         let mut now = started;
         loop {
             let (booked, generation) = self.book(cost, max_wait, deadline, now).await?;
@@ -468,6 +469,8 @@ impl Ticket {
                 lane.apply(&pace, &actions);
             }
         }
+        // What this answer taught is learned: requests held for the lane's first answer go.
+        lane.first_contact.heard();
         // Out of flight and out of its slots before the breaker hears of it.
         self.release();
         if let (Some(breaker), Some(admission)) = (lane.breaker.as_ref(), self.admission.take()) {

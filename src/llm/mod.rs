@@ -106,11 +106,16 @@ pub fn llm_retry_policy() -> RetryPolicy {
         .max_retry_after(Duration::from_secs(60))
 }
 
+/// How long the LLM presets hold a new lane's later requests for its first answer (see
+/// [`Policy::first_contact`]): the headers of that answer tell the limits.
+pub const LLM_FIRST_CONTACT: Duration = Duration::from_secs(1);
+
 impl Policy {
     /// The policy for OpenAI, Azure OpenAI and OpenAI-compatible APIs: lanes per (host, model,
     /// API key), token costs estimated from the body and reconciled from `usage`
     /// ([`TokenCost::openai`], output allowance kept as OpenAI counts it), [`llm_retry_policy`],
-    /// [`LLM_CONCURRENCY`] requests in flight per lane. Add your limits:
+    /// [`LLM_CONCURRENCY`] requests in flight per lane, the first answer awaited for up to
+    /// [`LLM_FIRST_CONTACT`] before the others go ([`Policy::first_contact`]). Add your limits:
     ///
     /// ```
     /// use reqwest_throttle::{Policy, Rate};
@@ -128,6 +133,7 @@ impl Policy {
             .cost_model(TokenCost::openai())
             .retry(llm_retry_policy())
             .concurrency(LLM_CONCURRENCY)
+            .first_contact(LLM_FIRST_CONTACT)
     }
 
     /// The policy for Anthropic's Messages API: as [`Policy::openai`], with output tokens
@@ -149,5 +155,6 @@ impl Policy {
             .cost_model(TokenCost::anthropic())
             .retry(llm_retry_policy())
             .concurrency(LLM_CONCURRENCY)
+            .first_contact(LLM_FIRST_CONTACT)
     }
 }

@@ -206,6 +206,9 @@ pub struct Policy {
     pub(crate) breaker: Option<BreakerConfig>,
     /// The share of requests enforced; the others are shadowed (see [`crate::rollout`]).
     pub(crate) enforced: EnforcedShare,
+    /// How long later requests wait for a new lane's first answer (see
+    /// [`Policy::first_contact`]); `None`: they do not.
+    pub(crate) first_contact: Option<Duration>,
 }
 
 impl Default for Policy {
@@ -229,6 +232,7 @@ impl Default for Policy {
             retry: RetryPolicy::default(),
             breaker: Some(BreakerConfig::default()),
             enforced: EnforcedShare::default(),
+            first_contact: None,
         }
     }
 }
@@ -359,6 +363,36 @@ impl Policy {
     pub fn attempt_timeout(mut self, timeout: Duration) -> Policy {
         self.attempt_timeout = Some(timeout);
         self
+    }
+
+    /// Until a new lane has heard its first answer, only its first request is sent; the
+    /// others wait for that answer, at most `wait`, and then book under what it announced
+    /// (rate-limit headers, a Retry-After). Without it, callers that start together all leave
+    /// before the server has said anything, and a server with a small burst refuses the rest
+    /// (an OpenAI-shaped API with a burst of ten refused six of sixteen). The price is one
+    /// round trip, once per lane, for the callers that start with the first. Ignored when the
+    /// policy configures a request rate (that paces the first requests itself).
+    ///
+    /// Default: off; [`Policy::openai`] and [`Policy::anthropic`] wait up to a second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::Policy;
+    ///
+    /// let policy = Policy::new().first_contact(Duration::from_millis(500));
+    /// assert_eq!(policy.configured_first_contact(), Some(Duration::from_millis(500)));
+    /// assert_eq!(Policy::new().configured_first_contact(), None);
+    /// ```
+    #[must_use]
+    pub fn first_contact(mut self, wait: Duration) -> Policy {
+        self.first_contact = Some(wait).filter(|wait| !wait.is_zero());
+        self
+    }
+
+    /// How long later requests wait for a new lane's first answer, if they do (see
+    /// [`first_contact`](Policy::first_contact)).
+    pub fn configured_first_contact(&self) -> Option<Duration> {
+        self.first_contact
     }
 
     /// How requests of this lane are retried (default: [`RetryPolicy::default`]).
