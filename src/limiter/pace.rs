@@ -1632,21 +1632,7 @@ mod tests {
     fn retry_after_refusals_ramp_up_and_resume_at_the_step_before() {
         let mut learner = learner(Duration::from_secs(10));
         let start = Instant::now();
-        let answer = |at: Instant, answer: Answer| Observation {
-            now: at,
-            departed: at,
-            answer,
-            pause: (answer == Answer::RateLimited).then_some(Pause {
-                dimension: None,
-                delay: Duration::from_secs(1),
-            }),
-            limits: None,
-            answered: [1, 0, 0, 0],
-            in_flight: InFlight {
-                requests: 1,
-                units: [1, 0, 0, 0],
-            },
-        };
+        let answer = retry_after_one_second;
         let ms = |ms: u64| start + Duration::from_millis(ms);
         for at in [100, 200, 300, 400, 500] {
             learner.observe(&answer(ms(at), Answer::Accepted));
@@ -1700,21 +1686,7 @@ mod tests {
     fn a_ramp_refused_after_a_large_step_probes_upwards() {
         let mut learner = learner(Duration::from_secs(10));
         let start = Instant::now();
-        let observation = |at: Instant, answer: Answer| Observation {
-            now: at,
-            departed: at,
-            answer,
-            pause: (answer == Answer::RateLimited).then_some(Pause {
-                dimension: None,
-                delay: Duration::from_secs(1),
-            }),
-            limits: None,
-            answered: [1, 0, 0, 0],
-            in_flight: InFlight {
-                requests: 1,
-                units: [1, 0, 0, 0],
-            },
-        };
+        let observation = retry_after_one_second;
         learner.observe(&observation(start, Answer::RateLimited));
         // Nothing accepted: one request per one-second pause.
         assert_eq!(learner_rate_interval(&learner), Duration::from_secs(1));
@@ -1735,6 +1707,26 @@ mod tests {
         learner.tick(end);
         // One more per one-second cycle (5 %, at least one).
         assert_eq!(learner_rate_interval(&learner), Duration::from_millis(500));
+    }
+
+    /// One request answered at the instant it left: accepted, or refused with a Retry-After of
+    /// one second and no rate-limit headers.
+    fn retry_after_one_second(at: Instant, answer: Answer) -> Observation<'static> {
+        Observation {
+            now: at,
+            departed: at,
+            answer,
+            pause: (answer == Answer::RateLimited).then_some(Pause {
+                dimension: None,
+                delay: Duration::from_secs(1),
+            }),
+            limits: None,
+            answered: [1, 0, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 0, 0, 0],
+            },
+        }
     }
 
     fn learner_rate_interval(learner: &PaceLearner) -> Duration {
