@@ -14,8 +14,10 @@
 //! - `redis_16_in_flight`: the same with 16 requests at once (pipelined on one multiplexed
 //!   connection), reported per request.
 //!
-//! Compare with `redis-benchmark -p <port> -n 100000 EVALSHA …` on the same machine for the
-//! server's ceiling; the difference is the client's round trip.
+//! Then, outside criterion, the bookings per second through one Redis from 1 process and from 8
+//! (this binary started again as workers, 4 000 bookings each, 16 in flight). Compare with
+//! `redis-benchmark -p <port> -n 100000 EVALSHA …` on the same machine for the server's
+//! ceiling; the difference is the client's round trip.
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -117,7 +119,71 @@ fn store(c: &mut Criterion) {
 
 criterion_group!(benches, store);
 
+/// Set in the worker processes the fleet measure starts: the Redis URL to book through.
+const WORKER_ENV: &str = "RT_STORE_BENCH_WORKER";
+/// Bookings each worker process makes, 16 in flight.
+const WORKER_BOOKINGS: usize = 4_000;
+
+/// A worker process: `WORKER_BOOKINGS` bookings through the store, 16 at a time; prints the
+/// seconds they took.
+fn worker(url: &str) {
+    let runtime = Runtime::new().expect("runtime");
+    let (_throttle, shared) = client(Some(RedisStore::new(url).expect("a valid URL")));
+    let seconds = runtime.block_on(async {
+        let start = std::time::Instant::now();
+        for _ in 0..WORKER_BOOKINGS / 16 {
+            join_all((0..16).map(|_| shared.get(URL).send())).await;
+        }
+        start.elapsed().as_secs_f64()
+    });
+    println!("{seconds}");
+}
+
+/// Bookings per second through one Redis from 1 process and from 8 (this binary started again
+/// as workers), all at once; the rate is all bookings over the slowest worker's time.
+fn fleet() {
+    let Some((_redis, url)) = start_redis() else {
+        return;
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    for processes in [1, 8] {
+        let workers: Vec<_> = (0..processes)
+            .filter_map(|_| {
+                Command::new(&exe)
+                    .env(WORKER_ENV, &url)
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .ok()
+            })
+            .collect();
+        let slowest = workers
+            .into_iter()
+            .filter_map(|worker| worker.wait_with_output().ok())
+            .filter_map(|output| {
+                String::from_utf8_lossy(&output.stdout)
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+            })
+            .fold(0.0_f64, f64::max);
+        if slowest > 0.0 {
+            let bookings = (processes * WORKER_BOOKINGS) as f64;
+            eprintln!(
+                "store fleet: {processes} process(es) x {WORKER_BOOKINGS} bookings, 16 in flight each: {:.0} bookings/s",
+                bookings / slowest
+            );
+        }
+    }
+}
+
 fn main() {
+    if let Ok(url) = std::env::var(WORKER_ENV) {
+        worker(&url);
+        return;
+    }
     benches();
+    fleet();
     Criterion::default().configure_from_args().final_summary();
 }

@@ -373,7 +373,8 @@ impl Policy {
     /// round trip, once per lane, for the callers that start with the first. Ignored when the
     /// policy configures a request rate (that paces the first requests itself).
     ///
-    /// Default: off; [`Policy::openai`] and [`Policy::anthropic`] wait up to a second.
+    /// Default: off; `Policy::openai()` and `Policy::anthropic()` (feature `llm`) wait up to a
+    /// second.
     ///
     /// ```
     /// use std::time::Duration;
