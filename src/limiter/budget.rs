@@ -309,6 +309,9 @@ pub struct Budget {
     /// What the server charges per unit estimated, per dimension, as `f64` bits (see
     /// [`Budget::corrected`]).
     charge: [AtomicU64; DIMENSIONS],
+    /// How far one answer's charge per unit estimated strays from `charge`, on average, per
+    /// dimension, as `f64` bits: the margin [`Budget::corrected`] adds.
+    spread: [AtomicU64; DIMENSIONS],
 }
 
 /// How fast the learned charge follows each settled answer (a moving average over about five).
@@ -326,6 +329,7 @@ impl Default for Budget {
             repriced: tokio::sync::Notify::new(),
             clamped: AtomicU64::new(0),
             charge: std::array::from_fn(|_| AtomicU64::new(1.0_f64.to_bits())),
+            spread: std::array::from_fn(|_| AtomicU64::new(0.0_f64.to_bits())),
         }
     }
 }
@@ -533,7 +537,10 @@ impl Budget {
     /// `estimate` scaled by what the server has been charging per unit estimated, in every
     /// dimension but requests (a server that counts tokens by its own rule charges more than the
     /// client's estimate, and its `remaining` says so only after the requests in flight have
-    /// spent it). Never below the estimate: what is charged less is given back at settlement.
+    /// spent it), plus how far single answers have strayed from that on average (the server's
+    /// count of one request varies around the mean; booked at the mean alone, the last request
+    /// of a window was charged more than was left, and refused, window after window). Never
+    /// below the estimate: what is charged less is given back at settlement.
     ///
     /// ```
     /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};
@@ -546,8 +553,9 @@ impl Budget {
     ///     // The server charges 125 tokens for every 100 estimated.
     ///     budget.settle(booked.commit(), &Cost::requests(1).with(Dimension::Tokens, 125));
     /// }
+    /// // 125, and a little more while the charge was still being learned.
     /// let corrected = budget.corrected(estimate).get(Dimension::Tokens);
-    /// assert!((124..=126).contains(&corrected), "{corrected}");
+    /// assert!((125..=128).contains(&corrected), "{corrected}");
     /// ```
     pub fn corrected(&self, estimate: Cost) -> Cost {
         let mut corrected = estimate;
@@ -556,6 +564,8 @@ impl Budget {
                 continue;
             }
             let charge = f64::from_bits(self.charge[dimension.index()].load(Ordering::Relaxed));
+            let spread = f64::from_bits(self.spread[dimension.index()].load(Ordering::Relaxed));
+            let charge = (charge + spread).min(MAX_CHARGE);
             if charge > 1.0 {
                 let scaled = (units as f64 * charge).ceil();
                 corrected = corrected.with(dimension, scaled.min(u64::MAX as f64) as u64);
@@ -573,12 +583,18 @@ impl Budget {
             }
             let cell = &self.charge[dimension.index()];
             let current = f64::from_bits(cell.load(Ordering::Relaxed));
-            // Booked at the estimate times the current charge: per unit *estimated*, the
-            // server charged this much.
-            let observed = used as f64 / units as f64 * current.max(1.0);
+            let spread_cell = &self.spread[dimension.index()];
+            let spread = f64::from_bits(spread_cell.load(Ordering::Relaxed));
+            // Booked at the estimate times the factor `corrected` applies: per unit
+            // *estimated*, the server charged this much.
+            let applied = (current + spread).clamp(1.0, MAX_CHARGE);
+            let observed = used as f64 / units as f64 * applied;
             let next = (current + CHARGE_WEIGHT * (observed - current))
                 .clamp(1.0 / MAX_CHARGE, MAX_CHARGE);
             cell.store(next.to_bits(), Ordering::Relaxed);
+            let deviation = (observed - current).abs();
+            let spread = (spread + CHARGE_WEIGHT * (deviation - spread)).clamp(0.0, MAX_CHARGE);
+            spread_cell.store(spread.to_bits(), Ordering::Relaxed);
         }
     }
 
