@@ -619,17 +619,8 @@ impl StoreProbe {
         booking: &ProbeBooking,
         now: Duration,
     ) -> Result<u64, String> {
-        self.store
-            .reconcile(
-                &self.key(lane),
-                &booking.grants,
-                &booking.cost,
-                &Cost::zero(),
-                Reconcile::Cancel,
-                Some(now),
-            )
+        self.reconcile_at(lane, booking, &Cost::zero(), Reconcile::Cancel, now)
             .await
-            .map_err(|error| error.to_string())
     }
 
     /// Settles `booking` with what it really cost, at `now`; how many dimensions gave time back.
@@ -640,13 +631,25 @@ impl StoreProbe {
         actual: &Cost,
         now: Duration,
     ) -> Result<u64, String> {
+        self.reconcile_at(lane, booking, actual, Reconcile::Settle, now)
+            .await
+    }
+
+    async fn reconcile_at(
+        &self,
+        lane: &str,
+        booking: &ProbeBooking,
+        actual: &Cost,
+        how: Reconcile,
+        now: Duration,
+    ) -> Result<u64, String> {
         self.store
             .reconcile(
                 &self.key(lane),
                 &booking.grants,
                 &booking.cost,
                 actual,
-                Reconcile::Settle,
+                how,
                 Some(now),
             )
             .await
