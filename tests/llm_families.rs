@@ -118,10 +118,11 @@ async fn an_openai_bucket_that_refills_per_second_is_not_read_per_minute() {
 
 /// RPM 30 and TPM 900 counted per calendar minute (windows aligned to the minute, as several
 /// gateways count), announced with OpenAI's headers. Before: 29 % of requests refused against
-/// such a mock outside this crate. Now: all 60 complete in the four windows the tokens need,
-/// with 3 refusals (5 % of requests; 7 before estimates were scaled by the server's charge;
-/// issue 9's ≤ 1 % is still open: read as a bucket, a window that is about to renew looks like
-/// a slow refill, and the renewal itself is not foreseen).
+/// such a mock outside this crate; then 3 refusals of 60 (5 %): read as a bucket, a window
+/// about to renew looked like a fast refill. Now the lane tells the window from a bucket
+/// (`remaining` falls while the announced end stays put, `limiter::shape`), paces it at the
+/// limit over its length, and owes what that pace would refill before the window's end: none
+/// refused, at 96 % of the binding limit (the tokens).
 #[tokio::test(start_paused = true)]
 async fn clock_aligned_minute_windows_announced_with_openai_headers() {
     let api = SimulatedApi::builder()
@@ -135,11 +136,17 @@ async fn clock_aligned_minute_windows_announced_with_openai_headers() {
         .build();
     let run = run(&api, 60, 8).await;
     assert_eq!(run.completed, 60);
-    assert!(run.refused <= 5, "{} refused", run.refused);
-    // Tokens bind (about 57 per chat: 15 per minute), so 60 chats take about 4 minutes.
+    // Issue 9's target: at most 1 % refused (of 60: none).
+    assert_eq!(run.refused, 0);
+    // Tokens bind (about 57 per chat as the server counts: 15.7 chats per minute); issue 9's
+    // target is 95 % of that.
+    let tokens = api.stats().tokens_charged as f64;
+    let binding = tokens / 900.0 * 60.0;
+    let goodput = binding / run.elapsed.as_secs_f64();
     assert!(
-        run.elapsed <= Duration::from_secs(8 * 60),
-        "{:?}",
+        goodput >= 0.95,
+        "{:.1} % in {:?}",
+        goodput * 100.0,
         run.elapsed
     );
 }

@@ -298,11 +298,13 @@ fn epoch_secs(time: SystemTime) -> u64 {
 /// one second past it. Real time (not paused), since the value is a wall-clock epoch.
 #[tokio::test]
 async fn flask_limiter_headers_announce_an_integer_epoch_one_second_late() -> TestResult {
+    // Read before the build: a minute that turns between the two then reads as the next
+    // window (accepted below), never as the one before.
+    let before = epoch_secs(SystemTime::now());
     let api = SimulatedApi::builder()
         .limit_aligned(5, Duration::from_secs(60))
         .headers(HeaderStyle::FlaskLimiter)
         .build();
-    let before = epoch_secs(SystemTime::now());
     let answer = client(&api).get(URL).send().await?;
     assert_eq!(number(&answer, "x-ratelimit-limit"), Some(5));
     assert_eq!(number(&answer, "x-ratelimit-remaining"), Some(4));
@@ -310,7 +312,7 @@ async fn flask_limiter_headers_announce_an_integer_epoch_one_second_late() -> Te
     assert_eq!(header(&answer, "x-ratelimit-resource"), None);
     let reset = number(&answer, "x-ratelimit-reset").ok_or("no reset")?;
     let minute_end = (before / 60 + 1) * 60;
-    // The minute may have turned between `before` and the build.
+    // The minute may have turned between `before` and the answer.
     assert!(
         reset == minute_end + 1 || reset == minute_end + 61,
         "reset {reset}, minute ends at {minute_end}"

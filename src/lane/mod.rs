@@ -316,6 +316,7 @@ impl Lane {
                     dimension,
                     remaining,
                     credit,
+                    refills_from,
                 } => {
                     // Small credits are noise (a refill between two answers), not worth waking
                     // every waiter: 1 % of the burst.
@@ -330,7 +331,9 @@ impl Lane {
                     if let Some(shared) = &self.shared {
                         shared.sync(dimension, remaining, self.budget.limit(dimension));
                     }
-                    let synced = self.budget.sync(dimension, remaining, min_credit);
+                    let synced =
+                        self.budget
+                            .sync_until(dimension, remaining, refills_from, min_credit);
                     if synced != 0 {
                         self.counters.paced.fetch_add(1, Relaxed);
                         tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, synced = synced as i64, remaining, "budget synced to the server's remaining");

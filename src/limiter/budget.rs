@@ -319,6 +319,9 @@ const CHARGE_WEIGHT: f64 = 0.2;
 /// The most the learned charge scales an estimate by.
 const MAX_CHARGE: f64 = 4.0;
 
+/// A charge factor per dimension (indexed as [`Dimension::ALL`]).
+type Charges = [f64; DIMENSIONS];
+
 impl Default for Budget {
     fn default() -> Self {
         Budget {
@@ -475,13 +478,74 @@ impl Budget {
     /// reservations book again at once, so they use it in their order instead of a newcomer.
     /// Returns the units charged (positive) or given back (negative).
     pub fn sync(&self, dimension: Dimension, remaining: u64, min_credit: u64) -> i128 {
-        let now = self.epoch.nanos(Instant::now());
+        self.sync_until(dimension, remaining, None, min_credit)
+    }
+
+    /// [`sync`](Self::sync) for a fixed window ending at `refills_from` (`None`: a bucket,
+    /// as `sync`): `remaining` is all there is until then, so what this budget's pace would
+    /// refill before it is owed first. Capacity before the window's end is then `remaining`,
+    /// spread over the time left, and the pace goes on past it. The reservations still waiting
+    /// were not seen by the server: the change applies ahead of them, and they book again
+    /// behind it in their order.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::limiter::{Budget, Dimension, Limit};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let budget = Budget::new();
+    /// // 900 tokens per minute: one every 66.7 ms.
+    /// let interval = Duration::from_secs(60) / 900;
+    /// budget.set_limit(Dimension::Tokens, Some(Limit { interval, burst: 900 }));
+    /// // The window ends in 30 s with 100 left: 450 would refill by then, so 350 are owed.
+    /// let end = Instant::now() + Duration::from_secs(30);
+    /// assert_eq!(budget.sync_until(Dimension::Tokens, 100, Some(end), 1), 1_250);
+    /// assert_eq!(budget.available(Dimension::Tokens), Some(0));
+    /// # }
+    /// ```
+    pub fn sync_until(
+        &self,
+        dimension: Dimension,
+        remaining: u64,
+        refills_from: Option<Instant>,
+        min_credit: u64,
+    ) -> i128 {
+        let now_instant = Instant::now();
+        let now = self.epoch.nanos(now_instant);
         let mut state = self.lock();
         let outstanding = state.outstanding;
         let Some(gcra) = state.gcras[dimension.index()] else {
             return 0;
         };
         let available = gcra.available(now);
+        if let Some(end) = refills_from {
+            // What the pace refills before the window's end is owed: the cell's level may go
+            // below zero, and its next unit comes as late as the window allows. The server has
+            // seen none of the waiting reservations, so its word applies ahead of them: they
+            // book again behind it, in their order.
+            let until_end = end.saturating_duration_since(now_instant).as_nanos();
+            let owed = until_end / gcra.interval().as_nanos().max(1);
+            let owed = i128::try_from(owed).unwrap_or(i128::MAX);
+            let unseen = i128::from(state.ledger.waiting_units(dimension));
+            let target = i128::from(remaining.min(gcra.burst())) - owed;
+            let charged = (gcra.level(now) + unseen).saturating_sub(target);
+            let units = u64::try_from(charged.unsigned_abs()).unwrap_or(u64::MAX);
+            let change = match charged {
+                0 => return 0,
+                _ if charged < 0 => Change::Credit(units),
+                _ => Change::Debit(units),
+            };
+            let State { gcras, ledger, .. } = &mut *state;
+            ledger.change_ahead(dimension, change, gcras, now);
+            if charged < 0 {
+                if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
+                    sent.credit(units, now);
+                }
+            }
+            return charged;
+        }
         // Recorded as the server's number, not as a difference: replayed without a dropped
         // reservation, the cell comes to the same `remaining` (the server never counted it).
         if available > remaining {
@@ -523,7 +587,7 @@ impl Budget {
     /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
     /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
-        self.learn_charge(&commitment.cost, actual);
+        self.learn_charge(&commitment.cost, actual, &commitment.applied);
         let mut state = self.lock();
         self.reconcile(&mut state, &commitment.cost, &commitment.grants, actual);
     }
@@ -575,7 +639,16 @@ impl Budget {
     }
 
     /// Follows what one answer was charged against what was booked for it.
-    fn learn_charge(&self, booked: &Cost, actual: &Cost) {
+    /// The factor [`corrected`](Self::corrected) applies now, per dimension.
+    fn applied_charges(&self) -> Charges {
+        std::array::from_fn(|i| {
+            let charge = f64::from_bits(self.charge[i].load(Ordering::Relaxed));
+            let spread = f64::from_bits(self.spread[i].load(Ordering::Relaxed));
+            (charge + spread).clamp(1.0, MAX_CHARGE)
+        })
+    }
+
+    fn learn_charge(&self, booked: &Cost, actual: &Cost, applied: &Charges) {
         for (dimension, units) in booked.iter() {
             let used = actual.get(dimension);
             if dimension == Dimension::Requests || used == 0 {
@@ -585,9 +658,10 @@ impl Budget {
             let current = f64::from_bits(cell.load(Ordering::Relaxed));
             let spread_cell = &self.spread[dimension.index()];
             let spread = f64::from_bits(spread_cell.load(Ordering::Relaxed));
-            // Booked at the estimate times the factor `corrected` applies: per unit
-            // *estimated*, the server charged this much.
-            let applied = (current + spread).clamp(1.0, MAX_CHARGE);
+            // Booked at the estimate times the factor `corrected` applied then (not now: with
+            // a queue, the factor moved while it waited, and reading it at today's factor fed
+            // the factor back into itself): per unit *estimated*, the server charged this much.
+            let applied = applied[dimension.index()];
             let observed = used as f64 / units as f64 * applied;
             let next = (current + CHARGE_WEIGHT * (observed - current))
                 .clamp(1.0 / MAX_CHARGE, MAX_CHARGE);
@@ -690,6 +764,7 @@ impl Budget {
             return Ok(Booking::Ready(Commitment {
                 cost: *cost,
                 grants: [None; DIMENSIONS],
+                applied: self.applied_charges(),
             }));
         }
         let now = self.epoch.nanos(now);
@@ -704,6 +779,7 @@ impl Budget {
         Ok(Booking::Ready(Commitment {
             cost: *cost,
             grants,
+            applied: self.applied_charges(),
         }))
     }
 
@@ -711,6 +787,7 @@ impl Budget {
         Reservation {
             budget: Arc::clone(self),
             cost: *cost,
+            applied: self.applied_charges(),
             place,
             settled: false,
             generation: self.generation.load(Ordering::Acquire),
@@ -798,7 +875,10 @@ impl Budget {
                     }
                     let extra = used.min(most) - booked;
                     if extra > 0 {
-                        state.change(dimension, Change::Debit(extra), now);
+                        // Charged ahead of the reservations still waiting: they were booked
+                        // behind this one's estimate, and now stand behind what it really cost.
+                        let State { gcras, ledger, .. } = state;
+                        ledger.change_ahead(dimension, Change::Debit(extra), gcras, now);
                     }
                 }
                 _ => {}
@@ -817,6 +897,8 @@ impl Budget {
 pub struct Reservation {
     budget: Arc<Budget>,
     cost: Cost,
+    /// The charge factors [`Budget::corrected`] applied when it was booked.
+    applied: Charges,
     place: Place,
     settled: bool,
     generation: u64,
@@ -894,6 +976,7 @@ impl Reservation {
         Commitment {
             cost: self.cost,
             grants,
+            applied: self.applied,
         }
     }
 
@@ -952,6 +1035,8 @@ pub enum Booking {
 pub struct Commitment {
     cost: Cost,
     grants: Grants,
+    /// The charge factors [`Budget::corrected`] applied when it was booked.
+    applied: Charges,
 }
 
 impl Commitment {
@@ -1262,6 +1347,73 @@ mod tests {
         drop(waiting);
         assert_eq!(budget.available(Dimension::Tokens), Some(90));
         first.settle(None);
+    }
+
+    /// A fixed window of 10 per 10 s with 2 left and 5 s to go: 5 would refill by its end at
+    /// the even pace, so the budget's level goes to 2 − 5 = −3 (it believed 0: 3 charged);
+    /// the waiters booked before the server's word stand behind it, in their order, and only
+    /// 2 leave by the window's end.
+    #[tokio::test(start_paused = true)]
+    async fn a_window_sync_leaves_only_what_remains_before_the_end() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Requests, 1, 10);
+        let start = Instant::now();
+        let spent: Vec<_> = (0..10)
+            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap().commit())
+            .collect();
+        let waiters: Vec<_> = (0..7)
+            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap())
+            .collect();
+        // The server counted 8 of the 10 so far.
+        let end = start + Duration::from_secs(5);
+        assert_eq!(budget.sync_until(Dimension::Requests, 2, Some(end), 1), 3);
+        let slots: Vec<_> = waiters.iter().map(|w| w.ready_at() - start).collect();
+        let before_end = slots.iter().filter(|&&slot| slot <= Duration::from_secs(5));
+        assert_eq!(before_end.count(), 2, "{slots:?}");
+        assert!(slots.windows(2).all(|pair| pair[0] < pair[1]), "{slots:?}");
+        // Said again, the same word changes nothing.
+        assert_eq!(budget.sync_until(Dimension::Requests, 2, Some(end), 1), 0);
+        // The server says more remains than the budget believes: the waiters move up, in order.
+        let later: Vec<_> = waiters.iter().map(|w| w.ready_at()).collect();
+        assert!(budget.sync_until(Dimension::Requests, 4, Some(end), 1) < 0);
+        let moved: Vec<_> = waiters.iter().map(|w| w.ready_at()).collect();
+        assert!(moved
+            .iter()
+            .zip(&later)
+            .all(|(moved, later)| moved <= later));
+        assert!(moved[0] < later[0]);
+        assert!(moved.windows(2).all(|pair| pair[0] < pair[1]), "{moved:?}");
+        drop(waiters);
+        drop(spent);
+    }
+
+    /// The charge factor is learned against the factor each booking was priced at: requests
+    /// that waited while the factor grew are not read as charged more again (with a queue,
+    /// reading them at the newer factor fed the factor into itself).
+    #[tokio::test(start_paused = true)]
+    async fn the_charge_factor_is_learned_at_the_price_booked() {
+        let budget = Budget::new();
+        per_second(&budget, Dimension::Tokens, 1_000, 1_000);
+        // The server charges 1.5 × the estimate on average (1.2 and 1.8 in turn).
+        let estimate = Cost::requests(1).with(Dimension::Tokens, 100);
+        let actual = |i: usize| Cost::requests(1).with(Dimension::Tokens, [120, 180][i % 2]);
+        // A queue of 8: each request is settled eight bookings after it was priced.
+        let mut queue = std::collections::VecDeque::new();
+        let mut factors = Vec::new();
+        for i in 0..200 {
+            queue.push_back(budget.reserve(&budget.corrected(estimate), None).unwrap());
+            if queue.len() > 8 {
+                queue.pop_front().unwrap().settle(Some(&actual(i)));
+            }
+            factors.push(budget.corrected(estimate).get(Dimension::Tokens) as f64 / 100.0);
+        }
+        // The average charge plus its learned spread (0.3), steady. Read at the factor of the
+        // moment instead, it swung between 1.2 and 4.0 (the cap).
+        let settled = &factors[100..];
+        assert!(
+            settled.iter().all(|f| (1.5..2.0).contains(f)),
+            "{settled:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

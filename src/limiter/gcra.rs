@@ -154,6 +154,13 @@ impl Gcra {
         self.tolerance().saturating_sub(booked_ahead) / self.interval
     }
 
+    /// Units that could be reserved at `now`, below zero when more is booked than the
+    /// bucket holds (waiters, a debt): [`available`](Self::available) without the floor.
+    pub fn level(&self, now: Nanos) -> i128 {
+        let booked_ahead = i128::from(self.tat.saturating_sub(now));
+        (i128::from(self.tolerance()) - booked_ahead).div_euclid(i128::from(self.interval))
+    }
+
     /// Gives back `units` of `grant`.
     ///
     /// Only the latest grant can give capacity back: every later grant was scheduled around the

@@ -122,6 +122,8 @@ pub(super) enum Change {
     /// The server's word: this many units remain now. What is booked beyond it is charged, what
     /// is missing given back ([`Gcra::debit`], [`Gcra::credit`]).
     Sync(u64),
+    /// Units given back ([`Gcra::credit`]).
+    Credit(u64),
     /// Virtual time a refund of the latest grant took off the schedule.
     GiveBack(Nanos),
 }
@@ -151,8 +153,12 @@ impl Change {
                     gcra.credit(remaining.min(gcra.burst()) - available, now);
                 }
             }
+            (Change::Credit(units), Some(gcra)) => gcra.credit(units, now),
             (Change::GiveBack(nanos), Some(gcra)) => gcra.give_back(nanos),
-            (Change::Debit(_) | Change::Sync(_) | Change::GiveBack(_), None) => {}
+            (
+                Change::Debit(_) | Change::Sync(_) | Change::Credit(_) | Change::GiveBack(_),
+                None,
+            ) => {}
         }
     }
 }
@@ -274,6 +280,49 @@ impl Ledger {
         }
     }
 
+    /// Applies `change` to `dimension`'s cell as if it had happened before every waiting
+    /// reservation: the server's word about what it has seen, which none of them is part of.
+    /// The waiters are booked again behind it in their order (earlier after a credit, later
+    /// after a debit), and the first one that moved up is woken, as after a [`cancel`](Self::cancel).
+    pub(super) fn change_ahead(
+        &mut self,
+        dimension: Dimension,
+        change: Change,
+        cells: &mut Cells,
+        now: Nanos,
+    ) {
+        let first = self
+            .entries
+            .iter()
+            .position(|entry| matches!(entry, Entry::Waiting(_)));
+        let Some((index, Entry::Waiting(waiting))) =
+            first.and_then(|index| Some((index, self.entries.get(index)?)))
+        else {
+            change.apply(&mut cells[dimension.index()], now);
+            self.change(dimension, change, now);
+            return;
+        };
+        let mut rebuilt = waiting.before;
+        change.apply(&mut rebuilt[dimension.index()], now);
+        for entry in self.entries.range_mut(index..) {
+            replay(entry, &mut rebuilt, now);
+        }
+        install(cells, rebuilt);
+        self.wake_from(index);
+    }
+
+    /// The units of `dimension` booked by reservations still waiting: the server has not seen
+    /// them.
+    pub(super) fn waiting_units(&self, dimension: Dimension) -> u64 {
+        self.entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Entry::Waiting(waiting) => Some(waiting.cost.get(dimension)),
+                _ => None,
+            })
+            .fold(0, u64::saturating_add)
+    }
+
     fn index(&self, place: &Place) -> Option<usize> {
         let index = usize::try_from(place.position.checked_sub(self.first)?).ok()?;
         (index < self.entries.len()).then_some(index)
@@ -329,15 +378,7 @@ impl Ledger {
             self.forget_settled();
             return;
         }
-        for (cell, rebuilt) in cells.iter_mut().zip(rebuilt) {
-            match (rebuilt, cell.as_ref()) {
-                (Some(mut gcra), Some(replaced)) => {
-                    gcra.supersede(replaced);
-                    *cell = Some(gcra);
-                }
-                (rebuilt, _) => *cell = rebuilt,
-            }
-        }
+        install(cells, rebuilt);
         self.forget_settled();
     }
 
@@ -353,7 +394,12 @@ impl Ledger {
     /// unless a waiter on time comes first (it relays when its own wait ends). Reservations
     /// nobody waits on are passed over: they read their slot when they wait.
     fn wake_after(&self, index: usize) {
-        for entry in self.entries.range(index + 1..) {
+        self.wake_from(index + 1);
+    }
+
+    /// [`wake_after`](Self::wake_after) from `index` on, itself included.
+    fn wake_from(&self, index: usize) {
+        for entry in self.entries.range(index.min(self.entries.len())..) {
             let Entry::Waiting(waiting) = entry else {
                 continue;
             };
@@ -381,6 +427,20 @@ impl Ledger {
         if self.entries.is_empty() {
             // Give memory back after a long queue.
             self.entries.shrink_to(64);
+        }
+    }
+}
+
+/// Puts `rebuilt` in place of `cells`, each newer than the one it replaces (no grant of the
+/// old schedule refunds into the new one).
+fn install(cells: &mut Cells, rebuilt: Cells) {
+    for (cell, rebuilt) in cells.iter_mut().zip(rebuilt) {
+        match (rebuilt, cell.as_ref()) {
+            (Some(mut gcra), Some(replaced)) => {
+                gcra.supersede(replaced);
+                *cell = Some(gcra);
+            }
+            (rebuilt, _) => *cell = rebuilt,
         }
     }
 }

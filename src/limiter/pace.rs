@@ -47,6 +47,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::shape::{Shape, ShapeReader};
 use super::{Dimension, Limit};
 use crate::signals::{HeaderFamily, RateLimits, Window};
 use crate::time::later;
@@ -218,6 +219,10 @@ pub enum Action {
         /// Whether units may be given back: only an answer newer than every answer synced
         /// before may say more remains (an older one knew less of what is in flight).
         credit: bool,
+        /// A fixed window's end: `remaining` is all there is until then, so the budget refills
+        /// nothing before it (what its pace would refill by then is owed first). `None`: a
+        /// bucket, refilling from now.
+        refills_from: Option<Instant>,
     },
 }
 
@@ -495,6 +500,8 @@ pub struct PaceLearner {
     window_length: Option<Duration>,
     /// What each dimension's bucket announcements tell about its refill rate.
     refills: [Refill; Dimension::ALL.len()],
+    /// Whether each dimension's announcements describe a bucket or a fixed window.
+    shapes: [ShapeReader; Dimension::ALL.len()],
     /// The server's window was seen to move on without renewing (a moving window: a slot
     /// frees as the oldest request in it expires, not only at the window's end).
     sliding: bool,
@@ -520,6 +527,7 @@ impl PaceLearner {
             window_track: None,
             window_length: None,
             refills: [Refill::default(); Dimension::ALL.len()],
+            shapes: [ShapeReader::default(); Dimension::ALL.len()],
             sliding: false,
             synced: [None; Dimension::ALL.len()],
         }
@@ -1178,9 +1186,24 @@ impl PaceLearner {
             let unseen = observation.in_flight.units[slot(dimension)]
                 .saturating_sub(observation.answered[slot(dimension)]);
             let remaining = window.remaining.map(|r| r.saturating_sub(unseen));
+            let shape = match (window.remaining, window.reset_in) {
+                (Some(remaining), Some(reset_in)) if bucket => {
+                    self.shapes[slot(dimension)].observe(now, remaining, reset_in)
+                }
+                _ => None,
+            };
+            // A fixed window spoken in a bucket's headers: `remaining` until its end, nothing
+            // refilled before.
+            let window_end = window
+                .reset_in
+                .filter(|_| shape == Some(Shape::FixedWindow))
+                .map(|reset_in| later(now, reset_in.min(self.config.max_wait)));
             if let Some(announced) = window.limit.filter(|_| bucket) {
                 let current = self.current[slot(dimension)];
-                let refill = self.refills[slot(dimension)].observe(window, announced, current);
+                let refill = match self.shapes[slot(dimension)].window_length() {
+                    Some(length) if window_end.is_some() => fixed_window_pace(announced, length),
+                    _ => self.refills[slot(dimension)].observe(window, announced, current),
+                };
                 if let Some(learned) = refill {
                     let learned = self.capped(dimension, learned);
                     let effective = self.config.never_faster(dimension, learned);
@@ -1214,6 +1237,10 @@ impl PaceLearner {
                 continue;
             }
             if let Some(remaining) = remaining {
+                if window_end.is_some_and(|end| end <= now) {
+                    // Its window has ended: what it says of it is past.
+                    continue;
+                }
                 let newest = self.synced[slot(dimension)]
                     .is_none_or(|synced| observation.departed >= synced);
                 if newest {
@@ -1223,10 +1250,21 @@ impl PaceLearner {
                     dimension,
                     remaining,
                     credit: newest,
+                    refills_from: window_end,
                 });
             }
         }
     }
+}
+
+/// A fixed window of `limit` units per `length`, paced evenly: one unit per length / limit,
+/// the whole limit as burst (the window allows it at once).
+fn fixed_window_pace(limit: u64, length: Duration) -> Option<Limit> {
+    let interval = length / u32::try_from(limit).unwrap_or(u32::MAX);
+    (!interval.is_zero()).then_some(Limit {
+        interval,
+        burst: limit,
+    })
 }
 
 /// Whether `new` paces a third faster or more than `old` (no limit is the fastest of all).
@@ -1797,6 +1835,63 @@ mod bucket_tests {
         assert_eq!(tokens.burst, 1_000);
         let per_second = 1.0 / tokens.interval.as_secs_f64();
         assert!((per_second - 995.0).abs() < 0.01, "{per_second}");
+    }
+
+    /// OpenAI's headers over a clock-aligned minute window (RPM 30): `remaining` falls while
+    /// the announced end stays put. Read as a bucket, the refill grew as the window ran out
+    /// and the lane was refused near its end; read as a window, the lane paces at 30 per
+    /// minute and the budget is told that nothing refills before the end.
+    #[test]
+    fn a_window_in_a_buckets_headers_is_paced_as_a_window() {
+        let mut learner = PaceLearner::new(PaceConfig {
+            configured: [None; 4],
+            max_wait: Duration::from_secs(120),
+        });
+        let start = Instant::now();
+        let end = start + Duration::from_secs(60);
+        let mut syncs = Vec::new();
+        for (ms, remaining) in [(50, 29), (300, 28), (900, 20)] {
+            let now = start + Duration::from_millis(ms);
+            let window = |limit, remaining| Window {
+                limit: Some(limit),
+                remaining: Some(remaining),
+                reset_in: Some(end - now),
+            };
+            let limits = openai(
+                window(30, remaining),
+                window(900, 900 - 30 * (30 - remaining)),
+            );
+            let actions = learner.observe(&Observation {
+                now,
+                departed: now,
+                answer: Answer::Accepted,
+                pause: None,
+                limits: Some(&limits),
+                answered: [1, 30, 0, 0],
+                in_flight: InFlight {
+                    requests: 1,
+                    units: [1, 30, 0, 0],
+                },
+            });
+            syncs.extend(actions.iter().filter_map(|action| match action {
+                Action::Sync {
+                    dimension: Dimension::Requests,
+                    remaining,
+                    refills_from,
+                    ..
+                } => Some((remaining, refills_from)),
+                _ => None,
+            }));
+        }
+        // The first answer alone cannot tell: read as a bucket.
+        assert_eq!(syncs[0], (29, None));
+        assert_eq!(syncs[1..], [(28, Some(end)), (20, Some(end))]);
+        let requests = learner.limit(Dimension::Requests).unwrap();
+        assert_eq!(requests.burst, 30);
+        // 30 over the longest reset announced (59.95 s).
+        assert_eq!(requests.interval, Duration::from_millis(59_950) / 30);
+        let tokens = learner.limit(Dimension::Tokens).unwrap();
+        assert_eq!(tokens.interval, Duration::from_millis(59_950) / 900);
     }
 
     #[test]

@@ -89,9 +89,13 @@ pub(crate) fn rate_limit(
                 insert(headers, "ratelimit-reset", secs_ceil(quota.reset_in));
             }
             HeaderStyle::FlaskLimiter if dimension == Dimension::Requests => {
-                // Flask-Limiter writes `1 + int(reset)`: truncated, then a second added.
-                let reset =
-                    epoch_secs_floor(wall_after(wall_now, quota.reset_in)).saturating_add(1);
+                // Flask-Limiter writes `1 + int(reset)`: truncated, then a second added. The
+                // window's end is on tokio's clock and `wall_now` on the wall clock, read a few
+                // microseconds apart: a window ending on a whole second could read as a hair
+                // before it and be truncated a second short, so it is rounded to the
+                // millisecond first.
+                let end = quota.reset_in.saturating_add(Duration::from_micros(500));
+                let reset = epoch_secs_floor(wall_after(wall_now, end)).saturating_add(1);
                 insert(headers, "x-ratelimit-limit", quota.limit);
                 insert(headers, "x-ratelimit-remaining", quota.remaining);
                 insert(headers, "x-ratelimit-reset", reset);
