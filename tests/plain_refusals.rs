@@ -88,16 +88,38 @@ async fn nothing_configured_learns_the_pace_of_a_leaky_bucket() {
     assert!(report.goodput >= 0.9, "goodput {:.3}", report.goodput);
 }
 
+/// A configured rate whose burst nobody stated sends one request at a time until the server
+/// has accepted a burst's worth (`Rate::is_burst_stated`): against a server without burst,
+/// none refused (the first burst of sixteen callers was refused before, 7 to 10 times against
+/// real nginx).
 #[tokio::test(start_paused = true)]
-async fn a_configured_rate_stops_bursting_at_the_first_refusal() {
+async fn a_configured_rate_earns_its_burst_and_a_server_without_one_refuses_nothing() {
     let throttle = Throttle::builder()
         .default_policy(Policy::new().rate(Rate::per_second(50)))
         .build()
         .unwrap();
     let report = run(throttle, 1).await;
     assert_eq!(report.failed, 0);
-    // One burst is refused (the server allows less than the client assumed), then none.
-    assert!(report.refused <= 60, "{} refused", report.refused);
+    assert_eq!(report.refused, 0);
+    assert!(report.goodput >= 0.99, "goodput {:.3}", report.goodput);
+}
+
+/// A stated burst is trusted at once: the server refuses most of the first one, and the lane
+/// stops bursting at the first refusal.
+#[tokio::test(start_paused = true)]
+async fn a_stated_burst_stops_at_the_first_refusal() {
+    let throttle = Throttle::builder()
+        .default_policy(Policy::new().rate(Rate::per_second(50).burst(50)))
+        .build()
+        .unwrap();
+    let report = run(throttle, 1).await;
+    assert_eq!(report.failed, 0);
+    // One burst is refused (the server allows less than the client said), then none.
+    assert!(
+        report.refused >= 1 && report.refused <= 60,
+        "{} refused",
+        report.refused
+    );
     assert!(report.goodput >= 0.97, "goodput {:.3}", report.goodput);
 }
 
@@ -131,9 +153,10 @@ async fn a_configured_rate_against_a_leaky_bucket_that_says_retry_after() {
         .unwrap();
     let report = run_with(throttle, 1, RetryAfterStyle::Seconds).await;
     assert_eq!(report.failed, 0);
-    // The first burst is refused and paused for a second; then the documented pace holds.
-    assert!(report.refused <= 10, "{} refused", report.refused);
-    assert!(report.goodput >= 0.9, "goodput {:.3}", report.goodput);
+    // The burst is earned, not assumed: no refusal, so no pause (before: the first burst was
+    // refused and the lane paused for a second, 90 %).
+    assert_eq!(report.refused, 0);
+    assert!(report.goodput >= 0.99, "goodput {:.3}", report.goodput);
 }
 
 /// A request refused more times than `max_retries` while its lane paces itself is still

@@ -159,10 +159,19 @@ impl Lane {
                 budget.set_strict(dimension, dimension != Dimension::Requests);
             }
         }
-        let pace = PaceLearner::new(PaceConfig {
+        let mut pace = PaceLearner::new(PaceConfig {
             configured,
             max_wait: policy.retry.configured_max_retry_after(),
         });
+        if policy
+            .configured_limit(Dimension::Requests)
+            .is_some_and(|rate| !rate.is_burst_stated())
+        {
+            // A burst nobody stated is earned: one at a time until the server has accepted it.
+            if let Some(spaced) = pace.earn_burst() {
+                budget.set_limit(Dimension::Requests, Some(spaced));
+            }
+        }
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
         let retry_budget = RetryBudget::new(policy.retry.budget_config());
         let breaker = policy.breaker.clone().map(|config| {

@@ -548,6 +548,15 @@ impl Budget {
         }
         // Recorded as the server's number, not as a difference: replayed without a dropped
         // reservation, the cell comes to the same `remaining` (the server never counted it).
+        // Nor may more leave at once than remains: the spacing as sent follows (a burst that
+        // opened empty, waiters booked ahead, let the first of them leave as far ahead of the
+        // late departures as they had fallen behind its slot: 4 ms early, refused).
+        if let Some(sent) = state.cells[dimension.index()].sent.as_mut() {
+            let beyond = sent.available(now).saturating_sub(remaining);
+            if beyond > 0 {
+                sent.debit(beyond, now);
+            }
+        }
         if available > remaining {
             state.change(dimension, Change::Sync(remaining), now);
             return i128::from(available - remaining);

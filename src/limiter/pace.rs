@@ -510,6 +510,9 @@ pub struct PaceLearner {
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
     /// already reacted to.
     cubic_after: Option<Instant>,
+    /// Requests still to be accepted, one at a time, before the configured burst is allowed
+    /// (see [`earn_burst`](Self::earn_burst)).
+    earning: Option<u64>,
 }
 
 impl PaceLearner {
@@ -530,6 +533,70 @@ impl PaceLearner {
             shapes: [ShapeReader::default(); Dimension::ALL.len()],
             sliding: false,
             synced: [None; Dimension::ALL.len()],
+            earning: None,
+        }
+    }
+
+    /// The configured requests burst was not stated, only defaulted (see
+    /// [`Rate::is_burst_stated`](crate::Rate::is_burst_stated)): the lane starts one request at
+    /// a time and allows the burst once the server has accepted as many requests as the burst
+    /// holds without a refusal in between; a refusal first (the server allows less burst)
+    /// keeps it at one. Returns the limit to start with, if there is a burst to earn.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::limiter::pace::{PaceConfig, PaceLearner};
+    /// use reqwest_throttle::limiter::{Dimension, Limit};
+    ///
+    /// let configured = Limit { interval: Duration::from_millis(20), burst: 50 };
+    /// let mut learner = PaceLearner::new(PaceConfig {
+    ///     configured: [Some(configured), None, None, None],
+    ///     max_wait: Duration::from_secs(10),
+    /// });
+    /// let start = learner.earn_burst().unwrap();
+    /// assert_eq!(start.burst, 1);
+    /// assert_eq!(learner.limit(Dimension::Requests), Some(start));
+    /// ```
+    pub fn earn_burst(&mut self) -> Option<Limit> {
+        let configured = self.config.configured(Dimension::Requests)?;
+        if configured.burst <= 1 {
+            return None;
+        }
+        let spaced = Limit {
+            burst: 1,
+            ..configured
+        };
+        self.current[slot(Dimension::Requests)] = Some(spaced);
+        self.earning = Some(configured.burst);
+        Some(spaced)
+    }
+
+    /// Counts an answer towards an unstated burst (see [`earn_burst`](Self::earn_burst)).
+    fn earn(&mut self, answer: Answer, actions: &mut Actions) {
+        let Some(left) = self.earning else {
+            return;
+        };
+        match answer {
+            Answer::RateLimited => self.earning = None,
+            Answer::Accepted if left <= 1 => {
+                self.earning = None;
+                let configured = self.config.configured(Dimension::Requests);
+                let spaced = configured.map(|limit| Limit { burst: 1, ..limit });
+                // Only if nothing else was learned meanwhile (a server's headers). The larger
+                // bucket starts as empty as the spaced one was: the burst is for after a lull,
+                // not a gift to the queue (opened full, it sent 49 at once and was refused).
+                if self.current[slot(Dimension::Requests)] == spaced {
+                    self.set(Dimension::Requests, configured, false, false, actions);
+                    actions.push(Action::Sync {
+                        dimension: Dimension::Requests,
+                        remaining: 0,
+                        credit: false,
+                        refills_from: None,
+                    });
+                }
+            }
+            Answer::Accepted => self.earning = Some(left - 1),
+            _ => {}
         }
     }
 
@@ -616,6 +683,7 @@ impl PaceLearner {
         let mut actions = Actions::default();
         let now = observation.now;
         self.note_departure(observation);
+        self.earn(observation.answer, &mut actions);
         if let Some(limits) = observation.limits {
             self.sync_buckets(limits, observation, &mut actions);
         }
@@ -1419,6 +1487,84 @@ mod tests {
                 units: [1, 10, 0, 0],
             },
         }
+    }
+
+    fn plain(now: Instant, answer: Answer) -> Observation<'static> {
+        Observation {
+            now,
+            departed: now,
+            answer,
+            pause: None,
+            limits: None,
+            answered: [1, 0, 0, 0],
+            in_flight: InFlight {
+                requests: 1,
+                units: [1, 0, 0, 0],
+            },
+        }
+    }
+
+    /// A burst nobody stated starts at one and opens, empty, once the server has accepted as
+    /// many requests as it holds; a refusal first keeps it at one.
+    #[test]
+    fn an_unstated_burst_is_earned() {
+        let configured = Limit {
+            interval: Duration::from_millis(20),
+            burst: 5,
+        };
+        let config = PaceConfig {
+            configured: [Some(configured), None, None, None],
+            max_wait: Duration::from_secs(10),
+        };
+        let now = Instant::now();
+        let mut learner = PaceLearner::new(config);
+        let spaced = learner.earn_burst().unwrap();
+        assert_eq!(
+            spaced,
+            Limit {
+                burst: 1,
+                ..configured
+            }
+        );
+        for _ in 0..4 {
+            assert!(learner.observe(&plain(now, Answer::Accepted)).is_empty());
+        }
+        let opened: Vec<_> = learner
+            .observe(&plain(now, Answer::Accepted))
+            .iter()
+            .collect();
+        assert_eq!(
+            opened,
+            [
+                Action::SetLimit {
+                    dimension: Dimension::Requests,
+                    limit: Some(configured),
+                    strict: false,
+                    fresh: false,
+                },
+                Action::Sync {
+                    dimension: Dimension::Requests,
+                    remaining: 0,
+                    credit: false,
+                    refills_from: None,
+                },
+            ]
+        );
+        // Refused before the burst was earned: it stays at one, however much is accepted after.
+        let mut learner = PaceLearner::new(config);
+        learner.earn_burst();
+        learner.observe(&plain(now, Answer::Accepted));
+        learner.observe(&plain(now, Answer::RateLimited));
+        for _ in 0..10 {
+            learner.observe(&plain(now, Answer::Accepted));
+        }
+        assert_eq!(learner.limit(Dimension::Requests).unwrap().burst, 1);
+        // A stated burst (or none to earn) starts as configured.
+        let mut learner = PaceLearner::new(PaceConfig {
+            configured: [Some(spaced), None, None, None],
+            ..config
+        });
+        assert_eq!(learner.earn_burst(), None);
     }
 
     fn token_limit(actions: &Actions) -> Option<(Limit, bool, bool)> {

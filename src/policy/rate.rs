@@ -28,7 +28,8 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `count` units per `period`; the burst defaults to `count` (the whole period's allowance).
+    /// `count` units per `period`; the burst defaults to `count` (the whole period's allowance),
+    /// earned by the lane first (see [`is_burst_stated`](Self::is_burst_stated)).
     pub const fn new(count: u64, period: Duration) -> Rate {
         Rate {
             count,
@@ -67,6 +68,21 @@ impl Rate {
     /// The period.
     pub const fn period(&self) -> Duration {
         self.period
+    }
+
+    /// Whether the burst was stated ([`burst`](Self::burst)) rather than left to its default.
+    /// A lane earns an unstated burst: it sends one request at a time until the server has
+    /// accepted a whole burst's worth without refusing (a server without burst, such as nginx
+    /// `limit_req` without `burst=`, refused most of a first burst), then allows the burst.
+    ///
+    /// ```
+    /// use reqwest_throttle::Rate;
+    ///
+    /// assert!(!Rate::per_second(50).is_burst_stated());
+    /// assert!(Rate::per_second(50).burst(50).is_burst_stated());
+    /// ```
+    pub const fn is_burst_stated(&self) -> bool {
+        self.burst.is_some()
     }
 
     /// Units that may go at once.
