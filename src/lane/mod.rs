@@ -16,7 +16,7 @@
 //! A lane is created from a [`Policy`] the first time its key is seen and lives in the
 //! [`Lanes`](crate::lanes::Lanes) registry while it matters.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -100,6 +100,8 @@ pub(crate) struct Lane {
     /// (a window reset, an announcement going stale); `u64::MAX`: nothing. One atomic load per
     /// booking when nothing was learned.
     pace_due: AtomicU64,
+    /// The learner earned the configured burst and opens it at the next lull.
+    burst_earned: AtomicBool,
     concurrency: Option<Arc<Semaphore>>,
     counters: Counters,
     /// Units of each dimension (indexed as [`Dimension::ALL`]) of the requests in flight, as
@@ -200,6 +202,7 @@ impl Lane {
             budget,
             pace: Mutex::new(pace),
             pace_due: AtomicU64::new(u64::MAX),
+            burst_earned: AtomicBool::new(false),
             concurrency,
             counters: Counters::default(),
             in_flight_units: Default::default(),
@@ -270,6 +273,11 @@ impl Lane {
 
     /// Lets the pace learner act on what time alone changes, when it has something due.
     fn tick(&self, now: Instant) {
+        if self.burst_earned.load(Relaxed) && self.budget.is_at_rest() {
+            let mut pace = self.pace();
+            let actions = pace.open_earned_burst();
+            self.apply(&pace, &actions);
+        }
         if self.since_created(now) < self.pace_due.load(Relaxed) {
             return;
         }
@@ -350,6 +358,7 @@ impl Lane {
                 }
             }
         }
+        self.burst_earned.store(pace.has_earned_burst(), Relaxed);
         let due = pace
             .next_due()
             .map_or(u64::MAX, |due| self.since_created(due));

@@ -510,9 +510,11 @@ pub struct PaceLearner {
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
     /// already reacted to.
     cubic_after: Option<Instant>,
-    /// Requests still to be accepted, one at a time, before the configured burst is allowed
+    /// Requests still to be accepted, one at a time, before the configured burst is earned
     /// (see [`earn_burst`](Self::earn_burst)).
     earning: Option<u64>,
+    /// The configured burst was earned, and opens at the lane's next lull.
+    earned: bool,
 }
 
 impl PaceLearner {
@@ -534,14 +536,19 @@ impl PaceLearner {
             sliding: false,
             synced: [None; Dimension::ALL.len()],
             earning: None,
+            earned: false,
         }
     }
 
     /// The configured requests burst was not stated, only defaulted (see
     /// [`Rate::is_burst_stated`](crate::Rate::is_burst_stated)): the lane starts one request at
-    /// a time and allows the burst once the server has accepted as many requests as the burst
-    /// holds without a refusal in between; a refusal first (the server allows less burst)
-    /// keeps it at one. Returns the limit to start with, if there is a burst to earn.
+    /// a time, and the burst is earned once the server has accepted as many requests as it
+    /// holds without a refusal in between; a refusal first (the server allows less burst) keeps
+    /// it at one. An earned burst opens at the lane's next lull
+    /// ([`open_earned_burst`](Self::open_earned_burst)): a burst is for after a lull, and a
+    /// busy lane with a burst catches up on every late departure (gaps of 18 ms at 50/s after
+    /// one of 22 ms), which a server without burst refuses. Returns the limit to start with,
+    /// if there is a burst to earn.
     ///
     /// ```
     /// use std::time::Duration;
@@ -571,31 +578,45 @@ impl PaceLearner {
         Some(spaced)
     }
 
+    /// Whether an unstated burst was earned and waits for a lull to open.
+    pub fn has_earned_burst(&self) -> bool {
+        self.earned
+    }
+
+    /// Opens an earned burst (see [`earn_burst`](Self::earn_burst)), as empty as the spaced
+    /// bucket was: it fills during the lull that follows. Nothing if none was earned, or if
+    /// something else was learned meanwhile (a server's headers, a refusal).
+    pub fn open_earned_burst(&mut self) -> Actions {
+        let mut actions = Actions::default();
+        if !std::mem::take(&mut self.earned) {
+            return actions;
+        }
+        let configured = self.config.configured(Dimension::Requests);
+        let spaced = configured.map(|limit| Limit { burst: 1, ..limit });
+        if self.current[slot(Dimension::Requests)] == spaced {
+            self.set(Dimension::Requests, configured, false, false, &mut actions);
+            actions.push(Action::Sync {
+                dimension: Dimension::Requests,
+                remaining: 0,
+                credit: false,
+                refills_from: None,
+            });
+        }
+        actions
+    }
+
     /// Counts an answer towards an unstated burst (see [`earn_burst`](Self::earn_burst)).
-    fn earn(&mut self, answer: Answer, actions: &mut Actions) {
-        let Some(left) = self.earning else {
-            return;
-        };
-        match answer {
-            Answer::RateLimited => self.earning = None,
-            Answer::Accepted if left <= 1 => {
+    fn earn(&mut self, answer: Answer) {
+        match (answer, self.earning) {
+            (Answer::RateLimited, _) => {
                 self.earning = None;
-                let configured = self.config.configured(Dimension::Requests);
-                let spaced = configured.map(|limit| Limit { burst: 1, ..limit });
-                // Only if nothing else was learned meanwhile (a server's headers). The larger
-                // bucket starts as empty as the spaced one was: the burst is for after a lull,
-                // not a gift to the queue (opened full, it sent 49 at once and was refused).
-                if self.current[slot(Dimension::Requests)] == spaced {
-                    self.set(Dimension::Requests, configured, false, false, actions);
-                    actions.push(Action::Sync {
-                        dimension: Dimension::Requests,
-                        remaining: 0,
-                        credit: false,
-                        refills_from: None,
-                    });
-                }
+                self.earned = false;
             }
-            Answer::Accepted => self.earning = Some(left - 1),
+            (Answer::Accepted, Some(left)) if left <= 1 => {
+                self.earning = None;
+                self.earned = true;
+            }
+            (Answer::Accepted, Some(left)) => self.earning = Some(left - 1),
             _ => {}
         }
     }
@@ -683,7 +704,7 @@ impl PaceLearner {
         let mut actions = Actions::default();
         let now = observation.now;
         self.note_departure(observation);
-        self.earn(observation.answer, &mut actions);
+        self.earn(observation.answer);
         if let Some(limits) = observation.limits {
             self.sync_buckets(limits, observation, &mut actions);
         }
@@ -1526,13 +1547,13 @@ mod tests {
                 ..configured
             }
         );
-        for _ in 0..4 {
+        for _ in 0..5 {
             assert!(learner.observe(&plain(now, Answer::Accepted)).is_empty());
+            assert_eq!(learner.limit(Dimension::Requests), Some(spaced));
         }
-        let opened: Vec<_> = learner
-            .observe(&plain(now, Answer::Accepted))
-            .iter()
-            .collect();
+        // Earned: it opens when the lane has a lull, empty.
+        assert!(learner.has_earned_burst());
+        let opened: Vec<_> = learner.open_earned_burst().iter().collect();
         assert_eq!(
             opened,
             [
@@ -1550,6 +1571,7 @@ mod tests {
                 },
             ]
         );
+        assert!(learner.open_earned_burst().is_empty());
         // Refused before the burst was earned: it stays at one, however much is accepted after.
         let mut learner = PaceLearner::new(config);
         learner.earn_burst();
@@ -1558,6 +1580,8 @@ mod tests {
         for _ in 0..10 {
             learner.observe(&plain(now, Answer::Accepted));
         }
+        assert!(!learner.has_earned_burst());
+        assert!(learner.open_earned_burst().is_empty());
         assert_eq!(learner.limit(Dimension::Requests).unwrap().burst, 1);
         // A stated burst (or none to earn) starts as configured.
         let mut learner = PaceLearner::new(PaceConfig {
