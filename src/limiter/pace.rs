@@ -734,7 +734,7 @@ impl PaceLearner {
             // A bucket's requests were synced with its tokens.
             (Some(_), _) if bucket => {}
             (Some(window), _) => {
-                self.pace_from(window, observation.in_flight.requests, now, &mut actions);
+                self.pace_from(window, observation, &mut actions);
             }
             (None, Answer::RateLimited) => {
                 self.back_off(observation.departed, now, &mut actions);
@@ -970,7 +970,8 @@ impl PaceLearner {
 
     /// With `remaining` R and `reset` T, sends no faster than R/T until the reset; R = 0
     /// pauses the lane until the reset. T is capped, so no pace waits longer than the cap.
-    fn pace_from(&mut self, window: Window, in_flight: u64, now: Instant, actions: &mut Actions) {
+    fn pace_from(&mut self, window: Window, observation: &Observation<'_>, actions: &mut Actions) {
+        let (now, in_flight) = (observation.now, observation.in_flight.requests);
         let (Some(announced_remaining), Some(reset_in)) = (window.remaining, window.reset_in)
         else {
             return;
@@ -1002,10 +1003,17 @@ impl PaceLearner {
         if remaining == 0 {
             // A moving window frees its next slot when its oldest request expires: one quota
             // interval after the lane's own pace spent it, long before the announced reset
-            // (the whole window, rounded up to a second).
+            // (the whole window, rounded up to a second). Counted from when the answered
+            // request left, not from its answer: paced at the quota, the next one is due then,
+            // and a pause from the answer held every departure back by the round trip (93 %
+            // of Flask-Limiter's moving window at its documented rate).
             let pause = match (length, window.limit) {
                 (Some(length), Some(limit)) if self.sliding && limit > 0 => {
-                    until_end.min(length / u32::try_from(limit).unwrap_or(u32::MAX))
+                    let frees = later(
+                        observation.departed,
+                        length / u32::try_from(limit).unwrap_or(u32::MAX),
+                    );
+                    until_end.min(frees.saturating_duration_since(now))
                 }
                 _ => until_end,
             };
@@ -1778,6 +1786,18 @@ mod tests {
             _ => None,
         });
         assert_eq!(until, Some(at(4_700) + second / 10));
+        // Counted from when the answered request left, not from its answer 30 ms later: the
+        // next one is due a quota interval after it.
+        let limits = window_limits(0, reset_at(4_830, 6_500));
+        let actions = learner.observe(&Observation {
+            departed: at(4_800),
+            ..accepted(at(4_830), &limits)
+        });
+        let until = actions.iter().find_map(|action| match action {
+            Action::CoolDown { until, .. } => Some(until),
+            _ => None,
+        });
+        assert_eq!(until, Some(at(4_800) + second / 10));
     }
 
     /// A reset announced in whole seconds from now jitters by up to a second with the same
