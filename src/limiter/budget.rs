@@ -488,7 +488,8 @@ impl Budget {
     /// refill before it is owed first. Capacity before the window's end is then `remaining`,
     /// spread over the time left, and the pace goes on past it. The reservations still waiting
     /// were not seen by the server: the change applies ahead of them, and they book again
-    /// behind it in their order.
+    /// behind it in their order. `min_credit` concerns buckets only: a window's credit, however
+    /// small, moves the waiters up in their order without waking them all to book again.
     ///
     /// ```
     /// use std::time::Duration;
