@@ -19,7 +19,7 @@ use http::StatusCode;
 use crate::breaker::{BreakerConfig, Outcome as BreakerOutcome};
 use crate::cost::Inspection;
 use crate::limiter::pace::{Answer, Pause};
-use crate::retry::{classify, is_rate_limited, Attempt, Verdict};
+use crate::retry::{classify, is_rate_limited, Answered, Attempt, Verdict};
 use crate::signals::Signals;
 
 /// What came back from one attempt, as a classifier sees it.
@@ -57,6 +57,9 @@ pub struct Assessment {
     /// window whose `remaining` is 0 on a refusal), uncapped: a delay above the policy's
     /// `max_retry_after` is not slept on, the response is returned.
     pub server_delay: Option<Duration>,
+    /// The lane was pacing itself to what the server allows when the answer came (set by the
+    /// lane, not the classifier): a rate-limited refusal is then retried at the lane's pace.
+    pub paced: bool,
 }
 
 impl Assessment {
@@ -86,6 +89,16 @@ impl Assessment {
             answer,
             pause: None,
             server_delay: None,
+            paced: false,
+        }
+    }
+
+    /// What the retry decision reads of this assessment.
+    pub(crate) fn answered(&self) -> Answered {
+        Answered {
+            verdict: self.verdict,
+            server_delay: self.server_delay,
+            paced: self.paced && self.rate_limited,
         }
     }
 

@@ -9,76 +9,11 @@
 //! The LLM presets (`llm` feature) are cost models; any user can write one for an API that
 //! charges per item, per byte or per query complexity.
 
-use std::fmt;
-use std::sync::Arc;
-
 use reqwest::{Request, Response};
 
+pub use crate::booker::Settlement;
 use crate::key::LaneKey;
-
-use crate::limiter::{Budget, Commitment, Cost, Dimension};
-
-/// The reconciliation of one request's booking, handed to [`CostModel::inspect`].
-///
-/// Call [`settle`](Settlement::settle) with the real cost once it is known — now, or later
-/// from a wrapped streaming body. Dropped without it, the estimate stands.
-pub struct Settlement {
-    booked: Booked,
-}
-
-/// Where the booking was made.
-enum Booked {
-    /// In a budget of this process.
-    Local {
-        budget: Arc<Budget>,
-        commitment: Commitment,
-    },
-    /// In a budget shared through a store.
-    #[cfg(feature = "redis")]
-    Shared(crate::store::SharedCommitment),
-}
-
-impl fmt::Debug for Settlement {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Settlement")
-            .field("estimate", self.estimate())
-            .finish()
-    }
-}
-
-impl Settlement {
-    pub(crate) fn new(budget: Arc<Budget>, commitment: Commitment) -> Settlement {
-        Settlement {
-            booked: Booked::Local { budget, commitment },
-        }
-    }
-
-    #[cfg(feature = "redis")]
-    pub(crate) fn shared(commitment: crate::store::SharedCommitment) -> Settlement {
-        Settlement {
-            booked: Booked::Shared(commitment),
-        }
-    }
-
-    /// What was booked before sending.
-    pub fn estimate(&self) -> &Cost {
-        match &self.booked {
-            Booked::Local { commitment, .. } => commitment.cost(),
-            #[cfg(feature = "redis")]
-            Booked::Shared(commitment) => commitment.cost(),
-        }
-    }
-
-    /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
-    /// was booked after it), an under-estimate is charged, so later requests wait for it.
-    pub fn settle(self, actual: &Cost) {
-        match self.booked {
-            Booked::Local { budget, commitment } => budget.settle(commitment, actual),
-            #[cfg(feature = "redis")]
-            Booked::Shared(commitment) => commitment.settle(actual),
-        }
-    }
-}
+use crate::limiter::{Cost, Dimension};
 
 /// What a response said beyond its status and headers.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

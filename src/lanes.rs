@@ -17,6 +17,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::time::Instant;
 
+use crate::booker::Booker;
 use crate::lane::{Lane, LaneKey, TransitionHook};
 use crate::limiter::Nanos;
 use crate::policy::Policy;
@@ -113,13 +114,17 @@ impl Lanes {
         if map.len() >= self.max_lanes {
             self.evict(&mut map);
         }
-        let lane = Lane::new(LaneKey::new(key), policy(), self.on_transition.as_ref());
+        let key = LaneKey::new(key);
         #[cfg(feature = "redis")]
-        let lane = match &self.store {
-            Some(store) => lane.shared_through(store),
-            None => lane,
-        };
-        let lane = Arc::new(lane);
+        let booker = Booker::for_lane(self.store.as_ref(), &key);
+        #[cfg(not(feature = "redis"))]
+        let booker = Booker::Local;
+        let lane = Arc::new(Lane::new(
+            key,
+            policy(),
+            self.on_transition.as_ref(),
+            booker,
+        ));
         lane.touch(now);
         map.insert(lane.key().clone(), Arc::clone(&lane));
         lane

@@ -42,6 +42,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod assess;
+mod booker;
 pub mod breaker;
 #[cfg(feature = "serde")]
 #[cfg_attr(docsrs, doc(cfg(feature = "serde")))]
@@ -56,6 +57,7 @@ pub mod limiter;
 #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub mod llm;
 mod policy;
+mod request;
 pub mod retry;
 pub mod rollout;
 pub mod signals;
@@ -86,10 +88,9 @@ pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
 pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
+pub use request::{MaxWait, RequestCost};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};
-pub use throttle::{
-    BreakerControl, MaxWait, RequestCost, RolloutControl, Throttle, ThrottleBuilder,
-};
+pub use throttle::{BreakerControl, RolloutControl, Throttle, ThrottleBuilder};
 
 /// The README's Rust examples, compiled (and run where they do not need the network) as
 /// doctests, so that what it shows keeps working.

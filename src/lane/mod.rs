@@ -1,14 +1,17 @@
 //! One lane: the runtime state shared by every request to one host (or API key, or model).
 //!
 //! A lane owns its budget (rate and cooldown), its pace learner, its concurrency semaphore, its
-//! retry budget, its circuit breaker and its counters, behind two verbs:
+//! retry budget, its circuit breaker and its counters, and shows a request four verbs:
 //!
-//! - [`Lane::admit`] waits for a request's turn (breaker admission, budget booking, cooldown,
-//!   lane and global concurrency slots, in that order: rate first, so a task never holds a slot
-//!   while it waits for rate) and hands back a [`Ticket`];
-//! - [`Ticket::finish`] reads what came back once, through the lane's
-//!   [`Classifier`](crate::assess::Classifier), and applies the one [`Assessment`] everywhere:
-//!   counters, the pace learner's actions on the budget, the breaker.
+//! - [`Lane::cost_of`] prices the request once: its [`Plan`] (cost, deadline, rollout side,
+//!   retries);
+//! - [`Lane::admit`] gives it its turn for an attempt, a [`Ticket`]: waited for when enforced
+//!   (breaker, booking through the lane's [`Booker`], cooldown, concurrency slots, in that
+//!   order), taken at once and recorded when shadowed;
+//! - [`Ticket::send`] sends the attempt and reads what came back once, through the lane's
+//!   [`Classifier`](crate::assess::Classifier): the one [`Assessment`](crate::assess::Assessment)
+//!   drives the counters, the pace learner and the breaker;
+//! - [`Plan::decide`] retries or returns, from that assessment.
 //!
 //! A ticket is a guard: dropped at any point (the caller gave up) it gives back its
 //! reservation, its concurrency slots, its in-flight counts and its breaker probe.
@@ -20,28 +23,29 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use reqwest::Response;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::assess::{Assessment, Classifier, DefaultClassifier};
+use crate::assess::{Classifier, DefaultClassifier};
+use crate::booker::Booker;
 use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::cost::CostModel;
-use crate::error::Error;
 pub(crate) use crate::key::LaneKey;
 use crate::limiter::pace::{Action, Actions, PaceConfig, PaceLearner};
 use crate::limiter::{Budget, Cost, Dimension};
 use crate::policy::Policy;
-use crate::retry::{AttemptFacts, Delays, Idempotency, RetryBudget, RetryDecision, StopReason};
+use crate::retry::RetryBudget;
 use crate::stats::LaneStats;
 use crate::time::{duration_to_nanos, Epoch};
 
+mod admit;
 mod first_contact;
-mod shadow;
+mod plan;
+mod rollout;
 mod ticket;
 
-pub(crate) use shadow::Foresight;
-pub(crate) use ticket::Ticket;
+pub(crate) use plan::{Plan, Then};
+pub(crate) use rollout::Foresight;
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]
@@ -112,15 +116,12 @@ pub(crate) struct Lane {
     retry_budget: RetryBudget,
     breaker: Option<Breaker>,
     created: Epoch,
-    /// The rollout's counters and shadow budget, made when the lane first takes part in one.
-    rollout: std::sync::OnceLock<Box<shadow::LaneRollout>>,
+    /// The rollout's counters and would-have queue, made when the lane first takes part in one.
+    rollout: std::sync::OnceLock<Box<rollout::LaneRollout>>,
     /// Until the first answer, only one request is out (see [`first_contact`]).
     first_contact: first_contact::FirstContact,
-    /// Where the lane books its rate when a store shares it with other processes; `budget`
-    /// then keeps the limits (configured and learned), the cooldown gate and the spacing as
-    /// sent, and books only while the store is down.
-    #[cfg(feature = "redis")]
-    shared: Option<crate::store::SharedBudget>,
+    /// Where the lane books: its own budget, or a store shared with other processes.
+    booker: Booker,
 }
 
 impl std::fmt::Debug for Lane {
@@ -132,23 +133,13 @@ impl std::fmt::Debug for Lane {
     }
 }
 
-/// What one request carries from attempt to attempt for the retry decision.
-pub(crate) struct RetryState {
-    delays: Delays,
-    idempotency: Idempotency,
-    deadline: Option<Instant>,
-    retries_done: u32,
-}
-
-impl RetryState {
-    /// Which attempt comes next, counting from 1.
-    pub fn attempt(&self) -> u32 {
-        self.retries_done + 1
-    }
-}
-
 impl Lane {
-    pub fn new(key: LaneKey, policy: Arc<Policy>, on_transition: Option<&TransitionHook>) -> Lane {
+    pub fn new(
+        key: LaneKey,
+        policy: Arc<Policy>,
+        on_transition: Option<&TransitionHook>,
+        booker: Booker,
+    ) -> Lane {
         let budget = Budget::new();
         let mut configured = [None; Dimension::ALL.len()];
         for dimension in Dimension::ALL {
@@ -212,18 +203,8 @@ impl Lane {
             created: Epoch::now(),
             rollout: std::sync::OnceLock::new(),
             first_contact,
-            #[cfg(feature = "redis")]
-            shared: None,
+            booker,
         }
-    }
-
-    /// This lane with its budget shared through `store`, if the store applies to it.
-    #[cfg(feature = "redis")]
-    pub fn shared_through(mut self, store: &Arc<crate::store::Store>) -> Lane {
-        if store.applies_to(&self.key) {
-            self.shared = Some(crate::store::SharedBudget::new(store, &self.key));
-        }
-        self
     }
 
     pub fn key(&self) -> &LaneKey {
@@ -233,17 +214,6 @@ impl Lane {
     /// The policy's cost model, if it has one.
     pub fn cost_model(&self) -> Option<&Arc<dyn CostModel>> {
         self.policy.configured_cost_model()
-    }
-
-    /// A cost model's estimate, scaled by what the server has been charging per unit
-    /// estimated (see [`Budget::corrected`]).
-    pub fn corrected(&self, estimate: Cost) -> Cost {
-        self.budget.corrected(estimate)
-    }
-
-    /// How long a request may wait for its turn, by the policy.
-    pub fn max_wait(&self) -> Option<Duration> {
-        self.policy.max_wait
     }
 
     pub fn breaker(&self) -> Option<&Breaker> {
@@ -304,10 +274,7 @@ impl Lane {
                     }
                     self.budget.set_strict(dimension, strict);
                     // The fleet paces as one client: every worker books under what one learned.
-                    #[cfg(feature = "redis")]
-                    if let Some(shared) = &self.shared {
-                        shared.learn(dimension, limit, strict, fresh);
-                    }
+                    self.booker.learn(dimension, limit, strict, fresh);
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);
                     }
@@ -319,11 +286,7 @@ impl Lane {
                     why,
                 } => {
                     self.budget.cool_down(dimension, until);
-                    // Every worker of the fleet pauses, not only the one that was told.
-                    #[cfg(feature = "redis")]
-                    if let Some(shared) = &self.shared {
-                        shared.cool_down(dimension, until);
-                    }
+                    self.booker.cool_down(dimension, until);
                     self.counters.cooldowns.fetch_add(1, Relaxed);
                     let pause_ms =
                         until.saturating_duration_since(Instant::now()).as_millis() as u64;
@@ -344,10 +307,8 @@ impl Lane {
                     } else {
                         u64::MAX
                     };
-                    #[cfg(feature = "redis")]
-                    if let Some(shared) = &self.shared {
-                        shared.sync(dimension, remaining, self.budget.limit(dimension));
-                    }
+                    self.booker
+                        .sync(dimension, remaining, self.budget.limit(dimension));
                     let synced =
                         self.budget
                             .sync_until(dimension, remaining, refills_from, min_credit);
@@ -363,99 +324,6 @@ impl Lane {
             .next_due()
             .map_or(u64::MAX, |due| self.since_created(due));
         self.pace_due.store(due, Relaxed);
-    }
-
-    /// A fresh retry state for one request, whose first attempt starts at `now`.
-    pub fn retry_state(
-        &self,
-        idempotency: Idempotency,
-        deadline: Option<Instant>,
-        now: Instant,
-    ) -> RetryState {
-        self.retry_budget.deposit(now);
-        RetryState {
-            delays: self.policy.retry.delays(),
-            idempotency,
-            deadline,
-            retries_done: 0,
-        }
-    }
-
-    /// Whether another attempt could still follow the one about to start (so its request is
-    /// worth cloning first).
-    pub fn may_retry(&self, state: &RetryState) -> bool {
-        state.retries_done < self.policy.retry.most_retries()
-    }
-
-    /// Retry, or stop: the policy decides from the one assessment; counted and traced here.
-    pub fn decide(
-        &self,
-        assessment: &Assessment,
-        state: &mut RetryState,
-        cloneable: bool,
-        now: Instant,
-    ) -> RetryDecision {
-        let decision = self.retry_decision(assessment, state, cloneable, &self.retry_budget, now);
-        if let RetryDecision::Wait(delay) = decision {
-            state.retries_done += 1;
-            self.counters.retries.fetch_add(1, Relaxed);
-            tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "retrying");
-        }
-        decision
-    }
-
-    /// What the policy decides from the one assessment, spending retries from `retry_budget`.
-    fn retry_decision(
-        &self,
-        assessment: &Assessment,
-        state: &mut RetryState,
-        cloneable: bool,
-        retry_budget: &RetryBudget,
-        now: Instant,
-    ) -> RetryDecision {
-        let facts = AttemptFacts {
-            verdict: assessment.verdict,
-            idempotency: state.idempotency,
-            cloneable,
-            retries_done: state.retries_done,
-            server_delay: assessment.server_delay,
-            deadline: state.deadline,
-            paced: assessment.rate_limited && self.pace().is_pacing(),
-        };
-        self.policy
-            .retry
-            .decide(&facts, &mut state.delays, retry_budget, now)
-    }
-
-    /// Hands the caller the final outcome, counting and logging why it is final.
-    pub fn stop(
-        &self,
-        reason: StopReason,
-        result: reqwest_middleware::Result<Response>,
-    ) -> reqwest_middleware::Result<Response> {
-        match reason {
-            StopReason::Final => {}
-            StopReason::BudgetExhausted => {
-                self.counters.retry_budget_exhausted.fetch_add(1, Relaxed);
-                tracing::warn!(target: "reqwest_throttle", "retry budget exhausted: returning the failure instead of retrying");
-            }
-            StopReason::RetryAfterTooLong(retry_after) => {
-                let max = self.policy.retry.configured_max_retry_after();
-                tracing::warn!(target: "reqwest_throttle", retry_after_s = retry_after.as_secs(), max_s = max.as_secs(), "server asked for a pause longer than max_retry_after");
-                if self.policy.retry.fails_on_long_retry_after() {
-                    return Err(Error::RetryAfterTooLong {
-                        lane: self.key.clone(),
-                        retry_after,
-                        max,
-                    }
-                    .into());
-                }
-            }
-            other => {
-                tracing::debug!(target: "reqwest_throttle", reason = ?other, "not retried");
-            }
-        }
-        result
     }
 
     /// Benchmark hook: books one request now without waiting; `true` when it could go at once.
@@ -583,12 +451,25 @@ mod tests {
             LaneKey::new("llm"),
             Arc::new(Policy::new().unlimited_concurrency()),
             None,
+            Booker::Local,
         ));
         // Three requests of very different sizes left before the limit was known.
         let costs = [tokens(100), tokens(2_000), tokens(3_000)];
+        let request = reqwest::Request::new(
+            reqwest::Method::POST,
+            "http://127.0.0.1:9/v1/chat".parse().unwrap(),
+        );
+        let plans: Vec<_> = costs
+            .iter()
+            .map(|cost| {
+                let mut extensions = http::Extensions::new();
+                extensions.insert(crate::RequestCost(*cost));
+                lane.cost_of(&request, &extensions, Instant::now())
+            })
+            .collect();
         let mut tickets = Vec::new();
-        for cost in &costs {
-            tickets.push(lane.admit(cost, None, None, Instant::now()).await.unwrap());
+        for plan in &plans {
+            tickets.push(lane.admit(plan, None).await.unwrap());
         }
         // The smallest is answered first: the server had charged it alone.
         observe_ok(&lane, &tokens_left(10_000, 9_900), &costs[0]);

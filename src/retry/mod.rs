@@ -10,6 +10,7 @@
 mod backoff;
 mod budget;
 mod classify;
+mod state;
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use tokio::time::Instant;
 pub use backoff::{Backoff, Delays, Jitter, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use classify::{classify, is_rate_limited, may_retry, Attempt, Idempotency, Verdict};
+pub(crate) use state::{Answered, RetryState};
 
 /// The default cap on a server-requested delay that is slept on.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(120);

@@ -1,28 +1,24 @@
-//! The middleware: a request's way through its lane.
+//! The middleware: a request's way through its lane, four verbs.
 //!
 //! ```text
 //! handle(req)
 //!   lane = lane_for(&req)                  user key, cost model's key, or scheme://host:port
-//!   cost = RequestCost extension, the policy's cost model, or one request
-//!   run: loop {                            one pass per attempt
-//!     ticket = lane.admit(&cost, deadline) breaker, budget, cooldown, concurrency (a guard:
-//!                                          dropping it at any point gives everything back)
-//!     resp   = next.run(req)               } within the policy's attempt_timeout, if set (its
-//!     cost model inspects resp             } expiry is a transport failure); settles the booking
-//!     a      = ticket.finish(&resp)        ONE assessment from the lane's classifier; the pace
+//!   plan = lane.cost_of(&req, ext)         cost, deadline, rollout side, retry state
+//!   loop {                                 one pass per attempt
+//!     ticket = lane.admit(&plan)           enforced: waits for breaker, budget, cooldown,
+//!                                          slots; shadowed: the turn recorded, never waited on
+//!                                          (a guard: dropped, it gives everything back)
+//!     (resp, a) = ticket.send(req, next)   ONE assessment from the lane's classifier; the pace
 //!                                          learner, the breaker and the counters act on it
-//!     lane.decide(&a)                      Stop(reason) → return | Wait(delay) → sleep, again
+//!     plan.decide(&a)                      Return(reason) → return | Retry(delay) → sleep, again
 //!   }
 //! ```
 //!
 //! A task never holds a concurrency slot while it waits for rate, and a request cancelled at
-//! any point gives back its reservation and its permits (the ticket is a guard).
-//!
-//! A request the rollout shadows (see [`crate::rollout`]) takes `shadow.rs`'s way instead: its
-//! turn is foreseen, not waited for, and it is sent once, as the bare client would send it.
+//! any point gives back its reservation and its permits. A shadowed request (see
+//! [`crate::rollout`]) goes the same way, sent at once and once.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Extensions;
 use reqwest::{Request, Response};
@@ -31,72 +27,14 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::cost::{CostModel, Inspection, Settlement};
 use crate::error::Error;
-use crate::lane::{Lane, LaneKey, RetryState};
+use crate::lane::{Lane, LaneKey, Plan, Then};
 use crate::lanes::Lanes;
-use crate::limiter::Cost;
 use crate::policy::HostRules;
-use crate::retry::{Idempotency, RetryDecision};
-use crate::rollout::Side;
 use crate::stats::ThrottleStats;
-use crate::telemetry::RequestMetrics;
-
-/// Per-request override of the policy's `max_wait`, set through `http::Extensions`.
-///
-/// ```
-/// use std::time::Duration;
-/// use reqwest_throttle::MaxWait;
-///
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
-/// let request = client
-///     .get("http://127.0.0.1:9/")
-///     .with_extension(MaxWait(Duration::from_millis(200)));
-/// # drop(request);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MaxWait(pub Duration);
-
-/// Per-request override of what the request costs, set through `http::Extensions`.
-///
-/// ```
-/// use reqwest_throttle::{Cost, Dimension, RequestCost};
-///
-/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new()).build();
-/// // A batch endpoint that counts as ten requests against the server's limit.
-/// let request = client
-///     .post("http://127.0.0.1:9/batch")
-///     .with_extension(RequestCost(Cost::requests(10)));
-/// # drop(request);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestCost(pub Cost);
-
-/// Sends one attempt within the policy's `attempt_timeout`, letting the cost model read the
-/// answer and settle the ticket's booking; evaluates to `(result, inspection)`.
-///
-/// A macro, so that the enforced and the shadowed paths share it while the enforced path pays
-/// nothing for the sharing: as an `async fn` it cost about 130 more instructions per request
-/// (callgrind), its future moved once more.
-macro_rules! send_attempt {
-    ($lane:expr, $ticket:expr, $request:expr, $extensions:expr, $next:expr) => {{
-        let settlement = $ticket.settlement();
-        let attempt = async {
-            let result = $next.run($request, $extensions).await;
-            inspect(result, settlement, $lane.cost_model()).await
-        };
-        match $ticket.attempt_timeout() {
-            None => attempt.await,
-            Some(timeout) => tokio::time::timeout(timeout, attempt)
-                .await
-                .unwrap_or_else(|_| timed_out(&$lane, timeout)),
-        }
-    }};
-}
 
 mod builder;
 mod control;
-mod shadow;
 
 pub use builder::ThrottleBuilder;
 pub use control::{BreakerControl, RolloutControl};
@@ -141,17 +79,7 @@ impl Middleware for Throttle {
         // One clock read serves the lane lookup, the deadline and the first attempt.
         let now = Instant::now();
         let lane = self.lane_for(&request, now)?;
-        let cost = match (extensions.get::<RequestCost>(), lane.cost_model()) {
-            (Some(cost), _) => cost.0,
-            (None, Some(model)) => lane.corrected(model.estimate(&request)),
-            (None, None) => Cost::default(),
-        };
-        let max_wait = extensions
-            .get::<MaxWait>()
-            .map(|max_wait| max_wait.0)
-            .or(lane.max_wait());
-        let deadline = max_wait.and_then(|wait| now.checked_add(wait));
-        let idempotency = Idempotency::of(request.method(), request.headers());
+        let mut plan = lane.cost_of(&request, extensions, now);
         let span = tracing::debug_span!(
             target: "reqwest_throttle",
             "throttle",
@@ -160,126 +88,47 @@ impl Middleware for Throttle {
             attempt = tracing::field::Empty,
             waited_ms = tracing::field::Empty,
         );
-        let side = lane.rollout_side(extensions.get(), extensions.get());
-        let retry = lane.retry_state(idempotency, deadline, now);
-        let plan = RequestPlan {
-            metrics: RequestMetrics::for_lane(lane.key()),
-            lane: Arc::clone(&lane),
-            cost,
-            deadline,
-            retry,
-            started: now,
-        };
-        let result = match side {
-            Side::Enforced => {
-                self.run(plan, request, extensions, next)
-                    .instrument(span)
-                    .await
-            }
-            // Boxed: the common path's future does not grow by the shadow path's size.
-            Side::Shadowed => {
-                Box::pin(self.run_shadowed(plan, request, extensions, next))
-                    .instrument(span)
-                    .await
-            }
-        };
-        lane.rollout_ended(side, &result, now);
+        let result = self
+            .run(&lane, &mut plan, request, extensions, next)
+            .instrument(span)
+            .await;
+        plan.ended(&result);
         result
     }
 }
 
-/// One request's fixed facts, gathered once before its first attempt.
-struct RequestPlan {
-    lane: Arc<Lane>,
-    cost: Cost,
-    deadline: Option<Instant>,
-    retry: RetryState,
-    started: Instant,
-    metrics: RequestMetrics,
-}
-
 impl Throttle {
-    /// The loop of DESIGN.md: admit, send, assess once, retry or return.
+    /// The loop of DESIGN.md: admit, send and assess once, retry or return.
     async fn run(
         &self,
-        plan: RequestPlan,
+        lane: &Arc<Lane>,
+        plan: &mut Plan<'_>,
         mut request: Request,
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
-        let RequestPlan {
-            lane,
-            cost,
-            deadline,
-            mut retry,
-            started,
-            metrics,
-        } = plan;
-        let global = self.inner.global.as_ref();
-        let mut now = started;
         // The outcome of the previous attempt, handed back if a retry cannot even start.
         let mut last: Option<reqwest_middleware::Result<Response>> = None;
         loop {
-            tracing::Span::current().record("attempt", retry.attempt());
-            let mut ticket = match lane.admit(&cost, deadline, global, now).await {
+            tracing::Span::current().record("attempt", plan.attempt());
+            let ticket = match lane.admit(plan, self.inner.global.as_ref()).await {
                 Ok(ticket) => ticket,
-                Err(error) => {
-                    metrics.refused(&error);
-                    return last.unwrap_or_else(|| Err(error.into()));
-                }
+                Err(error) => return last.unwrap_or_else(|| Err(error.into())),
             };
-            let departed = metrics.admitted(now);
-            lane.rollout_admitted(&cost, now);
             drop(last.take());
-            let spare = lane
-                .may_retry(&retry)
-                .then(|| request.try_clone())
-                .flatten();
-            let (result, inspection) =
-                send_attempt!(lane, ticket, request, extensions, next.clone());
-            now = Instant::now();
-            let assessment = ticket.finish(&result, inspection, now);
-            metrics.attempted(retry.attempt(), departed, now, assessment.rate_limited);
-            lane.rollout_attempted(Side::Enforced, assessment.rate_limited);
-            match lane.decide(&assessment, &mut retry, spare.is_some(), now) {
-                RetryDecision::Stop(reason) => return lane.stop(reason, result),
-                RetryDecision::Wait(delay) => {
-                    // `decide` only retries a request that could be cloned.
-                    let Some(spare) = spare else { return result };
+            let spare = plan.may_retry().then(|| request.try_clone()).flatten();
+            let (result, assessment) = ticket.send(request, extensions, next.clone()).await;
+            match (plan.decide(&assessment, spare.is_some()), spare) {
+                (Then::Retry(delay), Some(spare)) => {
                     last = Some(result);
                     tokio::time::sleep(delay).await;
-                    now = Instant::now();
                     request = spare;
                 }
+                (Then::Return(reason), _) => return plan.stop(reason, result),
+                // `decide` only retries a request that could be cloned.
+                (Then::Retry(_), None) => return result,
             }
         }
-    }
-}
-
-/// An attempt abandoned at the policy's `attempt_timeout` (dropping it closes its connection):
-/// a transport failure, assessed like any other.
-fn timed_out(lane: &Lane, timeout: Duration) -> (reqwest_middleware::Result<Response>, Inspection) {
-    tracing::info!(target: "reqwest_throttle", timeout_ms = timeout.as_millis() as u64, "attempt timed out");
-    let error = Error::AttemptTimedOut {
-        lane: lane.key().clone(),
-        timeout,
-    };
-    (Err(error.into()), Inspection::NOTHING)
-}
-
-/// Lets the policy's cost model read the response and settle the booking; without a cost model
-/// (or a response to read) the estimate stands.
-async fn inspect(
-    result: reqwest_middleware::Result<Response>,
-    settlement: Option<Settlement>,
-    model: Option<&Arc<dyn CostModel>>,
-) -> (reqwest_middleware::Result<Response>, Inspection) {
-    match (result, model, settlement) {
-        (Ok(response), Some(model), Some(settlement)) => {
-            let (response, inspection) = model.inspect(response, settlement).await;
-            (Ok(response), inspection)
-        }
-        (result, _, _) => (result, Inspection::NOTHING),
     }
 }
 

@@ -1,5 +1,6 @@
-//! A shadowed request's turn: what [`Lane::admit`] would have done, worked out without waiting,
-//! and the request counted as sent at once (see [`crate::rollout`]).
+//! A lane's part in a rollout (see [`crate::rollout`]): which side a request is on, the
+//! comparison's counters, and a shadowed request's turn: what [`Lane::admit`] would have done,
+//! worked out without waiting, the request counted as sent at once.
 //!
 //! The would-have wait comes from a shadow budget that follows the lane's limits and cooldowns
 //! and keeps every booking (shadowed and enforced) where the throttle would have put it, so
@@ -14,13 +15,14 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::{Lane, RetryState, Ticket};
+use super::plan::Plan;
+use super::ticket::{Permits, Ticket};
+use super::Lane;
 use crate::assess::Assessment;
 use crate::cost::Settlement;
-use crate::limiter::pace::Answer;
 use crate::limiter::{Blocked, Booking, Budget, Cost, Dimension};
 use crate::policy::Policy;
-use crate::retry::{RetryBudget, RetryDecision};
+use crate::retry::RetryBudget;
 use crate::rollout::{
     Comparison, Enforcement, Outcome, RolloutKey, RolloutStats, Side, WouldRefuse, BASIS_POINTS,
 };
@@ -97,9 +99,9 @@ impl LaneRollout {
 impl Lane {
     /// The side of the rollout a request is on (see [`Side::of`]); a lane whose policy shares out
     /// enforcement, or that sees a request with a rollout extension, keeps the comparison (and
-    /// the shadow budget) from then on.
+    /// the would-have queue) from then on.
     #[inline]
-    pub fn rollout_side(
+    pub(super) fn rollout_side(
         &self,
         enforcement: Option<&Enforcement>,
         key: Option<&RolloutKey>,
@@ -108,19 +110,28 @@ impl Lane {
         let side = Side::of(share, enforcement, key, &self.key);
         let in_rollout = share < BASIS_POINTS || enforcement.is_some() || key.is_some();
         if side == Side::Shadowed || in_rollout {
-            self.rollout.get_or_init(|| LaneRollout::new(&self.policy));
+            self.rollout();
         }
         side
     }
 
-    /// An enforced request, in line since `now`, was admitted: the shadow budget books it too (at
-    /// `now`, where the lane booked it), so that shadowed requests queue behind enforced ones as
-    /// they would have if they had been enforced.
+    fn rollout(&self) -> &LaneRollout {
+        self.rollout.get_or_init(|| LaneRollout::new(&self.policy))
+    }
+
+    /// The retries the throttle would have spent on shadowed requests.
+    pub(super) fn shadow_retry_budget(&self) -> &RetryBudget {
+        &self.rollout().retry_budget
+    }
+
+    /// An enforced request, in line since `now`, was admitted: the would-have queue books it
+    /// too (at `now`, where the lane booked it), so that shadowed requests queue behind enforced
+    /// ones as they would have if they had been enforced.
     #[inline]
-    pub fn rollout_admitted(&self, cost: &Cost, now: Instant) {
+    pub(super) fn rollout_admitted(&self, cost: &Cost, now: Instant) {
         if let Some(rollout) = self.rollout.get() {
             rollout.follow(&self.budget, cost);
-            // No wait is limited: the shadow queue only records the order.
+            // No wait is limited: the would-have queue only records the order.
             if let Ok(Booking::Wait(reservation)) = rollout.budget.acquire(cost, None, now) {
                 let _kept_in_the_queue = reservation.commit();
             }
@@ -129,7 +140,7 @@ impl Lane {
 
     /// An attempt on `side` came back (counted when the lane keeps a comparison).
     #[inline]
-    pub fn rollout_attempted(&self, side: Side, rate_limited: bool) {
+    pub(super) fn rollout_attempted(&self, side: Side, rate_limited: bool) {
         if let Some(rollout) = self.rollout.get() {
             rollout.comparison.attempted(side, rate_limited);
         }
@@ -138,7 +149,7 @@ impl Lane {
     /// A request on `side`, which entered the throttle at `started`, ended with `result`
     /// (counted when the lane keeps a comparison; no clock read otherwise).
     #[inline]
-    pub fn rollout_ended(
+    pub(super) fn rollout_ended(
         &self,
         side: Side,
         result: &reqwest_middleware::Result<reqwest::Response>,
@@ -155,19 +166,18 @@ impl Lane {
         Some(self.rollout.get()?.comparison.snapshot(percent))
     }
 
-    /// A shadowed request's turn: works out what [`admit`](Lane::admit) would have done (the
-    /// breaker's verdict, the wait for rate and cooldown, a free slot) and lets the request
-    /// leave at once, counted as sent and in flight like any other, holding the slots that
-    /// were free.
-    pub fn foresee(
+    /// A shadowed request's turn: works out what an enforced turn would have been (the
+    /// breaker's verdict, the wait for rate and cooldown, a free slot), records it, and lets the
+    /// request leave at once, counted as sent and in flight like any other, holding the slots
+    /// that were free.
+    pub(super) fn shadow_turn<'p>(
         self: &Arc<Self>,
-        cost: &Cost,
-        deadline: Option<Instant>,
+        plan: &'p Plan<'_>,
         global: Option<&Arc<Semaphore>>,
         now: Instant,
-    ) -> (Ticket, Foresight) {
-        let rollout = self.rollout.get_or_init(|| LaneRollout::new(&self.policy));
-        rollout.retry_budget.deposit(now);
+    ) -> Ticket<'p> {
+        let rollout = self.rollout();
+        let cost = &plan.cost;
         let mut foresight = Foresight::default();
         let admission = match self.breaker.as_ref().map(|breaker| breaker.admit(now)) {
             None => None,
@@ -179,7 +189,9 @@ impl Lane {
         };
         self.tick(now);
         if foresight.refused.is_none() {
-            let max_wait = deadline.map(|deadline| deadline.saturating_duration_since(now));
+            let max_wait = plan
+                .deadline
+                .map(|deadline| deadline.saturating_duration_since(now));
             match rollout.turn(&self.budget, cost, max_wait, now) {
                 Ok(wait) => foresight.wait = Some(wait),
                 Err(blocked) => foresight.refused = Some(would_refuse(&blocked)),
@@ -190,12 +202,10 @@ impl Lane {
         let lane_permit = try_acquire(self.concurrency.as_ref());
         let global_permit = try_acquire(global);
         foresight.queued_for_slot = lane_permit.is_none() || global_permit.is_none();
-        let permits = (lane_permit.flatten(), global_permit.flatten());
-        let ticket = self
-            .depart(cost, settlement, admission, permits, now)
-            .shadowed();
+        let permits = Permits::new(lane_permit.flatten(), global_permit.flatten());
         rollout.record(&foresight);
-        (ticket, foresight)
+        plan.metrics.foreseen(&foresight);
+        self.depart(plan, settlement, admission, permits, now)
     }
 
     /// Books `cost` in the lane's budget if it may leave now: the server sees the request now,
@@ -204,8 +214,7 @@ impl Lane {
     fn charge_if_free(&self, cost: &Cost, now: Instant) -> Option<Settlement> {
         // A lane shared through a store books there, in a round trip a shadowed request does
         // not wait for.
-        #[cfg(feature = "redis")]
-        if self.shared.is_some() {
+        if self.booker.is_shared() {
             return None;
         }
         match self.budget.acquire(cost, Some(Duration::ZERO), now) {
@@ -216,37 +225,18 @@ impl Lane {
         }
     }
 
-    /// A shadowed request was answered: charges the lane's budget for it if the server took it
-    /// and it was not charged when it left (the budget counts what the server counted), and
-    /// returns whether the throttle would have retried it (the retry is not made) and after
-    /// how long, spending the shadow retry budget.
-    pub fn shadow_answered(
-        &self,
-        cost: &Cost,
-        foresight: &Foresight,
-        assessment: &Assessment,
-        state: &mut RetryState,
-        cloneable: bool,
-        now: Instant,
-    ) -> Option<Duration> {
-        if !foresight.charged && assessment.answer == Answer::Accepted {
-            #[cfg(feature = "redis")]
-            let local = self.shared.is_none();
-            #[cfg(not(feature = "redis"))]
-            let local = true;
-            if local {
-                charge_up_to_empty(&self.budget, cost);
-            }
+    /// The server accepted a shadowed request: the lane's budget counts what the server
+    /// counted, so it is charged now if it was not when the request left.
+    pub(super) fn shadow_accepted(&self, cost: &Cost, charged: bool) {
+        if !charged && !self.booker.is_shared() {
+            charge_up_to_empty(&self.budget, cost);
         }
-        let rollout = self.rollout.get()?;
-        let decision =
-            self.retry_decision(assessment, state, cloneable, &rollout.retry_budget, now);
-        let RetryDecision::Wait(delay) = decision else {
-            return None;
-        };
-        rollout.comparison.would_retry();
+    }
+
+    /// The throttle would have retried a shadowed attempt after `delay`: recorded, not done.
+    pub(super) fn would_retry(&self, assessment: &Assessment, delay: Duration) {
+        self.rollout().comparison.would_retry();
         tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "shadow: would have retried");
-        Some(delay)
     }
 }
 

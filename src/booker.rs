@@ -1,0 +1,274 @@
+//! Where a lane books its requests: in this process's budget, or in a budget shared with other
+//! processes through a store (feature `redis`).
+//!
+//! This is the one seam between a lane and the store: the lane asks its [`Booker`] and never
+//! knows which kind it has, and a [`Settlement`] reconciles a booking wherever it was made.
+//! Without the `redis` feature a booker is always local and costs nothing.
+
+use std::fmt;
+use std::sync::Arc;
+#[cfg(feature = "redis")]
+use std::time::Duration;
+
+#[cfg(feature = "redis")]
+use tokio::time::Instant;
+
+use crate::limiter::{Blocked, Budget, Commitment, Cost, Dimension, Reservation};
+
+/// Where a lane books.
+#[derive(Debug, Default)]
+pub(crate) enum Booker {
+    /// In the lane's own budget.
+    #[default]
+    Local,
+    /// In a budget shared through a store; the lane's own budget keeps the limits (configured
+    /// and learned), the cooldown gate and the spacing as sent, and books only while the store
+    /// is down.
+    #[cfg(feature = "redis")]
+    Shared(crate::store::SharedBudget),
+}
+
+/// What the booker did with a booking in a shared budget.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) enum SharedTurn {
+    /// Nothing shared: the lane books in its own budget.
+    Local,
+    /// Booked in the store, and its slot has come (with its fleet-wide concurrency slot, if the
+    /// store caps concurrency).
+    Granted(Box<Booked>),
+    /// The store is down: book in this budget, the lane's share of the fleet's limits.
+    Fallback(Arc<Budget>),
+    /// The shared budget refused the booking.
+    Blocked(Blocked),
+    /// No fleet-wide concurrency slot came before the deadline.
+    Saturated,
+    /// The store is down and the store's policy fails fast; why.
+    Unavailable(String),
+}
+
+impl Booker {
+    /// The booker of the lane named `key`: shared through `store` if the store applies to it.
+    #[cfg(feature = "redis")]
+    pub(crate) fn for_lane(
+        store: Option<&Arc<crate::store::Store>>,
+        key: &crate::key::LaneKey,
+    ) -> Booker {
+        match store {
+            Some(store) if store.applies_to(key) => {
+                Booker::Shared(crate::store::SharedBudget::new(store, key))
+            }
+            _ => Booker::Local,
+        }
+    }
+
+    /// Whether bookings go to a store.
+    pub(crate) fn is_shared(&self) -> bool {
+        !matches!(self, Booker::Local)
+    }
+
+    /// Books `cost` in the shared budget, under the limits of the lane's own `budget`, and
+    /// waits for its slot; [`SharedTurn::Local`] at once when nothing is shared.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) async fn book_shared(
+        &self,
+        budget: &Budget,
+        cost: &Cost,
+        max_wait: Option<std::time::Duration>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> SharedTurn {
+        match self {
+            Booker::Local => SharedTurn::Local,
+            #[cfg(feature = "redis")]
+            Booker::Shared(shared) => book_in_store(shared, budget, cost, max_wait, deadline).await,
+        }
+    }
+
+    /// Shares a limit the lane learned with the other processes.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn learn(
+        &self,
+        dimension: Dimension,
+        limit: Option<crate::limiter::Limit>,
+        strict: bool,
+        fresh: bool,
+    ) {
+        #[cfg(feature = "redis")]
+        if let Booker::Shared(shared) = self {
+            shared.learn(dimension, limit, strict, fresh);
+        }
+    }
+
+    /// Pauses every process of the fleet, not only the one the server told.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn cool_down(&self, dimension: Option<Dimension>, until: tokio::time::Instant) {
+        #[cfg(feature = "redis")]
+        if let Booker::Shared(shared) = self {
+            shared.cool_down(dimension, until);
+        }
+    }
+
+    /// Charges the shared budget down to what the server says remains.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn sync(
+        &self,
+        dimension: Dimension,
+        remaining: u64,
+        limit: Option<crate::limiter::Limit>,
+    ) {
+        #[cfg(feature = "redis")]
+        if let Booker::Shared(shared) = self {
+            shared.sync(dimension, remaining, limit);
+        }
+    }
+}
+
+/// Books in the store, one round trip, and sleeps the wait it answers.
+#[cfg(feature = "redis")]
+async fn book_in_store(
+    shared: &crate::store::SharedBudget,
+    budget: &Budget,
+    cost: &Cost,
+    max_wait: Option<Duration>,
+    deadline: Option<Instant>,
+) -> SharedTurn {
+    use crate::store::SharedOutcome;
+
+    // Booked in the store even when this lane limits nothing (yet): another worker may have
+    // learned the lane's limits from the server.
+    let shapes = crate::store::shapes_of(budget);
+    match shared.book(cost, &shapes, max_wait).await {
+        Ok(SharedOutcome::Granted(mut booking)) => {
+            // A timer set for an instant already past still waits for the timer wheel's next
+            // tick: a booking that may leave at once leaves at once.
+            if booking.ready_at() > Instant::now() {
+                tokio::time::sleep_until(booking.ready_at()).await;
+            }
+            // The fleet-wide concurrency slot, if the store caps it: after the rate.
+            if shared.lease_into(&mut booking, deadline).await.is_err() {
+                return SharedTurn::Saturated;
+            }
+            SharedTurn::Granted(Box::new(Booked(Place::Shared(booking))))
+        }
+        Ok(SharedOutcome::TooLong { dimension, wait }) => SharedTurn::Blocked(match dimension {
+            Some(dimension) => Blocked::Rate { dimension, wait },
+            None => Blocked::Cooldown {
+                dimension: None,
+                wait,
+            },
+        }),
+        Ok(SharedOutcome::NeverFits { dimension, burst }) => {
+            SharedTurn::Blocked(Blocked::NeverFits {
+                dimension,
+                cost: cost.get(dimension),
+                burst,
+            })
+        }
+        Err(error) => match shared.fallback(&shapes) {
+            Some(fallback) => SharedTurn::Fallback(Arc::clone(fallback)),
+            None => SharedTurn::Unavailable(error.to_string()),
+        },
+    }
+}
+
+/// What a request booked, until it leaves: dropped before, it gives the booking back.
+pub(crate) struct Booked(Place);
+
+enum Place {
+    /// In the lane's own budget: a commitment when it could leave at once, otherwise a
+    /// reservation whose slot has come.
+    Lane(Result<Commitment, Reservation>),
+    /// In another budget of this process (the fallback of a lane whose store is down).
+    Budget(Arc<Budget>, Result<Commitment, Reservation>),
+    /// In the budget shared through a store; its slot has come.
+    #[cfg(feature = "redis")]
+    Shared(crate::store::SharedBooking),
+}
+
+impl Booked {
+    /// Booked in the lane's own budget.
+    pub(crate) fn in_lane(booked: Result<Commitment, Reservation>) -> Booked {
+        Booked(Place::Lane(booked))
+    }
+
+    /// Booked in `budget`, not the lane's own.
+    pub(crate) fn in_budget(
+        budget: Arc<Budget>,
+        booked: Result<Commitment, Reservation>,
+    ) -> Booked {
+        Booked(Place::Budget(budget, booked))
+    }
+
+    /// The booked units leave: spent even if the caller later drops the request. Returns what
+    /// settles their real cost; `lane` is the lane's own budget.
+    pub(crate) fn commit(self, lane: &Arc<Budget>) -> Settlement {
+        match self.0 {
+            Place::Lane(booked) => {
+                Settlement::new(Arc::clone(lane), booked.unwrap_or_else(Reservation::commit))
+            }
+            Place::Budget(budget, booked) => {
+                Settlement::new(budget, booked.unwrap_or_else(Reservation::commit))
+            }
+            #[cfg(feature = "redis")]
+            Place::Shared(booking) => Settlement {
+                committed: Committed::Shared(booking.commit()),
+            },
+        }
+    }
+}
+
+/// The reconciliation of one request's booking, handed to
+/// [`CostModel::inspect`](crate::cost::CostModel::inspect).
+///
+/// Call [`settle`](Settlement::settle) with the real cost once it is known — now, or later
+/// from a wrapped streaming body. Dropped without it, the estimate stands.
+pub struct Settlement {
+    committed: Committed,
+}
+
+/// Where the settled units were booked.
+enum Committed {
+    /// In a budget of this process.
+    Local {
+        budget: Arc<Budget>,
+        commitment: Commitment,
+    },
+    /// In a budget shared through a store.
+    #[cfg(feature = "redis")]
+    Shared(crate::store::SharedCommitment),
+}
+
+impl fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Settlement")
+            .field("estimate", self.estimate())
+            .finish()
+    }
+}
+
+impl Settlement {
+    /// The settlement of `commitment`, booked in `budget`.
+    pub(crate) fn new(budget: Arc<Budget>, commitment: Commitment) -> Settlement {
+        Settlement {
+            committed: Committed::Local { budget, commitment },
+        }
+    }
+
+    /// What was booked before sending.
+    pub fn estimate(&self) -> &Cost {
+        match &self.committed {
+            Committed::Local { commitment, .. } => commitment.cost(),
+            #[cfg(feature = "redis")]
+            Committed::Shared(commitment) => commitment.cost(),
+        }
+    }
+
+    /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
+    /// was booked after it), an under-estimate is charged, so later requests wait for it.
+    pub fn settle(self, actual: &Cost) {
+        match self.committed {
+            Committed::Local { budget, commitment } => budget.settle(commitment, actual),
+            #[cfg(feature = "redis")]
+            Committed::Shared(commitment) => commitment.settle(actual),
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! A request's turn in its lane: [`Lane::admit`] hands out a [`Ticket`].
+//!
+//! An enforced request waits for its turn: breaker, then rate and cooldown (in the lane's
+//! budget, or in the store's through the lane's [`Booker`](crate::booker::Booker)), then the
+//! lane's and the global concurrency slots, then the spacing as sent. Rate comes first, so a
+//! task never holds a slot while it waits for rate. A turn beyond the request's deadline fails at
+//! once with a typed error instead of sleeping. A shadowed request takes its turn at once (see
+//! `rollout.rs`): what the wait would have been is recorded, never waited on.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::plan::Plan;
+use super::ticket::{Permits, Ticket};
+use super::{Gauge, Lane};
+use crate::booker::{Booked, SharedTurn};
+use crate::breaker::Admission;
+use crate::cost::Settlement;
+use crate::error::Error;
+use crate::limiter::{Blocked, Booking, Budget, Commitment, Cost, Reservation, Waited};
+use crate::rollout::Side;
+use crate::time::sleep_exactly_until;
+
+impl Lane {
+    /// The request's turn for its next attempt: waited for when it is enforced, taken at once
+    /// (and recorded) when it is shadowed.
+    pub async fn admit<'p>(
+        self: &Arc<Self>,
+        plan: &'p Plan<'_>,
+        global: Option<&Arc<Semaphore>>,
+    ) -> Result<Ticket<'p>, Error> {
+        // One clock read served the lane lookup, the deadline and the first attempt.
+        let now = if plan.attempt() == 1 {
+            plan.entered
+        } else {
+            Instant::now()
+        };
+        let admitted = match plan.side {
+            Side::Enforced => self.wait_turn(plan, global, now).await,
+            Side::Shadowed => Ok(self.shadow_turn(plan, global, now)),
+        };
+        match admitted {
+            Ok(ticket) => Ok(ticket.timed(plan.metrics.admitted(now))),
+            Err(error) => {
+                plan.metrics.refused(&error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Waits for an enforced request's turn.
+    async fn wait_turn<'p>(
+        self: &Arc<Self>,
+        plan: &'p Plan<'_>,
+        global: Option<&Arc<Semaphore>>,
+        started: Instant,
+    ) -> Result<Ticket<'p>, Error> {
+        let (cost, deadline) = (&plan.cost, plan.deadline);
+        let admission = self.breaker_admission(started)?;
+        let max_wait = deadline.map(|d| d.saturating_duration_since(started));
+        let _queued = Gauge::enter(&self.counters.queued);
+        self.first_contact.take_turn(deadline).await;
+        let mut now = started;
+        loop {
+            let (booked, generation) = self.book(cost, max_wait, deadline, now).await?;
+            let lane_permit = acquire(self.concurrency.as_ref(), deadline)
+                .await
+                .map_err(|()| self.concurrency_refusal(max_wait))?;
+            let global_permit = acquire(global, deadline)
+                .await
+                .map_err(|()| self.concurrency_refusal(max_wait))?;
+            // Booked at a pace the server refused while this request queued for a slot: book
+            // again at the new pace.
+            if self.budget.generation() != generation {
+                drop((lane_permit, global_permit, booked));
+                now = Instant::now();
+                continue;
+            }
+            // A cooldown set while this request queued for a slot (a 429 seen by the request
+            // that held it) holds it back too: nothing leaves the lane before the pause ends,
+            // and then it books again under what the lane learned meanwhile.
+            if let Some(until) = self.budget.cooldown_until(cost) {
+                drop((lane_permit, global_permit, booked));
+                if deadline.is_some_and(|deadline| until > deadline) {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let blocked = Blocked::Cooldown {
+                        dimension: None,
+                        wait,
+                    };
+                    return Err(self.refusal(blocked, max_wait));
+                }
+                tokio::time::sleep_until(until).await;
+                now = Instant::now();
+                continue;
+            }
+            // Keep the spacing as sent: a slot whose timer fired after an earlier one's late
+            // departure waits the difference (at most an interval), holding its slots.
+            let mut leaving = Instant::now();
+            while let Err(at) = self.budget.depart(cost, leaving) {
+                leaving = sleep_exactly_until(at).await;
+            }
+            // The units leave now: spent even if the caller later drops the request. (A
+            // reservation that had to wait is committed only here, so a caller that gave up
+            // while waiting for a concurrency slot still gets it refunded.)
+            let settlement = booked.commit(&self.budget);
+            let waited = started.elapsed();
+            tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
+            if !waited.is_zero() {
+                self.counters.record_wait(waited);
+                tracing::debug!(target: "reqwest_throttle", waited_ms = waited.as_millis() as u64, "admitted after waiting");
+            }
+            let departed = if waited.is_zero() {
+                started
+            } else {
+                Instant::now()
+            };
+            self.rollout_admitted(cost, started);
+            let permits = Permits::new(lane_permit, global_permit);
+            return Ok(self.depart(plan, Some(settlement), admission, permits, departed));
+        }
+    }
+
+    /// The breaker's admission; an open circuit refuses at once and costs nothing.
+    fn breaker_admission(&self, now: Instant) -> Result<Option<Admission>, Error> {
+        match self.breaker.as_ref().map(|breaker| breaker.admit(now)) {
+            None => Ok(None),
+            Some(Ok(admission)) => Ok(Some(admission)),
+            Some(Err(rejected)) => {
+                self.counters.circuit_rejected.fetch_add(1, Relaxed);
+                tracing::debug!(target: "reqwest_throttle", retry_in_ms = rejected.retry_in.as_millis() as u64, "circuit open: not sent");
+                Err(Error::CircuitOpen {
+                    lane: self.key.clone(),
+                    retry_in: rejected.retry_in,
+                })
+            }
+        }
+    }
+
+    /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
+    /// its ticket is finished or dropped.
+    #[inline]
+    pub(super) fn depart<'p>(
+        self: &Arc<Self>,
+        plan: &'p Plan<'_>,
+        settlement: Option<Settlement>,
+        admission: Option<Admission>,
+        permits: Permits,
+        departed: Instant,
+    ) -> Ticket<'p> {
+        let departure = self.counters.sent.fetch_add(1, Relaxed);
+        self.counters.in_flight.fetch_add(1, Relaxed);
+        for (dimension, units) in plan.cost.iter() {
+            self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
+        }
+        Ticket::new(
+            Arc::clone(self),
+            plan,
+            settlement,
+            admission,
+            departure,
+            departed,
+            permits,
+        )
+    }
+
+    /// Books the request's cost and waits for its slot, through the lane's booker; with the
+    /// lane budget's generation it was booked under.
+    async fn book(
+        &self,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<(Booked, u64), Error> {
+        if !self.booker.is_shared() {
+            let (booked, generation) = self
+                .book_in(&self.budget, cost, max_wait, deadline, now)
+                .await?;
+            return Ok((Booked::in_lane(booked), generation));
+        }
+        self.tick(now);
+        let generation = self.budget.generation();
+        let max_wait = deadline
+            .map(|d| d.saturating_duration_since(now))
+            .or(max_wait);
+        match self
+            .booker
+            .book_shared(&self.budget, cost, max_wait, deadline)
+            .await
+        {
+            SharedTurn::Local => {
+                let (booked, generation) = self
+                    .book_in(&self.budget, cost, max_wait, deadline, now)
+                    .await?;
+                Ok((Booked::in_lane(booked), generation))
+            }
+            SharedTurn::Granted(booked) => Ok((*booked, generation)),
+            SharedTurn::Fallback(fallback) => {
+                let (booked, _) = self
+                    .book_in(&fallback, cost, max_wait, deadline, now)
+                    .await?;
+                Ok((Booked::in_budget(fallback, booked), generation))
+            }
+            SharedTurn::Blocked(blocked) => Err(self.refusal(blocked, max_wait)),
+            SharedTurn::Saturated => Err(self.concurrency_refusal(max_wait)),
+            SharedTurn::Unavailable(reason) => {
+                self.counters.rejected.fetch_add(1, Relaxed);
+                let error = Error::StoreUnavailable {
+                    lane: self.key.clone(),
+                    reason,
+                };
+                tracing::info!(target: "reqwest_throttle", error = %error, "request refused");
+                Err(error)
+            }
+        }
+    }
+
+    /// Books the request's cost in `budget` and waits for its slot: `Ok(commitment)` when it
+    /// could leave at once, `Err(reservation)` once a reservation's slot has come; with the lane
+    /// budget's generation it was booked under.
+    async fn book_in(
+        &self,
+        budget: &Arc<Budget>,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        mut now: Instant,
+    ) -> Result<(Result<Commitment, Reservation>, u64), Error> {
+        loop {
+            self.tick(now);
+            let generation = self.budget.generation();
+            let max_wait = deadline
+                .map(|d| d.saturating_duration_since(now))
+                .or(max_wait);
+            let reservation = match budget.acquire(cost, max_wait, now) {
+                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation)),
+                Ok(Booking::Wait(reservation)) => reservation,
+                Err(blocked) => return Err(self.refusal(blocked, max_wait)),
+            };
+            // A slot booked beyond the server's reset was priced with a pace that ends there:
+            // at the reset the lane learns what the next window allows (a much faster pace
+            // reprices, and the wait ends `Repriced`); otherwise the request keeps its place in
+            // the queue, ahead of every newcomer.
+            let waited = loop {
+                let now = Instant::now();
+                let reset = self
+                    .pace()
+                    .reset_at()
+                    .filter(|&reset| reset > now && reservation.ready_at() > reset);
+                let Some(reset) = reset else {
+                    break reservation.wait(deadline).await;
+                };
+                tokio::select! {
+                    waited = reservation.wait(deadline) => break waited,
+                    () = tokio::time::sleep_until(reset) => self.tick(Instant::now()),
+                }
+            }
+            .map_err(|blocked| self.refusal(blocked, max_wait))?;
+            match waited {
+                Waited::OnTime => return Ok((Err(reservation), generation)),
+                // Booked before the server asked for a pause, or at a pace the server has since
+                // refused: book again, so the waiters leave at the pace learned meanwhile
+                // instead of all at once.
+                Waited::PastCooldown | Waited::Repriced => {
+                    drop(reservation);
+                    now = Instant::now();
+                }
+            }
+        }
+    }
+
+    pub(super) fn refusal(&self, blocked: Blocked, max_wait: Option<Duration>) -> Error {
+        self.counters.rejected.fetch_add(1, Relaxed);
+        let lane = self.key.clone();
+        let max_wait = max_wait.unwrap_or(Duration::MAX);
+        let error = match blocked {
+            Blocked::Rate { dimension, wait } => Error::WouldWait {
+                lane,
+                dimension,
+                wait,
+                max_wait,
+            },
+            Blocked::Cooldown { dimension, wait } => Error::CoolingDown {
+                lane,
+                dimension,
+                wait,
+                max_wait,
+            },
+            Blocked::NeverFits {
+                dimension,
+                cost,
+                burst,
+            } => Error::CostTooLarge {
+                lane,
+                dimension,
+                cost,
+                burst,
+            },
+        };
+        tracing::info!(target: "reqwest_throttle", error = %error, "request refused");
+        error
+    }
+
+    fn concurrency_refusal(&self, max_wait: Option<Duration>) -> Error {
+        self.counters.rejected.fetch_add(1, Relaxed);
+        let error = Error::Saturated {
+            lane: self.key.clone(),
+            max_wait: max_wait.unwrap_or(Duration::MAX),
+        };
+        tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
+        error
+    }
+}
+
+/// A permit from `semaphore` (if there is one), waiting no later than `deadline`.
+async fn acquire(
+    semaphore: Option<&Arc<Semaphore>>,
+    deadline: Option<Instant>,
+) -> Result<Option<OwnedSemaphorePermit>, ()> {
+    let Some(semaphore) = semaphore else {
+        return Ok(None);
+    };
+    // The common case, a free slot, needs no future and no clock.
+    if let Ok(permit) = Arc::clone(semaphore).try_acquire_owned() {
+        return Ok(Some(permit));
+    }
+    let acquire = Arc::clone(semaphore).acquire_owned();
+    let permit = match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, acquire)
+            .await
+            .map_err(|_| ())?,
+        None => acquire.await,
+    };
+    // The semaphores are never closed.
+    permit.map(Some).map_err(|_| ())
+}
