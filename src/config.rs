@@ -562,7 +562,8 @@ mod tests {
         );
     }
 
-    /// Issue 12: `tokens = "10/min"` without a cost model let 20 of 20 requests out at once.
+    /// Without a preset's cost model no request costs a token, so a token limit would never
+    /// bind: it is refused, and the error names its host rule.
     #[test]
     fn a_token_limit_without_a_preset_is_refused_naming_its_rule() {
         for field in ["tokens", "input_tokens", "output_tokens"] {
@@ -612,8 +613,8 @@ mod tests {
         );
     }
 
-    /// Issue 12: absent retry settings were filled with defaults written a second time here
-    /// (200 ms, 20 s), whatever the policy they applied to.
+    /// Absent settings keep the values of the policy they change, rather than defaults of their
+    /// own that would override a preset's.
     #[test]
     fn absent_settings_keep_the_values_of_the_policy_they_change() {
         let config: PolicyConfig = toml::from_str(r#"retry = { jitter = "none" }"#).unwrap();

@@ -250,7 +250,7 @@ mod tests {
         assert!(for_people(&Duration::MAX).to_string().contains('h'));
     }
 
-    /// Issue 12: messages printed `59.996338857s`.
+    /// Waits in messages are rounded for people: `1m`, not `59.996338857s`.
     #[test]
     fn error_messages_print_durations_for_people() {
         let error = Error::WouldWait {

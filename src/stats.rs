@@ -172,7 +172,8 @@ mod tests {
         }
     }
 
-    /// Issue 12: LLM lanes could only be found with the API key's fingerprint.
+    /// An LLM lane's name carries its API key's fingerprint; callers find it by host and model
+    /// without knowing the key.
     #[test]
     fn llm_lanes_are_found_by_host_and_model_without_the_key() {
         let stats = ThrottleStats {

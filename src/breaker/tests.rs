@@ -1,8 +1,10 @@
 //! State-machine tests in virtual time: every `now` is an offset from one `Instant`.
 
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use http::StatusCode;
+use tokio::time::Instant;
 
 use super::*;
 

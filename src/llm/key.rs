@@ -20,7 +20,8 @@ const SEED: u64 = 0x6c6c_6d2d_6c61_6e65;
 
 /// The key's hash: XXH3-64 with [`SEED`]. XXH3 has a published specification and a stable
 /// output on every platform and in every version, so fingerprints agree across processes,
-/// machines and releases of this crate (foldhash, used before, promises none of that).
+/// machines and releases of this crate (a general-purpose hasher such as foldhash promises
+/// none of that).
 fn key_hash(secret: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64_with_seed(secret, SEED)
 }

@@ -368,10 +368,10 @@ impl Policy {
     /// Until a new lane has heard its first answer, only its first request is sent; the
     /// others wait for that answer, at most `wait`, and then book under what it announced
     /// (rate-limit headers, a Retry-After). Without it, callers that start together all leave
-    /// before the server has said anything, and a server with a small burst refuses the rest
-    /// (an OpenAI-shaped API with a burst of ten refused six of sixteen). The price is one
-    /// round trip, once per lane, for the callers that start with the first. Ignored when the
-    /// policy configures a request rate (that paces the first requests itself).
+    /// before the server has said anything, and a server with a small burst refuses the rest.
+    /// The price is one round trip, once per lane, for the callers that start with the first.
+    /// Ignored when the policy configures a request rate (that paces the first requests
+    /// itself).
     ///
     /// Default: off; `Policy::openai()` and `Policy::anthropic()` (feature `llm`) wait up to a
     /// second.
@@ -616,8 +616,8 @@ mod tests {
         }
     }
 
-    /// Issue 12: a token limit without a cost model let every request through (no request
-    /// cost a token), silently.
+    /// A token limit without a cost model would never bind (no request costs a token): it is
+    /// refused rather than let every request through silently.
     #[test]
     fn a_token_limit_without_a_cost_model_is_refused() {
         for (dimension, field) in [

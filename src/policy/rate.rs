@@ -73,7 +73,8 @@ impl Rate {
     /// Whether the burst was stated ([`burst`](Self::burst)) rather than left to its default.
     /// A lane earns an unstated burst: it sends one request at a time until the server has
     /// accepted a whole burst's worth without refusing (a server without burst, such as nginx
-    /// `limit_req` without `burst=`, refused most of a first burst), then allows the burst.
+    /// `limit_req` without `burst=`, refuses most of a burst sent at once), then allows the
+    /// burst.
     ///
     /// ```
     /// use reqwest_throttle::Rate;

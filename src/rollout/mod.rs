@@ -128,8 +128,8 @@ pub fn bucket(key: &str) -> u16 {
 }
 
 /// MurmurHash3's 64-bit finalizer: FNV-1a alone leaves keys that differ in their last
-/// characters (`tenant-1`, `tenant-2`) close together (a 30 % share enforced 27 % of 100 000
-/// such keys); mixed, every bit of the hash depends on every byte.
+/// characters (`tenant-1`, `tenant-2`) close together, so a share would enforce far from its
+/// fraction of such keys; mixed, every bit of the hash depends on every byte.
 fn fmix64(mut hash: u64) -> u64 {
     hash ^= hash >> 33;
     hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);

@@ -1,4 +1,6 @@
-//! The simulated server's headers, in the exact formats real APIs send.
+//! The simulated server's headers, in the exact formats real APIs send: the rate-limit family
+//! it announces ([`HeaderStyle`]) and how a limited answer says when to come back
+//! ([`RetryAfterStyle`]).
 //!
 //! Every delay is rounded *up* (to the millisecond, or to the second where the format only
 //! carries seconds), so a client that believes the headers never comes back too early.
@@ -11,7 +13,59 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::header::{HeaderMap, HeaderName, HeaderValue, DATE, RETRY_AFTER};
 
 use super::limiter::{Dimension, Quota};
-use super::{HeaderStyle, RetryAfterStyle};
+
+/// Which family of rate-limit headers the simulated server announces on admitted and limited
+/// answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HeaderStyle {
+    /// No rate-limit headers (a server that only answers 429).
+    #[default]
+    None,
+    /// OpenAI / Azure OpenAI: `x-ratelimit-limit-requests: 100`,
+    /// `x-ratelimit-remaining-requests: 57`, `x-ratelimit-reset-requests: 6m0s`
+    /// (time until the budget is whole again, as a Go duration: `17ms`, `6.5s`, `6m0s`).
+    OpenAi,
+    /// Anthropic: `anthropic-ratelimit-requests-limit`, `-remaining` and `-reset`, the reset
+    /// an RFC 3339 UTC time (`2025-01-01T12:00:05Z`).
+    Anthropic,
+    /// GitHub: `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-used`,
+    /// `x-ratelimit-reset` (Unix epoch seconds, read against `Date`) and
+    /// `x-ratelimit-resource: core`. Pair it with
+    /// [`limited_status(StatusCode::FORBIDDEN)`](super::SimulatedApiBuilder::limited_status) for
+    /// GitHub's 403 on an exhausted primary limit.
+    GitHub,
+    /// The IETF draft's structured fields (draft-ietf-httpapi-ratelimit-headers):
+    /// `RateLimit-Policy: "default";q=100;w=10` and `RateLimit: "default";r=57;t=4`
+    /// (`w` and `t` in whole seconds, rounded up).
+    Ietf,
+    /// The draft's older trio: `RateLimit-Limit: 100`, `RateLimit-Remaining: 57`,
+    /// `RateLimit-Reset: 4` (delta seconds).
+    IetfLegacy,
+    /// Flask-Limiter (and slowapi): `X-RateLimit-Limit`, `X-RateLimit-Remaining` and
+    /// `X-RateLimit-Reset`, the reset a Unix epoch in whole seconds written as Flask-Limiter
+    /// writes it, `1 + int(window end)`: up to one second **late** (a whole second when the
+    /// window ends on a whole second, as a clock-aligned window does). No `used`, no
+    /// `resource`: unlike [`HeaderStyle::GitHub`], nothing tells the client which family it
+    /// is. Only requests are announced.
+    FlaskLimiter,
+}
+
+/// How a limited answer tells the client when to come back.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryAfterStyle {
+    /// No retry hint at all.
+    None,
+    /// `Retry-After: 5`: whole seconds, rounded up (RFC 9110 delay-seconds).
+    #[default]
+    Seconds,
+    /// `retry-after-ms: 4200`: whole milliseconds, rounded up, as OpenAI and Azure send.
+    Millis,
+    /// `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`: an HTTP-date, rounded up to the second
+    /// (approximate under paused time, see the [module docs](super#time)).
+    HttpDate,
+}
 
 /// Wall-clock delays are capped here before they are added to `SystemTime::now()`, so no
 /// configuration can overflow the wall clock (a window of a century is still a century).

@@ -1,16 +1,11 @@
-//! The simulated API over real sockets: HTTP/1.1 on `127.0.0.1`.
-//!
-//! The listening socket lives in a [`Listening`] slot shared by the accept loop and
-//! [`SimulatedApi::set_outage`], so that an [`Outage::Refuse`] closes the port (and a
-//! recovery reopens it on the same port) synchronously, before `set_outage` returns: a test
-//! that starts an outage and then connects is refused every time, never by luck. The accept
-//! loop polls the slot under its lock, and is woken when the slot changes.
+//! The simulated API over real sockets: HTTP/1.1 on `127.0.0.1`, answered from the same state
+//! as the middleware. Each server's port lives in a [`Listening`] slot, so that an outage can
+//! close and reopen it.
 
 use std::future::poll_fn;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,10 +14,12 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::task::{JoinHandle, JoinSet};
 
-use super::{dropped, Outage, Reply, SimRequest, SimulatedApi};
+use super::api::SimulatedApi;
+use super::listening::{Event, Listening};
+use super::respond::{dropped, Reply, SimRequest};
 
 /// Request bodies above this size close the connection (the simulated server has no use for
 /// them, and a test must not be able to exhaust memory through it).
@@ -68,126 +65,28 @@ impl Drop for SimServer {
     }
 }
 
+impl SimulatedApi {
+    /// Serves this API over HTTP/1.1 on `127.0.0.1` (an ephemeral port), sharing its limits,
+    /// outage and counters. The server stops when the returned [`SimServer`] is dropped.
+    ///
+    /// # Errors
+    ///
+    /// If no loopback port can be bound.
+    pub async fn serve(&self) -> io::Result<SimServer> {
+        start(self.clone()).await
+    }
+}
+
 /// Binds a loopback port and spawns the accept loop.
-pub(crate) async fn start(api: SimulatedApi) -> io::Result<SimServer> {
+async fn start(api: SimulatedApi) -> io::Result<SimServer> {
     // std sets SO_REUSEADDR on Unix, so the same port can be bound again after an outage
     // even while old connections linger in TIME_WAIT.
     let listener = StdTcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     let addr = listener.local_addr()?;
-    let listening = Arc::new(Listening {
-        state: Mutex::new(Slot {
-            addr,
-            socket: Socket::Bound(listener),
-            generation: 0,
-            waker: None,
-        }),
-    });
-    {
-        // Registered and brought in line with the current outage under the registry's lock,
-        // so a concurrent `set_outage` is applied either here or there, never lost.
-        let mut listeners = api
-            .inner
-            .listeners
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        listeners.retain(|listening| listening.strong_count() > 0);
-        listeners.push(Arc::downgrade(&listening));
-        listening.apply_outage(matches!(api.outage(), Some(Outage::Refuse)));
-    }
+    let listening = Arc::new(Listening::bound(addr, listener));
+    api.register(&listening);
     let task = tokio::spawn(accept_loop(api, listening));
     Ok(SimServer { addr, task })
-}
-
-/// The listening socket of one server, shared with `set_outage`.
-#[derive(Debug)]
-pub(crate) struct Listening {
-    state: Mutex<Slot>,
-}
-
-#[derive(Debug)]
-struct Slot {
-    addr: SocketAddr,
-    socket: Socket,
-    /// Incremented every time the port is closed, so the accept loop can tell that the
-    /// connections it holds belong to an earlier life of the server.
-    generation: u64,
-    /// The accept loop's waker, woken when the slot changes.
-    waker: Option<Waker>,
-}
-
-#[derive(Debug)]
-enum Socket {
-    /// Not listening: connects are refused by the kernel.
-    Closed,
-    /// Bound and listening (the kernel queues connects) but not yet registered with tokio;
-    /// `set_outage` may run outside a runtime, so registration is left to the accept loop.
-    Bound(StdTcpListener),
-    /// Registered with tokio and accepting.
-    Accepting(TcpListener),
-}
-
-/// What the accept loop learns from the slot.
-enum Event {
-    Connection(TcpStream),
-    /// The port was closed since the loop last looked: its connections must go too.
-    Closed,
-    Error(io::Error),
-}
-
-impl Listening {
-    fn lock(&self) -> MutexGuard<'_, Slot> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Closes the port (`refuse`) or makes sure it is open again.
-    pub(crate) fn apply_outage(&self, refuse: bool) {
-        let mut slot = self.lock();
-        if refuse {
-            if !matches!(slot.socket, Socket::Closed) {
-                slot.socket = Socket::Closed;
-                slot.generation = slot.generation.wrapping_add(1);
-            }
-        } else if matches!(slot.socket, Socket::Closed) {
-            match StdTcpListener::bind(slot.addr) {
-                Ok(listener) => slot.socket = Socket::Bound(listener),
-                // Nothing sensible to do but report: the server stays down until the next
-                // `set_outage` tries again.
-                Err(error) => tracing::error!(addr = %slot.addr, %error,
-                    "simulated API could not reopen its port after an outage"),
-            }
-        }
-        if let Some(waker) = slot.waker.take() {
-            waker.wake();
-        }
-    }
-
-    fn poll_event(&self, cx: &mut Context<'_>, seen_generation: &mut u64) -> Poll<Event> {
-        let mut slot = self.lock();
-        slot.waker = Some(cx.waker().clone());
-        if slot.generation != *seen_generation {
-            *seen_generation = slot.generation;
-            return Poll::Ready(Event::Closed);
-        }
-        if matches!(slot.socket, Socket::Bound(_)) {
-            if let Socket::Bound(listener) = std::mem::replace(&mut slot.socket, Socket::Closed) {
-                match listener
-                    .set_nonblocking(true)
-                    .and_then(|()| TcpListener::from_std(listener))
-                {
-                    Ok(listener) => slot.socket = Socket::Accepting(listener),
-                    Err(error) => return Poll::Ready(Event::Error(error)),
-                }
-            }
-        }
-        match &slot.socket {
-            Socket::Accepting(listener) => match listener.poll_accept(cx) {
-                Poll::Ready(Ok((stream, _))) => Poll::Ready(Event::Connection(stream)),
-                Poll::Ready(Err(error)) => Poll::Ready(Event::Error(error)),
-                Poll::Pending => Poll::Pending,
-            },
-            Socket::Closed | Socket::Bound(_) => Poll::Pending,
-        }
-    }
 }
 
 async fn accept_loop(api: SimulatedApi, listening: Arc<Listening>) {

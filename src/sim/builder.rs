@@ -1,0 +1,309 @@
+//! [`SimulatedApiBuilder`]: the limits, headers, latency and failures a simulated API is built
+//! with.
+
+use std::time::{Duration, SystemTime};
+
+use http::StatusCode;
+use tokio::time::Instant;
+
+use super::api::SimulatedApi;
+use super::config::Config;
+use super::headers::{HeaderStyle, RetryAfterStyle};
+use super::limiter::{Dimension, LimiterConfig};
+use super::token_rule::TokenRule;
+
+/// Builds a [`SimulatedApi`]; see [`SimulatedApi::builder`].
+///
+/// Without a limit the server admits everything. Defaults: no rate-limit headers,
+/// `Retry-After` in seconds on limited answers, 429 as the limited status, no latency, and
+/// the first 100 000 requests recorded.
+#[derive(Clone, Debug, Default)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SimulatedApiBuilder {
+    config: Config,
+}
+
+impl SimulatedApi {
+    /// Starts building a simulated API.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use http::StatusCode;
+    /// use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi};
+    ///
+    /// // GitHub: 5 000 requests per hour, 403 when exhausted, epoch resets.
+    /// let github = SimulatedApi::builder()
+    ///     .limit(5_000, Duration::from_secs(3600))
+    ///     .headers(HeaderStyle::GitHub)
+    ///     .limited_status(StatusCode::FORBIDDEN)
+    ///     .retry_after(RetryAfterStyle::None)
+    ///     .build();
+    /// assert_eq!(github.stats().received, 0);
+    /// ```
+    pub fn builder() -> SimulatedApiBuilder {
+        SimulatedApiBuilder::default()
+    }
+}
+
+impl SimulatedApiBuilder {
+    /// At most `requests` requests per fixed window of length `per`. A window opens with the
+    /// first request after the previous window ended (as GitHub's and OpenAI's announced
+    /// resets behave), so `reset` is the time left in the current window.
+    ///
+    /// `limit(0, ..)` refuses everything; a zero `per` never limits. Replaces a
+    /// [`token_bucket`](Self::token_bucket).
+    pub fn limit(mut self, requests: u64, per: Duration) -> Self {
+        self.config.requests = Some(LimiterConfig::FixedWindow {
+            limit: requests,
+            per,
+        });
+        self
+    }
+
+    /// A token bucket instead of a fixed window: `burst` requests at once, refilled at
+    /// `rate_per_sec`. `reset` is then the time until the bucket is full again, and the IETF
+    /// window `w` the time to refill the whole burst.
+    ///
+    /// The rate is clamped to `[1e-6, 1e9]` per second (NaN counts as the minimum); a burst
+    /// of 0 refuses everything. Replaces a [`limit`](Self::limit).
+    pub fn token_bucket(mut self, rate_per_sec: f64, burst: u64) -> Self {
+        self.config.requests = Some(LimiterConfig::token_bucket(rate_per_sec, burst));
+        self
+    }
+
+    /// At most `rpm` requests per minute, replenished continuously (a token bucket of `rpm`
+    /// refilled over a minute), as OpenAI and Anthropic document their limits. Replaces a
+    /// [`limit`](Self::limit) or [`token_bucket`](Self::token_bucket).
+    pub fn requests_per_minute(mut self, rpm: u64) -> Self {
+        self.config.requests = Some(LimiterConfig::refilled_over(rpm, Duration::from_secs(60)));
+        self
+    }
+
+    /// At most `tpm` tokens per minute, replenished continuously, charged to LLM calls as
+    /// OpenAI documents (prompt + `max_tokens` × `n` when the request arrives; see the
+    /// [module docs](super#llm-calls-feature-llm)). Requests that are not LLM calls cost no
+    /// tokens. Announced as `x-ratelimit-{limit,remaining,reset}-tokens` with
+    /// [`HeaderStyle::OpenAi`]; a refusal's body says `"type": "tokens"`.
+    pub fn tokens_per_minute(mut self, tpm: u64) -> Self {
+        self.config.tokens = Some(LimiterConfig::refilled_over(tpm, Duration::from_secs(60)));
+        self
+    }
+
+    /// At most `tokens` tokens per fixed window of length `per` (see [`limit`](Self::limit)
+    /// for how windows open). Replaces [`tokens_per_minute`](Self::tokens_per_minute).
+    pub fn tokens_limit(mut self, tokens: u64, per: Duration) -> Self {
+        self.config.tokens = Some(LimiterConfig::FixedWindow { limit: tokens, per });
+        self
+    }
+
+    /// A token bucket for tokens: `burst` tokens at once, refilled at `rate_per_sec`, as
+    /// OpenAI keeps its limits (a short-reset bucket: `x-ratelimit-reset-tokens` is the time
+    /// until the bucket is full again, `50ms` or `1.2s` rather than a minute). Same clamping
+    /// as [`token_bucket`](Self::token_bucket). Replaces
+    /// [`tokens_per_minute`](Self::tokens_per_minute) or a tokens window.
+    ///
+    /// ```
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// // OpenAI-shaped: 20 requests/s (burst 10), 1 000 tokens/s (burst 1 000).
+    /// let api = SimulatedApi::builder()
+    ///     .token_bucket(20.0, 10)
+    ///     .tokens_bucket(1_000.0, 1_000)
+    ///     .headers(HeaderStyle::OpenAi)
+    ///     .build();
+    /// # let _ = api;
+    /// ```
+    pub fn tokens_bucket(mut self, rate_per_sec: f64, burst: u64) -> Self {
+        self.config.tokens = Some(LimiterConfig::token_bucket(rate_per_sec, burst));
+        self
+    }
+
+    /// At most `requests` requests per **clock-aligned** window of length `per`: the
+    /// windows are fixed slices of time, `[origin + k·per, origin + (k+1)·per)`, as an API
+    /// that counts its RPM per calendar minute does, whether or not any request came. `reset`
+    /// is the time to the next boundary. By default the boundaries fall on multiples of `per`
+    /// since the Unix epoch on the wall clock at [`build`](Self::build) (then follow the
+    /// virtual clock); [`window_origin`](Self::window_origin) places them exactly.
+    ///
+    /// A zero `per` never limits. Replaces [`limit`](Self::limit) or
+    /// [`token_bucket`](Self::token_bucket).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    /// use tokio::time::Instant;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // 100 per calendar minute; this minute started 45 s ago.
+    /// let api = SimulatedApi::builder()
+    ///     .limit_aligned(100, Duration::from_secs(60))
+    ///     .window_origin(Instant::now() - Duration::from_secs(45))
+    ///     .headers(HeaderStyle::IetfLegacy)
+    ///     .build();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(api.clone())
+    ///     .build();
+    /// let answer = client.get("http://api.test/").send().await?;
+    /// assert_eq!(answer.headers()["ratelimit-remaining"], "99");
+    /// assert_eq!(answer.headers()["ratelimit-reset"], "15");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn limit_aligned(mut self, requests: u64, per: Duration) -> Self {
+        self.config.requests = Some(LimiterConfig::FixedWindowAligned {
+            limit: requests,
+            per,
+        });
+        self
+    }
+
+    /// At most `tokens` tokens per clock-aligned window of length `per` (see
+    /// [`limit_aligned`](Self::limit_aligned)). Replaces any other tokens limit.
+    pub fn tokens_limit_aligned(mut self, tokens: u64, per: Duration) -> Self {
+        self.config.tokens = Some(LimiterConfig::FixedWindowAligned { limit: tokens, per });
+        self
+    }
+
+    /// Where the boundaries of clock-aligned windows fall: at `origin` and every multiple of
+    /// the window's length before and after it (`origin` may be in the past or the future).
+    /// Without it they fall on wall-clock multiples of the length, which is realistic but not
+    /// reproducible.
+    pub fn window_origin(mut self, origin: Instant) -> Self {
+        self.config.window_origin = Some(origin);
+        self
+    }
+
+    /// How the server counts an LLM call's tokens: [`TokenRule::ClientEstimate`] (the
+    /// default, which shares the client's estimator and so cannot catch it being wrong),
+    /// [`TokenRule::CharsOver4`] (the server's own count) or
+    /// [`TokenRule::ScaledEstimate`] (the client off by a known factor). The answer's
+    /// `usage` reports the prompt as charged.
+    ///
+    /// ```
+    /// use reqwest_throttle::sim::{SimulatedApi, TokenRule};
+    ///
+    /// // A provider whose tokenizer counts 25 % more than the client estimates.
+    /// let api = SimulatedApi::builder()
+    ///     .tokens_per_minute(40_000)
+    ///     .token_rule(TokenRule::ScaledEstimate(1.25))
+    ///     .build();
+    /// # let _ = api;
+    /// ```
+    pub fn token_rule(mut self, rule: TokenRule) -> Self {
+        self.config.token_rule = rule;
+        self
+    }
+
+    /// Announces every reset `extra` later than it is, as a server whose limiter rounds its
+    /// reset up by a whole second (Flask-Limiter's `1 + reset`): every rate-limit header's
+    /// reset (delta seconds, Go duration, epoch or RFC 3339) and the limited answer's retry
+    /// hint, both computed from the same reset on such servers. The limit itself is not
+    /// changed: a client that believes the header waits `extra` too long, never too short.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let api = SimulatedApi::builder()
+    ///     .limit(10, Duration::from_secs(4))
+    ///     .headers(HeaderStyle::IetfLegacy)
+    ///     .reset_announced_late(Duration::from_secs(1))
+    ///     .build();
+    /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+    ///     .with(api.clone())
+    ///     .build();
+    /// let answer = client.get("http://api.test/").send().await?;
+    /// assert_eq!(answer.headers()["ratelimit-reset"], "5"); // the window ends in 4 s
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn reset_announced_late(mut self, extra: Duration) -> Self {
+        self.config.reset_late = extra;
+        self
+    }
+
+    /// The rate-limit headers to announce.
+    pub fn headers(mut self, style: HeaderStyle) -> Self {
+        self.config.headers = style;
+        self
+    }
+
+    /// How limited answers carry their retry hint.
+    pub fn retry_after(mut self, style: RetryAfterStyle) -> Self {
+        self.config.retry_after = style;
+        self
+    }
+
+    /// The status of a limited answer: 429 by default; GitHub answers 403 with
+    /// `x-ratelimit-remaining: 0` when the primary limit is exhausted.
+    pub fn limited_status(mut self, status: StatusCode) -> Self {
+        self.config.limited_status = status;
+        self
+    }
+
+    /// How long the server takes to answer each request (a `tokio::time::sleep`, so virtual
+    /// under paused time). Dropped requests are not delayed.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.config.latency = latency;
+        self
+    }
+
+    /// A server that answers every request with `status` (a broken backend), before any
+    /// limit is consulted.
+    pub fn fail_every(mut self, status: StatusCode) -> Self {
+        self.config.fail_every = Some(status);
+        self
+    }
+
+    /// How many requests [`SimulatedApi::requests`] keeps (the first ones); later requests
+    /// are still counted in [`SimStats`](super::SimStats). Default 100 000.
+    pub fn record_limit(mut self, requests: usize) -> Self {
+        self.config.record_limit = requests;
+        self
+    }
+
+    /// The simulated API, with an empty history and full budget.
+    pub fn build(self) -> SimulatedApi {
+        let now = Instant::now();
+        let limits = [
+            (Dimension::Requests, self.config.requests),
+            (Dimension::Tokens, self.config.tokens),
+        ]
+        .into_iter()
+        .filter_map(|(dimension, limiter)| {
+            let limiter = limiter?;
+            let origin = self
+                .config
+                .window_origin
+                .unwrap_or_else(|| wall_clock_boundary(now, limiter));
+            Some((dimension, limiter.start(origin)))
+        })
+        .collect();
+        SimulatedApi::new(self.config, limits)
+    }
+}
+
+/// The next instant at which an aligned window's boundary falls on a wall-clock multiple of
+/// its length since the Unix epoch (the next calendar minute for a minute); `now` for other
+/// limiters. Computed forwards, so no instant before `now` has to exist.
+fn wall_clock_boundary(now: Instant, limiter: LimiterConfig) -> Instant {
+    let LimiterConfig::FixedWindowAligned { per, .. } = limiter else {
+        return now;
+    };
+    let per_nanos = per.as_nanos();
+    if per_nanos == 0 {
+        return now;
+    }
+    let since_epoch = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let into = since_epoch % per_nanos;
+    let to_next = crate::time::nanos_to_duration((per_nanos - into) % per_nanos);
+    now.checked_add(to_next).unwrap_or(now)
+}
