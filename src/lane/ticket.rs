@@ -16,11 +16,11 @@ use crate::breaker::Admission;
 use crate::cost::{Inspection, Settlement};
 use crate::error::Error;
 use crate::limiter::pace::{Answer, InFlight, Observation};
+use crate::limiter::sleep_exactly_until;
 use crate::limiter::Budget;
 use crate::limiter::{Blocked, Booking, Commitment, Cost, Dimension, Reservation, Waited};
 use crate::retry::Attempt;
 use crate::signals::Signals;
-use crate::time::sleep_exactly_until;
 
 /// What a request booked, until it leaves: dropped before, it gives the booking back.
 enum Booked {

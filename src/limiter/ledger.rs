@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::budget::{Cost, Dimension, Limit, DIMENSIONS};
+use super::cost::{Cost, Dimension, Limit, DIMENSIONS};
 use super::gcra::{Gcra, Grant, Nanos};
 
 /// The GCRA cell of each dimension (indexed as [`Dimension::ALL`]); `None`: unlimited.
