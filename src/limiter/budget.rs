@@ -1,25 +1,17 @@
 //! A budget: several GCRA dimensions booked together, a cooldown gate, and the server's word.
 //!
 //! A request costs something in one or more [`Dimension`]s (one request; for LLM APIs also
-//! tokens). [`Budget::reserve`] books every dimension of the [`Cost`] at the same instant, all or
-//! nothing: the reservation leaves when its slowest dimension is ready, and every dimension is
-//! booked *for that instant*, so a request never holds tokens while it waits for a request slot
-//! or the reverse. What a booking hands out, and how a dropped one gives its units back wherever
-//! it stands in the queue, is the `reservation` module's; the record that makes that exact is
-//! the `ledger` module's.
+//! tokens). A booking takes every dimension of the [`Cost`] at the same instant, all or nothing:
+//! it leaves when its slowest dimension is ready, and every dimension is booked *for that
+//! instant*, so a request never holds tokens while it waits for a request slot or the reverse.
+//! Bookings go through the `ledger`, so that one dropped anywhere in the queue gives its units
+//! back exactly (the `reservation` module hands them out).
 //!
 //! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
-//! that were already waiting ([`Reservation::wait`](super::Reservation::wait) checks the gate
-//! again every time it wakes).
-//!
-//! The server's word about what remains ([`Budget::sync`], [`Budget::sync_until`]) brings a
-//! dimension to the server's count. The reservations still waiting were not seen by the server:
-//! a window's word applies ahead of them, and they book again behind it in their order.
-//!
-//! Beside its bookings, the budget spaces requests as they really leave ([`Budget::depart`],
-//! the `departure` module), and learns what the server charges per unit estimated
-//! ([`Budget::corrected`], the `charge` module).
+//! already waiting. The server's count of what remains ([`Budget::sync`]) brings a dimension to
+//! that count; the reservations still waiting were not seen by the server, so a window's count
+//! applies ahead of them and they book again behind it, in their order.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +23,7 @@ use tokio::time::Instant;
 use super::charge::{Charges, SharedCharges};
 use super::cost::{Blocked, Cost, Dimension, Limit, DIMENSIONS};
 use super::departure::Departures;
-use super::gcra::Nanos;
+use super::gcra::{Gcra, Nanos};
 use super::ledger::{self, Cells, Change, Grants, Ledger, Place};
 use crate::time::Epoch;
 
@@ -87,14 +79,20 @@ impl State {
     }
 }
 
-/// A booking waiting in the queue, as [`Budget::book`] hands it to a reservation.
+/// The rate `gcra` keeps.
+fn limit_of(gcra: &Gcra) -> Limit {
+    Limit {
+        interval: gcra.interval(),
+        burst: gcra.burst(),
+    }
+}
+
+/// A booking that waits for its slot: where it stands, and the charge factors and generation
+/// it was booked under.
 #[derive(Debug)]
 pub(super) struct Queued {
-    /// Where it stands in the ledger.
     pub(super) place: Place,
-    /// The charge factors [`Budget::corrected`] applied when it was booked.
     pub(super) applied: Charges,
-    /// The budget's [generation](Budget::generation) it was booked under.
     pub(super) generation: u64,
 }
 
@@ -103,12 +101,7 @@ pub(super) struct Queued {
 pub(super) enum Booked {
     /// The units may leave now and are counted as used: what they hold, and the charge factors
     /// they were priced at.
-    Used {
-        /// What the booking holds in each dimension.
-        grants: Grants,
-        /// The charge factors [`Budget::corrected`] applied.
-        applied: Charges,
-    },
+    Used { grants: Grants, applied: Charges },
     /// The units wait for their slot.
     Queued(Queued),
 }
@@ -152,7 +145,7 @@ pub struct Budget {
     /// Reported costs that were charged only up to the most one answer can use (see
     /// [`Budget::settle`]).
     clamped: AtomicU64,
-    /// What the server charges per unit estimated, and its spread (see [`Budget::corrected`]).
+    /// What the server charges per unit estimated (see [`Budget::corrected`]).
     charges: SharedCharges,
 }
 
@@ -190,13 +183,7 @@ impl Budget {
 
     /// Sets (or with `None` removes) the rate of `dimension`, keeping what is already booked.
     pub fn set_limit(&self, dimension: Dimension, limit: Option<Limit>) {
-        let now = self.epoch.nanos(Instant::now());
-        let mut state = self.lock();
-        if limit.is_some() {
-            self.engaged.store(true, Ordering::Release);
-        }
-        state.change(dimension, Change::Limit(limit), now);
-        state.cells[dimension.index()].sent.set_limit(limit, now);
+        self.change_rate(dimension, Change::Limit(limit), limit);
     }
 
     /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
@@ -208,30 +195,28 @@ impl Budget {
     /// passed), so its holder books again at the new rate, in the order they wake. The new cell
     /// starts empty (its burst just spent), so the first of them leaves one interval from now.
     pub fn reprice(&self, dimension: Dimension, limit: Option<Limit>) {
+        // The new cell starts empty: the refused pace just spent its burst.
+        self.change_rate(dimension, Change::Restart(limit), limit);
+        self.next_generation();
+    }
+
+    /// Applies `change`, a new `limit` of `dimension`, to its booking cell and to its spacing
+    /// as sent.
+    fn change_rate(&self, dimension: Dimension, change: Change, limit: Option<Limit>) {
         let now = self.epoch.nanos(Instant::now());
         let mut state = self.lock();
         if limit.is_some() {
             self.engaged.store(true, Ordering::Release);
         }
-        // The new cell starts empty: the refused pace just spent its burst.
-        state.change(dimension, Change::Restart(limit), now);
+        state.change(dimension, change, now);
         state.cells[dimension.index()].sent.set_limit(limit, now);
-        drop(state);
-        self.next_generation();
     }
 
     /// Records that `cost` leaves at `now`, if the spacing *as sent* allows it; otherwise the
-    /// instant it will (the caller waits until then and asks again: a departure is recorded
-    /// when it really happens, so that lateness pushes the next one back).
-    ///
-    /// Bookings schedule slots; timers fire a little late, and a request that left late
-    /// followed by one on time would reach the server closer together than the rate allows
-    /// (a leaky bucket without burst, nginx's `limit_req`, refuses exactly that). The requests
-    /// dimension therefore also keeps its rate over the instants requests really left: a
-    /// departure waits until it conforms there too (at most one interval), so lateness pushes
-    /// later departures back instead of bunching them. Token dimensions are buckets whose
-    /// bookings are settled and refunded after the answer: spacing their units as sent would
-    /// charge them twice.
+    /// instant it will: the caller waits until then and asks again, so that a departure is
+    /// recorded when it really happens and lateness pushes the next one back (see the
+    /// `departure` module). Only requests are spaced so: token dimensions are settled and
+    /// refunded after the answer, and spacing their units as sent would charge them twice.
     pub fn depart(&self, cost: &Cost, now: Instant) -> Result<(), Instant> {
         if !self.engaged.load(Ordering::Acquire) {
             return Ok(());
@@ -262,12 +247,7 @@ impl Budget {
 
     /// The rate of `dimension`, if it has one.
     pub fn limit(&self, dimension: Dimension) -> Option<Limit> {
-        self.lock().gcras[dimension.index()]
-            .as_ref()
-            .map(|gcra| Limit {
-                interval: gcra.interval(),
-                burst: gcra.burst(),
-            })
+        self.lock().gcras[dimension.index()].as_ref().map(limit_of)
     }
 
     /// The limit of every dimension and whether it is strict, read at once (indexed as
@@ -276,13 +256,8 @@ impl Budget {
     pub(crate) fn shapes(&self) -> [Option<(Limit, bool)>; DIMENSIONS] {
         let state = self.lock();
         std::array::from_fn(|i| {
-            state.gcras[i].as_ref().map(|gcra| {
-                let limit = Limit {
-                    interval: gcra.interval(),
-                    burst: gcra.burst(),
-                };
-                (limit, state.cells[i].strict)
-            })
+            let strict = state.cells[i].strict;
+            state.gcras[i].as_ref().map(|gcra| (limit_of(gcra), strict))
         })
     }
 
@@ -361,9 +336,7 @@ impl Budget {
         let available = gcra.available(now);
         if let Some(end) = refills_from {
             // What the pace refills before the window's end is owed: the cell's level may go
-            // below zero, and its next unit comes as late as the window allows. The server has
-            // seen none of the waiting reservations, so its word applies ahead of them: they
-            // book again behind it, in their order.
+            // below zero, and its next unit comes as late as the window allows.
             let until_end = end.saturating_duration_since(now_instant).as_nanos();
             let owed = until_end / gcra.interval().as_nanos().max(1);
             let owed = i128::try_from(owed).unwrap_or(i128::MAX);
@@ -416,33 +389,6 @@ impl Budget {
     /// [`settle`](Self::settle)).
     pub fn clamped_reports(&self) -> u64 {
         self.clamped.load(Relaxed)
-    }
-
-    /// `estimate` scaled by what the server has been charging per unit estimated, in every
-    /// dimension but requests (a server that counts tokens by its own rule charges more than the
-    /// client's estimate, and its `remaining` says so only after the requests in flight have
-    /// spent it), plus how far single answers have strayed from that on average (the server's
-    /// count of one request varies around the mean, and a window booked at the mean alone runs
-    /// short before its last request). Never below the estimate: what is charged less is given
-    /// back at settlement.
-    ///
-    /// ```
-    /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};
-    ///
-    /// let budget = Budget::new();
-    /// let estimate = Cost::requests(1).with(Dimension::Tokens, 100);
-    /// assert_eq!(budget.corrected(estimate), estimate);
-    /// for _ in 0..20 {
-    ///     let booked = budget.reserve(&budget.corrected(estimate), None).unwrap();
-    ///     // The server charges 125 tokens for every 100 estimated.
-    ///     budget.settle(booked.commit(), &Cost::requests(1).with(Dimension::Tokens, 125));
-    /// }
-    /// // 125, and a little more while the charge was still being learned.
-    /// let corrected = budget.corrected(estimate).get(Dimension::Tokens);
-    /// assert!((125..=128).contains(&corrected), "{corrected}");
-    /// ```
-    pub fn corrected(&self, estimate: Cost) -> Cost {
-        self.charges.load().corrected(estimate)
     }
 
     /// Nothing in `dimension` (or, with `None`, nothing at all) leaves before `until`.
@@ -611,61 +557,37 @@ impl Budget {
         self.lock().cooldown_for(cost).1
     }
 
-    /// What [`settle`](Self::settle) does with a commitment: learns the charge from it, then
-    /// brings its booking to `actual`.
-    pub(super) fn settle_booking(
-        &self,
-        booked: &Cost,
-        grants: &Grants,
-        applied: &Charges,
-        actual: &Cost,
-    ) {
-        self.charges.learn(booked, actual, applied);
-        let mut state = self.lock();
-        self.reconcile(&mut state, booked, grants, actual);
+    /// The budget's charge learner, which prices bookings and learns from their settlement.
+    pub(super) fn charges(&self) -> &SharedCharges {
+        &self.charges
     }
 
     /// Brings the booking of `reserved` (held as `grants`) to `actual`: refunds what was not
-    /// used (when it still can be, see [`Gcra::refund`](super::Gcra::refund)), debits what was used beyond it, up to
+    /// used (when it still can be, see [`Gcra::refund`]), debits what was used beyond it, up to
     /// what one answer can use (see [`settle`](Self::settle)).
-    fn reconcile(&self, state: &mut State, reserved: &Cost, grants: &Grants, actual: &Cost) {
+    pub(super) fn reconcile(&self, reserved: &Cost, grants: &Grants, actual: &Cost) {
+        let mut state = self.lock();
+        let State { gcras, ledger, .. } = &mut *state;
         if actual == reserved {
             return;
         }
         let now = self.epoch.nanos(Instant::now());
         for dimension in Dimension::ALL {
-            let booked = reserved.get(dimension);
-            let used = actual.get(dimension);
-            let Some(gcra) = state.gcras[dimension.index()].as_mut() else {
+            let Some(burst) = gcras[dimension.index()].as_ref().map(Gcra::burst) else {
                 continue;
             };
-            match grants[dimension.index()] {
-                Some(grant) if used < booked => {
-                    if let Some(returned) = gcra.refund_nanos(&grant, booked - used) {
-                        state
-                            .ledger
-                            .change(dimension, Change::GiveBack(returned), now);
-                    }
-                }
-                _ if used > booked => {
-                    let most = booked.max(gcra.burst());
-                    if used > most {
-                        self.clamped.fetch_add(1, Relaxed);
-                        tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
-                    }
-                    let extra = used.min(most) - booked;
-                    if extra > 0 {
-                        // Charged ahead of the reservations still waiting: they were booked
-                        // behind this one's estimate, and now stand behind what it really cost.
-                        let State { gcras, ledger, .. } = state;
-                        ledger.change_ahead(dimension, Change::Debit(extra), gcras, now);
-                    }
-                }
-                _ => {}
+            let (booked, used) = (reserved.get(dimension), actual.get(dimension));
+            let most = booked.max(burst);
+            if used > most {
+                self.clamped.fetch_add(1, Relaxed);
+                tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
             }
+            let grant = grants[dimension.index()];
+            ledger.settle(gcras, dimension, booked, used.min(most), grant, now);
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -757,8 +679,8 @@ mod tests {
         assert_eq!(next.ready_at() - Instant::now(), Duration::from_secs(1));
     }
 
-    /// Found by `llm_budget`: a server's count of what remains, replayed as the difference it
-    /// made, gave back the dropped waiter's tokens a second time.
+    /// A server's count of what remains is replayed as that count, not as the difference it
+    /// made: a waiter dropped after it gives back only what the server never counted.
     #[tokio::test(start_paused = true)]
     async fn a_sync_replayed_after_a_drop_keeps_the_servers_count() {
         let budget = Budget::new();

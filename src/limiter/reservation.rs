@@ -13,6 +13,10 @@
 //! reservation is a [`Commitment`]: the right to bring its booking to what it really cost
 //! ([`Budget::settle`]), which also teaches the budget what the server charges per unit
 //! estimated.
+//!
+//! The budget's verbs that deal in these types (reserve, acquire, settle, and
+//! [`Budget::corrected`], the price a booking carries) are defined here, beside them: this
+//! module builds on the budget's booking, never the reverse.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,12 +85,36 @@ impl Budget {
     /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
     /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
-        self.settle_booking(
-            &commitment.cost,
-            &commitment.grants,
-            &commitment.applied,
-            actual,
-        );
+        self.charges()
+            .learn(&commitment.cost, actual, &commitment.applied);
+        self.reconcile(&commitment.cost, &commitment.grants, actual);
+    }
+
+    /// `estimate` scaled by what the server has been charging per unit estimated, in every
+    /// dimension but requests (a server that counts tokens by its own rule charges more than the
+    /// client's estimate, and its `remaining` says so only after the requests in flight have
+    /// spent it), plus how far single answers have strayed from that on average (the server's
+    /// count of one request varies around the mean, and a window booked at the mean alone runs
+    /// short before its last request). Never below the estimate: what is charged less is given
+    /// back at settlement.
+    ///
+    /// ```
+    /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};
+    ///
+    /// let budget = Budget::new();
+    /// let estimate = Cost::requests(1).with(Dimension::Tokens, 100);
+    /// assert_eq!(budget.corrected(estimate), estimate);
+    /// for _ in 0..20 {
+    ///     let booked = budget.reserve(&budget.corrected(estimate), None).unwrap();
+    ///     // The server charges 125 tokens for every 100 estimated.
+    ///     budget.settle(booked.commit(), &Cost::requests(1).with(Dimension::Tokens, 125));
+    /// }
+    /// // 125, and a little more while the charge was still being learned.
+    /// let corrected = budget.corrected(estimate).get(Dimension::Tokens);
+    /// assert!((125..=128).contains(&corrected), "{corrected}");
+    /// ```
+    pub fn corrected(&self, estimate: Cost) -> Cost {
+        self.charges().load().corrected(estimate)
     }
 }
 
@@ -465,9 +493,9 @@ mod tests {
         }
     }
 
-    /// The charge factor is learned against the factor each booking was priced at: requests
-    /// that waited while the factor grew are not read as charged more again (with a queue,
-    /// reading them at the newer factor fed the factor into itself).
+    /// A reservation keeps the charge factor it was priced at, and its settlement is learned
+    /// against it: requests that waited while the factor grew are not read as charged more
+    /// again (read at the newer factor, the factor would feed into itself).
     #[tokio::test(start_paused = true)]
     async fn the_charge_factor_is_learned_at_the_price_booked() {
         let budget = Budget::new();
@@ -485,8 +513,7 @@ mod tests {
             }
             factors.push(budget.corrected(estimate).get(Dimension::Tokens) as f64 / 100.0);
         }
-        // The average charge plus its learned spread (0.3), steady. Read at the factor of the
-        // moment instead, it swung between 1.2 and 4.0 (the cap).
+        // The average charge plus its learned spread (0.3), steady.
         let settled = &factors[100..];
         assert!(
             settled.iter().all(|f| (1.5..2.0).contains(f)),
