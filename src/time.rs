@@ -67,80 +67,6 @@ pub(crate) fn later(now: Instant, wait: Duration) -> Instant {
         .unwrap_or(now)
 }
 
-/// The resolution of tokio's timer: a sleep ends on the first whole-millisecond tick at or
-/// after its deadline.
-const TIMER_TICK: Duration = Duration::from_millis(1);
-
-/// How late tokio's timer may end a sleep: it wakes on whole-millisecond ticks, and the worker
-/// that drives it may notice the tick up to one more late.
-const TIMER_LATENESS: Duration = Duration::from_millis(2);
-
-/// How long a task that a thread of the blocking pool woke takes to run again (measured: about
-/// 260 µs on average on a 2-core machine with a busy lane): the thread wakes it this much
-/// before the instant due, and the task waits out what is left itself.
-const HANDOFF: Duration = Duration::from_micros(300);
-
-/// Sleeps until `at`, to some tens of microseconds rather than to tokio's next millisecond
-/// tick, and returns the instant reached: `at` or a little after.
-///
-/// A request that must leave one emission interval after one that left just past a tick was
-/// woken a whole tick late, every time: spaced as sent at 50/s, the lane sent every 21 ms, 5 %
-/// below the rate (nginx `limit_req` without burst refuses anything closer than 20 ms, so the
-/// spacing cannot simply be shortened). Three stages, each ending before `at` by what the next
-/// one may overshoot:
-///
-/// - tokio's timer, to two milliseconds before (it wakes up to two ticks late: one millisecond
-///   before, as first written, woke after `at` seven times in ten);
-/// - a thread of tokio's blocking pool, whose sleep the operating system ends within a hundred
-///   microseconds, to the handoff before `at` (waking the task takes longer than the sleep's
-///   own error: returning from the thread at `at` came back 360 µs late on average);
-/// - the task itself, yielding until `at`: at most the handoff, a percent or two of a core at
-///   50 requests a second. Spinning the whole last millisecond instead kept a core busy that a
-///   server on the same machine needed, and delayed it by more than the rest.
-///
-/// Under a paused clock (tests) time stands still across a yield and a timer ends only on a
-/// tick: the sleep ends at the tick before `at` and reports `at` as reached, so that virtual
-/// departures keep the schedule's spacing on average instead of gaining a tick each.
-pub(crate) async fn sleep_exactly_until(at: Instant) -> Instant {
-    if let Some(early) = at.checked_sub(TIMER_LATENESS) {
-        if early > Instant::now() {
-            tokio::time::sleep_until(early).await;
-        }
-    }
-    let now = Instant::now();
-    if now >= at {
-        return now;
-    }
-    tokio::task::yield_now().await;
-    let after_yield = Instant::now();
-    if after_yield == now {
-        // The clock stood still across a yield: paused (or without resolution). A paused
-        // timer ends exactly on its tick: the one before `at`.
-        if let Some(tick_before) = at.checked_sub(TIMER_TICK).filter(|&tick| tick > now) {
-            tokio::time::sleep_until(tick_before).await;
-        }
-        return at;
-    }
-    let rest = at
-        .saturating_duration_since(after_yield)
-        .saturating_sub(HANDOFF);
-    if !rest.is_zero()
-        && tokio::task::spawn_blocking(move || std::thread::sleep(rest))
-            .await
-            .is_err()
-    {
-        // No blocking pool (the runtime is shutting down): the timer's tick will do.
-        tokio::time::sleep_until(at).await;
-    }
-    loop {
-        let now = Instant::now();
-        if now >= at {
-            return now;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,28 +131,5 @@ mod tests {
         let saturated = later(now, Duration::MAX);
         assert!(saturated >= now + Duration::from_secs(50 * 365 * 86_400));
         assert_eq!(saturated, later(now, FAR_FUTURE));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn an_exact_sleep_under_a_paused_clock_reaches_its_instant_on_the_tick_before() {
-        let start = Instant::now();
-        let at = start + Duration::from_micros(20_300);
-        assert_eq!(sleep_exactly_until(at).await, at);
-        // The clock moved by whole ticks only, to the last one before `at`.
-        assert_eq!(Instant::now() - start, Duration::from_millis(20));
-        // An instant already past returns at once, as the clock reads.
-        assert_eq!(sleep_exactly_until(start).await, Instant::now());
-    }
-
-    #[tokio::test]
-    async fn an_exact_sleep_never_ends_early_on_the_real_clock() {
-        for micros in [150, 1_000, 2_300, 4_700] {
-            let at = Instant::now() + Duration::from_micros(micros);
-            let reached = sleep_exactly_until(at).await;
-            assert!(
-                reached >= at && Instant::now() >= at,
-                "woke before {micros} us"
-            );
-        }
     }
 }

@@ -40,7 +40,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::budget::{Cost, Dimension, Limit, DIMENSIONS};
+use super::cost::{Cost, Dimension, Limit, DIMENSIONS};
 use super::gcra::{Gcra, Grant, Nanos};
 
 /// The GCRA cell of each dimension (indexed as [`Dimension::ALL`]); `None`: unlimited.
@@ -309,6 +309,35 @@ impl Ledger {
         }
         install(cells, rebuilt);
         self.wake_from(index);
+    }
+
+    /// A used booking of `booked` units of `dimension` (holding `grant`) really cost `used`.
+    /// What it did not use is given back while its grant is still the latest of the cell
+    /// ([`Gcra::refund`]); what it used beyond is charged ahead of the reservations still
+    /// waiting: they were booked behind its estimate, and now stand behind what it cost.
+    pub(super) fn settle(
+        &mut self,
+        cells: &mut Cells,
+        dimension: Dimension,
+        booked: u64,
+        used: u64,
+        grant: Option<Grant>,
+        now: Nanos,
+    ) {
+        let Some(gcra) = cells[dimension.index()].as_mut() else {
+            return;
+        };
+        match grant {
+            Some(grant) if used < booked => {
+                if let Some(returned) = gcra.refund_nanos(&grant, booked - used) {
+                    self.change(dimension, Change::GiveBack(returned), now);
+                }
+            }
+            _ if used > booked => {
+                self.change_ahead(dimension, Change::Debit(used - booked), cells, now);
+            }
+            _ => {}
+        }
     }
 
     /// The units of `dimension` booked by reservations still waiting: the server has not seen

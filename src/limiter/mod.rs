@@ -5,12 +5,18 @@
 //! cancellation-safe limiter can pace anything else (a queue consumer, a websocket).
 
 mod budget;
+mod charge;
+mod cost;
+mod departure;
+mod reservation;
+
 mod gcra;
 mod ledger;
 pub mod pace;
 pub mod shape;
 
-pub use budget::{
-    Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation, Waited,
-};
+pub use budget::Budget;
+pub use cost::{Blocked, Cost, Dimension, Limit};
+pub(crate) use departure::sleep_exactly_until;
 pub use gcra::{Gcra, Grant, Nanos};
+pub use reservation::{Booking, Commitment, Reservation, Waited};
