@@ -149,7 +149,7 @@ pub trait Classifier: Send + Sync + 'static {
 /// - **transport failures**: a connection that could not be made is retried whatever the method;
 ///   a timeout or a hang-up (connection closed or reset before the response completed) only when
 ///   safe; all three are breaker failures;
-/// - anything else as [`retry::classify`](crate::retry::classify) says, and as the breaker's
+/// - anything else as the crate's [`Verdict`] rules say, and as the breaker's
 ///   [`failure_statuses`](BreakerConfig::failure_statuses) say; a cost model's
 ///   [`Inspection::permanent`] makes the response final, its [`Inspection::exhausted`] pauses
 ///   only that dimension.
@@ -165,6 +165,8 @@ pub trait Classifier: Send + Sync + 'static {
 /// assert_eq!(hang_up.verdict, Verdict::RetryIfSafe);
 /// assert_eq!(hang_up.breaker, Outcome::Failure);
 /// ```
+///
+/// This type is frozen: a unit value; the crate's rules change in its `assess`, not its shape.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DefaultClassifier;
 

@@ -221,6 +221,7 @@ impl Booked {
 ///
 /// Call [`settle`](Settlement::settle) with the real cost once it is known — now, or later
 /// from a wrapped streaming body. Dropped without it, the estimate stands.
+#[non_exhaustive]
 pub struct Settlement {
     committed: Committed,
 }

@@ -59,6 +59,7 @@ use crate::throttle::ThrottleBuilder;
 /// A duration written as `"30s"`, `"1m30s"`, `"250ms"` or a number of seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "DurationText")]
+#[non_exhaustive]
 pub struct ConfigDuration(pub Duration);
 
 #[derive(Deserialize)]
@@ -96,6 +97,7 @@ impl<'de> Deserialize<'de> for Rate {
 /// the policy it is applied to ([`RetryPolicy::default`], or the preset's retry policy).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RetryConfig {
     /// Retries per request.
     pub max_retries: Option<u32>,
@@ -174,6 +176,7 @@ impl RetryConfig {
 /// applied to ([`BreakerConfig::default`] unless the policy has none).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BreakerSettings {
     /// `false` removes the breaker.
     pub enabled: Option<bool>,
@@ -271,6 +274,7 @@ impl Preset {
 /// [`Policy::default`], or of the `preset`'s policy.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct PolicyConfig {
     /// The LLM preset to start from, `"openai"` or `"anthropic"` (`llm` feature): it brings the
     /// cost model a token limit needs.
@@ -415,6 +419,7 @@ impl<'de> Deserialize<'de> for BreakerConfig {
 /// A whole throttle as written in a file.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ThrottleConfig {
     /// The policy for hosts no rule matches.
     pub default: Option<PolicyConfig>,

@@ -16,6 +16,7 @@ use std::sync::Arc;
 /// assert_eq!(LaneKey::for_url(&url).unwrap().as_str(), "https://api.github.com:443");
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct LaneKey(Arc<str>);
 
 impl LaneKey {

@@ -183,7 +183,7 @@ proptest! {
         headers.insert("x-ratelimit-remaining-tokens", HeaderValue::from(remaining));
         let go = go_format(reset);
         headers.insert("x-ratelimit-reset-tokens", HeaderValue::from_bytes(go.as_bytes()).map_err(|e| TestCaseError::fail(e.to_string()))?);
-        let expected = Window { limit: Some(limit), remaining: Some(remaining), reset_in: Some(reset) };
+        let expected = Window::new(Some(limit), Some(remaining), Some(reset));
         prop_assert_eq!(openai_limits(&headers).and_then(|l| l.tokens), Some(expected));
         prop_assert_eq!(rate_limits(&headers, at(0)).and_then(|l| l.tokens), Some(expected));
     }

@@ -10,6 +10,7 @@ use super::transition::BreakerState;
 
 /// A call refused by the breaker: fail fast, without touching the network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rejected {
     /// `Open`, or `HalfOpen` when all probe slots are taken.
     pub state: BreakerState,
@@ -53,6 +54,7 @@ impl std::error::Error for Rejected {}
 /// Dropping it unrecorded records nothing; if it held a half-open probe slot, the slot is
 /// released (a cancelled probe must not wedge the breaker).
 #[must_use = "hand the admission back to Breaker::record with the call's outcome"]
+#[non_exhaustive]
 pub struct Admission {
     /// Address of the breaker's shared state: an admission recorded on another breaker is ignored.
     pub(super) breaker: usize,

@@ -21,6 +21,8 @@ pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
 /// assert_eq!(config.classify_status(StatusCode::NOT_FOUND), Outcome::Success);
 /// assert_eq!(config.classify_status(StatusCode::TOO_MANY_REQUESTS), Outcome::Ignored);
 /// ```
+///
+/// This type is frozen: an attempt succeeded, failed, or does not count, and nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Outcome {
     /// The service answered: closes a half-open breaker, resets the consecutive-failure count.
@@ -34,6 +36,7 @@ pub enum Outcome {
 
 /// The sliding window over which [`BreakerConfig::failure_rate`] is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum FailureWindow {
     /// The last `n` calls (1 ..= [`MAX_COUNT_WINDOW`]).
     Count(u32),
@@ -45,6 +48,7 @@ pub enum FailureWindow {
 
 /// A failure-rate trip condition: see [`BreakerConfig::failure_rate`].
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct FailureRate {
     /// Fraction of failed calls, in `(0, 1]`, at or above which the breaker trips.
     pub threshold: f64,
@@ -86,6 +90,7 @@ pub struct FailureRate {
 /// assert!(config.validate().is_ok());
 /// ```
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct BreakerConfig {
     consecutive_failures: Option<u32>,
     failure_rate: Option<FailureRate>,
@@ -129,6 +134,7 @@ fn default_failure_statuses() -> Vec<StatusCode> {
 impl BreakerConfig {
     /// Trip after `n` failures in a row (default 5): the `n`-th trips, the `n - 1`-th does not.
     /// A success in between starts the count again; an [`Outcome::Ignored`] does not.
+    #[must_use]
     pub fn consecutive_failures(mut self, n: u32) -> Self {
         self.consecutive_failures = Some(n);
         self
@@ -136,6 +142,7 @@ impl BreakerConfig {
 
     /// Do not trip on consecutive failures; only the [`failure_rate`](Self::failure_rate)
     /// condition (which must then be set) trips the breaker.
+    #[must_use]
     pub fn without_consecutive_failures(mut self) -> Self {
         self.consecutive_failures = None;
         self
@@ -144,6 +151,7 @@ impl BreakerConfig {
     /// Also trip when at least `threshold` (a fraction in `(0, 1]`: 0.5 is 50 %) of the calls
     /// in `window` failed, once the window holds at least `min_calls` calls. Off by default.
     /// Either condition trips the breaker.
+    #[must_use]
     pub fn failure_rate(mut self, threshold: f64, window: FailureWindow, min_calls: u32) -> Self {
         self.failure_rate = Some(FailureRate {
             threshold,
@@ -155,6 +163,7 @@ impl BreakerConfig {
 
     /// Stay open for `base` after a first trip, doubling on each repeated trip (a failed probe,
     /// or a trip within [`healthy_after`](Self::healthy_after) of the last close), capped at `max`.
+    #[must_use]
     pub fn open_for(mut self, base: Duration, max: Duration) -> Self {
         self.open_base = base;
         self.open_max = max;
@@ -164,6 +173,7 @@ impl BreakerConfig {
     /// Shorten each open period by a random fraction of up to `fraction` (in `[0, 1]`), so many
     /// clients that tripped together spread their probes. The period never exceeds the nominal
     /// one (and so never the `max` of [`open_for`](Self::open_for)).
+    #[must_use]
     pub fn jitter(mut self, fraction: f64) -> Self {
         self.jitter = fraction;
         self
@@ -171,12 +181,14 @@ impl BreakerConfig {
 
     /// After this long closed, past trips are forgotten: the next trip opens for the base
     /// duration again.
+    #[must_use]
     pub fn healthy_after(mut self, d: Duration) -> Self {
         self.healthy_after = d;
         self
     }
 
     /// How many probe calls a half-open breaker lets through at a time (default 1).
+    #[must_use]
     pub fn half_open_probes(mut self, n: u32) -> Self {
         self.half_open_probes = n;
         self
@@ -184,6 +196,7 @@ impl BreakerConfig {
 
     /// How many successful probes close a half-open breaker (default 1). Any failed probe
     /// reopens it.
+    #[must_use]
     pub fn successes_to_close(mut self, n: u32) -> Self {
         self.successes_to_close = n;
         self
@@ -192,12 +205,14 @@ impl BreakerConfig {
     /// A probe neither recorded nor dropped within `d` counts as failed: the breaker reopens
     /// instead of waiting half-open forever on a hung call. Default 60 s; raise it for services
     /// whose healthy answers take longer (LLM completions).
+    #[must_use]
     pub fn probe_timeout(mut self, d: Duration) -> Self {
         self.probe_timeout = Some(d);
         self
     }
 
     /// Wait for probes as long as they take (only recording or dropping them ends them).
+    #[must_use]
     pub fn without_probe_timeout(mut self) -> Self {
         self.probe_timeout = None;
         self
@@ -205,6 +220,7 @@ impl BreakerConfig {
 
     /// The statuses that count as failures, replacing the default 408, 500, 502, 503, 504.
     /// 429 may not be listed (see [`validate`](Self::validate)).
+    #[must_use]
     pub fn failure_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
         let mut statuses: Vec<StatusCode> = statuses.into_iter().collect();
         statuses.sort_unstable();

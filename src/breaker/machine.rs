@@ -23,6 +23,7 @@ type Listener = Box<dyn Fn(&Transition) + Send + Sync>;
 ///
 /// `Send + Sync`; share it through an `Arc`. Callbacks are added with `&mut self`
 /// ([`on_transition`](Self::on_transition)) before sharing.
+#[non_exhaustive]
 pub struct Breaker {
     pub(super) shared: Arc<Shared>,
     /// Sanitized: every field valid, so the state machine needs no error paths.

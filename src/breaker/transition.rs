@@ -8,6 +8,8 @@ use std::time::Duration;
 pub(super) const TARGET: &str = "reqwest_throttle::breaker";
 
 /// The state of a breaker as callers see it.
+///
+/// This type is frozen: a circuit breaker has exactly these three states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BreakerState {
     /// Calls flow; outcomes are counted.
@@ -91,6 +93,7 @@ impl fmt::Display for TransitionReason {
 /// Forced states report as their plain counterparts (`Open`, `Closed`), so a change of mode
 /// only (timed open → held open) is a transition from `Open` to `Open`; `reason` tells them apart.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Transition {
     /// The state left.
     pub from: BreakerState,

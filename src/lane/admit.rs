@@ -21,9 +21,10 @@ use crate::booker::{Booked, SharedTurn};
 use crate::breaker::Admission;
 use crate::cost::Settlement;
 use crate::error::Error;
-use crate::limiter::{Blocked, Booking, Budget, Commitment, Cost, Reservation, Waited};
+use crate::limiter::{
+    sleep_exactly_until, Blocked, Booking, Budget, Commitment, Cost, Reservation, Waited,
+};
 use crate::rollout::Side;
-use crate::time::sleep_exactly_until;
 
 impl Lane {
     /// The request's turn for its next attempt: waited for when it is enforced, taken at once

@@ -90,6 +90,7 @@ pub enum Accounting {
 /// response unread would keep its over-estimate booked, so an answer that is already here
 /// is settled at once.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct TokenCost {
     accounting: Accounting,
     usage_body_limit: usize,

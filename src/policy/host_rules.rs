@@ -36,6 +36,7 @@ use super::{Policy, PolicyError};
 /// # Ok::<(), reqwest_throttle::PolicyError>(())
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct HostRules {
     /// By `host` or `host:port`, as `Url` writes them.
     exact: HashMap<String, Arc<Policy>>,

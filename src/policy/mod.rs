@@ -34,6 +34,13 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PolicyError {
+    /// `store`: the Redis URL could not be used (the URL itself is not repeated: it may hold a
+    /// password).
+    #[error("store: the Redis URL is not valid ({reason}); expected redis://host:port/db or rediss://…")]
+    StoreUrl {
+        /// What the Redis client said of it.
+        reason: String,
+    },
     /// `breaker`: an invalid circuit-breaker setting.
     #[error("{0}")]
     Breaker(#[from] BreakerConfigError),
@@ -191,6 +198,7 @@ impl PolicyError {
 /// assert!(Policy::new().concurrency(0).validate().is_err());
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Policy {
     /// The request rate (the `Requests` dimension), read directly by the lane.
     pub(crate) rate: Option<Rate>,

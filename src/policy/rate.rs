@@ -21,6 +21,7 @@ use crate::limiter::Limit;
 /// assert!(Rate::per_second(0).validate().is_err());
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Rate {
     count: u64,
     period: Duration,

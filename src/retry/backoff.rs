@@ -31,6 +31,7 @@ use std::time::Duration;
     derive(serde::Deserialize),
     serde(rename_all = "lowercase")
 )]
+#[non_exhaustive]
 pub enum Jitter {
     /// No randomisation: `exp(n)`.
     None,
@@ -59,6 +60,7 @@ type Schedule = dyn Fn() -> Box<dyn Iterator<Item = Duration> + Send> + Send + S
 /// assert_eq!(delays.next_delay(), Some(Duration::from_millis(400)));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Backoff {
     kind: Kind,
     /// The generator every schedule forks its own from, when seeded (see [`Backoff::seed`]).
@@ -209,6 +211,7 @@ impl Backoff {
 }
 
 /// The delays of one request's retries, in order.
+#[non_exhaustive]
 pub struct Delays {
     state: DelayState,
 }

@@ -31,6 +31,7 @@ const SLOTS: usize = 10;
 /// assert_eq!(config.ttl, Duration::from_secs(10));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct RetryBudgetConfig {
     /// Retries allowed per original request in the window (0.2 = 20 %).
     pub ratio: f64,
@@ -59,6 +60,7 @@ struct Slot {
 
 /// A lane's retry budget (see the module doc).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct RetryBudget {
     config: RetryBudgetConfig,
     slots: Mutex<SlidingCounter<SLOTS, Slot>>,

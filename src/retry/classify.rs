@@ -14,6 +14,7 @@ use crate::signals::Signals;
 
 /// How a request may be repeated, judged before it is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Idempotency {
     /// The method is idempotent by RFC 9110 §9.2.2.
     Method,
@@ -63,6 +64,7 @@ impl Idempotency {
 
 /// What an attempt ended with, reduced to what the retry decision needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Attempt {
     /// A response with this status.
     Status(StatusCode),
@@ -129,6 +131,7 @@ impl Attempt {
 
 /// Whether an outcome is worth another attempt, and under which condition.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Verdict {
     /// Not retried: success, a final status or an error another attempt cannot fix.
     Final,

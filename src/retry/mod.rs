@@ -1,7 +1,7 @@
 //! Safe retries: classification, backoff with jitter, a retry budget, and the decision.
 //!
 //! [`RetryPolicy::decide`] is the one place that says whether an attempt is tried again. It
-//! retries only what is worth retrying ([`classify`]) and safe to repeat ([`may_retry`]), only a
+//! retries only what is worth retrying ([`Verdict`]) and safe to repeat ([`Idempotency`]), only a
 //! request whose body can be sent again (a streaming body is sent once), never beyond the retry
 //! count, never into a Retry-After longer than the policy accepts, never past the request's
 //! deadline, and only while the lane's [`RetryBudget`] allows. Everything here is free of
@@ -18,7 +18,8 @@ use tokio::time::Instant;
 
 pub use backoff::{Backoff, Delays, Jitter, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use budget::{RetryBudget, RetryBudgetConfig};
-pub use classify::{classify, is_rate_limited, may_retry, Attempt, Idempotency, Verdict};
+pub use classify::{Attempt, Idempotency, Verdict};
+pub(crate) use classify::{classify, is_rate_limited, may_retry};
 pub(crate) use state::{Answered, RetryState};
 
 /// The default cap on a server-requested delay that is slept on.
@@ -76,6 +77,7 @@ impl Default for RetryPolicy {
 
 /// Why the middleware stops and hands the caller the last outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StopReason {
     /// A success or a status another attempt would not change.
     Final,
@@ -94,6 +96,8 @@ pub enum StopReason {
 }
 
 /// What to do after an attempt.
+///
+/// This type is frozen: a decision is to stop or to wait, and nothing else.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RetryDecision {
     /// Hand the last outcome to the caller.
@@ -104,6 +108,7 @@ pub enum RetryDecision {
 
 /// Everything [`RetryPolicy::decide`] looks at, as plain values.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct AttemptFacts {
     /// How the outcome classifies.
     pub verdict: Verdict,
@@ -122,6 +127,23 @@ pub struct AttemptFacts {
     /// up to [`max_rate_limited_retries`](RetryPolicy::max_rate_limited_retries), and costs no
     /// retry budget (the pace, not the budget, bounds the load).
     pub paced: bool,
+}
+
+impl AttemptFacts {
+    /// The facts of a first attempt that came back as `verdict`, for a request of
+    /// `idempotency` that can be sent again: no retry done yet, no server delay, no deadline,
+    /// not paced. Set the other fields as needed.
+    pub fn new(verdict: Verdict, idempotency: Idempotency) -> AttemptFacts {
+        AttemptFacts {
+            verdict,
+            idempotency,
+            cloneable: true,
+            retries_done: 0,
+            server_delay: None,
+            deadline: None,
+            paced: false,
+        }
+    }
 }
 
 impl RetryPolicy {
@@ -247,15 +269,9 @@ impl RetryPolicy {
     /// let policy = RetryPolicy::new();
     /// let budget = RetryBudget::new(RetryBudgetConfig::default());
     /// let mut delays = policy.delays();
-    /// let facts = AttemptFacts {
-    ///     verdict: Verdict::RetryNotActed, // a 429
-    ///     idempotency: Idempotency::None,  // a POST: safe, the server did not act
-    ///     cloneable: true,
-    ///     retries_done: 0,
-    ///     server_delay: Some(Duration::from_secs(5)),
-    ///     deadline: None,
-    ///     paced: false,
-    /// };
+    /// // A 429 to a POST: safe to retry, the server did not act.
+    /// let mut facts = AttemptFacts::new(Verdict::RetryNotActed, Idempotency::None);
+    /// facts.server_delay = Some(Duration::from_secs(5));
     /// let decision = policy.decide(&facts, &mut delays, &budget, Instant::now());
     /// assert_eq!(decision, RetryDecision::Wait(Duration::from_secs(5)));
     /// # }

@@ -19,6 +19,7 @@ const BUCKETS: usize = (SUB as usize) * (TOP_EXPONENT - SUB_BITS + 1) as usize;
 
 /// The 50th, 95th and 99th percentiles of a set of durations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Percentiles {
     /// The median.
     pub p50: Duration,

@@ -71,6 +71,7 @@ pub const BASIS_POINTS: u16 = 10_000;
 /// # drop(request);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Enforcement {
     /// Throttle this request (wait, refuse, retry).
     Enforce,
@@ -91,6 +92,7 @@ pub enum Enforcement {
 /// # drop(request);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct RolloutKey(String);
 
 impl RolloutKey {

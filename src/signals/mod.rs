@@ -56,6 +56,7 @@ pub use rfc3339::parse_rfc3339;
 /// Fields are independent: which one wins (Retry-After over the `RateLimit` reset, for
 /// instance) is the caller's decision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Signals {
     /// The delay the server asked for (`retry-after-ms`, `x-ms-retry-after-ms`,
     /// `Retry-After`); see [`retry_after`]. May be [`Duration::MAX`]: cap it.

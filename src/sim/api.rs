@@ -37,6 +37,7 @@ use super::stats::{RecordedRequest, SimStats};
 /// # }
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct SimulatedApi {
     inner: Arc<Inner>,
 }

@@ -19,6 +19,7 @@ use super::token_rule::TokenRule;
 /// the first 100 000 requests recorded.
 #[derive(Clone, Debug, Default)]
 #[must_use = "a builder does nothing until `build` is called"]
+#[non_exhaustive]
 pub struct SimulatedApiBuilder {
     config: Config,
 }

@@ -39,6 +39,7 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 /// # }
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct SimServer {
     addr: SocketAddr,
     task: JoinHandle<()>,

@@ -107,6 +107,7 @@ type LaneFilter = dyn Fn(&LaneKey) -> bool + Send + Sync;
 /// uses the same server and prefix. See the [module](self) for what is shared and what happens
 /// when Redis is gone.
 #[must_use]
+#[non_exhaustive]
 pub struct RedisStore {
     client: redis::Client,
     prefix: String,
@@ -138,8 +139,18 @@ impl RedisStore {
     /// the first booking connects). Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout
     /// [`DEFAULT_TIMEOUT`], fall back to the whole limit (set
     /// [`expected_workers`](Self::expected_workers) to your fleet's size).
-    pub fn new(url: &str) -> Result<RedisStore, redis::RedisError> {
-        Ok(RedisStore::from_client(redis::Client::open(url)?))
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// assert!(RedisStore::new("redis://127.0.0.1:6379/").is_ok());
+    /// assert!(RedisStore::new("http://127.0.0.1/").is_err());
+    /// ```
+    pub fn new(url: &str) -> Result<RedisStore, crate::PolicyError> {
+        let client = redis::Client::open(url).map_err(|error| crate::PolicyError::StoreUrl {
+            reason: error.to_string(),
+        })?;
+        Ok(RedisStore::from_client(client))
     }
 
     /// The server `client` connects to.

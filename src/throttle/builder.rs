@@ -13,6 +13,7 @@ use crate::policy::{HostRules, Policy, PolicyError};
 
 /// Builds a [`Throttle`]; every setting is validated by [`build`](ThrottleBuilder::build).
 #[must_use]
+#[non_exhaustive]
 pub struct ThrottleBuilder {
     rules: Result<HostRules, PolicyError>,
     max_lanes: usize,

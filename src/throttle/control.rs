@@ -12,6 +12,7 @@ use crate::rollout::basis_points;
 
 /// Operator controls of one lane's circuit breaker; see [`Throttle::breaker`](crate::Throttle::breaker).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BreakerControl {
     pub(super) lane: Arc<Lane>,
 }
@@ -60,6 +61,7 @@ impl BreakerControl {
 /// The share of a policy's requests that is enforced, changed at runtime without a rebuild;
 /// see [`Throttle::rollout`](crate::Throttle::rollout) and [`crate::rollout`].
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RolloutControl {
     pub(super) basis_points: Arc<AtomicU16>,
 }

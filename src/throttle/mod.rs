@@ -64,6 +64,7 @@ struct Inner {
 /// # Ok::<(), reqwest_throttle::PolicyError>(())
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Throttle {
     inner: Arc<Inner>,
 }

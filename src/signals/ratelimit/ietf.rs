@@ -42,6 +42,7 @@ pub fn ietf_legacy_limits(headers: &HeaderMap, now: SystemTime) -> Option<RateLi
 /// One quota policy from the IETF `RateLimit` field, joined with its `RateLimit-Policy`
 /// entry (same name and, if both carry one, same partition key).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct IetfServiceLimit {
     /// The policy's name (the list item, a String or a Token).
     pub policy: String,

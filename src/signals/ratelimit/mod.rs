@@ -35,6 +35,7 @@ pub use openai::openai_limits;
 
 /// Which convention a set of rate-limit headers follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeaderFamily {
     /// OpenAI and Azure OpenAI: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
     OpenAi,
@@ -51,6 +52,7 @@ pub enum HeaderFamily {
 
 /// One rate-limit dimension as the server announced it. Any field may be missing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Window {
     /// The quota of the current window.
     pub limit: Option<u64>,
@@ -62,6 +64,27 @@ pub struct Window {
 }
 
 impl Window {
+    /// A window announcing `limit`, `remaining` and `reset_in` (each possibly unknown).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::signals::Window;
+    ///
+    /// let window = Window::new(Some(60), Some(0), Some(Duration::from_secs(20)));
+    /// assert_eq!(window.remaining, Some(0));
+    /// ```
+    pub const fn new(
+        limit: Option<u64>,
+        remaining: Option<u64>,
+        reset_in: Option<Duration>,
+    ) -> Window {
+        Window {
+            limit,
+            remaining,
+            reset_in,
+        }
+    }
+
     /// `Some(self)` when at least one field is known.
     fn known(self) -> Option<Window> {
         (self != Window::default()).then_some(self)
@@ -70,6 +93,7 @@ impl Window {
 
 /// The rate limits a response announced, per dimension.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RateLimits {
     /// Which header convention they were read from.
     pub family: HeaderFamily,
