@@ -7,8 +7,7 @@
 mod budget;
 mod gcra;
 mod ledger;
-pub mod pace;
-pub mod shape;
+pub(crate) mod pace;
 
 pub use budget::{
     Blocked, Booking, Budget, Commitment, Cost, Dimension, Limit, Reservation, Waited,
