@@ -503,8 +503,8 @@ mod tests {
     }
 
     /// OpenAI-shaped limits of 20 requests/s (burst 10) and 1 000 tokens/s (burst 1 000),
-    /// announced with resets like `50ms`: learned as such, not as per-minute limits (which
-    /// stalled the lane at a sixtieth of the server's rate).
+    /// announced with resets like `50ms`: learned as such, whatever the bucket's period, not
+    /// as per-minute limits.
     #[test]
     fn resets_are_read_as_the_time_until_the_bucket_is_full() {
         let mut learner = PaceLearner::new(PaceConfig {
@@ -549,8 +549,8 @@ mod tests {
     }
 
     /// OpenAI's headers over a clock-aligned minute window (RPM 30): `remaining` falls while
-    /// the announced end stays put. Read as a bucket, the refill grew as the window ran out
-    /// and the lane was refused near its end; read as a window, the lane paces at 30 per
+    /// the announced end stays put. Read as a bucket, the refill would grow as the window runs
+    /// out and the lane be refused near its end; read as a window, the lane paces at 30 per
     /// minute and the budget is told that nothing refills before the end.
     #[test]
     fn a_window_in_a_buckets_headers_is_paced_as_a_window() {

@@ -17,8 +17,9 @@
 //!
 //! - One decrease per congestion: refusals of attempts that left before the last decrease are
 //!   answers to the rate already given up.
-//! - A configured rate is never exceeded; its first refusal only stops the lane bursting (the
-//!   server allows less burst than was assumed), and later ones decrease it by 3 %.
+//! - A configured rate is never exceeded. Refused, a lane at a configured rate first stops
+//!   bursting (the server allows less burst than was assumed); refused without bursting, it
+//!   slows by 3 % only (the documented rate was a little optimistic, or the clocks disagree).
 //! - Idle time does not advance the curve: a lane resumes where it stood.
 
 use std::time::Duration;

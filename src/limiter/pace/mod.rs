@@ -33,6 +33,8 @@
 //! - Every wait it derives from a server value (a cooldown, a pace's interval) is at most the
 //!   configured cap ([`PaceConfig::max_wait`]), whatever the server sent.
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use self::bucket::{is_bucket, Buckets};
@@ -59,7 +61,8 @@ mod protocol;
 mod refusal;
 mod window;
 
-/// The quota of the server's window, from one source at a time.
+/// The quota of the server's window, from one source at a time: headers that name a quota
+/// replace a guess, and a refusal with Retry-After after announced headers starts a guess anew.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Quota {
     /// Announced by a window's headers.
@@ -89,7 +92,7 @@ impl Quota {
     }
 
     /// The window's length (or the cycle a guess counts over), if known.
-    fn length(&self) -> Option<std::time::Duration> {
+    fn length(&self) -> Option<Duration> {
         match self {
             Quota::FromHeaders(window) => Some(window.length),
             Quota::FromRefusals(phase) => phase.length(),
@@ -214,12 +217,8 @@ impl PaceLearner {
                 && pause.dimension.is_none()
                 && observation.limits.is_none()
             {
-                if self
-                    .pacing
-                    .config()
-                    .configured(Dimension::Requests)
-                    .is_some()
-                {
+                let configured = self.pacing.config().configured(Dimension::Requests);
+                if configured.is_some() {
                     // A documented rate is close: only its burst (or a hair of its rate) was
                     // too much.
                     self.back_off(departed, now, &mut actions);
@@ -280,7 +279,7 @@ impl PaceLearner {
     fn learn_from_refusal(
         &mut self,
         departed: Instant,
-        delay: std::time::Duration,
+        delay: Duration,
         now: Instant,
         actions: &mut Actions,
     ) {
