@@ -52,10 +52,7 @@ fn admitted(c: &mut Criterion) {
     let budget = Budget::new();
     budget.set_limit(
         Dimension::Requests,
-        Some(Limit {
-            interval: Duration::from_nanos(1),
-            burst: 1_000_000_000,
-        }),
+        Some(Limit::new(Duration::from_nanos(1), 1_000_000_000)),
     );
     let cost = Cost::requests(1);
     group.bench_function("budget_reserve_settle", |b| {
@@ -101,10 +98,7 @@ fn refused(c: &mut Criterion) {
     let budget = Budget::new();
     budget.set_limit(
         Dimension::Requests,
-        Some(Limit {
-            interval: Duration::from_secs(3_600),
-            burst: 1,
-        }),
+        Some(Limit::new(Duration::from_secs(3_600), 1)),
     );
     let cost = Cost::requests(1);
     budget

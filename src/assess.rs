@@ -18,7 +18,7 @@ use http::StatusCode;
 
 use crate::breaker::{BreakerConfig, Outcome as BreakerOutcome};
 use crate::cost::Inspection;
-use crate::limiter::pace::{Answer, Pause};
+pub use crate::limiter::pace::{Answer, Pause};
 use crate::retry::{classify, is_rate_limited, Answered, Attempt, Verdict};
 use crate::signals::Signals;
 
@@ -67,9 +67,8 @@ impl Assessment {
     /// (the struct is non-exhaustive so that fields can be added).
     ///
     /// ```
-    /// use reqwest_throttle::assess::Assessment;
+    /// use reqwest_throttle::assess::{Answer, Assessment};
     /// use reqwest_throttle::breaker::Outcome;
-    /// use reqwest_throttle::limiter::pace::Answer;
     /// use reqwest_throttle::retry::{Attempt, Verdict};
     ///
     /// let ok = Assessment::new(Attempt::Status(http::StatusCode::OK), Verdict::Final, Outcome::Success, Answer::Accepted);

@@ -37,6 +37,30 @@
 //!
 //! Configuration errors ([`PolicyError`]) come from [`ThrottleBuilder::build`], once; the
 //! runtime [`Error`] is only what handling a request can meet.
+//!
+//! # How a request goes through
+//!
+//! ```text
+//! Throttle::handle(req)
+//!   lane = lanes.lane_for(&req)            a lane per key (host, API key, model), bounded
+//!   plan = lane.cost_of(&req, ext)         cost, deadline, enforced or shadowed, retry state
+//!   loop {
+//!     ticket = lane.admit(&plan)           breaker, booking (this process's budget or the
+//!                                          store's), cooldown, concurrency slots; a shadowed
+//!                                          request's turn is recorded, never waited on
+//!     (resp, a) = ticket.send(req, next)   one assessment from the lane's classifier; the pace
+//!                                          learner, the breaker and the counters act on it
+//!     plan.decide(&a)                      return, or sleep and try again
+//!   }
+//! ```
+//!
+//! Rate comes before concurrency (a task never holds a slot while it waits for rate), a retry
+//! books again, a 429 or 503 pauses the whole lane, and a request dropped at any point gives
+//! back everything it held. The algorithms live below the middleware and know nothing of it:
+//! [`limiter`] (GCRA cells, budgets of several dimensions, reservations, the server's charge
+//! per estimated unit, departures spaced as sent, and the pace learner), [`signals`] (server
+//! headers parsed into plain values), [`retry`] (classification, backoff with jitter, the retry
+//! budget), [`breaker`] and [`rollout`].
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]

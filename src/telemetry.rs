@@ -31,7 +31,7 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 use crate::key::LaneKey;
-use crate::lane::Foresight;
+use crate::rollout::Foresight;
 
 /// How many distinct `host` labels are used before further hosts are labelled `other`.
 #[cfg_attr(not(feature = "metrics"), allow(dead_code))]

@@ -70,10 +70,7 @@ fn steps(max_cost: u64, with_set_rate: bool) -> impl Strategy<Value = Vec<Step>>
 }
 
 fn limit(phase: Phase) -> Limit {
-    Limit {
-        interval: Duration::from_nanos(phase.interval),
-        burst: phase.burst,
-    }
+    Limit::new(Duration::from_nanos(phase.interval), phase.burst)
 }
 
 /// The cost of a reservation of `units`: requests only, or one request and `units` tokens.

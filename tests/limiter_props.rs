@@ -528,7 +528,7 @@ proptest! {
             // 100 ms per unit: 10/s.
             let interval = Duration::from_millis(100);
             let budget = Budget::new();
-            budget.set_limit(Dimension::Requests, Some(Limit { interval, burst }));
+            budget.set_limit(Dimension::Requests, Some(Limit::new(interval, burst)));
             let epoch = tokio::time::Instant::now();
             let t = interval.as_nanos() as u64;
             let mut live = Vec::new();

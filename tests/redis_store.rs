@@ -200,14 +200,8 @@ async fn the_script_books_exactly_as_the_in_memory_gcra() {
     let probe = store(&server, "exact").__probe();
     // 10 requests/s with a burst of 3; 1 000 tokens/s with a burst of 1 000 (oversized costs
     // become debt, as in memory: the probe books nothing strictly).
-    let requests = Limit {
-        interval: Duration::from_millis(100),
-        burst: 3,
-    };
-    let tokens = Limit {
-        interval: Duration::from_millis(1),
-        burst: 1_000,
-    };
+    let requests = Limit::new(Duration::from_millis(100), 3);
+    let tokens = Limit::new(Duration::from_millis(1), 1_000);
     let limits = [Some(requests), Some(tokens), None, None];
     let mut reference = Reference {
         cells: [
@@ -699,10 +693,7 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     let probe = store(&server, "holes").__probe();
     // 10 requests/s, burst 1: bookings made at once are 100 ms apart.
     let limits = [
-        Some(Limit {
-            interval: Duration::from_millis(100),
-            burst: 1,
-        }),
+        Some(Limit::new(Duration::from_millis(100), 1)),
         None,
         None,
         None,

@@ -45,7 +45,6 @@ mod rollout;
 mod ticket;
 
 pub(crate) use plan::{Plan, Then};
-pub(crate) use rollout::Foresight;
 
 /// Counters of one lane, updated without locks.
 #[derive(Debug, Default)]

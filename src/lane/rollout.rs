@@ -24,7 +24,8 @@ use crate::limiter::{Blocked, Booking, Budget, Cost, Dimension};
 use crate::policy::Policy;
 use crate::retry::RetryBudget;
 use crate::rollout::{
-    Comparison, Enforcement, Outcome, RolloutKey, RolloutStats, Side, WouldRefuse, BASIS_POINTS,
+    Comparison, Enforcement, Foresight, Outcome, RolloutKey, RolloutStats, Side, WouldRefuse,
+    BASIS_POINTS,
 };
 
 /// A lane's part in a rollout: the comparison's counters and the shadow budgets.
@@ -34,19 +35,6 @@ pub(crate) struct LaneRollout {
     budget: Arc<Budget>,
     /// The retries it would have spent on them.
     retry_budget: RetryBudget,
-}
-
-/// What the throttle would have done to a shadowed request before sending it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Foresight {
-    /// How long it would have waited for its turn (rate or cooldown); `None` when refused.
-    pub wait: Option<Duration>,
-    /// Why it would have been refused, if it would have been.
-    pub refused: Option<WouldRefuse>,
-    /// It found no free concurrency slot.
-    pub queued_for_slot: bool,
-    /// The lane's budget was charged for it when it left (it could have left at once).
-    pub charged: bool,
 }
 
 impl LaneRollout {

@@ -115,7 +115,7 @@ pub(super) enum Booked {
 /// use reqwest_throttle::limiter::{Budget, Cost, Dimension, Limit};
 ///
 /// let budget = Budget::new();
-/// budget.set_limit(Dimension::Requests, Some(Limit { interval: Duration::from_millis(100), burst: 1 }));
+/// budget.set_limit(Dimension::Requests, Some(Limit::new(Duration::from_millis(100), 1)));
 ///
 /// let first = budget.reserve(&Cost::requests(1), None).unwrap();
 /// let second = budget.reserve(&Cost::requests(1), None).unwrap();
@@ -130,6 +130,7 @@ pub(super) enum Booked {
 /// # }
 /// ```
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Budget {
     epoch: Epoch,
     state: Mutex<State>,
@@ -312,7 +313,7 @@ impl Budget {
     /// let budget = Budget::new();
     /// // 900 tokens per minute: one every 66.7 ms.
     /// let interval = Duration::from_secs(60) / 900;
-    /// budget.set_limit(Dimension::Tokens, Some(Limit { interval, burst: 900 }));
+    /// budget.set_limit(Dimension::Tokens, Some(Limit::new(interval, 900)));
     /// // The window ends in 30 s with 100 left: 450 would refill by then, so 350 are owed.
     /// let end = Instant::now() + Duration::from_secs(30);
     /// assert_eq!(budget.sync_until(Dimension::Tokens, 100, Some(end), 1), 1_250);

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// One thing a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum Dimension {
     /// Requests sent.
     Requests,
@@ -64,6 +65,7 @@ pub(super) const DIMENSIONS: usize = Dimension::ALL.len();
 /// assert_eq!(Cost::default(), Cost::requests(1));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Cost {
     units: [u64; DIMENSIONS],
 }
@@ -113,11 +115,27 @@ impl Default for Cost {
 
 /// A rate for one dimension of a budget, as the GCRA sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limit {
     /// How long one unit occupies the dimension (period / rate).
     pub interval: Duration,
     /// How many units may go at once.
     pub burst: u64,
+}
+
+impl Limit {
+    /// One unit per `interval`, `burst` at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::limiter::Limit;
+    ///
+    /// let ten_per_second = Limit::new(Duration::from_millis(100), 10);
+    /// assert_eq!(ten_per_second.burst, 10);
+    /// ```
+    pub const fn new(interval: Duration, burst: u64) -> Limit {
+        Limit { interval, burst }
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +151,7 @@ impl Limit {
 
 /// Why a reservation could not be made within the time allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Blocked {
     /// The dimension's rate: the slot is `wait` away.
     Rate {

@@ -37,6 +37,7 @@ pub type Nanos = u64;
 ///
 /// Keep it to [`refund`](Gcra::refund) later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Grant {
     /// The instant (nanoseconds since the epoch) at which the reserved units may be used.
     pub ready_at: Nanos,
@@ -64,6 +65,7 @@ pub struct Grant {
 /// assert_eq!(cell.reserve(1, now).ready_at, 100_000_000);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Gcra {
     /// Emission interval `T`: nanoseconds one unit occupies. Never zero.
     interval: Nanos,

@@ -12,8 +12,7 @@ mod reservation;
 
 mod gcra;
 mod ledger;
-pub mod pace;
-pub mod shape;
+pub(crate) mod pace;
 
 pub use budget::Budget;
 pub use cost::{Blocked, Cost, Dimension, Limit};

@@ -125,6 +125,7 @@ impl Budget {
 /// was cancelled while waiting leaves nothing behind.
 #[derive(Debug)]
 #[must_use = "a reservation gives its units back when dropped"]
+#[non_exhaustive]
 pub struct Reservation {
     budget: Arc<Budget>,
     cost: Cost,
@@ -248,6 +249,7 @@ impl Drop for Relay<'_> {
 
 /// How a [`Reservation::wait`] ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Waited {
     /// At the reserved slot.
     OnTime,
@@ -258,6 +260,8 @@ pub enum Waited {
 }
 
 /// The outcome of [`Budget::acquire`].
+///
+/// This type is frozen: a booking can leave now or must wait, and nothing else.
 #[derive(Debug)]
 pub enum Booking {
     /// The units may leave now; they are already counted as used.
@@ -272,6 +276,7 @@ pub enum Booking {
 /// Dropped without that, the estimate stands. It holds no reference to its budget, so the
 /// common case (nothing to reconcile) costs nothing.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Commitment {
     cost: Cost,
     grants: Grants,

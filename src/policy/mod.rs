@@ -36,7 +36,9 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 pub enum PolicyError {
     /// `store`: the Redis URL could not be used (the URL itself is not repeated: it may hold a
     /// password).
-    #[error("store: the Redis URL is not valid ({reason}); expected redis://host:port/db or rediss://…")]
+    #[error(
+        "store: the Redis URL is not valid ({reason}); expected redis://host:port/db or rediss://…"
+    )]
     StoreUrl {
         /// What the Redis client said of it.
         reason: String,

@@ -160,18 +160,6 @@ pub fn is_rate_limited(status: StatusCode, signals: &Signals) -> bool {
 }
 
 /// Classifies an attempt (see the module doc). `x-should-retry` overrides the status.
-///
-/// ```
-/// use http::StatusCode;
-/// use reqwest_throttle::retry::{classify, Attempt, Verdict};
-/// use reqwest_throttle::signals::Signals;
-///
-/// let none = Signals::default();
-/// assert_eq!(classify(Attempt::Status(StatusCode::TOO_MANY_REQUESTS), &none), Verdict::RetryNotActed);
-/// assert_eq!(classify(Attempt::Status(StatusCode::BAD_GATEWAY), &none), Verdict::RetryIfSafe);
-/// assert_eq!(classify(Attempt::Status(StatusCode::NOT_FOUND), &none), Verdict::Final);
-/// assert_eq!(classify(Attempt::ConnectError, &none), Verdict::RetryNotActed);
-/// ```
 pub fn classify(attempt: Attempt, signals: &Signals) -> Verdict {
     let by_status = match attempt {
         Attempt::ConnectError => return Verdict::RetryNotActed,
@@ -217,6 +205,16 @@ pub fn may_retry(verdict: Verdict, idempotency: Idempotency, opt_in: bool) -> bo
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn statuses_and_transport_failures_classify() {
+        let none = Signals::default();
+        let status = |code: u16| Attempt::Status(StatusCode::from_u16(code).unwrap());
+        assert_eq!(classify(status(429), &none), Verdict::RetryNotActed);
+        assert_eq!(classify(status(502), &none), Verdict::RetryIfSafe);
+        assert_eq!(classify(status(404), &none), Verdict::Final);
+        assert_eq!(classify(Attempt::ConnectError, &none), Verdict::RetryNotActed);
+    }
 
     #[test]
     fn a_hang_up_anywhere_in_the_source_chain_is_a_disconnection() {

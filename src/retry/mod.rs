@@ -18,8 +18,8 @@ use tokio::time::Instant;
 
 pub use backoff::{Backoff, Delays, Jitter, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP};
 pub use budget::{RetryBudget, RetryBudgetConfig};
-pub use classify::{Attempt, Idempotency, Verdict};
 pub(crate) use classify::{classify, is_rate_limited, may_retry};
+pub use classify::{Attempt, Idempotency, Verdict};
 pub(crate) use state::{Answered, RetryState};
 
 /// The default cap on a server-requested delay that is slept on.
@@ -48,6 +48,7 @@ pub const DEFAULT_MAX_RATE_LIMITED_RETRIES: u32 = 10;
 /// assert_eq!(retry.configured_max_retries(), 5);
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     max_retries: u32,
     backoff: Backoff,

@@ -236,6 +236,19 @@ impl Side {
     }
 }
 
+/// What the throttle would have done to a shadowed request before sending it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Foresight {
+    /// How long it would have waited for its turn (rate or cooldown); `None` when refused.
+    pub wait: Option<std::time::Duration>,
+    /// Why it would have been refused, if it would have been.
+    pub refused: Option<WouldRefuse>,
+    /// It found no free concurrency slot.
+    pub queued_for_slot: bool,
+    /// The lane's budget was charged for it when it left (it could have left at once).
+    pub charged: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

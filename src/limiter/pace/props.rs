@@ -8,13 +8,11 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use reqwest_throttle::limiter::pace::{
-    Action, Actions, Answer, InFlight, Observation, PaceConfig, PaceLearner, Pause,
-};
-use reqwest_throttle::limiter::{Gcra, Limit};
-use reqwest_throttle::signals::{HeaderFamily, RateLimits, Window};
-use reqwest_throttle::Dimension;
 use tokio::time::Instant;
+
+use super::{Action, Actions, Answer, InFlight, Observation, PaceConfig, PaceLearner, Pause};
+use crate::limiter::{Dimension, Gcra, Limit};
+use crate::signals::{HeaderFamily, RateLimits, Window};
 
 fn config(configured: Option<Limit>, cap: Duration) -> PaceConfig {
     let mut limits = [None; 4];
