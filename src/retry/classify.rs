@@ -213,7 +213,10 @@ mod tests {
         assert_eq!(classify(status(429), &none), Verdict::RetryNotActed);
         assert_eq!(classify(status(502), &none), Verdict::RetryIfSafe);
         assert_eq!(classify(status(404), &none), Verdict::Final);
-        assert_eq!(classify(Attempt::ConnectError, &none), Verdict::RetryNotActed);
+        assert_eq!(
+            classify(Attempt::ConnectError, &none),
+            Verdict::RetryNotActed
+        );
     }
 
     #[test]
