@@ -35,11 +35,27 @@ impl LaneKey {
 
     /// Appends the default key of `url` to `buffer`; `None` (and nothing written) without a host.
     pub(crate) fn write_url_key(buffer: &mut String, url: &reqwest::Url) -> Option<()> {
-        use std::fmt::Write;
         let host = url.host_str()?;
         let port = url.port_or_known_default().unwrap_or(0);
-        // Writing to a String cannot fail.
-        let _ = write!(buffer, "{}://{host}:{port}", url.scheme());
+        // Pushed piece by piece: the formatting machinery costs more than the lookup it serves.
+        buffer.push_str(url.scheme());
+        buffer.push_str("://");
+        buffer.push_str(host);
+        buffer.push(':');
+        let mut digits = [0u8; 5];
+        let mut start = digits.len();
+        let mut rest = port;
+        loop {
+            start -= 1;
+            digits[start] = b'0' + (rest % 10) as u8;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        for &digit in &digits[start..] {
+            buffer.push(char::from(digit));
+        }
         Some(())
     }
 
@@ -100,5 +116,33 @@ impl fmt::Display for LaneKey {
 impl fmt::Debug for LaneKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_key_is_scheme_host_and_port() {
+        for (url, key) in [
+            ("https://api.example.com/v1", "https://api.example.com:443"),
+            ("http://example.com", "http://example.com:80"),
+            ("http://127.0.0.1:9/", "http://127.0.0.1:9"),
+            ("http://[::1]:8080/x", "http://[::1]:8080"),
+            ("http://h:65535", "http://h:65535"),
+            ("http://h:10000", "http://h:10000"),
+            ("foo://h/", "foo://h:0"),
+        ] {
+            let url: reqwest::Url = url.parse().expect("a URL");
+            let mut buffer = String::from("left over");
+            buffer.clear();
+            assert_eq!(LaneKey::write_url_key(&mut buffer, &url), Some(()));
+            assert_eq!(buffer, key);
+        }
+        let no_host: reqwest::Url = "data:text/plain,hi".parse().expect("a URL");
+        let mut buffer = String::new();
+        assert_eq!(LaneKey::write_url_key(&mut buffer, &no_host), None);
+        assert!(buffer.is_empty());
     }
 }

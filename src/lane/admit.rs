@@ -41,7 +41,7 @@ impl Lane {
             Instant::now()
         };
         let admitted = match plan.side {
-            Side::Enforced => self.wait_turn(plan, global, now).await,
+            Side::Enforced => self.enforced_turn(plan, global, now).await,
             Side::Shadowed => Ok(self.shadow_turn(plan, global, now)),
         };
         match admitted {
@@ -53,15 +53,95 @@ impl Lane {
         }
     }
 
+    /// An enforced request's turn: taken at once when nothing makes it wait, otherwise waited
+    /// for. The waiting is boxed, so that the common turn, which never waits, does not carry
+    /// the waiting's state in every request's future.
+    async fn enforced_turn<'p>(
+        self: &Arc<Self>,
+        plan: &'p Plan<'_>,
+        global: Option<&Arc<Semaphore>>,
+        now: Instant,
+    ) -> Result<Ticket<'p>, Error> {
+        let admission = self.breaker_admission(now)?;
+        match self.turn_now(plan, global, now)? {
+            Now::Go(commitment, permits) => {
+                tracing::Span::current().record("waited_ms", 0u64);
+                self.rollout_admitted(&plan.cost, now);
+                let settlement = Settlement::new(Arc::clone(&self.budget), commitment);
+                Ok(self.depart(plan, Some(settlement), admission, permits, now))
+            }
+            Now::Space(commitment, permits, at) => {
+                let departed = Box::pin(self.space_out(&plan.cost, at)).await;
+                let waited = departed.saturating_duration_since(now);
+                tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
+                self.counters.record_wait(waited);
+                self.rollout_admitted(&plan.cost, now);
+                let settlement = Settlement::new(Arc::clone(&self.budget), commitment);
+                Ok(self.depart(plan, Some(settlement), admission, permits, departed))
+            }
+            Now::Wait => Box::pin(self.wait_turn(plan, global, now, admission)).await,
+        }
+    }
+
+    /// Waits until the spacing as sent lets `cost` leave, from `at` on; returns when it left.
+    async fn space_out(&self, cost: &Cost, mut at: Instant) -> Instant {
+        loop {
+            let leaving = sleep_exactly_until(at).await;
+            match self.budget.depart(cost, leaving) {
+                Ok(()) => return leaving,
+                Err(next) => at = next,
+            }
+        }
+    }
+
+    /// The turn of a request that need not wait: no store to ask, no first contact pending, no
+    /// cooldown, free slots, and a booking (with its departure) that may go now. [`Now::Wait`]
+    /// when any of these fails, having kept nothing: a booking that would wait is given back
+    /// whole, and the waiting way books again.
+    fn turn_now(
+        &self,
+        plan: &Plan<'_>,
+        global: Option<&Arc<Semaphore>>,
+        now: Instant,
+    ) -> Result<Now, Error> {
+        let cost = &plan.cost;
+        if self.booker.is_shared()
+            || !self.first_contact.is_clear()
+            || self.budget.cooldown_until(cost).is_some()
+        {
+            return Ok(Now::Wait);
+        }
+        let (Some(lane_permit), Some(global_permit)) =
+            (try_acquire(self.concurrency.as_ref()), try_acquire(global))
+        else {
+            return Ok(Now::Wait);
+        };
+        self.tick(now);
+        let max_wait = plan
+            .deadline
+            .map(|deadline| deadline.saturating_duration_since(now));
+        match self.budget.acquire(cost, max_wait, now) {
+            Ok(Booking::Ready(commitment)) => {
+                let permits = Permits::new(lane_permit, global_permit);
+                Ok(match self.budget.depart(cost, now) {
+                    Ok(()) => Now::Go(commitment, permits),
+                    Err(at) => Now::Space(commitment, permits, at),
+                })
+            }
+            Ok(Booking::Wait(_given_back)) => Ok(Now::Wait),
+            Err(blocked) => Err(self.refusal(blocked, max_wait)),
+        }
+    }
+
     /// Waits for an enforced request's turn.
     async fn wait_turn<'p>(
         self: &Arc<Self>,
         plan: &'p Plan<'_>,
         global: Option<&Arc<Semaphore>>,
         started: Instant,
+        admission: Option<Admission>,
     ) -> Result<Ticket<'p>, Error> {
         let (cost, deadline) = (&plan.cost, plan.deadline);
-        let admission = self.breaker_admission(started)?;
         let max_wait = deadline.map(|d| d.saturating_duration_since(started));
         let _queued = Gauge::enter(&self.counters.queued);
         self.first_contact.take_turn(deadline).await;
@@ -100,9 +180,8 @@ impl Lane {
             }
             // Keep the spacing as sent: a slot whose timer fired after an earlier one's late
             // departure waits the difference (at most an interval), holding its slots.
-            let mut leaving = Instant::now();
-            while let Err(at) = self.budget.depart(cost, leaving) {
-                leaving = sleep_exactly_until(at).await;
+            if let Err(at) = self.budget.depart(cost, Instant::now()) {
+                self.space_out(cost, at).await;
             }
             // The units leave now: spent even if the caller later drops the request. (A
             // reservation that had to wait is committed only here, so a caller that gave up
@@ -314,6 +393,26 @@ impl Lane {
         };
         tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
         error
+    }
+}
+
+/// What an enforced turn comes to without waiting.
+enum Now {
+    /// Booked and holding its slots: it leaves now.
+    Go(Commitment, Permits),
+    /// Booked and holding its slots, but the spacing as sent holds it until this instant.
+    Space(Commitment, Permits, Instant),
+    /// Something would make it wait: it takes the waiting way.
+    Wait,
+}
+
+/// A free slot of `semaphore`: `Some(None)` when there is no semaphore, `None` when it is full.
+pub(super) fn try_acquire(
+    semaphore: Option<&Arc<Semaphore>>,
+) -> Option<Option<OwnedSemaphorePermit>> {
+    match semaphore {
+        None => Some(None),
+        Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().ok().map(Some),
     }
 }
 

@@ -39,6 +39,12 @@ impl FirstContact {
         }
     }
 
+    /// Whether a request may go without taking a turn: first contact is off, or the lane has
+    /// heard its server.
+    pub(crate) fn is_clear(&self) -> bool {
+        self.wait.is_none() || self.state.load(Ordering::Acquire) == HEARD
+    }
+
     /// Returns at once for the lane's first request and once the lane has heard its server;
     /// otherwise when the first answer arrives, after the configured wait, or at `deadline`,
     /// whichever comes first. Never longer than the configured wait.

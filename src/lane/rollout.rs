@@ -12,9 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use super::admit::try_acquire;
 use super::plan::Plan;
 use super::ticket::{Permits, Ticket};
 use super::Lane;
@@ -244,14 +245,6 @@ impl LaneRollout {
             self.comparison.would_queue_for_slot();
             tracing::debug!(target: "reqwest_throttle", "shadow: would have queued for a concurrency slot");
         }
-    }
-}
-
-/// A free slot of `semaphore`: `Some(None)` when there is no semaphore, `None` when it is full.
-fn try_acquire(semaphore: Option<&Arc<Semaphore>>) -> Option<Option<OwnedSemaphorePermit>> {
-    match semaphore {
-        None => Some(None),
-        Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().ok().map(Some),
     }
 }
 
