@@ -155,7 +155,7 @@ impl RetryConfig {
             policy = policy.retry_non_idempotent(retry);
         }
         if self.budget_ratio.is_some() || self.budget_min_per_sec.is_some() {
-            let current = policy.budget_config();
+            let current = policy.configured_budget();
             let budget = RetryBudgetConfig {
                 ratio: self.budget_ratio.unwrap_or(current.ratio),
                 min_per_sec: self.budget_min_per_sec.unwrap_or(current.min_per_sec),
@@ -223,7 +223,7 @@ impl BreakerSettings {
             config = config.consecutive_failures(n);
         }
         if open_base.is_some() || open_max.is_some() {
-            let (base, max) = config.open_durations();
+            let (base, max) = config.configured_open_for();
             let base = open_base.map_or(base, |d| d.0);
             let max = open_max.map_or(max.max(base), |d| d.0);
             config = config.open_for(base, max);
@@ -361,11 +361,11 @@ impl PolicyConfig {
             policy = policy.first_contact(wait.0);
         }
         if let Some(retry) = self.retry {
-            let retry = retry.apply(policy.retry_policy().clone())?;
+            let retry = retry.apply(policy.configured_retry().clone())?;
             policy = policy.retry(retry);
         }
         if let Some(breaker) = self.breaker {
-            policy = match breaker.apply(policy.breaker_config().cloned())? {
+            policy = match breaker.apply(policy.configured_breaker().cloned())? {
                 Some(config) => policy.breaker(config),
                 None => policy.no_breaker(),
             };
@@ -488,7 +488,7 @@ mod tests {
             github.configured_rate(),
             Some(Rate::per_hour(5_000).burst(100))
         );
-        assert!(github.breaker_config().is_none());
+        assert!(github.configured_breaker().is_none());
         let default = config.default.clone().unwrap().into_policy().unwrap();
         assert_eq!(default.configured_concurrency(), None);
         assert_eq!(
@@ -627,7 +627,7 @@ mod tests {
         let (base, cap, _) = Backoff::default().exponential_settings().unwrap();
         assert_eq!(
             policy
-                .retry_policy()
+                .configured_retry()
                 .configured_backoff()
                 .exponential_settings(),
             Some((base, cap, Jitter::None))
@@ -636,7 +636,7 @@ mod tests {
             toml::from_str(r#"breaker = { consecutive_failures = 2 }"#).unwrap();
         let policy = breaker.into_policy().unwrap();
         assert_eq!(
-            policy.breaker_config(),
+            policy.configured_breaker(),
             Some(&BreakerConfig::default().consecutive_failures(2))
         );
     }
@@ -713,7 +713,7 @@ mod tests {
             .unwrap();
         assert_eq!(
             openai
-                .retry_policy()
+                .configured_retry()
                 .configured_backoff()
                 .exponential_settings(),
             Some((base, cap, Jitter::Equal))

@@ -315,22 +315,22 @@ impl BreakerConfig {
     }
 
     /// The consecutive-failure threshold, or `None` when only the failure rate trips.
-    pub fn consecutive_failure_threshold(&self) -> Option<u32> {
+    pub fn configured_consecutive_failures(&self) -> Option<u32> {
         self.consecutive_failures
     }
 
     /// The failure-rate trip condition, if set.
-    pub fn failure_rate_condition(&self) -> Option<FailureRate> {
+    pub fn configured_failure_rate(&self) -> Option<FailureRate> {
         self.failure_rate
     }
 
     /// The base and maximum open durations.
-    pub fn open_durations(&self) -> (Duration, Duration) {
+    pub fn configured_open_for(&self) -> (Duration, Duration) {
         (self.open_base, self.open_max)
     }
 
     /// The statuses counted as failures, sorted.
-    pub fn failure_status_codes(&self) -> &[StatusCode] {
+    pub fn configured_failure_statuses(&self) -> &[StatusCode] {
         &self.failure_statuses
     }
 
@@ -491,7 +491,7 @@ mod tests {
             StatusCode::NOT_IMPLEMENTED,
         ]);
         assert_eq!(
-            config.failure_status_codes(),
+            config.configured_failure_statuses(),
             &[StatusCode::NOT_IMPLEMENTED, StatusCode::SERVICE_UNAVAILABLE]
         );
         assert_eq!(

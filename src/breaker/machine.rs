@@ -55,7 +55,7 @@ impl Breaker {
             mode: Mode::Closed,
             generation: 0,
             window: config
-                .failure_rate_condition()
+                .configured_failure_rate()
                 .map(|rate| RateWindow::new(rate.window)),
             open_until: None,
             open_since: None,
@@ -118,7 +118,7 @@ impl Breaker {
             Mode::Closed | Mode::ForcedClosed => Ok(self.admission(&inner, None)),
             Mode::ForcedOpen => Err(Rejected {
                 state: BreakerState::Open,
-                retry_in: self.config.open_durations().0,
+                retry_in: self.config.configured_open_for().0,
                 forced: true,
             }),
             Mode::Open => match inner.open_until {
@@ -136,7 +136,7 @@ impl Breaker {
                 }
                 until => Err(Rejected {
                     state: BreakerState::Open,
-                    retry_in: until.map_or(self.config.open_durations().1, |until| {
+                    retry_in: until.map_or(self.config.configured_open_for().1, |until| {
                         until.saturating_duration_since(now)
                     }),
                     forced: false,
@@ -181,7 +181,7 @@ impl Breaker {
             };
             return Ok(self.admission(inner, Some(slot)));
         }
-        let base = self.config.open_durations().0;
+        let base = self.config.configured_open_for().0;
         let retry_in = match timeout_at {
             Some(Some(at)) => base.min(at.saturating_duration_since(now)),
             _ => base,
@@ -222,7 +222,7 @@ impl Breaker {
                 Outcome::Ignored => return,
                 // Success with nothing to reset: the common case stays lock-free.
                 Outcome::Success
-                    if self.config.failure_rate_condition().is_none()
+                    if self.config.configured_failure_rate().is_none()
                         && self.shared.consecutive_failures.load(Ordering::Relaxed) == 0 =>
                 {
                     return
@@ -291,14 +291,14 @@ impl Breaker {
         }
         if self
             .config
-            .consecutive_failure_threshold()
+            .configured_consecutive_failures()
             .is_some_and(|n| consecutive >= n)
         {
             let reason = TransitionReason::ConsecutiveFailures {
                 failures: consecutive,
             };
             self.trip(inner, now, reason);
-        } else if let Some((rate, totals)) = self.config.failure_rate_condition().zip(totals) {
+        } else if let Some((rate, totals)) = self.config.configured_failure_rate().zip(totals) {
             let reached = f64::from(totals.failures) >= rate.threshold * f64::from(totals.calls);
             if totals.calls >= rate.min_calls && reached {
                 let reason = TransitionReason::FailureRate {
@@ -357,7 +357,7 @@ impl Breaker {
 
     /// `base × 2^(streak-1)`, capped at `max`, shortened by up to `jitter` of itself.
     fn open_duration(&self, streak: u32) -> Duration {
-        let (base, max) = self.config.open_durations();
+        let (base, max) = self.config.configured_open_for();
         let nominal = 2u32
             .checked_pow(streak.saturating_sub(1))
             .and_then(|factor| base.checked_mul(factor))

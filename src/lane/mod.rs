@@ -165,7 +165,7 @@ impl Lane {
             }
         }
         let concurrency = policy.concurrency.map(|max| Arc::new(Semaphore::new(max)));
-        let retry_budget = RetryBudget::new(policy.retry.budget_config());
+        let retry_budget = RetryBudget::new(policy.retry.configured_budget());
         let breaker = policy.breaker.clone().map(|config| {
             let mut breaker = Breaker::new(config);
             if let Some(hook) = on_transition {

@@ -43,7 +43,7 @@ impl LaneRollout {
         Box::new(LaneRollout {
             comparison: Comparison::default(),
             budget: Budget::new(),
-            retry_budget: RetryBudget::new(policy.retry.budget_config()),
+            retry_budget: RetryBudget::new(policy.retry.configured_budget()),
         })
     }
 

@@ -487,12 +487,12 @@ impl Policy {
     }
 
     /// The retry policy.
-    pub fn retry_policy(&self) -> &RetryPolicy {
+    pub fn configured_retry(&self) -> &RetryPolicy {
         &self.retry
     }
 
     /// The breaker configuration, if the lane has a breaker.
-    pub fn breaker_config(&self) -> Option<&BreakerConfig> {
+    pub fn configured_breaker(&self) -> Option<&BreakerConfig> {
         self.breaker.as_ref()
     }
 
@@ -544,7 +544,7 @@ impl Policy {
         {
             return Err(PolicyError::ZeroAttemptTimeout);
         }
-        validate_retry_budget(&self.retry.budget_config(), RETRY_BUDGET_API_NAMES)?;
+        validate_retry_budget(&self.retry.configured_budget(), RETRY_BUDGET_API_NAMES)?;
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;
         }

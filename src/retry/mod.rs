@@ -248,7 +248,7 @@ impl RetryPolicy {
     }
 
     /// The retry budget configuration.
-    pub fn budget_config(&self) -> RetryBudgetConfig {
+    pub fn configured_budget(&self) -> RetryBudgetConfig {
         self.budget
     }
 
@@ -439,7 +439,7 @@ mod tests {
             min_per_sec: 0.1,
             ttl: Duration::from_secs(10),
         });
-        let budget = RetryBudget::new(policy.budget_config());
+        let budget = RetryBudget::new(policy.configured_budget());
         let now = Instant::now();
         let facts = facts(Verdict::RetryIfSafe);
         assert!(matches!(
