@@ -285,6 +285,18 @@ impl Lane {
                 wait,
                 max_wait,
             },
+            Blocked::Window {
+                dimension,
+                window,
+                wait,
+            } => Error::WindowSpent {
+                lane,
+                dimension,
+                quota: window.quota,
+                period: window.period,
+                wait,
+                max_wait,
+            },
             Blocked::Cooldown { dimension, wait } => Error::CoolingDown {
                 lane,
                 dimension,

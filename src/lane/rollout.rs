@@ -269,7 +269,7 @@ fn charge_up_to_empty(budget: &Budget, cost: &Cost) {
 
 fn would_refuse(blocked: &Blocked) -> WouldRefuse {
     match blocked {
-        Blocked::Rate { .. } => WouldRefuse::WouldWait,
+        Blocked::Rate { .. } | Blocked::Window { .. } => WouldRefuse::WouldWait,
         Blocked::Cooldown { .. } => WouldRefuse::CoolingDown,
         Blocked::NeverFits { .. } => WouldRefuse::CostTooLarge,
     }
