@@ -54,6 +54,18 @@ impl Rate {
         Rate::new(count, Duration::from_secs(3_600))
     }
 
+    /// `count` units per day (24 hours, not a calendar day): beside a shorter rate, a rolling
+    /// window (see [`Rates`](crate::Rates)).
+    ///
+    /// ```
+    /// use reqwest_throttle::Rate;
+    ///
+    /// assert_eq!(Rate::per_day(10_000), "10000/d".parse().unwrap());
+    /// ```
+    pub const fn per_day(count: u64) -> Rate {
+        Rate::new(count, Duration::from_secs(86_400))
+    }
+
     /// At most `burst` units at once (default: the whole `count`).
     #[must_use]
     pub const fn burst(mut self, burst: u64) -> Rate {
