@@ -70,6 +70,15 @@ impl Rates {
         &self.rates
     }
 
+    /// These limits with the rate's (the shortest one's) burst at `burst`.
+    #[cfg_attr(not(feature = "serde"), allow(dead_code))]
+    pub(crate) fn with_burst(mut self, burst: u64) -> Rates {
+        if let Some(rate) = self.rates.first_mut() {
+            *rate = rate.burst(burst);
+        }
+        self
+    }
+
     /// Checks each rate and how they stand together; the error names `field` (`rate`,
     /// `tokens`, `input_tokens`, `output_tokens`, as a configuration file writes it).
     pub(crate) fn validate(&self, dimension: Dimension) -> Result<(), PolicyError> {
