@@ -58,6 +58,6 @@ async fn each_process_keeps_its_own_windows_beside_the_fleets_rate() {
     // Three each (the hour's window is each process's), and the fourth refused naming it.
     let spent = Err(Some((Dimension::Requests, 3)));
     let each = [Ok(200), Ok(200), Ok(200), spent];
-    assert_eq!(outcomes, [each.clone(), each].concat());
+    assert_eq!(outcomes, [each, each].concat());
     assert_eq!(api.stats().received, 6);
 }

@@ -103,7 +103,7 @@ impl Window {
     }
 
     /// The buckets from index `from` on, with their indexes.
-    fn from_bucket(&self, from: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
+    fn buckets_from(&self, from: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.buckets
             .range(from..)
             .map(|(&index, &units)| (index, units))
@@ -112,7 +112,7 @@ impl Window {
     /// The units a booking at `at` (no earlier than the frontier) shares its spans with.
     fn held(&self, at: Nanos) -> u64 {
         let lowest = self.bucket(at).saturating_sub(self.span);
-        self.from_bucket(lowest)
+        self.buckets_from(lowest)
             .map(|(_, units)| units)
             .fold(0, u64::saturating_add)
     }
@@ -127,7 +127,7 @@ impl Window {
             return from;
         }
         let lowest = self.bucket(from).saturating_sub(self.span);
-        for (index, units) in self.from_bucket(lowest) {
+        for (index, units) in self.buckets_from(lowest) {
             held = held.saturating_sub(units);
             if held <= room {
                 // Bucket `index` leaves the span of every booking from bucket `index + span + 1`.
@@ -442,7 +442,7 @@ mod tests {
         let mut window = day(10);
         book(&mut window, 4, 0);
         let at = book(&mut window, 50, 0);
-        assert!(at >= DAY && at <= DAY + DAY / 256, "{at}");
+        assert!((DAY..=DAY + DAY / 256).contains(&at), "{at}");
         window.prune(at);
         assert!(!window.is_at_rest(at));
         window.prune(at + 2 * DAY);
