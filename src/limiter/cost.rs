@@ -7,8 +7,6 @@
 
 use std::time::Duration;
 
-use super::window::RollingWindow;
-
 /// One thing a budget counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
@@ -137,6 +135,32 @@ impl Limit {
     /// ```
     pub const fn new(interval: Duration, burst: u64) -> Limit {
         Limit { interval, burst }
+    }
+}
+
+/// At most `quota` units in any span of `period`: a longer limit of one dimension, beside its
+/// rate (see [`Budget::set_windows`](super::Budget::set_windows)).
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::limiter::RollingWindow;
+///
+/// let per_day = RollingWindow::new(10_000, Duration::from_secs(86_400));
+/// assert_eq!(per_day.quota, 10_000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RollingWindow {
+    /// The most units any span of `period` holds.
+    pub quota: u64,
+    /// The length of the span.
+    pub period: Duration,
+}
+
+impl RollingWindow {
+    /// At most `quota` units in any span of `period`.
+    pub const fn new(quota: u64, period: Duration) -> RollingWindow {
+        RollingWindow { quota, period }
     }
 }
 

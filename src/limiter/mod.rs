@@ -17,8 +17,7 @@ pub(crate) mod pace;
 mod window;
 
 pub use budget::Budget;
-pub use cost::{Blocked, Cost, Dimension, Limit};
+pub use cost::{Blocked, Cost, Dimension, Limit, RollingWindow};
 pub(crate) use departure::sleep_exactly_until;
 pub use gcra::{Gcra, Grant, Nanos};
 pub use reservation::{Booking, Commitment, Reservation, Waited};
-pub use window::RollingWindow;

@@ -32,40 +32,13 @@
 //! ahead as bookings wait: at most 257 buckets, plus one per bucket of queue.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use super::cost::{Cost, Dimension, DIMENSIONS};
+use super::cost::{Cost, Dimension, RollingWindow, DIMENSIONS};
 use super::gcra::Nanos;
 use crate::time::duration_to_nanos;
 
 /// Buckets per period: the window's resolution.
 const BUCKETS: u64 = 256;
-
-/// At most `quota` units in any span of `period`: a longer limit of one dimension, beside its
-/// rate (see [`Budget::set_windows`](super::Budget::set_windows)).
-///
-/// ```
-/// use std::time::Duration;
-/// use reqwest_throttle::limiter::RollingWindow;
-///
-/// let per_day = RollingWindow::new(10_000, Duration::from_secs(86_400));
-/// assert_eq!(per_day.quota, 10_000);
-/// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub struct RollingWindow {
-    /// The most units any span of `period` holds.
-    pub quota: u64,
-    /// The length of the span.
-    pub period: Duration,
-}
-
-impl RollingWindow {
-    /// At most `quota` units in any span of `period`.
-    pub const fn new(quota: u64, period: Duration) -> RollingWindow {
-        RollingWindow { quota, period }
-    }
-}
 
 /// One rolling window's buckets.
 #[derive(Clone, Debug)]
@@ -364,6 +337,8 @@ impl Windows {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SECOND: Nanos = 1_000_000_000;

@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-use super::rates::limit_field;
-use super::Rate;
 use crate::breaker::BreakerConfigError;
 use crate::error::for_people;
 use crate::limiter::Dimension;
@@ -147,23 +145,25 @@ pub enum PolicyError {
     },
     /// A longer limit of one dimension that allows no more than a shorter one (its count, or
     /// its burst when larger), which would then never bind.
-    #[error("{}", longer_allows_less(field, shorter, longer))]
+    #[error("{}", longer_allows_less(field, *shorter, *longer))]
     LongerAllowsLess {
         /// The dimension's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
         field: &'static str,
-        /// The shorter limit.
-        shorter: Rate,
-        /// The longer limit, which allows no more.
-        longer: Rate,
+        /// The shorter limit: its count, its burst and its period.
+        shorter: (u64, u64, Duration),
+        /// The longer limit, which allows no more: its count and its period.
+        longer: (u64, Duration),
     },
     /// A burst on a limit longer than the dimension's rate: a longer limit is a rolling window,
     /// which has none.
-    #[error("{field}: a burst applies to the shortest limit only; the {} per {} limit is a rolling window (at most {} in any {}): remove its burst", rate.count(), for_people(&rate.period()), rate.count(), for_people(&rate.period()))]
+    #[error("{field}: a burst applies to the shortest limit only; the {count} per {} limit is a rolling window (at most {count} in any {}): remove its burst", for_people(period), for_people(period))]
     BurstOnWindow {
         /// The dimension's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
         field: &'static str,
-        /// The longer limit with a burst.
-        rate: Rate,
+        /// The longer limit's count.
+        count: u64,
+        /// The longer limit's period.
+        period: Duration,
     },
     /// Policies per model ([`Policy::model`](crate::Policy::model)) on a policy without a cost
     /// model: no lane would ever be a model's.
@@ -205,20 +205,34 @@ pub enum PolicyError {
 }
 
 /// The message of [`PolicyError::LongerAllowsLess`].
-fn longer_allows_less(field: &str, shorter: &Rate, longer: &Rate) -> String {
-    let (short, long) = (for_people(&shorter.period()), for_people(&longer.period()));
-    let bound = shorter.count().max(shorter.burst_size());
-    let burst = if shorter.burst_size() > shorter.count() {
-        format!(" (its burst is {bound})")
+fn longer_allows_less(
+    field: &str,
+    shorter: (u64, u64, Duration),
+    longer: (u64, Duration),
+) -> String {
+    let ((count, burst, short), (longer_count, long)) = (shorter, longer);
+    let (short, long) = (for_people(&short), for_people(&long));
+    let bound = count.max(burst);
+    let burst = if burst > count {
+        format!(" (its burst is {burst})")
     } else {
         String::new()
     };
     format!(
-        "{field}: the limit of {} per {long} allows no more than the {} per {short} before it{burst}, which would then never bind; raise the {long} limit above {bound} or remove the {short} one",
-        longer.count(),
-        shorter.count(),
+        "{field}: the limit of {longer_count} per {long} allows no more than the {count} per {short} before it{burst}, which would then never bind; raise the {long} limit above {bound} or remove the {short} one"
     )
 }
+
+/// The name of a dimension's limit, as a configuration file writes it (and errors name it).
+pub(crate) fn limit_field(dimension: Dimension) -> &'static str {
+    match dimension {
+        Dimension::Requests => "rate",
+        Dimension::Tokens => "tokens",
+        Dimension::InputTokens => "input_tokens",
+        Dimension::OutputTokens => "output_tokens",
+    }
+}
+
 impl PolicyError {
     /// `error` in the policy of the host rule written `pattern`.
     pub(crate) fn in_rule(pattern: &str, error: PolicyError) -> PolicyError {

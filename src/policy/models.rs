@@ -7,7 +7,8 @@
 
 use std::sync::Arc;
 
-use super::{Policy, PolicyError};
+use super::error::PolicyError;
+use super::Policy;
 use crate::key::model_segment;
 
 /// The models of a policy that have their own.

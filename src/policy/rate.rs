@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::PolicyError;
+use super::error::PolicyError;
 use crate::limiter::Limit;
 
 /// A rate: `count` units per `period`, of which `burst` may go at once.

@@ -1,7 +1,8 @@
 //! [`Rates`]: the limits of one dimension, a rate and any longer windows beside it (requests
 //! per minute *and* per day), and their validation.
 
-use super::{PolicyError, Rate};
+use super::error::{limit_field, PolicyError};
+use super::rate::Rate;
 use crate::limiter::{Dimension, Limit, RollingWindow};
 
 /// The limits of one dimension: one [`Rate`], or several of different periods, such as the
@@ -98,13 +99,17 @@ impl Rates {
             if longer.count() <= shorter.count().max(shorter.burst_size()) {
                 return Err(PolicyError::LongerAllowsLess {
                     field,
-                    shorter,
-                    longer,
+                    shorter: (shorter.count(), shorter.burst_size(), shorter.period()),
+                    longer: (longer.count(), longer.period()),
                 });
             }
         }
         if let Some(rate) = self.windows().iter().find(|rate| rate.is_burst_stated()) {
-            return Err(PolicyError::BurstOnWindow { field, rate: *rate });
+            return Err(PolicyError::BurstOnWindow {
+                field,
+                count: rate.count(),
+                period: rate.period(),
+            });
         }
         Ok(())
     }
@@ -120,16 +125,6 @@ impl Rates {
             .iter()
             .map(|rate| RollingWindow::new(rate.count(), rate.period()))
             .collect()
-    }
-}
-
-/// The name of a dimension's limit, as a configuration file writes it (and errors name it).
-pub(crate) fn limit_field(dimension: Dimension) -> &'static str {
-    match dimension {
-        Dimension::Requests => "rate",
-        Dimension::Tokens => "tokens",
-        Dimension::InputTokens => "input_tokens",
-        Dimension::OutputTokens => "output_tokens",
     }
 }
 

@@ -28,11 +28,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::charge::{Charges, SharedCharges};
-use super::cost::{Blocked, Cost, Dimension, Limit, DIMENSIONS};
+use super::cost::{Blocked, Cost, Dimension, Limit, RollingWindow, DIMENSIONS};
 use super::departure::Departures;
 use super::gcra::{Gcra, Nanos};
 use super::ledger::{self, Cells, Change, Grants, Held, Ledger, Place};
-use super::window::{RollingWindow, Windows};
+use super::window::Windows;
 use crate::time::Epoch;
 
 /// What a dimension keeps beside its GCRA cell.
