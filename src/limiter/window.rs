@@ -252,15 +252,14 @@ impl Windows {
     }
 
     /// Counts `cost` at `at` (no earlier than [`ready_at`](Self::ready_at)) in every window it
-    /// touches; `Some(at)` when it touched one.
+    /// touches; `Some(at)` when there are windows (what it turns out to have used is settled
+    /// there, in whichever dimension).
     pub(super) fn book(&mut self, cost: &Cost, at: Nanos, now: Nanos) -> Option<Nanos> {
-        let mut touched = false;
         for (units, window) in self.touched_mut(cost) {
             window.add(i128::from(units), at, now);
             window.frontier = window.frontier.max(at);
-            touched = true;
         }
-        touched.then_some(at)
+        (!self.is_empty()).then_some(at)
     }
 
     /// Takes `cost`, counted at `at`, out of every window it touches (the frontier stays: the
