@@ -147,7 +147,7 @@ async fn book_in_store(
             if shared.lease_into(&mut booking, deadline).await.is_err() {
                 return SharedTurn::Saturated;
             }
-            SharedTurn::Granted(Box::new(Booked(Place::Shared(booking))))
+            SharedTurn::Granted(Box::new(Booked::at(Place::Shared(booking))))
         }
         Ok(SharedOutcome::TooLong { dimension, wait }) => SharedTurn::Blocked(match dimension {
             Some(dimension) => Blocked::Rate { dimension, wait },
@@ -171,7 +171,12 @@ async fn book_in_store(
 }
 
 /// What a request booked, until it leaves: dropped before, it gives the booking back.
-pub(crate) struct Booked(Place);
+pub(crate) struct Booked {
+    place: Place,
+    /// The longer windows of a lane whose rate is shared through a store: booked in this
+    /// process, before the store (see [`Booked::with_windows`]).
+    windows: Option<(Arc<Budget>, Reservation)>,
+}
 
 enum Place {
     /// In the lane's own budget: a commitment when it could leave at once, otherwise a
@@ -187,7 +192,22 @@ enum Place {
 impl Booked {
     /// Booked in the lane's own budget.
     pub(crate) fn in_lane(booked: Result<Commitment, Reservation>) -> Booked {
-        Booked(Place::Lane(booked))
+        Booked::at(Place::Lane(booked))
+    }
+
+    fn at(place: Place) -> Booked {
+        Booked {
+            place,
+            windows: None,
+        }
+    }
+
+    /// With `reservation`, booked in `budget`: the lane's longer windows, kept in this process
+    /// when its rate is shared through a store. It leaves (and settles) with the rest, or is
+    /// given back with it.
+    pub(crate) fn with_windows(mut self, budget: Arc<Budget>, reservation: Reservation) -> Booked {
+        self.windows = Some((budget, reservation));
+        self
     }
 
     /// Booked in `budget`, not the lane's own.
@@ -195,23 +215,29 @@ impl Booked {
         budget: Arc<Budget>,
         booked: Result<Commitment, Reservation>,
     ) -> Booked {
-        Booked(Place::Budget(budget, booked))
+        Booked::at(Place::Budget(budget, booked))
     }
 
     /// The booked units leave: spent even if the caller later drops the request. Returns what
     /// settles their real cost; `lane` is the lane's own budget.
     pub(crate) fn commit(self, lane: &Arc<Budget>) -> Settlement {
-        match self.0 {
-            Place::Lane(booked) => {
-                Settlement::new(Arc::clone(lane), booked.unwrap_or_else(Reservation::commit))
-            }
-            Place::Budget(budget, booked) => {
-                Settlement::new(budget, booked.unwrap_or_else(Reservation::commit))
-            }
-            #[cfg(feature = "redis")]
-            Place::Shared(booking) => Settlement {
-                committed: Committed::Shared(booking.commit()),
+        let committed = match self.place {
+            Place::Lane(booked) => Committed::Local {
+                budget: Arc::clone(lane),
+                commitment: booked.unwrap_or_else(Reservation::commit),
             },
+            Place::Budget(budget, booked) => Committed::Local {
+                budget,
+                commitment: booked.unwrap_or_else(Reservation::commit),
+            },
+            #[cfg(feature = "redis")]
+            Place::Shared(booking) => Committed::Shared(booking.commit()),
+        };
+        Settlement {
+            committed,
+            windows: self
+                .windows
+                .map(|(budget, reservation)| (budget, reservation.commit())),
         }
     }
 }
@@ -224,6 +250,8 @@ impl Booked {
 #[non_exhaustive]
 pub struct Settlement {
     committed: Committed,
+    /// The lane's longer windows, when they were booked apart (see [`Booked::with_windows`]).
+    windows: Option<(Arc<Budget>, Commitment)>,
 }
 
 /// Where the settled units were booked.
@@ -251,6 +279,7 @@ impl Settlement {
     pub(crate) fn new(budget: Arc<Budget>, commitment: Commitment) -> Settlement {
         Settlement {
             committed: Committed::Local { budget, commitment },
+            windows: None,
         }
     }
 
@@ -266,6 +295,9 @@ impl Settlement {
     /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
     /// was booked after it), an under-estimate is charged, so later requests wait for it.
     pub fn settle(self, actual: &Cost) {
+        if let Some((budget, commitment)) = self.windows {
+            budget.settle(commitment, actual);
+        }
         match self.committed {
             Committed::Local { budget, commitment } => budget.settle(commitment, actual),
             #[cfg(feature = "redis")]

@@ -51,6 +51,24 @@ pub enum Error {
         /// The most it was allowed to wait.
         max_wait: Duration,
     },
+    /// A longer window of the lane's budget (10 000 requests a day beside 500 a minute, see
+    /// [`Policy::requests`](crate::Policy::requests)) is spent, and has room for the request
+    /// again later than it may wait.
+    #[error("lane {lane}: its window of {quota} {dimension} per {} is spent and has room again in {}, more than the {} this request may wait; raise max_wait or send less", for_people(period), for_people(wait), for_people(max_wait))]
+    WindowSpent {
+        /// The lane.
+        lane: LaneKey,
+        /// The dimension whose window is spent.
+        dimension: Dimension,
+        /// The window's quota.
+        quota: u64,
+        /// The window's period.
+        period: Duration,
+        /// How long until the window has room for the request.
+        wait: Duration,
+        /// The most it was allowed to wait.
+        max_wait: Duration,
+    },
     /// Every concurrency slot (of the lane, or the global cap) stayed busy for as long as the
     /// request may wait.
     #[error("lane {lane}: no concurrency slot came free within the {} this request may wait; raise max_wait or the concurrency cap", for_people(max_wait))]
@@ -206,6 +224,7 @@ impl Error {
     pub fn lane(&self) -> Option<&LaneKey> {
         match self {
             Error::WouldWait { lane, .. }
+            | Error::WindowSpent { lane, .. }
             | Error::CoolingDown { lane, .. }
             | Error::Saturated { lane, .. }
             | Error::CostTooLarge { lane, .. }
@@ -263,6 +282,20 @@ mod tests {
             error.to_string(),
             "lane https://api.example.com:443: the next requests slot is 1m away, more than the \
              1s this request may wait; raise max_wait or send less"
+        );
+        let spent = Error::WindowSpent {
+            lane: LaneKey::new("https://api.example.com:443"),
+            dimension: Dimension::Requests,
+            quota: 10_000,
+            period: Duration::from_secs(86_400),
+            wait: Duration::from_secs(3 * 3_600 + 600),
+            max_wait: Duration::from_secs(30),
+        };
+        assert_eq!(
+            spent.to_string(),
+            "lane https://api.example.com:443: its window of 10000 requests per 24h is spent and \
+             has room again in 3h 10m, more than the 30s this request may wait; raise max_wait \
+             or send less"
         );
     }
 }

@@ -101,6 +101,23 @@ impl LaneKey {
     }
 }
 
+/// A model's name as a lane's name writes it: printable ASCII but `/`, each other character
+/// as `_`, at most 100 of them (a model name is the client's own text; a lane's name must stay
+/// printable and free of its separators).
+pub(crate) fn model_segment(model: &str) -> String {
+    model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '/' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect()
+}
+
 impl Borrow<str> for LaneKey {
     fn borrow(&self) -> &str {
         &self.0

@@ -111,7 +111,7 @@ pub use error::Error;
 pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
-pub use policy::{HostRules, Policy, PolicyError, Rate, DEFAULT_CONCURRENCY};
+pub use policy::{HostRules, Policy, PolicyError, Rate, Rates, DEFAULT_CONCURRENCY};
 pub use request::{MaxWait, RequestCost};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};
 pub use throttle::{BreakerControl, RolloutControl, Throttle, ThrottleBuilder};

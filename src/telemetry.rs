@@ -6,7 +6,7 @@
 //! | `reqwest_throttle_attempts_total` | counter | `host` | attempts sent (each retry counts) |
 //! | `reqwest_throttle_retries_total` | counter | `host` | attempts after the first |
 //! | `reqwest_throttle_rate_limited_total` | counter | `host` | answers that said "rate limited" (429, GitHub's 403) |
-//! | `reqwest_throttle_refused_total` | counter | `host`, `reason` | requests the throttle refused (`would_wait`, `saturated`, `cooling_down`, `cost_too_large`, `circuit_open`) |
+//! | `reqwest_throttle_refused_total` | counter | `host`, `reason` | requests the throttle refused (`would_wait`, `window_spent`, `saturated`, `cooling_down`, `cost_too_large`, `circuit_open`) |
 //! | `reqwest_throttle_breaker_transitions_total` | counter | `host`, `to` | circuit-breaker state changes (`open`, `half-open`, `closed`) |
 //! | `reqwest_throttle_wait_seconds` | histogram | `host` | time a request waited for its turn (rate, pause, concurrency) |
 //! | `reqwest_throttle_attempt_seconds` | histogram | `host` | time from an attempt leaving the lane to its response head |
@@ -105,6 +105,7 @@ impl RequestMetrics {
         {
             let reason = match error {
                 Error::WouldWait { .. } => "would_wait",
+                Error::WindowSpent { .. } => "window_spent",
                 Error::Saturated { .. } => "saturated",
                 Error::CoolingDown { .. } => "cooling_down",
                 Error::CostTooLarge { .. } => "cost_too_large",

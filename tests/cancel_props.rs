@@ -15,13 +15,15 @@
 //!   are at least 99 % of `H/T`, however many were cancelled on the way.
 //! - **FIFO**: live waiters leave in booking order.
 //! - the same for a two-dimension budget (requests and tokens, every cost touching both).
+//! - **rolling window**: with a longer window beside the rate, no span of its period holds
+//!   more than its quota, and live waiters still leave in booking order.
 //! - nothing is left outstanding.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use reqwest_throttle::limiter::{Budget, Cost, Dimension, Limit, Nanos};
+use reqwest_throttle::limiter::{Budget, Cost, Dimension, Limit, Nanos, RollingWindow};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, Instant};
 
@@ -88,14 +90,15 @@ struct Run {
     outstanding_at_end: u64,
 }
 
-/// Plays `steps` against a budget of `requests` (and, with `tokens`, a token dimension), each
-/// reservation held by a task that waits for its slot and leaves, and then lets every live
-/// waiter leave (or, with `horizon`, stops there).
+/// Plays `steps` against a budget of `requests` (and, with `tokens`, a token dimension; with
+/// `window`, a longer window of requests), each reservation held by a task that waits for its
+/// slot and leaves, and then lets every live waiter leave (or, with `horizon`, stops there).
 fn play(
     steps: &[Step],
     requests: Phase,
     tokens: Option<Phase>,
     horizon: Option<Duration>,
+    window: Option<RollingWindow>,
 ) -> Result<Run, TestCaseError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -107,6 +110,9 @@ fn play(
         budget.set_limit(Dimension::Requests, Some(limit(requests)));
         if let Some(tokens) = tokens {
             budget.set_limit(Dimension::Tokens, Some(limit(tokens)));
+        }
+        if let Some(window) = window {
+            budget.set_windows(Dimension::Requests, &[window]);
         }
         let epoch = Instant::now();
         let left = Arc::new(Mutex::new(Vec::new()));
@@ -219,6 +225,29 @@ fn lengths(
         .collect()
 }
 
+/// Checks that no span `[s, s + period)` holds more than `quota` requests that left.
+fn check_rolling(left: &[Left], window: RollingWindow) -> Result<(), TestCaseError> {
+    let period = window.period.as_nanos() as Nanos;
+    let mut by_time = left.to_vec();
+    by_time.sort_by_key(|l| l.at);
+    for (i, first) in by_time.iter().enumerate() {
+        let in_span: u64 = by_time[i..]
+            .iter()
+            .take_while(|l| l.at < first.at + period)
+            .map(|l| l.units[0])
+            .sum();
+        prop_assert!(
+            in_span <= window.quota,
+            "{} requests left in the {} ns from {} ns (quota {})",
+            in_span,
+            period,
+            first.at,
+            window.quota
+        );
+    }
+    Ok(())
+}
+
 fn check_fifo(left: &[Left]) -> Result<(), TestCaseError> {
     let mut by_order = left.to_vec();
     by_order.sort_by_key(|l| l.order);
@@ -252,7 +281,7 @@ proptest! {
         phase in rate(),
         steps in steps(8, false),
     ) {
-        let run = play(&steps, phase, None, None)?;
+        let run = play(&steps, phase, None, None, None)?;
         prop_assert_eq!(run.outstanding_at_end, 0);
         let left: Vec<&Left> = run.left.iter().collect();
         check_windows(lengths(&left, 0, phase, &[]), u128::from(phase.burst) * u128::from(phase.interval))?;
@@ -264,7 +293,7 @@ proptest! {
         phase in rate(),
         steps in steps(8, true),
     ) {
-        let run = play(&steps, phase, None, None)?;
+        let run = play(&steps, phase, None, None, None)?;
         prop_assert_eq!(run.outstanding_at_end, 0);
         check_fifo(&run.left)?;
         for (index, phase) in run.phases.iter().enumerate() {
@@ -292,12 +321,28 @@ proptest! {
         steps in steps(80, false),
     ) {
         let tokens = Phase { interval: tokens_interval_ms * MS, burst: tokens_burst };
-        let run = play(&steps, requests, Some(tokens), None)?;
+        let run = play(&steps, requests, Some(tokens), None, None)?;
         prop_assert_eq!(run.outstanding_at_end, 0);
         let left: Vec<&Left> = run.left.iter().collect();
         check_windows(lengths(&left, 0, requests, &[]), u128::from(requests.burst) * u128::from(requests.interval))?;
         check_windows(lengths(&left, 1, tokens, &[]), u128::from(tokens.burst) * u128::from(tokens.interval))?;
         check_fifo(&run.left)?;
+    }
+
+    #[test]
+    fn cancelling_anywhere_beside_a_window_keeps_its_quota_and_the_order(
+        phase in rate(),
+        quota in 3u64..=20,
+        period_ms in 1_000u64..=5_000,
+        steps in steps(2, false),
+    ) {
+        let window = RollingWindow::new(quota, Duration::from_millis(period_ms));
+        let run = play(&steps, phase, None, None, Some(window))?;
+        prop_assert_eq!(run.outstanding_at_end, 0);
+        check_rolling(&run.left, window)?;
+        check_fifo(&run.left)?;
+        let left: Vec<&Left> = run.left.iter().collect();
+        check_windows(lengths(&left, 0, phase, &[]), u128::from(phase.burst) * u128::from(phase.interval))?;
     }
 
     /// A backlog of patient waiters far beyond the horizon, and any interleaving of other
@@ -317,7 +362,7 @@ proptest! {
         let cancels = extra.iter().filter(|s| matches!(s, Step::Cancel { .. })).count() as u64;
         steps.extend(extra);
         let tokens = two_dimensions.then_some(Phase { interval: (phase.interval / 10).max(MS) / MS * MS, burst: phase.burst * 10 });
-        let run = play(&steps, phase, tokens, Some(horizon))?;
+        let run = play(&steps, phase, tokens, Some(horizon), None)?;
         let units: u64 = run
             .left
             .iter()

@@ -66,6 +66,25 @@ fn invalid_policies(base: fn() -> Policy) -> Vec<(&'static str, Policy)> {
             "consecutive_failures",
             base().breaker(BreakerConfig::default().consecutive_failures(0)),
         ),
+        (
+            "rate: two limits per 1m",
+            base().requests([Rate::per_minute(5), Rate::per_minute(6)]),
+        ),
+        (
+            "tokens: the limit of 400 per 1h",
+            base().tokens([Rate::per_minute(500), Rate::per_hour(400)]),
+        ),
+        (
+            "output_tokens: a burst applies to the shortest limit only",
+            base().output_tokens([Rate::per_minute(10), Rate::per_day(1_000).burst(5)]),
+        ),
+        // Without a cost model: no lane is a model's; with one: a model's policy with models.
+        (
+            "models:",
+            base()
+                .model("m", base())
+                .model("n", base().model("x", base())),
+        ),
     ]
 }
 
@@ -120,7 +139,7 @@ fn every_path_refuses_every_invalid_policy(preset: &str, base: fn() -> Policy) -
 #[test]
 fn every_builder_path_refuses_every_invalid_policy() {
     let checked = every_path_refuses_every_invalid_policy("Policy::new", Policy::new);
-    assert_eq!(checked, 5 * 14);
+    assert_eq!(checked, 5 * 18);
 }
 
 #[cfg(feature = "llm")]

@@ -6,8 +6,6 @@
 //! turn a hang into a failure. Under `CI=true` a missing `redis-server` fails the tests; elsewhere
 //! they print why and skip. `RT_REDIS` names the binary if it is not on `PATH`.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
@@ -17,97 +15,12 @@ use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
 use reqwest_throttle::store::{OnStoreDown, RedisStore};
 use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 
+mod redis_server;
+use redis_server::{store, store_of, RedisServer};
+
 const URL: &str = "http://api.test/v1/things";
 /// Bounds every request: a store that hangs fails the test instead of stalling it.
 const NO_HANG: Duration = Duration::from_secs(5);
-
-fn on_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
-}
-
-/// A `redis-server` on loopback, killed when dropped.
-struct RedisServer {
-    child: Child,
-    port: u16,
-}
-
-impl RedisServer {
-    /// Starts one on a free port; `None` (the reason printed) outside CI without the binary.
-    fn start() -> Option<RedisServer> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        RedisServer::start_on(port)
-    }
-
-    fn start_on(port: u16) -> Option<RedisServer> {
-        let binary = std::env::var("RT_REDIS").unwrap_or_else(|_| "redis-server".to_owned());
-        let spawned = Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
-            Ok(child) => child,
-            Err(error) if on_ci() => {
-                panic!("redis-server unavailable under CI=true: {error}; .ci/run installs it")
-            }
-            Err(error) => {
-                eprintln!("skipped: cannot run {binary} ({error}); apt-get install redis-server");
-                return None;
-            }
-        };
-        let server = RedisServer { child, port };
-        let client = redis::Client::open(server.url()).expect("a valid URL");
-        for _ in 0..200 {
-            let pong = client
-                .get_connection_with_timeout(Duration::from_millis(100))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if pong.is_ok() {
-                return Some(server);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        panic!("redis-server on port {port} did not answer PING within 5 s");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// A plain connection, to inspect keys or pause the server.
-    fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
-            .expect("a connection to the test's redis-server")
-    }
-
-    fn kill(mut self) -> u16 {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.port
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn store(server: &RedisServer, prefix: &str) -> RedisStore {
-    store_of(server.port, prefix)
-}
-
-/// A store on the loopback `port` (its server may be down).
-fn store_of(port: u16, prefix: &str) -> RedisStore {
-    RedisStore::new(&format!("redis://127.0.0.1:{port}/"))
-        .expect("a valid URL")
-        .prefix(prefix)
-}
 
 /// A throttle whose only lane is limited to `rate`, sharing its budget through `store` if any;
 /// no retries, no breaker: every request is one attempt and ends as a response or an error.

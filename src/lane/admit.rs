@@ -262,6 +262,25 @@ impl Lane {
                 .await?;
             return Ok((Booked::in_lane(booked), generation));
         }
+        // The longer windows are this process's: booked first, so that a request waiting for
+        // a day's window holds no slot of the fleet's rate meanwhile.
+        let windows = match self.windows() {
+            Some(windows) => Some((
+                Arc::clone(windows),
+                self.book_windows(windows, cost, max_wait, deadline, now)
+                    .await?,
+            )),
+            None => None,
+        };
+        let now = if windows.is_some() {
+            Instant::now()
+        } else {
+            now
+        };
+        let with_windows = |booked: Booked| match windows {
+            Some((budget, reservation)) => booked.with_windows(budget, reservation),
+            None => booked,
+        };
         self.tick(now);
         let generation = self.budget.generation();
         let max_wait = deadline
@@ -276,14 +295,17 @@ impl Lane {
                 let (booked, generation) = self
                     .book_in(&self.budget, cost, max_wait, deadline, now)
                     .await?;
-                Ok((Booked::in_lane(booked), generation))
+                Ok((with_windows(Booked::in_lane(booked)), generation))
             }
-            SharedTurn::Granted(booked) => Ok((*booked, generation)),
+            SharedTurn::Granted(booked) => Ok((with_windows(*booked), generation)),
             SharedTurn::Fallback(fallback) => {
                 let (booked, _) = self
                     .book_in(&fallback, cost, max_wait, deadline, now)
                     .await?;
-                Ok((Booked::in_budget(fallback, booked), generation))
+                Ok((
+                    with_windows(Booked::in_budget(fallback, booked)),
+                    generation,
+                ))
             }
             SharedTurn::Blocked(blocked) => Err(self.refusal(blocked, max_wait)),
             SharedTurn::Saturated => Err(self.concurrency_refusal(max_wait)),
@@ -353,6 +375,31 @@ impl Lane {
         }
     }
 
+    /// Books the request's cost in `windows`, the longer windows this process keeps beside a
+    /// rate shared through a store, and waits for their room. Always a reservation (never used
+    /// at once), so that a refusal from the store afterwards gives the windows back.
+    async fn book_windows(
+        &self,
+        windows: &Arc<Budget>,
+        cost: &Cost,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> Result<Reservation, Error> {
+        let max_wait = deadline
+            .map(|d| d.saturating_duration_since(now))
+            .or(max_wait);
+        let reservation = windows
+            .reserve_at(cost, max_wait, now)
+            .map_err(|blocked| self.refusal(blocked, max_wait))?;
+        // Nothing cools down or reprices these windows: any end of the wait is its turn.
+        reservation
+            .wait(deadline)
+            .await
+            .map_err(|blocked| self.refusal(blocked, max_wait))?;
+        Ok(reservation)
+    }
+
     pub(super) fn refusal(&self, blocked: Blocked, max_wait: Option<Duration>) -> Error {
         self.counters.rejected.fetch_add(1, Relaxed);
         let lane = self.key.clone();
@@ -361,6 +408,18 @@ impl Lane {
             Blocked::Rate { dimension, wait } => Error::WouldWait {
                 lane,
                 dimension,
+                wait,
+                max_wait,
+            },
+            Blocked::Window {
+                dimension,
+                window,
+                wait,
+            } => Error::WindowSpent {
+                lane,
+                dimension,
+                quota: window.quota,
+                period: window.period,
                 wait,
                 max_wait,
             },

@@ -89,6 +89,13 @@ impl Drop for Gauge<'_> {
     }
 }
 
+/// Whether `budget` has a window in any dimension.
+fn has_windows(budget: &Budget) -> bool {
+    Dimension::ALL
+        .into_iter()
+        .any(|dimension| !budget.windows(dimension).is_empty())
+}
+
 /// A user callback on every breaker transition of every lane.
 pub(crate) type TransitionHook = Arc<dyn Fn(&LaneKey, &Transition) + Send + Sync>;
 
@@ -121,6 +128,10 @@ pub(crate) struct Lane {
     first_contact: first_contact::FirstContact,
     /// Where the lane books: its own budget, or a store shared with other processes.
     booker: Booker,
+    /// The longer windows of the policy's limits (see [`Rates`](crate::Rates)) when the rate
+    /// is shared through a store: booked in this process, before the store. `None` when the
+    /// lane's own budget holds them (it books locally) or there are none.
+    windows: Option<Arc<Budget>>,
 }
 
 impl std::fmt::Debug for Lane {
@@ -140,17 +151,27 @@ impl Lane {
         booker: Booker,
     ) -> Lane {
         let budget = Budget::new();
+        let windows = booker.is_shared().then(Budget::new);
         let mut configured = [None; Dimension::ALL.len()];
         for dimension in Dimension::ALL {
-            if let Some(rate) = policy.configured_limit(dimension) {
+            let limits = policy.configured_limits(dimension);
+            // A token cost above the whole budget would be refused by the server too.
+            let strict = dimension != Dimension::Requests;
+            if limits.rate().is_some() {
                 // Validated when the rules were built; an invalid rate here means no limit.
-                let limit = rate.limit().ok();
+                let limit = limits.limit();
                 configured[dimension as usize] = limit;
                 budget.set_limit(dimension, limit);
-                // A token cost above the whole budget would be refused by the server too.
-                budget.set_strict(dimension, dimension != Dimension::Requests);
+                budget.set_strict(dimension, strict);
+            }
+            let rolling = limits.rolling_windows();
+            if !rolling.is_empty() {
+                let keeper = windows.as_ref().unwrap_or(&budget);
+                keeper.set_windows(dimension, &rolling);
+                keeper.set_strict(dimension, strict);
             }
         }
+        let windows = windows.filter(|windows| has_windows(windows));
         let mut pace = PaceLearner::new(PaceConfig {
             configured,
             max_wait: policy.retry.configured_max_retry_after(),
@@ -203,7 +224,14 @@ impl Lane {
             rollout: std::sync::OnceLock::new(),
             first_contact,
             booker,
+            windows,
         }
+    }
+
+    /// The budget that keeps the longer windows apart from the rate, if any (a lane whose rate
+    /// is shared through a store).
+    pub(crate) fn windows(&self) -> Option<&Arc<Budget>> {
+        self.windows.as_ref()
     }
 
     pub fn key(&self) -> &LaneKey {
@@ -347,9 +375,13 @@ impl Lane {
                 .is_none_or(|(semaphore, max)| semaphore.available_permits() == max)
     }
 
-    /// Whether forgetting the lane would lose rate, cooldown or breaker state.
+    /// Whether forgetting the lane would lose rate, window, cooldown or breaker state.
     pub fn holds_state(&self) -> bool {
         !self.budget.is_at_rest()
+            || self
+                .windows
+                .as_ref()
+                .is_some_and(|windows| !windows.is_at_rest())
             || self.breaker.as_ref().is_some_and(|breaker| {
                 breaker.state() != BreakerState::Closed
                     || breaker.snapshot(Instant::now()).consecutive_failures > 0

@@ -40,9 +40,17 @@ pub(crate) struct LaneRollout {
 
 impl LaneRollout {
     fn new(policy: &Policy) -> Box<LaneRollout> {
+        // The longer windows are the policy's alone (nothing learns them): set once.
+        let budget = Budget::new();
+        for dimension in Dimension::ALL {
+            let windows = policy.configured_limits(dimension).rolling_windows();
+            if !windows.is_empty() {
+                budget.set_windows(dimension, &windows);
+            }
+        }
         Box::new(LaneRollout {
             comparison: Comparison::default(),
-            budget: Budget::new(),
+            budget,
             retry_budget: RetryBudget::new(policy.retry.configured_budget()),
         })
     }
@@ -262,7 +270,7 @@ fn charge_up_to_empty(budget: &Budget, cost: &Cost) {
 
 fn would_refuse(blocked: &Blocked) -> WouldRefuse {
     match blocked {
-        Blocked::Rate { .. } => WouldRefuse::WouldWait,
+        Blocked::Rate { .. } | Blocked::Window { .. } => WouldRefuse::WouldWait,
         Blocked::Cooldown { .. } => WouldRefuse::CoolingDown,
         Blocked::NeverFits { .. } => WouldRefuse::CostTooLarge,
     }

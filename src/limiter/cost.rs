@@ -1,6 +1,6 @@
 //! The vocabulary of a budget: what it counts ([`Dimension`]), what a request costs in it
-//! ([`Cost`]), the rate of one dimension ([`Limit`]), and why a booking was refused
-//! ([`Blocked`]).
+//! ([`Cost`]), the rate of one dimension ([`Limit`]; its longer limits are
+//! [`RollingWindow`]s), and why a booking was refused ([`Blocked`]).
 //!
 //! These are plain values: they hold no state and know nothing of clocks, locks or queues, so
 //! every other part of the limiter can speak them without depending on one another.
@@ -138,6 +138,32 @@ impl Limit {
     }
 }
 
+/// At most `quota` units in any span of `period`: a longer limit of one dimension, beside its
+/// rate (see [`Budget::set_windows`](super::Budget::set_windows)).
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::limiter::RollingWindow;
+///
+/// let per_day = RollingWindow::new(10_000, Duration::from_secs(86_400));
+/// assert_eq!(per_day.quota, 10_000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct RollingWindow {
+    /// The most units any span of `period` holds.
+    pub quota: u64,
+    /// The length of the span.
+    pub period: Duration,
+}
+
+impl RollingWindow {
+    /// At most `quota` units in any span of `period`.
+    pub const fn new(quota: u64, period: Duration) -> RollingWindow {
+        RollingWindow { quota, period }
+    }
+}
+
 #[cfg(test)]
 impl Limit {
     /// `rate` units a second, `burst` at once: the unit tests' shorthand.
@@ -160,6 +186,16 @@ pub enum Blocked {
         /// How long until the slot.
         wait: Duration,
     },
+    /// A longer window of the dimension ([`Budget::set_windows`](super::Budget::set_windows))
+    /// is spent: it has room for the cost `wait` from now.
+    Window {
+        /// The dimension whose window is spent.
+        dimension: Dimension,
+        /// The window: its quota and period.
+        window: RollingWindow,
+        /// How long until it has room.
+        wait: Duration,
+    },
     /// A cooldown set by the server (Retry-After, rate-limit reset) lasts `wait` longer.
     Cooldown {
         /// The dimension cooling down; `None` when the whole lane is.
@@ -173,7 +209,8 @@ pub enum Blocked {
         dimension: Dimension,
         /// The cost in that dimension.
         cost: u64,
-        /// The most the dimension admits at once.
+        /// The most the dimension admits at once (its burst, or the quota of a window smaller
+        /// than that).
         burst: u64,
     },
 }
@@ -182,7 +219,9 @@ impl Blocked {
     /// How long the caller would have to wait; `None` for a cost that never fits.
     pub fn wait(&self) -> Option<Duration> {
         match self {
-            Blocked::Rate { wait, .. } | Blocked::Cooldown { wait, .. } => Some(*wait),
+            Blocked::Rate { wait, .. }
+            | Blocked::Window { wait, .. }
+            | Blocked::Cooldown { wait, .. } => Some(*wait),
             Blocked::NeverFits { .. } => None,
         }
     }

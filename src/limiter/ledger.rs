@@ -36,18 +36,50 @@
 //! Used bookings and changes at the front of the ledger are forgotten as soon as no waiting
 //! reservation precedes them, so with nobody waiting the ledger is empty and costs nothing; it
 //! holds at most what happens while the oldest waiter waits.
+//!
+//! # Rolling windows
+//!
+//! A budget's longer windows (see the `window` module) are sums, not one number: a replay takes
+//! the units of every waiter it will book again out of them first (those whose slot has not
+//! come), puts each window's frontier back where it stood before the first of them, and
+//! appends them again in their order as they are booked. A used booking, or a waiter whose
+//! slot has come, keeps its units where they are. The first-come order and the quota hold for
+//! the rebuilt windows as they do for any; the shortcut that stops a replay once the cells
+//! come back to a schedule already booked is not taken when there are windows.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::cost::{Cost, Dimension, Limit, DIMENSIONS};
 use super::gcra::{Gcra, Grant, Nanos};
+use super::window::{Spent, Windows};
 
 /// The GCRA cell of each dimension (indexed as [`Dimension::ALL`]); `None`: unlimited.
 pub(super) type Cells = [Option<Gcra>; DIMENSIONS];
 
-/// What a booking holds in each dimension.
-pub(super) type Grants = [Option<Grant>; DIMENSIONS];
+/// What a booking holds: its grant in each dimension's cell, and the instant it is counted at
+/// in the rolling windows.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Grants {
+    pub(super) cells: [Option<Grant>; DIMENSIONS],
+    /// `None`: the booking is in no window.
+    pub(super) windows_at: Option<Nanos>,
+}
+
+impl Grants {
+    /// A booking that holds nothing.
+    pub(super) const NONE: Grants = Grants {
+        cells: [None; DIMENSIONS],
+        windows_at: None,
+    };
+}
+
+/// What holds a booking back: a dimension's cell, or one of its windows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Held {
+    Cell(Dimension),
+    Window(Spent),
+}
 
 /// The instant a waiting reservation may leave, shared with it: a replay moves it earlier.
 ///
@@ -163,28 +195,38 @@ impl Change {
     }
 }
 
-/// When `cost` could leave, booked at `now` no earlier than `floor`, and the dimension that
-/// decides it (`None`: the floor does).
+/// When `cost` could leave, booked at `now` no earlier than `floor`, and what decides it
+/// (`None`: the floor does).
 pub(super) fn ready_at(
     cells: &Cells,
+    windows: &Windows,
     cost: &Cost,
     floor: Nanos,
     now: Nanos,
-) -> (Nanos, Option<Dimension>) {
+) -> (Nanos, Option<Held>) {
     let mut at = (floor.max(now), None);
     for (dimension, units) in cost.iter() {
         if let Some(gcra) = &cells[dimension.index()] {
             let ready = gcra.ready_at(units, now);
             if ready > at.0 {
-                at = (ready, Some(dimension));
+                at = (ready, Some(Held::Cell(dimension)));
             }
         }
     }
-    at
+    // Every window admits from its first instant on, and so does every cell.
+    match windows.ready_at(cost, at.0) {
+        (ready, Some(spent)) if ready > at.0 => (ready, Some(Held::Window(spent))),
+        _ => at,
+    }
 }
 
-/// Books `cost` in every dimension for the instant `at` (no earlier than [`ready_at`]).
-pub(super) fn book_at(cells: &mut Cells, cost: &Cost, at: Nanos, now: Nanos) -> Grants {
+/// Books `cost` in every dimension's cell for the instant `at` (no earlier than [`ready_at`]).
+fn book_cells(
+    cells: &mut Cells,
+    cost: &Cost,
+    at: Nanos,
+    now: Nanos,
+) -> [Option<Grant>; DIMENSIONS] {
     let mut grants = [None; DIMENSIONS];
     for (dimension, units) in cost.iter() {
         if let Some(gcra) = cells[dimension.index()].as_mut() {
@@ -192,6 +234,20 @@ pub(super) fn book_at(cells: &mut Cells, cost: &Cost, at: Nanos, now: Nanos) -> 
         }
     }
     grants
+}
+
+/// Books `cost` in every cell and window for the instant `at` (no earlier than [`ready_at`]).
+pub(super) fn book_at(
+    cells: &mut Cells,
+    windows: &mut Windows,
+    cost: &Cost,
+    at: Nanos,
+    now: Nanos,
+) -> Grants {
+    Grants {
+        cells: book_cells(cells, cost, at, now),
+        windows_at: windows.book(cost, at, now),
+    }
 }
 
 #[derive(Debug)]
@@ -217,6 +273,8 @@ struct Waiting {
     floor: Nanos,
     /// The cells just before this booking.
     before: Cells,
+    /// The windows' frontiers just before this booking.
+    frontiers: Vec<Nanos>,
     grants: Grants,
     slot: std::sync::Arc<Slot>,
 }
@@ -237,10 +295,13 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    /// Records a reservation booked at `at` (so its cells were `before` just before it).
+    /// Records a reservation booked at `at` (so its cells were `before`, and its windows'
+    /// frontiers `frontiers`, just before it).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn waiting(
         &mut self,
         before: Cells,
+        frontiers: Vec<Nanos>,
         cost: &Cost,
         floor: Nanos,
         at: Nanos,
@@ -252,6 +313,7 @@ impl Ledger {
             cost: *cost,
             floor,
             before,
+            frontiers,
             grants,
             slot: std::sync::Arc::clone(&slot),
         })));
@@ -289,6 +351,20 @@ impl Ledger {
         dimension: Dimension,
         change: Change,
         cells: &mut Cells,
+        windows: &mut Windows,
+        now: Nanos,
+    ) {
+        self.rebook_waiters(Some((dimension, change)), cells, windows, now);
+    }
+
+    /// Books every waiting reservation again, in order, after `change` (if any) applied ahead
+    /// of them; without a waiter the change simply applies. What a charge to a window after the
+    /// fact needs: the waiters behind it were counted without it.
+    pub(super) fn rebook_waiters(
+        &mut self,
+        change: Option<(Dimension, Change)>,
+        cells: &mut Cells,
+        windows: &mut Windows,
         now: Nanos,
     ) {
         let first = self
@@ -298,26 +374,49 @@ impl Ledger {
         let Some((index, Entry::Waiting(waiting))) =
             first.and_then(|index| Some((index, self.entries.get(index)?)))
         else {
-            change.apply(&mut cells[dimension.index()], now);
-            self.change(dimension, change, now);
+            if let Some((dimension, change)) = change {
+                change.apply(&mut cells[dimension.index()], now);
+                self.change(dimension, change, now);
+            }
             return;
         };
         let mut rebuilt = waiting.before;
-        change.apply(&mut rebuilt[dimension.index()], now);
+        if let Some((dimension, change)) = change {
+            change.apply(&mut rebuilt[dimension.index()], now);
+        }
+        if !windows.is_empty() {
+            windows.restore(&waiting.frontiers);
+            self.lift_moving(index, windows, now);
+        }
         for entry in self.entries.range_mut(index..) {
-            replay(entry, &mut rebuilt, now);
+            replay(entry, &mut rebuilt, windows, now);
         }
         install(cells, rebuilt);
         self.wake_from(index);
+    }
+
+    /// Takes the window units of every waiter from `index` on whose slot has not come out of
+    /// `windows`: a replay appends them again as it books them.
+    fn lift_moving(&self, index: usize, windows: &mut Windows, now: Nanos) {
+        for entry in self.entries.range(index.min(self.entries.len())..) {
+            if let Entry::Waiting(waiting) = entry {
+                if let (Some(at), true) = (waiting.grants.windows_at, waiting.slot.ready_at() > now)
+                {
+                    windows.unbook(&waiting.cost, at, now);
+                }
+            }
+        }
     }
 
     /// A used booking of `booked` units of `dimension` (holding `grant`) really cost `used`.
     /// What it did not use is given back while its grant is still the latest of the cell
     /// ([`Gcra::refund`]); what it used beyond is charged ahead of the reservations still
     /// waiting: they were booked behind its estimate, and now stand behind what it cost.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn settle(
         &mut self,
         cells: &mut Cells,
+        windows: &mut Windows,
         dimension: Dimension,
         booked: u64,
         used: u64,
@@ -334,7 +433,8 @@ impl Ledger {
                 }
             }
             _ if used > booked => {
-                self.change_ahead(dimension, Change::Debit(used - booked), cells, now);
+                let debit = Change::Debit(used - booked);
+                self.change_ahead(dimension, debit, cells, windows, now);
             }
             _ => {}
         }
@@ -360,12 +460,12 @@ impl Ledger {
     /// The reservation at `place` is used: it keeps its slot for good. Returns what it holds.
     pub(super) fn commit(&mut self, place: &Place) -> Grants {
         let Some(index) = self.index(place) else {
-            return [None; DIMENSIONS];
+            return Grants::NONE;
         };
         let entry = std::mem::replace(&mut self.entries[index], Entry::Dropped);
         let Entry::Waiting(waiting) = entry else {
             self.entries[index] = entry;
-            return [None; DIMENSIONS];
+            return Grants::NONE;
         };
         self.entries[index] = Entry::Used {
             cost: waiting.cost,
@@ -377,9 +477,15 @@ impl Ledger {
         waiting.grants
     }
 
-    /// The reservation at `place` is dropped unused: `cells` become what they would be had it
-    /// never been booked, and the reservations waiting behind it move up.
-    pub(super) fn cancel(&mut self, place: &Place, cells: &mut Cells, now: Nanos) {
+    /// The reservation at `place` is dropped unused: `cells` and `windows` become what they
+    /// would be had it never been booked, and the reservations waiting behind it move up.
+    pub(super) fn cancel(
+        &mut self,
+        place: &Place,
+        cells: &mut Cells,
+        windows: &mut Windows,
+        now: Nanos,
+    ) {
         let Some(index) = self.index(place) else {
             return;
         };
@@ -389,17 +495,26 @@ impl Ledger {
             return;
         };
         let mut rebuilt = cancelled.before;
+        let windowed = !windows.is_empty();
+        if windowed {
+            if let Some(at) = cancelled.grants.windows_at {
+                windows.unbook(&cancelled.cost, at, now);
+            }
+            windows.restore(&cancelled.frontiers);
+            self.lift_moving(index + 1, windows, now);
+        }
         let mut converged = false;
         for entry in self.entries.range_mut(index + 1..) {
             if let Entry::Waiting(waiting) = entry {
                 // From here on the replay would repeat what is booked: the cancelled time was
-                // absorbed (a gap, a slot that keeps its instant).
-                if same_schedules(&waiting.before, &rebuilt) {
+                // absorbed (a gap, a slot that keeps its instant). Windows are sums: a replay
+                // goes to the end.
+                if !windowed && same_schedules(&waiting.before, &rebuilt) {
                     converged = true;
                     break;
                 }
             }
-            replay(entry, &mut rebuilt, now);
+            replay(entry, &mut rebuilt, windows, now);
         }
         // The first waiter that moved is woken; the others learn of it in turn (see `Slot`).
         self.wake_after(index);
@@ -483,20 +598,27 @@ fn same_schedules(a: &Cells, b: &Cells) -> bool {
     })
 }
 
-/// Applies `entry` to the `cells` being rebuilt at `now`.
-fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
+/// Applies `entry` to the `cells` and `windows` being rebuilt at `now` (the window units of a
+/// waiter whose slot has not come were taken out before: see [`Ledger::lift_moving`]).
+fn replay(entry: &mut Entry, cells: &mut Cells, windows: &mut Windows, now: Nanos) {
     match entry {
         Entry::Waiting(waiting) => {
             waiting.before = *cells;
+            if !windows.is_empty() {
+                waiting.frontiers = windows.frontiers();
+            }
             let slot = waiting.slot.ready_at();
             if slot <= now {
                 // Its slot has come: it may be leaving right now, so it keeps it.
-                waiting.grants = book_at(cells, &waiting.cost, slot, waiting.floor);
+                waiting.grants.cells = book_cells(cells, &waiting.cost, slot, waiting.floor);
+                if let Some(at) = waiting.grants.windows_at {
+                    windows.keep(&waiting.cost, at);
+                }
                 return;
             }
             // Booked again now, never in the past.
-            let (at, _) = ready_at(cells, &waiting.cost, waiting.floor, now);
-            waiting.grants = book_at(cells, &waiting.cost, at, now);
+            let (at, _) = ready_at(cells, windows, &waiting.cost, waiting.floor, now);
+            waiting.grants = book_at(cells, windows, &waiting.cost, at, now);
             // Earlier, as a rule; later only if the server's word (a sync) took back time the
             // dropped reservation had freed: the waiter reads its slot again when it wakes.
             if at != slot {
@@ -504,7 +626,8 @@ fn replay(entry: &mut Entry, cells: &mut Cells, now: Nanos) {
             }
         }
         Entry::Used { cost, at, now } => {
-            book_at(cells, cost, *at, *now);
+            book_cells(cells, cost, *at, *now);
+            windows.keep(cost, *at);
         }
         Entry::Change {
             dimension,

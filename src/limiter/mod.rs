@@ -1,4 +1,5 @@
-//! The rate algorithms, free of HTTP: one GCRA cell ([`Gcra`]) and a budget of several cells
+//! The rate algorithms, free of HTTP: one GCRA cell ([`Gcra`]), longer rolling windows beside
+//! it ([`RollingWindow`]), and a budget of several dimensions, each a cell and its windows,
 //! reserved together with a cooldown gate ([`Budget`]).
 //!
 //! The middleware uses these through lanes; they are public so that the same exact,
@@ -13,9 +14,10 @@ mod reservation;
 mod gcra;
 mod ledger;
 pub(crate) mod pace;
+mod window;
 
 pub use budget::Budget;
-pub use cost::{Blocked, Cost, Dimension, Limit};
+pub use cost::{Blocked, Cost, Dimension, Limit, RollingWindow};
 pub(crate) use departure::sleep_exactly_until;
 pub use gcra::{Gcra, Grant, Nanos};
 pub use reservation::{Booking, Commitment, Reservation, Waited};

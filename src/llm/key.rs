@@ -97,18 +97,7 @@ pub(crate) fn lane_key(request: &Request) -> Option<LaneKey> {
     let model = Endpoint::from_path(url.path())
         .and_then(|_| model_of(request))
         .unwrap_or_else(|| "-".to_owned());
-    // A model name is the client's own text: keep it printable and free of separators.
-    let model: String = model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() && c != '/' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
+    let model = crate::key::model_segment(&model);
     let key = key_fingerprint(request.headers()).unwrap_or_else(|| "none".to_owned());
     Some(LaneKey::new(format!(
         "{}://{host}:{port}/{model}/key:{key}",

@@ -23,6 +23,29 @@
 //! # Ok::<(), reqwest_throttle::PolicyError>(())
 //! ```
 //!
+//! # Per day, per model
+//!
+//! Providers state more than a minute's limits: requests and tokens per day too, and each model
+//! of a key its own. A dimension takes all its limits at once ([`Rates`](crate::Rates): the
+//! shortest is the rate, each longer one a rolling window never exceeded in any span of its
+//! period), and [`Policy::model`] gives a model its own policy on the host, for the lanes the
+//! cost model names for it:
+//!
+//! ```
+//! use reqwest_throttle::{Policy, Rate, Throttle};
+//!
+//! let openai = Policy::openai().requests(Rate::per_minute(500)).tokens(Rate::per_minute(30_000));
+//! let mini = openai
+//!     .clone()
+//!     .requests([Rate::per_minute(500), Rate::per_day(10_000)])
+//!     .tokens([Rate::per_minute(200_000), Rate::per_day(2_000_000)]);
+//! let throttle = Throttle::builder()
+//!     .host("api.openai.com", openai.model("gpt-4o-mini", mini))
+//!     .build()?;
+//! # drop(throttle);
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
+//! ```
+//!
 //! # Before: the estimate
 //!
 //! The JSON body of a chat completion, a Responses API call, a legacy completion, an embedding

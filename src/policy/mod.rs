@@ -1,5 +1,5 @@
-//! What a lane is allowed to do: [`Rate`], [`Policy`] and the [`HostRules`] that pick a policy
-//! for a host.
+//! What a lane is allowed to do: [`Rate`] (and [`Rates`], one dimension's limits), [`Policy`]
+//! (with policies per model) and the [`HostRules`] that pick a policy for a host.
 //!
 //! Policies are plain values, validated once when the [`Throttle`](crate::Throttle) is built:
 //! every nonsense setting (a zero rate, a zero concurrency, a burst that overflows) is refused
@@ -10,181 +10,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::assess::Classifier;
-use crate::breaker::{BreakerConfig, BreakerConfigError};
+use crate::breaker::BreakerConfig;
 use crate::cost::CostModel;
-use crate::error::for_people;
+use crate::key::LaneKey;
 use crate::limiter::Dimension;
 use crate::retry::{RetryBudgetConfig, RetryPolicy};
 use crate::rollout::EnforcedShare;
 
+mod error;
 mod host_pattern;
 mod host_rules;
+mod models;
 mod rate;
+mod rates;
 
+pub use error::PolicyError;
 pub use host_rules::HostRules;
+use models::Models;
 pub use rate::Rate;
+pub use rates::Rates;
 
 /// The concurrency cap of the default policy: requests in flight at once to one lane.
 ///
 /// Browsers open at most 6 connections per host over HTTP/1.1; 8 keeps a little headroom for
 /// HTTP/2 multiplexing while staying polite to a host nobody configured.
 pub const DEFAULT_CONCURRENCY: usize = 8;
-
-/// Why a policy or rate was refused. The message names the field and the way out.
-#[derive(Clone, Debug, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum PolicyError {
-    /// `store`: the Redis URL could not be used (the URL itself is not repeated: it may hold a
-    /// password).
-    #[error(
-        "store: the Redis URL is not valid ({reason}); expected redis://host:port/db or rediss://…"
-    )]
-    StoreUrl {
-        /// What the Redis client said of it.
-        reason: String,
-    },
-    /// `breaker`: an invalid circuit-breaker setting.
-    #[error("{0}")]
-    Breaker(#[from] BreakerConfigError),
-    /// `rate`: the count of a rate is zero.
-    #[error("rate: the count must be at least 1 per period (got 0); remove the rate for no limit")]
-    ZeroRate,
-    /// `rate`: the period of a rate is zero.
-    #[error("rate: the period must be longer than zero")]
-    ZeroPeriod,
-    /// `rate`: one unit takes longer than the limiter's 64-bit nanoseconds (about 584 years).
-    #[error(
-        "rate: {count} per {} leaves more than 584 years between units; use a shorter period",
-        for_people(period)
-    )]
-    TooSlow {
-        /// The count asked for.
-        count: u64,
-        /// The period asked for.
-        period: Duration,
-    },
-    /// `rate`: more than one unit per nanosecond, which the limiter cannot represent.
-    #[error(
-        "rate: {count} per {} is more than one per nanosecond; use a longer period or no rate",
-        for_people(period)
-    )]
-    TooFast {
-        /// The count asked for.
-        count: u64,
-        /// The period asked for.
-        period: Duration,
-    },
-    /// `burst`: zero.
-    #[error("burst: must be at least 1 (got 0)")]
-    ZeroBurst,
-    /// `burst`: so large that burst × interval overflows the limiter's 64-bit nanoseconds.
-    #[error("burst: {burst} units of {} each overflow the limiter (about 584 years); use a smaller burst", for_people(interval))]
-    BurstOverflow {
-        /// The burst asked for.
-        burst: u64,
-        /// The emission interval of the rate.
-        interval: Duration,
-    },
-    /// `concurrency`: zero would never let a request through.
-    #[error("concurrency: must be at least 1 (got 0); remove the cap for no limit")]
-    ZeroConcurrency,
-    /// `global_concurrency`: zero would never let a request through.
-    #[error("global_concurrency: must be at least 1 (got 0); leave it unset for no global cap")]
-    ZeroGlobalConcurrency,
-    /// `max_lanes`: zero.
-    #[error("max_lanes: must be at least 1 (got 0)")]
-    ZeroMaxLanes,
-    /// `attempt_timeout`: zero would fail every attempt before it is sent.
-    #[error("attempt_timeout: must be longer than zero; remove it to leave attempts unbounded")]
-    ZeroAttemptTimeout,
-    /// A number of the retry budget that is negative, NaN or infinite (which the budget would
-    /// otherwise read as zero, or as no budget at all).
-    #[error("{field}: must be a finite number >= 0 (got {value}); the default is {default}")]
-    RetryBudgetNumber {
-        /// The field, as the API or the configuration file names it.
-        field: &'static str,
-        /// The value given.
-        value: f64,
-        /// The default value, a sensible starting point.
-        default: f64,
-    },
-    /// `ttl` of the retry budget: zero.
-    #[error("retry budget ttl: must be longer than zero; the default is 10s")]
-    ZeroRetryBudgetTtl,
-    /// A configuration value that only means something beside another one that is missing or
-    /// contradicts it (`burst` without `rate`, `concurrency` with `unlimited_concurrency`).
-    #[error("{field}: {reason}")]
-    Inconsistent {
-        /// The field, as the configuration file names it.
-        field: &'static str,
-        /// What is wrong and how to fix it.
-        reason: &'static str,
-    },
-    /// A host rule that is not a host name, a `host:port` or a `*.suffix`, or that could never
-    /// match a request's URL.
-    #[error("host rule {pattern:?}: {reason}")]
-    BadHostRule {
-        /// The rule as written.
-        pattern: String,
-        /// What is wrong with it, and what to write instead.
-        reason: String,
-    },
-    /// An invalid policy, with the host rule it was given for (`host rule "api.example.com"` or
-    /// `the default policy`).
-    #[error("{rule}: {error}")]
-    InRule {
-        /// Which rule: `host rule "api.example.com"` or `the default policy`.
-        rule: String,
-        /// What is wrong with its policy.
-        error: Box<PolicyError>,
-    },
-    /// A token limit on a policy without a cost model: no request would ever cost a token, so
-    /// the limit would never bind.
-    #[error("{}: a token limit needs a cost model that prices each request in tokens: start from Policy::openai() or Policy::anthropic() (`preset = \"openai\"` in a file) or set Policy::cost_model; without one no request costs a token and the limit never binds", token_field(*dimension))]
-    TokensWithoutCostModel {
-        /// The token dimension that is limited.
-        dimension: Dimension,
-    },
-    /// `enforce_percent`: not a percentage from 0 to 100.
-    #[error("enforce_percent: must be a number from 0 (shadow mode: nothing enforced) to 100 (everything enforced), got {percent}")]
-    EnforcePercent {
-        /// The value given.
-        percent: f64,
-    },
-    /// A rate written as text that does not parse.
-    #[error("rate {text:?}: expected COUNT/PERIOD such as \"10/s\", \"600/min\", \"5000/h\" or \"100/10s\"")]
-    BadRateText {
-        /// The text as written.
-        text: String,
-    },
-}
-/// The name of a token dimension's setting, as the API and a configuration file write it.
-fn token_field(dimension: Dimension) -> &'static str {
-    match dimension {
-        Dimension::Requests => "rate",
-        Dimension::Tokens => "tokens",
-        Dimension::InputTokens => "input_tokens",
-        Dimension::OutputTokens => "output_tokens",
-    }
-}
-
-impl PolicyError {
-    /// `error` in the policy of the host rule written `pattern`.
-    pub(crate) fn in_rule(pattern: &str, error: PolicyError) -> PolicyError {
-        PolicyError::InRule {
-            rule: format!("host rule {pattern:?}"),
-            error: Box::new(error),
-        }
-    }
-
-    /// `error` in the default policy.
-    pub(crate) fn in_default(error: PolicyError) -> PolicyError {
-        PolicyError::InRule {
-            rule: "the default policy".to_owned(),
-            error: Box::new(error),
-        }
-    }
-}
 
 /// What one lane may do: its rate, its concurrency cap and how long a request may wait.
 ///
@@ -202,11 +52,10 @@ impl PolicyError {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct Policy {
-    /// The request rate (the `Requests` dimension), read directly by the lane.
-    pub(crate) rate: Option<Rate>,
-    /// Rates of the token dimensions, indexed by [`Dimension::index`]. The `Requests` slot is
-    /// never set: that rate is `rate`.
-    pub(crate) token_rates: [Option<Rate>; Dimension::ALL.len()],
+    /// The limits of each dimension, indexed by [`Dimension::index`].
+    limits: [Rates; Dimension::ALL.len()],
+    /// The policies of models that have their own (see [`Policy::model`]).
+    models: Models,
     pub(crate) cost_model: Option<CostModelHandle>,
     pub(crate) classifier: Option<ClassifierHandle>,
     pub(crate) concurrency: Option<usize>,
@@ -232,8 +81,8 @@ impl Default for Policy {
     /// [`BreakerConfig::default`] (opens after 5 consecutive failures).
     fn default() -> Policy {
         Policy {
-            rate: None,
-            token_rates: [None; Dimension::ALL.len()],
+            limits: Default::default(),
+            models: Models::default(),
             cost_model: None,
             classifier: None,
             concurrency: Some(DEFAULT_CONCURRENCY),
@@ -253,57 +102,133 @@ impl Policy {
         Policy::default()
     }
 
-    /// Limits the lane to `rate` requests.
+    /// Limits the lane to `rates` requests: one [`Rate`], or several of different periods
+    /// (see [`Rates`]).
     #[must_use]
-    pub fn rate(mut self, rate: Rate) -> Policy {
-        self.rate = Some(rate);
-        self
+    pub fn rate(self, rates: impl Into<Rates>) -> Policy {
+        self.limit(Dimension::Requests, rates)
     }
 
-    /// Limits the lane to `rate` requests (the same as [`rate`](Self::rate), reads better beside
-    /// [`tokens`](Self::tokens)).
+    /// Limits the lane to `rates` requests (the same as [`rate`](Self::rate), reads better
+    /// beside [`tokens`](Self::tokens)): one [`Rate`], or several of different periods, each
+    /// kept (see [`Rates`]).
+    ///
+    /// ```
+    /// use reqwest_throttle::{Policy, Rate};
+    ///
+    /// // 500 a minute, and never more than 10 000 in a day.
+    /// let policy = Policy::new().requests([Rate::per_minute(500), Rate::per_day(10_000)]);
+    /// assert_eq!(policy.configured_rate(), Some(Rate::per_minute(500)));
+    /// assert!(policy.validate().is_ok());
+    /// // A day that allows less than a minute makes no sense.
+    /// let nonsense = Policy::new().requests([Rate::per_minute(500), Rate::per_day(400)]);
+    /// assert!(nonsense.validate().unwrap_err().to_string().starts_with("rate:"));
+    /// ```
     #[must_use]
-    pub fn requests(self, rate: Rate) -> Policy {
-        self.rate(rate)
+    pub fn requests(self, rates: impl Into<Rates>) -> Policy {
+        self.rate(rates)
     }
 
-    /// Limits `dimension` to `rate` units. A cost larger than a token dimension's burst is
+    /// Limits `dimension` to `rates` units: one [`Rate`], or several of different periods (see
+    /// [`Rates`]). A cost larger than a token dimension's burst (or than one of its windows) is
     /// refused with [`Error::CostTooLarge`](crate::Error::CostTooLarge): the server would refuse it too.
     #[must_use]
-    pub fn limit(mut self, dimension: Dimension, rate: Rate) -> Policy {
-        match dimension {
-            Dimension::Requests => self.rate = Some(rate),
-            tokens => self.token_rates[tokens.index()] = Some(rate),
-        }
+    pub fn limit(mut self, dimension: Dimension, rates: impl Into<Rates>) -> Policy {
+        self.limits[dimension.index()] = rates.into();
         self
     }
 
-    /// Limits the lane to `rate` tokens (input and output together, OpenAI's TPM). A token
+    /// Limits the lane to `rates` tokens (input and output together, OpenAI's TPM, and TPD
+    /// beside it if you like: `[Rate::per_minute(200_000), Rate::per_day(2_000_000)]`). A token
     /// limit needs a [cost model](Self::cost_model) (the LLM presets bring one):
     /// [`validate`](Self::validate) refuses it otherwise.
     #[must_use]
-    pub fn tokens(self, rate: Rate) -> Policy {
-        self.limit(Dimension::Tokens, rate)
+    pub fn tokens(self, rates: impl Into<Rates>) -> Policy {
+        self.limit(Dimension::Tokens, rates)
     }
 
-    /// Limits the lane to `rate` input tokens (Anthropic's ITPM).
+    /// Limits the lane to `rates` input tokens (Anthropic's ITPM).
     #[must_use]
-    pub fn input_tokens(self, rate: Rate) -> Policy {
-        self.limit(Dimension::InputTokens, rate)
+    pub fn input_tokens(self, rates: impl Into<Rates>) -> Policy {
+        self.limit(Dimension::InputTokens, rates)
     }
 
-    /// Limits the lane to `rate` output tokens (Anthropic's OTPM).
+    /// Limits the lane to `rates` output tokens (Anthropic's OTPM).
     #[must_use]
-    pub fn output_tokens(self, rate: Rate) -> Policy {
-        self.limit(Dimension::OutputTokens, rate)
+    pub fn output_tokens(self, rates: impl Into<Rates>) -> Policy {
+        self.limit(Dimension::OutputTokens, rates)
     }
 
-    /// The rate of `dimension`, if limited.
+    /// The rate of `dimension` (its shortest limit), if limited.
     pub fn configured_limit(&self, dimension: Dimension) -> Option<Rate> {
-        match dimension {
-            Dimension::Requests => self.rate,
-            tokens => self.token_rates[tokens.index()],
-        }
+        self.limits[dimension.index()].rate()
+    }
+
+    /// Every limit of `dimension`, shortest first (empty when unlimited).
+    pub fn configured_limits(&self, dimension: Dimension) -> &Rates {
+        &self.limits[dimension.index()]
+    }
+
+    /// Gives `model` a policy of its own on this policy's hosts: the lanes the cost model names
+    /// for that model (`Policy::openai()` and `Policy::anthropic()` name one per model and API
+    /// key, feature `llm`) are created with `policy`, and so budgeted under its limits; the
+    /// other models keep this policy. `model` is written as requests send it in their `model`
+    /// (an Azure deployment's name for Azure). Giving a model a policy again replaces it.
+    ///
+    /// The policy is whole, not a patch: build it from the host's (`host.clone().requests(…)`)
+    /// to keep the cost model, retries and the rest. It is the host's policy that names the
+    /// lanes, so a model's policy needs a cost model (to price and settle its requests) and
+    /// cannot have models of its own; [`validate`](Self::validate) refuses either, and names
+    /// the model in any error of its policy. Lanes named by a key function
+    /// ([`ThrottleBuilder::lane_key`](crate::ThrottleBuilder::lane_key)) keep the host's
+    /// policy. A model's policy keeps its own enforced share: [`Throttle::rollout`](crate::Throttle::rollout)
+    /// changes the host's.
+    ///
+    /// Why on the policy rather than the builder: the models are part of a host's configuration,
+    /// so they go wherever its policy goes (a host rule, the default policy, a file's host
+    /// table) and need no host pattern of their own.
+    ///
+    /// ```
+    /// # #[cfg(feature = "llm")] {
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// let openai = Policy::openai()
+    ///     .requests(Rate::per_minute(500))
+    ///     .tokens(Rate::per_minute(30_000));
+    /// let mini = openai
+    ///     .clone()
+    ///     .requests([Rate::per_minute(500), Rate::per_day(10_000)])
+    ///     .tokens([Rate::per_minute(200_000), Rate::per_day(2_000_000)]);
+    /// let throttle = Throttle::builder()
+    ///     .host("api.openai.com", openai.model("gpt-4o-mini", mini))
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # }
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
+    /// ```
+    #[must_use]
+    pub fn model(mut self, model: impl Into<String>, policy: Policy) -> Policy {
+        self.models.insert(model.into(), policy);
+        self
+    }
+
+    /// The policy `model` was given with [`model`](Self::model), if any.
+    pub fn configured_model(&self, model: &str) -> Option<&Policy> {
+        self.models.get(model)
+    }
+
+    /// The models given a policy of their own, with it, in the order given.
+    pub fn configured_models(&self) -> impl Iterator<Item = (&str, &Policy)> + '_ {
+        self.models.iter()
+    }
+
+    /// The policy of the lane named `key` by this policy's cost model: its model's own, if it
+    /// has one, else this one.
+    pub(crate) fn for_lane(self: &Arc<Policy>, key: &LaneKey) -> Arc<Policy> {
+        key.model()
+            .and_then(|model| self.models.for_lane(model))
+            .unwrap_or(self)
+            .clone()
     }
 
     /// Prices each request (and reads its real cost back) with `model`; see [`CostModel`].
@@ -318,11 +243,10 @@ impl Policy {
         self.cost_model.as_ref().map(|handle| &handle.0)
     }
 
-    /// Removes the proactive rate limit.
+    /// Removes the proactive rate limit (every limit of requests).
     #[must_use]
-    pub fn no_rate(mut self) -> Policy {
-        self.rate = None;
-        self
+    pub fn no_rate(self) -> Policy {
+        self.rate(Rates::none())
     }
 
     /// At most `max` requests of this lane in flight at once (waiters are served in order).
@@ -496,9 +420,9 @@ impl Policy {
         self.breaker.as_ref()
     }
 
-    /// The configured rate, if any.
+    /// The configured request rate (the shortest limit of requests), if any.
     pub fn configured_rate(&self) -> Option<Rate> {
-        self.rate
+        self.configured_limit(Dimension::Requests)
     }
 
     /// The configured concurrency cap, if any.
@@ -521,8 +445,8 @@ impl Policy {
     /// [`ThrottleBuilder::build`](crate::ThrottleBuilder::build) calls it for every policy it is
     /// given, however it was given, so an invalid policy never reaches a lane.
     pub fn validate(&self) -> Result<(), PolicyError> {
-        for rate in self.rate.iter().chain(self.token_rates.iter().flatten()) {
-            rate.validate()?;
+        for dimension in Dimension::ALL {
+            self.limits[dimension.index()].validate(dimension)?;
         }
         if self.cost_model.is_none() {
             let limited_tokens = Dimension::ALL.into_iter().find(|&dimension| {
@@ -548,7 +472,7 @@ impl Policy {
         if let Some(breaker) = &self.breaker {
             breaker.validate()?;
         }
-        Ok(())
+        self.models.validate(self.cost_model.is_some())
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::PolicyError;
+use super::error::PolicyError;
 use crate::limiter::Limit;
 
 /// A rate: `count` units per `period`, of which `burst` may go at once.
@@ -52,6 +52,18 @@ impl Rate {
     /// `count` units per hour.
     pub const fn per_hour(count: u64) -> Rate {
         Rate::new(count, Duration::from_secs(3_600))
+    }
+
+    /// `count` units per day (24 hours, not a calendar day): beside a shorter rate, a rolling
+    /// window (see [`Rates`](crate::Rates)).
+    ///
+    /// ```
+    /// use reqwest_throttle::Rate;
+    ///
+    /// assert_eq!(Rate::per_day(10_000), "10000/d".parse().unwrap());
+    /// ```
+    pub const fn per_day(count: u64) -> Rate {
+        Rate::new(count, Duration::from_secs(86_400))
     }
 
     /// At most `burst` units at once (default: the whole `count`).

@@ -245,23 +245,22 @@ impl Throttle {
             .inner
             .rules
             .policy_for(host, url.port_or_known_default());
-        // The user's key function first, then the policy's cost model (per model, per API key),
-        // then scheme://host:port.
-        let key = self
-            .inner
-            .lane_key
-            .as_ref()
-            .and_then(|key| key(request))
-            .or_else(|| {
-                policy
-                    .configured_cost_model()
-                    .and_then(|model| model.lane_key(request))
-            });
-        if let Some(key) = key {
+        // The user's key function first, then the policy's cost model (per model, per API key,
+        // and then the model's own policy, if it has one), then scheme://host:port.
+        if let Some(key) = self.inner.lane_key.as_ref().and_then(|key| key(request)) {
             return Ok(self
                 .inner
                 .lanes
                 .lane(key.as_str(), now, || Arc::clone(policy)));
+        }
+        let per_model = policy
+            .configured_cost_model()
+            .and_then(|model| model.lane_key(request));
+        if let Some(key) = per_model {
+            return Ok(self
+                .inner
+                .lanes
+                .lane(key.as_str(), now, || policy.for_lane(&key)));
         }
         // The default key, written into a reused buffer: a lane that exists is found without
         // allocating (the key is only copied when a lane is created).

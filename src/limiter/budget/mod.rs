@@ -1,17 +1,24 @@
-//! A budget: several GCRA dimensions booked together, a cooldown gate, and the server's word.
+//! A budget: several dimensions booked together, each with a rate and any longer windows, a
+//! cooldown gate, and the server's word.
 //!
 //! A request costs something in one or more [`Dimension`]s (one request; for LLM APIs also
-//! tokens). A booking takes every dimension of the [`Cost`] at the same instant, all or nothing:
-//! it leaves when its slowest dimension is ready, and every dimension is booked *for that
-//! instant*, so a request never holds tokens while it waits for a request slot or the reverse.
-//! Bookings go through the `ledger`, so that one dropped anywhere in the queue gives its units
-//! back exactly (the `reservation` module hands them out).
+//! tokens). A dimension has a rate (a GCRA cell, [`Budget::set_limit`]) and may have longer
+//! [`RollingWindow`]s beside it ([`Budget::set_windows`]: 10 000 a day beside 500 a minute). A
+//! booking takes every window of every dimension of the [`Cost`] at the same instant, all or
+//! nothing: it leaves when its slowest cell or window is ready, and each is booked *for that
+//! instant*, so a request never holds tokens while it waits for a request slot or the reverse,
+//! nor a minute's slot while it waits for the day's. Bookings go through the `ledger`, so that
+//! one dropped anywhere in the queue gives its units back exactly, to the rate and to the
+//! windows (the `reservation` module hands them out).
 //!
 //! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! already waiting. The server's count of what remains ([`Budget::sync`]) brings a dimension to
 //! that count; the reservations still waiting were not seen by the server, so a window's count
-//! applies ahead of them and they book again behind it, in their order.
+//! applies ahead of them and they book again behind it, in their order (see the `sync`
+//! module; the server's word concerns a dimension's rate, never its longer windows).
+
+mod sync;
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,10 +28,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::charge::{Charges, SharedCharges};
-use super::cost::{Blocked, Cost, Dimension, Limit, DIMENSIONS};
+use super::cost::{Blocked, Cost, Dimension, Limit, RollingWindow, DIMENSIONS};
 use super::departure::Departures;
 use super::gcra::{Gcra, Nanos};
-use super::ledger::{self, Cells, Change, Grants, Ledger, Place};
+use super::ledger::{self, Cells, Change, Grants, Held, Ledger, Place};
+use super::window::Windows;
 use crate::time::Epoch;
 
 /// What a dimension keeps beside its GCRA cell.
@@ -43,7 +51,10 @@ struct State {
     /// The GCRA cell of each dimension: the schedule of bookings.
     gcras: Cells,
     cells: [Cell; DIMENSIONS],
-    /// Every change of `gcras` since the oldest waiting reservation, to take any one out.
+    /// The longer windows of each dimension, beside its cell.
+    windows: Windows,
+    /// Every change of `gcras` and `windows` since the oldest waiting reservation, to take any
+    /// one out.
     ledger: Ledger,
     /// A cooldown of the whole lane, whatever the cost's dimensions.
     cooldown_until: Nanos,
@@ -56,9 +67,11 @@ impl State {
     /// the ledger so that it can be dropped from anywhere in the queue.
     fn reserve(&mut self, cost: &Cost, floor: Nanos, at: Nanos, now: Nanos) -> Place {
         let before = self.gcras;
-        let grants = ledger::book_at(&mut self.gcras, cost, at, now);
+        let frontiers = self.windows.frontiers();
+        let grants = ledger::book_at(&mut self.gcras, &mut self.windows, cost, at, now);
         self.outstanding += 1;
-        self.ledger.waiting(before, cost, floor, at, grants)
+        self.ledger
+            .waiting(before, frontiers, cost, floor, at, grants)
     }
 
     /// Applies `change` to `dimension`'s cell at `now`, and records it for a later replay.
@@ -106,7 +119,8 @@ pub(super) enum Booked {
     Queued(Queued),
 }
 
-/// A set of GCRA dimensions reserved together, and a cooldown gate.
+/// A set of dimensions reserved together (each a GCRA cell and any longer windows), and a
+/// cooldown gate.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -185,6 +199,55 @@ impl Budget {
     /// Sets (or with `None` removes) the rate of `dimension`, keeping what is already booked.
     pub fn set_limit(&self, dimension: Dimension, limit: Option<Limit>) {
         self.change_rate(dimension, Change::Limit(limit), limit);
+    }
+
+    /// Sets the longer windows of `dimension` beside its rate (an empty slice removes them):
+    /// every booking that costs something in `dimension` must also fit in each of them. A
+    /// window is exact where a rate is not: at most its quota in *any* span of its period (a
+    /// rate of 1 000 a day with a full day's burst would let 2 000 through in a day: the burst,
+    /// then the refill). Bookings are counted in each window at the instant they leave, given
+    /// back when dropped or over-estimated, charged when under-estimated; a window of the same
+    /// quota and period as one it replaces keeps what that one counted.
+    ///
+    /// Only the rate hears from the server ([`sync`](Self::sync), [`reprice`](Self::reprice)):
+    /// a server announces one window per dimension, and its count of that window says nothing
+    /// of the others.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use reqwest_throttle::limiter::{Blocked, Budget, Cost, Dimension, Limit, RollingWindow};
+    ///
+    /// let budget = Budget::new();
+    /// // 60 a minute, at most 100 a day.
+    /// budget.set_limit(Dimension::Requests, Some(Limit::new(Duration::from_secs(1), 60)));
+    /// let day = RollingWindow::new(100, Duration::from_secs(86_400));
+    /// budget.set_windows(Dimension::Requests, &[day]);
+    /// for _ in 0..100 {
+    ///     budget.reserve(&Cost::requests(1), None).unwrap().settle(None);
+    /// }
+    /// let blocked = budget.reserve(&Cost::requests(1), Some(Duration::from_secs(60))).unwrap_err();
+    /// assert!(matches!(blocked, Blocked::Window { window, .. } if window == day));
+    /// # }
+    /// ```
+    pub fn set_windows(&self, dimension: Dimension, windows: &[RollingWindow]) {
+        let mut state = self.lock();
+        if !windows.is_empty() {
+            self.engaged.store(true, Ordering::Release);
+        }
+        state.windows.set(dimension, windows);
+    }
+
+    /// The longer windows of `dimension` (see [`set_windows`](Self::set_windows)).
+    pub fn windows(&self, dimension: Dimension) -> Vec<RollingWindow> {
+        self.lock().windows.limits(dimension)
+    }
+
+    /// Units of `dimension` that every window of it would admit now; `None` without a window.
+    pub fn window_available(&self, dimension: Dimension) -> Option<u64> {
+        let now = self.epoch.nanos(Instant::now());
+        self.lock().windows.available(dimension, now)
     }
 
     /// Starts `dimension` anew at `limit` and makes every waiting reservation book again.
@@ -285,107 +348,6 @@ impl Budget {
         self.repriced.notify_waiters();
     }
 
-    /// Brings `dimension` to `remaining` units available now, as the server says: what it
-    /// counts as gone is charged ([`debit`](Self::debit)); what it says is still there and
-    /// this budget believed spent (an over-estimated cost, a window that renewed) is given
-    /// back, never beyond the burst. Giving back at least `min_credit` units makes the waiting
-    /// reservations book again at once, so they use it in their order instead of a newcomer.
-    /// Returns the units charged (positive) or given back (negative).
-    pub fn sync(&self, dimension: Dimension, remaining: u64, min_credit: u64) -> i128 {
-        self.sync_until(dimension, remaining, None, min_credit)
-    }
-
-    /// [`sync`](Self::sync) for a fixed window ending at `refills_from` (`None`: a bucket,
-    /// as `sync`): `remaining` is all there is until then, so what this budget's pace would
-    /// refill before it is owed first. Capacity before the window's end is then `remaining`,
-    /// spread over the time left, and the pace goes on past it. The reservations still waiting
-    /// were not seen by the server: the change applies ahead of them, and they book again
-    /// behind it in their order. `min_credit` concerns buckets only: a window's credit, however
-    /// small, moves the waiters up in their order without waking them all to book again.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use reqwest_throttle::limiter::{Budget, Dimension, Limit};
-    /// use tokio::time::Instant;
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let budget = Budget::new();
-    /// // 900 tokens per minute: one every 66.7 ms.
-    /// let interval = Duration::from_secs(60) / 900;
-    /// budget.set_limit(Dimension::Tokens, Some(Limit::new(interval, 900)));
-    /// // The window ends in 30 s with 100 left: 450 would refill by then, so 350 are owed.
-    /// let end = Instant::now() + Duration::from_secs(30);
-    /// assert_eq!(budget.sync_until(Dimension::Tokens, 100, Some(end), 1), 1_250);
-    /// assert_eq!(budget.available(Dimension::Tokens), Some(0));
-    /// # }
-    /// ```
-    pub fn sync_until(
-        &self,
-        dimension: Dimension,
-        remaining: u64,
-        refills_from: Option<Instant>,
-        min_credit: u64,
-    ) -> i128 {
-        let now_instant = Instant::now();
-        let now = self.epoch.nanos(now_instant);
-        let mut state = self.lock();
-        let outstanding = state.outstanding;
-        let Some(gcra) = state.gcras[dimension.index()] else {
-            return 0;
-        };
-        let available = gcra.available(now);
-        if let Some(end) = refills_from {
-            // What the pace refills before the window's end is owed: the cell's level may go
-            // below zero, and its next unit comes as late as the window allows.
-            let until_end = end.saturating_duration_since(now_instant).as_nanos();
-            let owed = until_end / gcra.interval().as_nanos().max(1);
-            let owed = i128::try_from(owed).unwrap_or(i128::MAX);
-            let unseen = i128::from(state.ledger.waiting_units(dimension));
-            let target = i128::from(remaining.min(gcra.burst())) - owed;
-            let charged = (gcra.level(now) + unseen).saturating_sub(target);
-            let units = u64::try_from(charged.unsigned_abs()).unwrap_or(u64::MAX);
-            let change = match charged {
-                0 => return 0,
-                _ if charged < 0 => Change::Credit(units),
-                _ => Change::Debit(units),
-            };
-            let State { gcras, ledger, .. } = &mut *state;
-            ledger.change_ahead(dimension, change, gcras, now);
-            if charged < 0 {
-                state.cells[dimension.index()].sent.credit(units, now);
-            }
-            return charged;
-        }
-        // Recorded as the server's number, not as a difference: replayed without a dropped
-        // reservation, the cell comes to the same `remaining` (the server never counted it).
-        // Nor may more leave at once than remains: the spacing as sent follows.
-        state.cells[dimension.index()].sent.cap(remaining, now);
-        if available > remaining {
-            state.change(dimension, Change::Sync(remaining), now);
-            return i128::from(available - remaining);
-        }
-        let missing = remaining.min(gcra.burst()) - available.min(remaining);
-        if missing == 0 || missing < min_credit {
-            return 0;
-        }
-        state.change(dimension, Change::Sync(remaining), now);
-        // The spacing as sent follows: what the server gives back may leave.
-        state.cells[dimension.index()].sent.credit(missing, now);
-        drop(state);
-        if outstanding > 0 {
-            self.next_generation();
-        }
-        -i128::from(missing)
-    }
-
-    /// Charges `units` of `dimension` that were used without a reservation (the server reports
-    /// less remaining than this budget believes): later reservations wait for them.
-    pub fn debit(&self, dimension: Dimension, units: u64) {
-        let now = self.epoch.nanos(Instant::now());
-        self.lock().change(dimension, Change::Debit(units), now);
-    }
-
     /// How many reported costs were charged only up to what one answer can use (see
     /// [`settle`](Self::settle)).
     pub fn clamped_reports(&self) -> u64 {
@@ -429,12 +391,13 @@ impl Budget {
         self.lock().outstanding
     }
 
-    /// Whether nothing is booked ahead of now and no cooldown runs: forgetting this budget and
-    /// starting a fresh one would change nothing.
+    /// Whether nothing is booked ahead of now, no window holds a unit of the last period and no
+    /// cooldown runs: forgetting this budget and starting a fresh one would change nothing.
     pub fn is_at_rest(&self) -> bool {
         let now = self.epoch.nanos(Instant::now());
         let state = self.lock();
         state.outstanding == 0
+            && state.windows.is_at_rest(now)
             && state.cooldown_until <= now
             && state.cells.iter().all(|cell| cell.cooldown_until <= now)
             && state
@@ -453,6 +416,7 @@ impl Budget {
     ) -> Result<Queued, Blocked> {
         let now = self.epoch.nanos(now);
         let mut state = self.lock();
+        state.windows.prune(now);
         let (at, floor) = self.schedule(&state, cost, max_wait, now)?;
         Ok(self.queue(&mut state, cost, floor, at, now))
     }
@@ -468,18 +432,25 @@ impl Budget {
     ) -> Result<Booked, Blocked> {
         if !self.engaged.load(Ordering::Acquire) {
             return Ok(Booked::Used {
-                grants: [None; DIMENSIONS],
+                grants: Grants::NONE,
                 applied: self.charges.load().applied(),
             });
         }
         let now = self.epoch.nanos(now);
         let mut state = self.lock();
+        state.windows.prune(now);
         let (at, floor) = self.schedule(&state, cost, max_wait, now)?;
         if at > now {
             return Ok(Booked::Queued(self.queue(&mut state, cost, floor, at, now)));
         }
-        let grants = ledger::book_at(&mut state.gcras, cost, at, now);
-        state.ledger.used(cost, at, now);
+        let State {
+            gcras,
+            windows,
+            ledger,
+            ..
+        } = &mut *state;
+        let grants = ledger::book_at(gcras, windows, cost, at, now);
+        ledger.used(cost, at, now);
         Ok(Booked::Used {
             grants,
             applied: self.charges.load().applied(),
@@ -497,9 +468,9 @@ impl Budget {
         }
     }
 
-    /// When `cost` may leave if booked at `now` (the slowest dimension or a cooldown decides),
-    /// and no earlier than what (`now` or the cooldown's end); refused when that is beyond
-    /// `max_wait` or the cost can never fit.
+    /// When `cost` may leave if booked at `now` (the slowest cell or window, or a cooldown
+    /// decides), and no earlier than what (`now` or the cooldown's end); refused when that is
+    /// beyond `max_wait` or the cost can never fit.
     fn schedule(
         &self,
         state: &State,
@@ -518,13 +489,26 @@ impl Budget {
                 }
             }
         }
+        let strict = |dimension: Dimension| state.cells[dimension.index()].strict;
+        if let Some((spent, units)) = state.windows.never_fits(cost, strict) {
+            return Err(Blocked::NeverFits {
+                dimension: spent.dimension,
+                cost: units,
+                burst: spent.window.quota,
+            });
+        }
         let (cooldown, cooled_dimension) = state.cooldown_for(cost);
         let floor = now.max(cooldown);
-        let (at, blocker) = ledger::ready_at(&state.gcras, cost, floor, now);
+        let (at, blocker) = ledger::ready_at(&state.gcras, &state.windows, cost, floor, now);
         let wait = Duration::from_nanos(at - now);
         match max_wait {
             Some(max_wait) if wait > max_wait => Err(match blocker {
-                Some(dimension) => Blocked::Rate { dimension, wait },
+                Some(Held::Cell(dimension)) => Blocked::Rate { dimension, wait },
+                Some(Held::Window(spent)) => Blocked::Window {
+                    dimension: spent.dimension,
+                    window: spent.window,
+                    wait,
+                },
                 None => Blocked::Cooldown {
                     dimension: cooled_dimension,
                     wait,
@@ -543,9 +527,14 @@ impl Budget {
             return state.ledger.commit(place);
         }
         let now = self.epoch.nanos(Instant::now());
-        let State { gcras, ledger, .. } = &mut *state;
-        ledger.cancel(place, gcras, now);
-        [None; DIMENSIONS]
+        let State {
+            gcras,
+            windows,
+            ledger,
+            ..
+        } = &mut *state;
+        ledger.cancel(place, gcras, windows, now);
+        Grants::NONE
     }
 
     /// The wait at `place` ended: the next waiter learns whether its slot moved.
@@ -564,223 +553,48 @@ impl Budget {
     }
 
     /// Brings the booking of `reserved` (held as `grants`) to `actual`: refunds what was not
-    /// used (when it still can be, see [`Gcra::refund`]), debits what was used beyond it, up to
-    /// what one answer can use (see [`settle`](Self::settle)).
+    /// used (when it still can be, see [`Gcra::refund`]; in a window, always), debits what was
+    /// used beyond it, up to what one answer can use (see [`settle`](Self::settle)).
     pub(super) fn reconcile(&self, reserved: &Cost, grants: &Grants, actual: &Cost) {
-        let mut state = self.lock();
-        let State { gcras, ledger, .. } = &mut *state;
         if actual == reserved {
             return;
         }
+        let mut state = self.lock();
+        let State {
+            gcras,
+            windows,
+            ledger,
+            ..
+        } = &mut *state;
         let now = self.epoch.nanos(Instant::now());
+        let mut window_debited = false;
         for dimension in Dimension::ALL {
-            let Some(burst) = gcras[dimension.index()].as_ref().map(Gcra::burst) else {
+            let burst = gcras[dimension.index()].as_ref().map(Gcra::burst);
+            let quota = windows.limits(dimension).iter().map(|w| w.quota).min();
+            // The most one answer can use: a burst of the rate, or else the smallest window.
+            let Some(most) = burst.or(quota) else {
                 continue;
             };
             let (booked, used) = (reserved.get(dimension), actual.get(dimension));
-            let most = booked.max(burst);
+            let most = booked.max(most);
             if used > most {
                 self.clamped.fetch_add(1, Relaxed);
                 tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
             }
-            let grant = grants[dimension.index()];
-            ledger.settle(gcras, dimension, booked, used.min(most), grant, now);
+            let used = used.min(most);
+            if let Some(at) = grants.windows_at {
+                window_debited |= windows.adjust(dimension, at, booked, used, now);
+            }
+            let grant = grants.cells[dimension.index()];
+            ledger.settle(gcras, windows, dimension, booked, used, grant, now);
+        }
+        if window_debited {
+            // The waiters were counted in the windows without what this answer used beyond
+            // its estimate: they book again behind it.
+            ledger.rebook_waiters(None, gcras, windows, now);
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn unlimited_budget_admits_at_once() {
-        let budget = Budget::new();
-        let r = budget
-            .reserve(&Cost::requests(1), Some(Duration::ZERO))
-            .unwrap();
-        assert_eq!(r.ready_at(), Instant::now());
-        assert_eq!(budget.outstanding(), 1);
-        drop(r);
-        assert_eq!(budget.outstanding(), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dimensions_are_booked_for_the_slowest_instant() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Requests, Some(Limit::per_second(10, 10)));
-        budget.set_limit(Dimension::Tokens, Some(Limit::per_second(100, 100)));
-        let cost = Cost::requests(1).with(Dimension::Tokens, 100);
-        let first = budget.reserve(&cost, None).unwrap();
-        let second = budget.reserve(&cost, None).unwrap();
-        assert_eq!(second.ready_at() - first.ready_at(), Duration::from_secs(1));
-        // The request dimension was booked for the instant the second request leaves (1 s), not
-        // for now: its cell is booked up to 1.1 s, so with a 1 s tolerance a request-only cost
-        // arriving now waits 200 ms instead of going at once.
-        let request_only = budget.reserve(&Cost::requests(1), None).unwrap();
-        assert_eq!(
-            request_only.ready_at() - first.ready_at(),
-            Duration::from_millis(200)
-        );
-        request_only.settle(None);
-        first.settle(None);
-        second.settle(None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn only_requests_are_spaced_as_sent() {
-        let budget = Budget::new();
-        budget.set_limit(
-            Dimension::Tokens,
-            Some(Limit {
-                interval: Duration::from_millis(360),
-                burst: 10_000,
-            }),
-        );
-        let cost = Cost::requests(1).with(Dimension::Tokens, 6_000);
-        let now = Instant::now();
-        assert_eq!(budget.depart(&cost, now), Ok(()));
-        // A second large request, once its tokens were booked (the first one's usage given
-        // back), leaves at once: token units are not spaced again at departure.
-        assert_eq!(budget.depart(&cost, now), Ok(()));
-        budget.set_limit(
-            Dimension::Requests,
-            Some(Limit {
-                interval: Duration::from_millis(20),
-                burst: 1,
-            }),
-        );
-        assert_eq!(budget.depart(&cost, now), Ok(()));
-        // 20 ms and the guard as sent: 1 % of it.
-        assert_eq!(
-            budget.depart(&cost, now),
-            Err(now + Duration::from_millis(20) + Duration::from_micros(200))
-        );
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn refused_reservation_books_nothing() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Requests, Some(Limit::per_second(1, 1)));
-        let first = budget.reserve(&Cost::requests(1), None).unwrap();
-        let blocked = budget
-            .reserve(&Cost::requests(1), Some(Duration::from_millis(500)))
-            .unwrap_err();
-        assert_eq!(
-            blocked,
-            Blocked::Rate {
-                dimension: Dimension::Requests,
-                wait: Duration::from_secs(1)
-            }
-        );
-        assert_eq!(budget.outstanding(), 1);
-        first.settle(None);
-        // Nothing was booked by the refused attempt: the next slot is still 1 s away.
-        let next = budget.reserve(&Cost::requests(1), None).unwrap();
-        assert_eq!(next.ready_at() - Instant::now(), Duration::from_secs(1));
-    }
-
-    /// A server's count of what remains is replayed as that count, not as the difference it
-    /// made: a waiter dropped after it gives back only what the server never counted.
-    #[tokio::test(start_paused = true)]
-    async fn a_sync_replayed_after_a_drop_keeps_the_servers_count() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Requests, Some(Limit::per_second(1, 1)));
-        budget.set_limit(Dimension::Tokens, Some(Limit::per_second(100, 100)));
-        let cost = Cost::requests(1).with(Dimension::Tokens, 10);
-        let first = budget.reserve(&cost, None).unwrap();
-        // Held by the request dimension for 1 s; its tokens are booked for then.
-        let waiting = budget.reserve(&cost, None).unwrap();
-        assert_eq!(waiting.ready_at() - Instant::now(), Duration::from_secs(1));
-        // The server has counted the first request only: 90 tokens remain.
-        budget.sync(Dimension::Tokens, 90, 1);
-        assert_eq!(budget.available(Dimension::Tokens), Some(80));
-        drop(waiting);
-        assert_eq!(budget.available(Dimension::Tokens), Some(90));
-        first.settle(None);
-    }
-
-    /// A fixed window of 10 per 10 s with 2 left and 5 s to go: 5 would refill by its end at
-    /// the even pace, so the budget's level goes to 2 − 5 = −3 (it believed 0: 3 charged);
-    /// the waiters booked before the server's word stand behind it, in their order, and only
-    /// 2 leave by the window's end.
-    #[tokio::test(start_paused = true)]
-    async fn a_window_sync_leaves_only_what_remains_before_the_end() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Requests, Some(Limit::per_second(1, 10)));
-        let start = Instant::now();
-        let spent: Vec<_> = (0..10)
-            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap().commit())
-            .collect();
-        let waiters: Vec<_> = (0..7)
-            .map(|_| budget.reserve(&Cost::requests(1), None).unwrap())
-            .collect();
-        // The server counted 8 of the 10 so far.
-        let end = start + Duration::from_secs(5);
-        assert_eq!(budget.sync_until(Dimension::Requests, 2, Some(end), 1), 3);
-        let slots: Vec<_> = waiters.iter().map(|w| w.ready_at() - start).collect();
-        let before_end = slots.iter().filter(|&&slot| slot <= Duration::from_secs(5));
-        assert_eq!(before_end.count(), 2, "{slots:?}");
-        assert!(slots.windows(2).all(|pair| pair[0] < pair[1]), "{slots:?}");
-        // Said again, the same word changes nothing.
-        assert_eq!(budget.sync_until(Dimension::Requests, 2, Some(end), 1), 0);
-        // The server says more remains than the budget believes: the waiters move up, in order.
-        let later: Vec<_> = waiters.iter().map(|w| w.ready_at()).collect();
-        assert!(budget.sync_until(Dimension::Requests, 4, Some(end), 1) < 0);
-        let moved: Vec<_> = waiters.iter().map(|w| w.ready_at()).collect();
-        assert!(moved
-            .iter()
-            .zip(&later)
-            .all(|(moved, later)| moved <= later));
-        assert!(moved[0] < later[0]);
-        assert!(moved.windows(2).all(|pair| pair[0] < pair[1]), "{moved:?}");
-        drop(waiters);
-        drop(spent);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn strict_dimension_refuses_what_never_fits() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Tokens, Some(Limit::per_second(100, 1_000)));
-        budget.set_strict(Dimension::Tokens, true);
-        let blocked = budget
-            .reserve(&Cost::requests(1).with(Dimension::Tokens, 1_001), None)
-            .unwrap_err();
-        assert_eq!(
-            blocked,
-            Blocked::NeverFits {
-                dimension: Dimension::Tokens,
-                cost: 1_001,
-                burst: 1_000
-            }
-        );
-        assert_eq!(blocked.wait(), None);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dimension_cooldown_spares_other_costs() {
-        let budget = Budget::new();
-        budget.cool_down(
-            Some(Dimension::Tokens),
-            Instant::now() + Duration::from_secs(60),
-        );
-        assert!(budget.cooldown_until(&Cost::requests(1)).is_none());
-        assert!(budget
-            .cooldown_until(&Cost::requests(1).with(Dimension::Tokens, 5))
-            .is_some());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn at_rest_only_when_nothing_is_booked_ahead() {
-        let budget = Budget::new();
-        budget.set_limit(Dimension::Requests, Some(Limit::per_second(1, 1)));
-        assert!(budget.is_at_rest());
-        budget
-            .reserve(&Cost::requests(1), None)
-            .unwrap()
-            .settle(None);
-        assert!(!budget.is_at_rest());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        assert!(budget.is_at_rest());
-    }
-}
+mod tests;

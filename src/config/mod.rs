@@ -1,7 +1,10 @@
 //! Throttle configuration from a file or the environment (`serde` feature).
 //!
 //! Any serde format works (TOML, JSON, YAML); durations are written as `"30s"`, `"1m30s"`,
-//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"100/10s"`. Each value
+//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"10000/d"`,
+//! `"100/10s"`, and several limits of one dimension as a list (`["500/min", "10000/d"]`, see
+//! [`Rates`]). A host's `models` table gives a model its own policy
+//! ([`Policy::model`]): the host's, with the model's table on top. Each value
 //! is parsed while deserializing (a bad rate or duration, or an unknown field, fails at load time
 //! with its line); values that make no sense together or as a policy (`burst` without `rate`,
 //! `concurrency = 0`, a NaN `budget_ratio`) are refused by [`PolicyConfig::into_policy`] and
@@ -27,7 +30,7 @@
 //!     enforce_percent = 30   # the rest is shadowed: see reqwest_throttle::rollout
 //!
 //!     [hosts."*.example.com"]
-//!     rate = "2/s"
+//!     rate = ["2/s", "5000/d"]   # 2 a second, never more than 5 000 in a day
 //!     retry = { max_retries = 5, base = "100ms", cap = "10s", jitter = "equal" }
 //!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1m" }
 //! "#).unwrap();
@@ -48,7 +51,7 @@ use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
 use crate::policy::{
-    validate_retry_budget, HostRules, Policy, PolicyError, Rate, RetryBudgetNames,
+    validate_retry_budget, HostRules, Policy, PolicyError, Rate, Rates, RetryBudgetNames,
 };
 use crate::retry::{
     Backoff, Jitter, RetryBudgetConfig, RetryPolicy, DEFAULT_BACKOFF_BASE, DEFAULT_BACKOFF_CAP,
@@ -90,6 +93,39 @@ impl<'de> Deserialize<'de> for Rate {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rate, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// One limit (`"600/min"`) or several of different periods (`["600/min", "10000/d"]`), each
+/// read as a [`Rate`] is.
+impl<'de> Deserialize<'de> for Rates {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rates, D::Error> {
+        struct RatesVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for RatesVisitor {
+            type Value = Rates;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a rate such as \"600/min\", or a list of them such as [\"600/min\", \"10000/d\"]")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rates, E> {
+                text.parse::<Rate>().map(Rates::from).map_err(E::custom)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Rates, A::Error> {
+                let mut rates = Vec::new();
+                while let Some(rate) = seq.next_element::<Rate>()? {
+                    rates.push(rate);
+                }
+                Ok(Rates::from(rates))
+            }
+        }
+
+        deserializer.deserialize_any(RatesVisitor)
     }
 }
 
@@ -271,7 +307,7 @@ impl Preset {
 }
 
 /// One policy as written in a file. Every field is optional: absent means the value of
-/// [`Policy::default`], or of the `preset`'s policy.
+/// [`Policy::default`], or of the `preset`'s policy; in a model's table (`models`), the host's.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
@@ -279,16 +315,17 @@ pub struct PolicyConfig {
     /// The LLM preset to start from, `"openai"` or `"anthropic"` (`llm` feature): it brings the
     /// cost model a token limit needs.
     pub preset: Option<Preset>,
-    /// Requests rate, `"600/min"`.
-    pub rate: Option<Rate>,
-    /// Burst of the requests rate (default: its whole count).
+    /// Requests rate, `"600/min"`, or several limits, `["600/min", "10000/d"]` (see [`Rates`]).
+    pub rate: Option<Rates>,
+    /// Burst of the requests rate (of the shortest limit; default: its whole count).
     pub burst: Option<u64>,
-    /// Tokens rate (LLM TPM), `"200000/min"`; needs a `preset`.
-    pub tokens: Option<Rate>,
-    /// Input tokens rate; needs a `preset`.
-    pub input_tokens: Option<Rate>,
-    /// Output tokens rate; needs a `preset`.
-    pub output_tokens: Option<Rate>,
+    /// Tokens rate (LLM TPM), `"200000/min"`, or several limits (TPM and TPD:
+    /// `["200000/min", "2000000/d"]`); needs a `preset`.
+    pub tokens: Option<Rates>,
+    /// Input tokens rate, or several limits; needs a `preset`.
+    pub input_tokens: Option<Rates>,
+    /// Output tokens rate, or several limits; needs a `preset`.
+    pub output_tokens: Option<Rates>,
     /// Requests in flight at once; `0` is refused, absent keeps the policy's cap
     /// ([`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY) without a preset).
     pub concurrency: Option<usize>,
@@ -310,18 +347,53 @@ pub struct PolicyConfig {
     /// request is sent at once and what the throttle would have done is recorded
     /// ([`Policy::enforce_percent`], [`crate::rollout`]).
     pub enforce_percent: Option<f64>,
+    /// Policies of single models on this host (`[hosts."api.openai.com".models."gpt-4o-mini"]`,
+    /// [`Policy::model`]): each is this table's policy with the model's table on top (a model's
+    /// table takes no `preset` and no `models`). Needs a `preset`: its cost model names a lane
+    /// per model.
+    #[serde(default)]
+    pub models: BTreeMap<String, PolicyConfig>,
 }
 
 impl PolicyConfig {
-    /// The policy this describes, validated; the error names the field.
-    pub fn into_policy(self) -> Result<Policy, PolicyError> {
-        let mut policy = match self.preset {
+    /// The policy this describes, validated; the error names the field (and the model, in a
+    /// model's table).
+    pub fn into_policy(mut self) -> Result<Policy, PolicyError> {
+        let base = match self.preset {
             Some(preset) => preset.policy()?,
             None => Policy::new(),
         };
+        let models = std::mem::take(&mut self.models);
+        let host = self.apply(base)?;
+        let mut policy = host.clone();
+        for (model, config) in models {
+            let in_model = |error| PolicyError::InModel {
+                model: model.clone(),
+                error: Box::new(error),
+            };
+            if config.preset.is_some() {
+                return Err(in_model(PolicyError::Inconsistent {
+                    field: "preset",
+                    reason:
+                        "a model's table starts from its host's policy, preset included; remove it",
+                }));
+            }
+            if !config.models.is_empty() {
+                return Err(in_model(PolicyError::NestedModels));
+            }
+            let own = config.apply(host.clone()).map_err(in_model)?;
+            policy = policy.model(model, own);
+        }
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// `policy` with the settings given here changed (all but `preset` and `models`),
+    /// unvalidated.
+    fn apply(self, mut policy: Policy) -> Result<Policy, PolicyError> {
         match (self.rate, self.burst) {
-            (Some(rate), Some(burst)) => policy = policy.rate(rate.burst(burst)),
-            (Some(rate), None) => policy = policy.rate(rate),
+            (Some(rates), Some(burst)) => policy = policy.rate(rates.with_burst(burst)),
+            (Some(rates), None) => policy = policy.rate(rates),
             (None, Some(_)) => {
                 return Err(PolicyError::Inconsistent {
                     field: "burst",
@@ -336,14 +408,14 @@ impl PolicyConfig {
                 reason: "is set together with `unlimited_concurrency = true`; keep one",
             });
         }
-        if let Some(rate) = self.tokens {
-            policy = policy.tokens(rate);
+        if let Some(rates) = self.tokens {
+            policy = policy.tokens(rates);
         }
-        if let Some(rate) = self.input_tokens {
-            policy = policy.input_tokens(rate);
+        if let Some(rates) = self.input_tokens {
+            policy = policy.input_tokens(rates);
         }
-        if let Some(rate) = self.output_tokens {
-            policy = policy.output_tokens(rate);
+        if let Some(rates) = self.output_tokens {
+            policy = policy.output_tokens(rates);
         }
         if let Some(max) = self.concurrency {
             policy = policy.concurrency(max);
@@ -373,7 +445,6 @@ impl PolicyConfig {
         if let Some(percent) = self.enforce_percent {
             policy = policy.enforce_percent(percent);
         }
-        policy.validate()?;
         Ok(policy)
     }
 }
@@ -462,267 +533,4 @@ impl ThrottleConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_file_round_trips_into_policies() {
-        let config: ThrottleConfig = toml::from_str(
-            r#"
-            [default]
-            unlimited_concurrency = true
-            max_wait = 2.5
-
-            [hosts."api.github.com"]
-            rate = "5000/h"
-            burst = 100
-            breaker = { enabled = false }
-            "#,
-        )
-        .unwrap();
-        let github = config.hosts["api.github.com"]
-            .clone()
-            .into_policy()
-            .unwrap();
-        assert_eq!(
-            github.configured_rate(),
-            Some(Rate::per_hour(5_000).burst(100))
-        );
-        assert!(github.configured_breaker().is_none());
-        let default = config.default.clone().unwrap().into_policy().unwrap();
-        assert_eq!(default.configured_concurrency(), None);
-        assert_eq!(
-            default.configured_max_wait(),
-            Some(Duration::from_millis(2_500))
-        );
-        assert!(config.into_builder().build().is_ok());
-    }
-
-    #[test]
-    fn bad_values_name_their_field() {
-        let cases = [
-            (
-                r#"[hosts."a.com"]
-                rate = "ten per second""#,
-                "rate",
-            ),
-            (
-                r#"[hosts."a.com"]
-                max_wait = "soon""#,
-                "max_wait",
-            ),
-            (
-                r#"[hosts."a.com"]
-                concurency = 3"#,
-                "concurency",
-            ),
-            (
-                r#"[default]
-                rate = "0/s""#,
-                "rate",
-            ),
-        ];
-        for (text, field) in cases {
-            let err = toml::from_str::<ThrottleConfig>(text)
-                .unwrap_err()
-                .to_string();
-            assert!(err.contains(field), "{text}: {err}");
-        }
-        let zero: ThrottleConfig = toml::from_str(
-            r#"[hosts."a.com"]
-               concurrency = 0"#,
-        )
-        .unwrap();
-        let err = zero.into_builder().build().unwrap_err().to_string();
-        assert!(err.contains("concurrency"), "{err}");
-    }
-
-    #[test]
-    fn a_rollout_share_is_read_and_checked() {
-        let config: ThrottleConfig = toml::from_str(
-            r#"
-            [hosts."api.example.com"]
-            rate = "10/s"
-            enforce_percent = 30
-
-            [hosts."new.example.com"]
-            enforce_percent = 0
-            "#,
-        )
-        .unwrap();
-        let partial = config.hosts["api.example.com"].clone().into_policy();
-        assert_eq!(partial.unwrap().configured_enforce_percent(), 30.0);
-        let throttle = config.into_builder().build().unwrap();
-        assert_eq!(throttle.rollout("new.example.com").enforced_percent(), 0.0);
-        assert_eq!(throttle.rollout("elsewhere.test").enforced_percent(), 100.0);
-        let bad: ThrottleConfig = toml::from_str(
-            r#"[hosts."a.com"]
-               enforce_percent = 150"#,
-        )
-        .unwrap();
-        let err = bad.into_builder().build().unwrap_err().to_string();
-        assert!(
-            err.contains("enforce_percent") && err.contains("a.com"),
-            "{err}"
-        );
-    }
-
-    /// Without a preset's cost model no request costs a token, so a token limit would never
-    /// bind: it is refused, and the error names its host rule.
-    #[test]
-    fn a_token_limit_without_a_preset_is_refused_naming_its_rule() {
-        for field in ["tokens", "input_tokens", "output_tokens"] {
-            let config: ThrottleConfig = toml::from_str(&format!(
-                r#"
-                [hosts."api.github.com"]
-                rate = "5000/h"
-
-                [hosts."llm.example.com"]
-                {field} = "10/min"
-                max_wait = "1s"
-                "#
-            ))
-            .unwrap();
-            let err = config.into_builder().build().unwrap_err().to_string();
-            let prefix =
-                format!("host rule \"llm.example.com\": {field}: a token limit needs a cost model");
-            assert!(err.starts_with(&prefix), "{err}");
-            assert!(err.contains("preset"), "{err}");
-        }
-    }
-
-    #[test]
-    fn errors_name_the_host_rule_among_many() {
-        let mut text = String::new();
-        for n in 0..10 {
-            let concurrency = if n == 7 { 0 } else { n + 1 };
-            text.push_str(&format!(
-                "[hosts.\"h{n}.example.com\"]\nconcurrency = {concurrency}\n"
-            ));
-        }
-        let config: ThrottleConfig = toml::from_str(&text).unwrap();
-        let err = config.into_builder().build().unwrap_err().to_string();
-        assert!(
-            err.starts_with("host rule \"h7.example.com\": concurrency: must be at least 1"),
-            "{err}"
-        );
-        let unknown = toml::from_str::<ThrottleConfig>(
-            r#"[hosts."a.com"]
-               preset = "gemini""#,
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            unknown.contains("gemini") && unknown.contains("openai"),
-            "{unknown}"
-        );
-    }
-
-    /// Absent settings keep the values of the policy they change, rather than defaults of their
-    /// own that would override a preset's.
-    #[test]
-    fn absent_settings_keep_the_values_of_the_policy_they_change() {
-        let config: PolicyConfig = toml::from_str(r#"retry = { jitter = "none" }"#).unwrap();
-        let policy = config.into_policy().unwrap();
-        let (base, cap, _) = Backoff::default().exponential_settings().unwrap();
-        assert_eq!(
-            policy
-                .configured_retry()
-                .configured_backoff()
-                .exponential_settings(),
-            Some((base, cap, Jitter::None))
-        );
-        let breaker: PolicyConfig =
-            toml::from_str(r#"breaker = { consecutive_failures = 2 }"#).unwrap();
-        let policy = breaker.into_policy().unwrap();
-        assert_eq!(
-            policy.configured_breaker(),
-            Some(&BreakerConfig::default().consecutive_failures(2))
-        );
-    }
-
-    /// The real types read themselves, with the same rules and defaults as a file's policy.
-    #[test]
-    fn the_real_types_deserialize_themselves() {
-        #[derive(Deserialize)]
-        struct Mine {
-            policy: Policy,
-            retry: RetryPolicy,
-            breaker: BreakerConfig,
-        }
-        let mine: Mine = toml::from_str(
-            r#"
-            policy = { rate = "10/s", concurrency = 2 }
-            retry = { max_retries = 7 }
-            breaker = { consecutive_failures = 9 }
-            "#,
-        )
-        .unwrap();
-        assert_eq!(mine.policy.configured_rate(), Some(Rate::per_second(10)));
-        assert_eq!(mine.policy.configured_concurrency(), Some(2));
-        assert_eq!(mine.retry.configured_max_retries(), 7);
-        assert_eq!(
-            mine.breaker,
-            BreakerConfig::default().consecutive_failures(9)
-        );
-        let invalid = toml::from_str::<Mine>(
-            r#"
-            policy = { tokens = "10/min" }
-            retry = {}
-            breaker = {}
-            "#,
-        );
-        let err = invalid.err().unwrap().to_string();
-        assert!(
-            err.contains("tokens: a token limit needs a cost model"),
-            "{err}"
-        );
-    }
-
-    #[cfg(feature = "llm")]
-    #[test]
-    fn a_preset_brings_its_cost_model_and_its_retry_schedule() {
-        let config: ThrottleConfig = toml::from_str(
-            r#"
-            [hosts."api.openai.com"]
-            preset = "openai"
-            rate = "500/min"
-            tokens = "200000/min"
-            retry = { jitter = "equal" }
-
-            [hosts."api.anthropic.com"]
-            preset = "anthropic"
-            input_tokens = "40000/min"
-            output_tokens = "8000/min"
-            "#,
-        )
-        .unwrap();
-        let openai = config.hosts["api.openai.com"]
-            .clone()
-            .into_policy()
-            .unwrap();
-        assert!(openai.configured_cost_model().is_some());
-        assert_eq!(
-            openai.configured_concurrency(),
-            Some(crate::llm::LLM_CONCURRENCY)
-        );
-        // The preset's own schedule (500 ms to 8 s), only its jitter changed.
-        let (base, cap, _) = crate::llm::llm_retry_policy()
-            .configured_backoff()
-            .exponential_settings()
-            .unwrap();
-        assert_eq!(
-            openai
-                .configured_retry()
-                .configured_backoff()
-                .exponential_settings(),
-            Some((base, cap, Jitter::Equal))
-        );
-        let anthropic = config.hosts["api.anthropic.com"]
-            .clone()
-            .into_policy()
-            .unwrap();
-        assert!(anthropic.configured_cost_model().is_some());
-        assert!(config.into_builder().build().is_ok());
-    }
-}
+mod tests;
