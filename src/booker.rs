@@ -174,8 +174,9 @@ async fn book_in_store(
 pub(crate) struct Booked {
     place: Place,
     /// The longer windows of a lane whose rate is shared through a store: booked in this
-    /// process, before the store (see [`Booked::with_windows`]).
-    windows: Option<(Arc<Budget>, Reservation)>,
+    /// process, before the store (see [`Booked::with_windows`]). Boxed: rare, and every
+    /// request's future would carry it otherwise.
+    windows: Option<Box<(Arc<Budget>, Reservation)>>,
 }
 
 enum Place {
@@ -206,7 +207,7 @@ impl Booked {
     /// when its rate is shared through a store. It leaves (and settles) with the rest, or is
     /// given back with it.
     pub(crate) fn with_windows(mut self, budget: Arc<Budget>, reservation: Reservation) -> Booked {
-        self.windows = Some((budget, reservation));
+        self.windows = Some(Box::new((budget, reservation)));
         self
     }
 
@@ -235,9 +236,10 @@ impl Booked {
         };
         Settlement {
             committed,
-            windows: self
-                .windows
-                .map(|(budget, reservation)| (budget, reservation.commit())),
+            windows: self.windows.map(|windows| {
+                let (budget, reservation) = *windows;
+                Box::new((budget, reservation.commit()))
+            }),
         }
     }
 }
@@ -251,7 +253,7 @@ impl Booked {
 pub struct Settlement {
     committed: Committed,
     /// The lane's longer windows, when they were booked apart (see [`Booked::with_windows`]).
-    windows: Option<(Arc<Budget>, Commitment)>,
+    windows: Option<Box<(Arc<Budget>, Commitment)>>,
 }
 
 /// Where the settled units were booked.
@@ -295,7 +297,8 @@ impl Settlement {
     /// Replaces the estimate with the real cost: an over-estimate is given back (when nothing
     /// was booked after it), an under-estimate is charged, so later requests wait for it.
     pub fn settle(self, actual: &Cost) {
-        if let Some((budget, commitment)) = self.windows {
+        if let Some(windows) = self.windows {
+            let (budget, commitment) = *windows;
             budget.settle(commitment, actual);
         }
         match self.committed {

@@ -163,15 +163,26 @@ pub(super) struct Spent {
 }
 
 /// The rolling windows of every dimension of a budget.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub(super) struct Windows {
     by_dimension: [Vec<Window>; DIMENSIONS],
+    /// No dimension has a window (the common case): every booking skips this type at once.
+    empty: bool,
+}
+
+impl Default for Windows {
+    fn default() -> Windows {
+        Windows {
+            by_dimension: Default::default(),
+            empty: true,
+        }
+    }
 }
 
 impl Windows {
     /// Whether no dimension has a window: then nothing here costs anything.
     pub(super) fn is_empty(&self) -> bool {
-        self.by_dimension.iter().all(Vec::is_empty)
+        self.empty
     }
 
     /// Replaces the windows of `dimension`; a window of the same period and quota as one it
@@ -187,6 +198,7 @@ impl Windows {
                     .unwrap_or_else(|| Window::new(*limit))
             })
             .collect();
+        self.empty = self.by_dimension.iter().all(Vec::is_empty);
     }
 
     /// The windows of `dimension`.
@@ -229,6 +241,9 @@ impl Windows {
         cost: &Cost,
         strict: impl Fn(Dimension) -> bool,
     ) -> Option<(Spent, u64)> {
+        if self.empty {
+            return None;
+        }
         self.touched(cost)
             .find(|(dimension, units, window)| strict(*dimension) && *units > window.limit.quota)
             .map(|(dimension, units, window)| {
@@ -241,6 +256,9 @@ impl Windows {
     /// window that decides it (`None`: none holds it back).
     pub(super) fn ready_at(&self, cost: &Cost, from: Nanos) -> (Nanos, Option<Spent>) {
         let mut at = (from, None);
+        if self.empty {
+            return at;
+        }
         for (dimension, units, window) in self.touched(cost) {
             let ready = window.ready_at(units, from);
             if ready > at.0 {
@@ -255,6 +273,9 @@ impl Windows {
     /// touches; `Some(at)` when there are windows (what it turns out to have used is settled
     /// there, in whichever dimension).
     pub(super) fn book(&mut self, cost: &Cost, at: Nanos, now: Nanos) -> Option<Nanos> {
+        if self.empty {
+            return None;
+        }
         for (units, window) in self.touched_mut(cost) {
             window.add(i128::from(units), at, now);
             window.frontier = window.frontier.max(at);
@@ -296,6 +317,9 @@ impl Windows {
 
     /// The frontier of every window, in order: what a booking was appended after.
     pub(super) fn frontiers(&self) -> Vec<Nanos> {
+        if self.empty {
+            return Vec::new();
+        }
         self.by_dimension
             .iter()
             .flatten()
@@ -312,6 +336,9 @@ impl Windows {
 
     /// Forgets what no booking from `now` on can reach.
     pub(super) fn prune(&mut self, now: Nanos) {
+        if self.empty {
+            return;
+        }
         for window in self.by_dimension.iter_mut().flatten() {
             window.prune(now);
         }
