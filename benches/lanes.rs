@@ -27,7 +27,7 @@ fn lanes(c: &mut Criterion) {
     let mut group = c.benchmark_group("lanes/100_hosts");
 
     let throttle = match Throttle::builder()
-        .default_policy(Policy::new().rate(Rate::per_second(1_000_000_000)))
+        .default_policy(Policy::new().rate(Rate::per_second(1_000_000_000).burst(1_000_000)))
         .build()
     {
         Ok(throttle) => throttle,
