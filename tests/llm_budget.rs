@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_throttle::sim::{
-    HeaderStyle, Outage, RetryAfterStyle, SimStats, SimulatedApi, TokenRule,
+    HeaderStyle, Outage, RetryAfterStyle, SimStats, SimulatedApi, TokenRule, UsageRule,
 };
 use reqwest_throttle::{Dimension, Error, Policy, Rate, Throttle};
 use serde_json::json;
@@ -28,14 +28,17 @@ fn client(throttle: &Throttle, api: &SimulatedApi) -> ClientWithMiddleware {
         .build()
 }
 
+/// The OpenAI-shaped server with its own counts: its limiter charges ⌈characters of the whole
+/// body / 4⌉ + `max_tokens` on arrival, and its `usage` reports its own tokenizer's count.
 fn openai_sim() -> SimulatedApi {
-    openai_sim_counting(TokenRule::ClientEstimate)
+    openai_sim_counting(TokenRule::CharsOver4)
 }
 
-/// The OpenAI-shaped server, counting tokens by `rule`.
+/// The OpenAI-shaped server, charging tokens by `rule`.
 fn openai_sim_counting(rule: TokenRule) -> SimulatedApi {
     SimulatedApi::builder()
         .token_rule(rule)
+        .usage_rule(UsageRule::Words)
         .requests_per_minute(RPM)
         .tokens_per_minute(TPM)
         .headers(HeaderStyle::OpenAi)
