@@ -286,6 +286,19 @@ fn chat(max_tokens: u64, content: &str) -> String {
     .to_string()
 }
 
+/// What the simulated server's default rule charges for `body` on arrival: ⌈characters / 4⌉
+/// of prompt plus `max_tokens`, computed here from the rule as documented.
+fn server_charge(body: &str, max_tokens: u64) -> reqwest_throttle::Cost {
+    let prompt = (body.chars().count() as u64).div_ceil(4);
+    reqwest_throttle::Cost::requests(1)
+        .with(Dimension::Tokens, prompt + max_tokens)
+        .with(Dimension::InputTokens, prompt)
+        .with(Dimension::OutputTokens, max_tokens)
+}
+
+/// The client books exactly what the server charges (given as the request's cost), so that
+/// the test sees only what a given-up waiter gives back, not an estimate's error: without
+/// headers the lane has no way to learn that the server counts the whole body.
 #[tokio::test(start_paused = true)]
 async fn a_request_given_up_while_waiting_gives_its_tokens_back() {
     let api = SimulatedApi::builder().tokens_per_minute(TPM).build();
@@ -297,30 +310,26 @@ async fn a_request_given_up_while_waiting_gives_its_tokens_back() {
         .build()
         .unwrap();
     let client = client(&throttle, &api);
+    let send = |max_tokens: u64| {
+        let body = chat(max_tokens, "hi");
+        client
+            .post(URL)
+            .with_extension(reqwest_throttle::RequestCost(server_charge(
+                &body, max_tokens,
+            )))
+            .body(body)
+            .send()
+    };
     let start = Instant::now();
     // 30 000 of the 40 000 tokens go at once.
-    let first = client
-        .post(URL)
-        .body(chat(30_000, "hi"))
-        .send()
-        .await
-        .unwrap();
+    let first = send(30_000).await.unwrap();
     assert_eq!(first.status(), 200);
     // 20 000 more must wait for 10 000 to refill (15 s); this caller gives up after 1 s.
-    let given_up = tokio::time::timeout(
-        Duration::from_secs(1),
-        client.post(URL).body(chat(20_000, "hi")).send(),
-    )
-    .await;
+    let given_up = tokio::time::timeout(Duration::from_secs(1), send(20_000)).await;
     assert!(given_up.is_err());
     // The next one is booked as if the abandoned one had never existed: it leaves after the
     // same 15 s (not 45 s).
-    let next = client
-        .post(URL)
-        .body(chat(20_000, "hi"))
-        .send()
-        .await
-        .unwrap();
+    let next = send(20_000).await.unwrap();
     assert_eq!(next.status(), 200);
     let waited = Instant::now() - start;
     assert!(

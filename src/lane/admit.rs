@@ -60,14 +60,15 @@ impl Lane {
         global: Option<&Arc<Semaphore>>,
         started: Instant,
     ) -> Result<Ticket<'p>, Error> {
-        let (cost, deadline) = (&plan.cost, plan.deadline);
+        let deadline = plan.deadline;
         let admission = self.breaker_admission(started)?;
         let max_wait = deadline.map(|d| d.saturating_duration_since(started));
         let _queued = Gauge::enter(&self.counters.queued);
         self.first_contact.take_turn(deadline).await;
         let mut now = started;
         loop {
-            let (booked, generation) = self.book(cost, max_wait, deadline, now).await?;
+            let (booked, generation, cost) = self.book(plan, max_wait, deadline, now).await?;
+            let cost = &cost;
             let lane_permit = acquire(self.concurrency.as_ref(), deadline)
                 .await
                 .map_err(|()| self.concurrency_refusal(max_wait))?;
@@ -121,7 +122,7 @@ impl Lane {
             };
             self.rollout_admitted(cost, started);
             let permits = Permits::new(lane_permit, global_permit);
-            return Ok(self.depart(plan, Some(settlement), admission, permits, departed));
+            return Ok(self.depart(plan, *cost, Some(settlement), admission, permits, departed));
         }
     }
 
@@ -141,12 +142,13 @@ impl Lane {
         }
     }
 
-    /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
-    /// its ticket is finished or dropped.
+    /// The request leaves at `departed` holding `permits`, having booked `cost`: counted as
+    /// sent and in flight until its ticket is finished or dropped.
     #[inline]
     pub(super) fn depart<'p>(
         self: &Arc<Self>,
         plan: &'p Plan<'_>,
+        cost: Cost,
         settlement: Option<Settlement>,
         admission: Option<Admission>,
         permits: Permits,
@@ -154,12 +156,13 @@ impl Lane {
     ) -> Ticket<'p> {
         let departure = self.counters.sent.fetch_add(1, Relaxed);
         self.counters.in_flight.fetch_add(1, Relaxed);
-        for (dimension, units) in plan.cost.iter() {
+        for (dimension, units) in cost.iter() {
             self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
         }
         Ticket::new(
             Arc::clone(self),
             plan,
+            cost,
             settlement,
             admission,
             departure,
@@ -168,23 +171,35 @@ impl Lane {
         )
     }
 
+    /// What `plan`'s request books now: its estimate at what the server was learned to charge
+    /// by now (a request that waited long, or a retry after a refusal of its tokens, is not
+    /// booked at a price learned before), or the cost it was given.
+    fn price(&self, plan: &Plan<'_>) -> Cost {
+        if plan.estimate == Cost::zero() {
+            plan.cost
+        } else {
+            self.budget.corrected(plan.estimate)
+        }
+    }
+
     /// Books the request's cost and waits for its slot, through the lane's booker; with the
-    /// lane budget's generation it was booked under.
+    /// lane budget's generation it was booked under, and the cost booked.
     async fn book(
         &self,
-        cost: &Cost,
+        plan: &Plan<'_>,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
         now: Instant,
-    ) -> Result<(Booked, u64), Error> {
+    ) -> Result<(Booked, u64, Cost), Error> {
         if !self.booker.is_shared() {
-            let (booked, generation) = self
-                .book_in(&self.budget, cost, max_wait, deadline, now)
+            let (booked, generation, cost) = self
+                .book_in(&self.budget, plan, max_wait, deadline, now)
                 .await?;
-            return Ok((Booked::in_lane(booked), generation));
+            return Ok((Booked::in_lane(booked), generation, cost));
         }
         self.tick(now);
         let generation = self.budget.generation();
+        let cost = &self.price(plan);
         let max_wait = deadline
             .map(|d| d.saturating_duration_since(now))
             .or(max_wait);
@@ -194,17 +209,17 @@ impl Lane {
             .await
         {
             SharedTurn::Local => {
-                let (booked, generation) = self
-                    .book_in(&self.budget, cost, max_wait, deadline, now)
+                let (booked, generation, cost) = self
+                    .book_in(&self.budget, plan, max_wait, deadline, now)
                     .await?;
-                Ok((Booked::in_lane(booked), generation))
+                Ok((Booked::in_lane(booked), generation, cost))
             }
-            SharedTurn::Granted(booked) => Ok((*booked, generation)),
+            SharedTurn::Granted(booked) => Ok((*booked, generation, *cost)),
             SharedTurn::Fallback(fallback) => {
-                let (booked, _) = self
-                    .book_in(&fallback, cost, max_wait, deadline, now)
+                let (booked, _, cost) = self
+                    .book_in(&fallback, plan, max_wait, deadline, now)
                     .await?;
-                Ok((Booked::in_budget(fallback, booked), generation))
+                Ok((Booked::in_budget(fallback, booked), generation, cost))
             }
             SharedTurn::Blocked(blocked) => Err(self.refusal(blocked, max_wait)),
             SharedTurn::Saturated => Err(self.concurrency_refusal(max_wait)),
@@ -220,25 +235,27 @@ impl Lane {
         }
     }
 
-    /// Books the request's cost in `budget` and waits for its slot: `Ok(commitment)` when it
-    /// could leave at once, `Err(reservation)` once a reservation's slot has come; with the lane
-    /// budget's generation it was booked under.
+    /// Books the request's cost in `budget` (priced anew at each booking) and waits for its
+    /// slot: `Ok(commitment)` when it could leave at once, `Err(reservation)` once a
+    /// reservation's slot has come; with the lane budget's generation it was booked under, and
+    /// the cost booked.
     async fn book_in(
         &self,
         budget: &Arc<Budget>,
-        cost: &Cost,
+        plan: &Plan<'_>,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
         mut now: Instant,
-    ) -> Result<(Result<Commitment, Reservation>, u64), Error> {
+    ) -> Result<(Result<Commitment, Reservation>, u64, Cost), Error> {
         loop {
             self.tick(now);
             let generation = self.budget.generation();
+            let cost = &self.price(plan);
             let max_wait = deadline
                 .map(|d| d.saturating_duration_since(now))
                 .or(max_wait);
             let reservation = match budget.acquire(cost, max_wait, now) {
-                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation)),
+                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation, *cost)),
                 Ok(Booking::Wait(reservation)) => reservation,
                 Err(blocked) => return Err(self.refusal(blocked, max_wait)),
             };
@@ -262,7 +279,14 @@ impl Lane {
             }
             .map_err(|blocked| self.refusal(blocked, max_wait))?;
             match waited {
-                Waited::OnTime => return Ok((Err(reservation), generation)),
+                // Priced before the server's charge was learned (or while it changed): booked
+                // too little, it would be refused at its slot. Book again at the new price, from
+                // where the queue stands now.
+                Waited::OnTime if exceeds(&self.price(plan), cost) => {
+                    drop(reservation);
+                    now = Instant::now();
+                }
+                Waited::OnTime => return Ok((Err(reservation), generation, *cost)),
                 // Booked before the server asked for a pause, or at a pace the server has since
                 // refused: book again, so the waiters leave at the pace learned meanwhile
                 // instead of all at once.
@@ -315,6 +339,13 @@ impl Lane {
         tracing::info!(target: "reqwest_throttle", error = %error, "no concurrency slot within max_wait");
         error
     }
+}
+
+/// Whether `price` books more than `booked` in some dimension.
+fn exceeds(price: &Cost, booked: &Cost) -> bool {
+    price
+        .iter()
+        .any(|(dimension, units)| units > booked.get(dimension))
 }
 
 /// A permit from `semaphore` (if there is one), waiting no later than `deadline`.

@@ -10,8 +10,9 @@
 //! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! already waiting. The server's count of what remains ([`Budget::sync`]) brings a dimension to
-//! that count; the reservations still waiting were not seen by the server, so a window's count
-//! applies ahead of them and they book again behind it, in their order.
+//! that count; the reservations still waiting were not seen by the server, so a window's count,
+//! or a bucket's that leaves too little for them, applies ahead of them and they book again
+//! behind it, in their order.
 
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -288,7 +289,9 @@ impl Budget {
     /// Brings `dimension` to `remaining` units available now, as the server says: what it
     /// counts as gone is charged ([`debit`](Self::debit)); what it says is still there and
     /// this budget believed spent (an over-estimated cost, a window that renewed) is given
-    /// back, never beyond the burst. Giving back at least `min_credit` units makes the waiting
+    /// back, never beyond the burst. The reservations still waiting are not among what the
+    /// server counted: when what it says remains is less than they need, the difference is
+    /// charged ahead of them. Giving back at least `min_credit` units makes the waiting
     /// reservations book again at once, so they use it in their order instead of a newcomer.
     /// Returns the units charged (positive) or given back (negative).
     pub fn sync(&self, dimension: Dimension, remaining: u64, min_credit: u64) -> i128 {
@@ -351,9 +354,13 @@ impl Budget {
                 _ => Change::Debit(units),
             };
             let State { gcras, ledger, .. } = &mut *state;
-            ledger.change_ahead(dimension, change, gcras, now);
+            let rebook = ledger.change_ahead(dimension, change, gcras, now);
             if charged < 0 {
                 state.cells[dimension.index()].sent.credit(units, now);
+            }
+            drop(state);
+            if rebook {
+                self.next_generation();
             }
             return charged;
         }
@@ -361,6 +368,22 @@ impl Budget {
         // reservation, the cell comes to the same `remaining` (the server never counted it).
         // Nor may more leave at once than remains: the spacing as sent follows.
         state.cells[dimension.index()].sent.cap(remaining, now);
+        // The reservations still waiting were not seen by the server: their units are not
+        // among what it says remains. Booked as if spent, they hide that the server has less
+        // than they will need; what the server lacks for them is charged ahead of them.
+        let unseen = i128::from(state.ledger.waiting_units(dimension));
+        let lacking =
+            (gcra.level(now) + unseen).saturating_sub(i128::from(remaining.min(gcra.burst())));
+        if unseen > 0 && lacking > 0 {
+            let units = u64::try_from(lacking).unwrap_or(u64::MAX);
+            let State { gcras, ledger, .. } = &mut *state;
+            let rebook = ledger.change_ahead(dimension, Change::Debit(units), gcras, now);
+            drop(state);
+            if rebook {
+                self.next_generation();
+            }
+            return lacking;
+        }
         if available > remaining {
             state.change(dimension, Change::Sync(remaining), now);
             return i128::from(available - remaining);
@@ -573,6 +596,7 @@ impl Budget {
             return;
         }
         let now = self.epoch.nanos(Instant::now());
+        let mut rebook = false;
         for dimension in Dimension::ALL {
             let Some(burst) = gcras[dimension.index()].as_ref().map(Gcra::burst) else {
                 continue;
@@ -584,7 +608,11 @@ impl Budget {
                 tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
             }
             let grant = grants[dimension.index()];
-            ledger.settle(gcras, dimension, booked, used.min(most), grant, now);
+            rebook |= ledger.settle(gcras, dimension, booked, used.min(most), grant, now);
+        }
+        drop(state);
+        if rebook {
+            self.next_generation();
         }
     }
 }

@@ -283,24 +283,44 @@ impl Ledger {
     /// Applies `change` to `dimension`'s cell as if it had happened before every waiting
     /// reservation: the server's word about what it has seen, which none of them is part of.
     /// The waiters are booked again behind it in their order (earlier after a credit, later
-    /// after a debit), and the first one that moved up is woken, as after a [`cancel`](Self::cancel).
+    /// after a debit), and the first one that moved up is woken, as after a
+    /// [`cancel`](Self::cancel).
+    ///
+    /// Returns whether the waiters must book again themselves instead: a rate changed since the
+    /// first of them was booked, so the cells recorded before it count at the old rate, and the
+    /// change's units (at the current rate) replayed there would be worth another span of time
+    /// (a debit at a slow rate once learned pushed every waiter minutes out). The change then
+    /// applies now, behind them, and the caller makes them book again
+    /// ([`Waited::Repriced`](super::Waited::Repriced)), in the order they wake.
     pub(super) fn change_ahead(
         &mut self,
         dimension: Dimension,
         change: Change,
         cells: &mut Cells,
         now: Nanos,
-    ) {
+    ) -> bool {
         let first = self
             .entries
             .iter()
             .position(|entry| matches!(entry, Entry::Waiting(_)));
-        let Some((index, Entry::Waiting(waiting))) =
-            first.and_then(|index| Some((index, self.entries.get(index)?)))
+        let rate_changed = |index: usize| {
+            self.entries.range(index..).any(|entry| {
+                matches!(
+                    entry,
+                    Entry::Change {
+                        change: Change::Limit(_) | Change::Restart(_),
+                        ..
+                    }
+                )
+            })
+        };
+        let Some((index, Entry::Waiting(waiting))) = first
+            .filter(|&index| !rate_changed(index))
+            .and_then(|index| Some((index, self.entries.get(index)?)))
         else {
             change.apply(&mut cells[dimension.index()], now);
             self.change(dimension, change, now);
-            return;
+            return first.is_some();
         };
         let mut rebuilt = waiting.before;
         change.apply(&mut rebuilt[dimension.index()], now);
@@ -309,12 +329,14 @@ impl Ledger {
         }
         install(cells, rebuilt);
         self.wake_from(index);
+        false
     }
 
     /// A used booking of `booked` units of `dimension` (holding `grant`) really cost `used`.
     /// What it did not use is given back while its grant is still the latest of the cell
     /// ([`Gcra::refund`]); what it used beyond is charged ahead of the reservations still
     /// waiting: they were booked behind its estimate, and now stand behind what it cost.
+    /// Returns whether the waiters must book again (see [`change_ahead`](Self::change_ahead)).
     pub(super) fn settle(
         &mut self,
         cells: &mut Cells,
@@ -323,9 +345,9 @@ impl Ledger {
         used: u64,
         grant: Option<Grant>,
         now: Nanos,
-    ) {
+    ) -> bool {
         let Some(gcra) = cells[dimension.index()].as_mut() else {
-            return;
+            return false;
         };
         match grant {
             Some(grant) if used < booked => {
@@ -334,10 +356,11 @@ impl Ledger {
                 }
             }
             _ if used > booked => {
-                self.change_ahead(dimension, Change::Debit(used - booked), cells, now);
+                return self.change_ahead(dimension, Change::Debit(used - booked), cells, now);
             }
             _ => {}
         }
+        false
     }
 
     /// The units of `dimension` booked by reservations still waiting: the server has not seen

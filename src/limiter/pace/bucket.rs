@@ -44,8 +44,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::charged::{ChargeReader, Reading};
 use super::pacing::Pacing;
-use super::protocol::{slot, Action, Actions, Observation};
+use super::protocol::{slot, Action, Actions, Answer, Observation};
 use super::window::fixed_window_pace;
 use crate::limiter::{Dimension, Limit};
 use crate::signals::{HeaderFamily, RateLimits, Window};
@@ -92,7 +93,7 @@ struct LearnedLimit {
 }
 
 /// What each dimension's announcements taught (see the [module documentation](self)).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Buckets {
     /// The limit each dimension learned from its last announcement.
     learned: [Option<LearnedLimit>; Dimension::ALL.len()],
@@ -102,6 +103,8 @@ pub(super) struct Buckets {
     shapes: [ShapeReader; Dimension::ALL.len()],
     /// Departure of the newest answered attempt synced, per dimension.
     synced: [Option<Instant>; Dimension::ALL.len()],
+    /// What the server charged each request, read from successive `remaining`.
+    charges: ChargeReader,
 }
 
 impl Buckets {
@@ -172,6 +175,31 @@ impl Buckets {
                     if current != Some(effective) || replaced || was_strict != strict {
                         pacing.announce(dimension, effective, strict, replaced, actions);
                     }
+                }
+            }
+            if let (Some(level), true) = (window.remaining, dimension != Dimension::Requests) {
+                // The server's own rate, as announced; else the pace it is held to.
+                let per_second = self.refills[slot(dimension)].per_second().or_else(|| {
+                    pacing
+                        .limit(dimension)
+                        .map(|limit| 1.0 / limit.interval.as_secs_f64())
+                });
+                let reading = Reading {
+                    seq: observation.seq,
+                    departed: observation.departed,
+                    remaining: level,
+                    limit: window.limit,
+                    estimated: observation.estimated[slot(dimension)],
+                    admitted: observation.answer == Answer::Accepted,
+                    window_end,
+                };
+                self.charges.read(dimension, reading, per_second, actions);
+                let refusal = observation
+                    .pause
+                    .filter(|pause| pause.dimension == Some(dimension));
+                if let (Answer::RateLimited, Some(pause)) = (observation.answer, refusal) {
+                    self.charges
+                        .refused(dimension, &reading, pause.delay, per_second, actions);
                 }
             }
             if pacing.limit(dimension).is_none() {
@@ -264,6 +292,17 @@ struct Refill {
 }
 
 impl Refill {
+    /// The refill rate known so far, in units per second: the middle of its bounds, or their
+    /// upper end while nothing bounds it from below.
+    fn per_second(&self) -> Option<f64> {
+        let rate = if self.lower > 0.0 {
+            (self.lower + self.upper) / 2.0
+        } else {
+            self.upper
+        };
+        (self.limit > 0 && rate.is_finite() && rate > 0.0).then_some(rate)
+    }
+
     /// Takes one announcement of a bucket of `limit` into account; returns the limit to pace
     /// at: the bucket as burst, refilled at the middle of the bounds known (or at their upper
     /// end while no announcement bounded the rate from below: a lane that never empties the
@@ -307,12 +346,7 @@ impl Refill {
                 ..known
             });
         }
-        let rate = if self.lower > 0.0 {
-            (self.lower + self.upper) / 2.0
-        } else {
-            self.upper
-        };
-        let interval = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+        let interval = Duration::try_from_secs_f64(1.0 / self.per_second()?).ok()?;
         Some(Limit {
             interval: interval.max(Duration::from_nanos(1)),
             burst: limit,
@@ -531,6 +565,8 @@ mod tests {
             pause: None,
             limits: Some(&limits),
             answered: [1, 100, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: InFlight {
                 requests: 1,
                 units: [1, 100, 0, 0],
@@ -579,6 +615,8 @@ mod tests {
                 pause: None,
                 limits: Some(&limits),
                 answered: [1, 30, 0, 0],
+                estimated: [0; 4],
+                seq: 0,
                 in_flight: InFlight {
                     requests: 1,
                     units: [1, 30, 0, 0],
