@@ -79,6 +79,14 @@ fn capped(cap: Duration, dimension: Dimension, learned: Limit) -> Limit {
     }
 }
 
+/// The pace of a requests limit announced without a reset (an LLM proxy's OpenAI-shaped
+/// headers): OpenAI documents these limits per minute, and nothing tells when the server's
+/// minute turns. One at a time, spread evenly over a minute, the lane never sends more than the
+/// limit in any minute, wherever the server's minutes begin.
+fn unannounced_reset_pace(limit: u64) -> Option<Limit> {
+    fixed_window_pace(limit, TOKEN_WINDOW).map(|pace| Limit { burst: 1, ..pace })
+}
+
 /// A limit learned from an announcement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LearnedLimit {
@@ -152,6 +160,9 @@ impl Buckets {
                 let current = pacing.limit(dimension);
                 let refill = match self.shapes[slot(dimension)].window_length() {
                     Some(length) if window_end.is_some() => fixed_window_pace(announced, length),
+                    _ if window.reset_in.is_none() && dimension == Dimension::Requests => {
+                        unannounced_reset_pace(announced)
+                    }
                     _ => self.refills[slot(dimension)].observe(window, announced, current),
                 };
                 if let Some(learned) = refill {
@@ -172,8 +183,11 @@ impl Buckets {
                         expires: later(now, TOKEN_WINDOW),
                     });
                     let was_strict = known.is_some_and(|known| known.strict);
+                    // Spread one at a time, the pace counts from the request that taught it
+                    // (it has left): the cell starts spent, not full.
+                    let spread = window.reset_in.is_none() && known.is_none();
                     if current != Some(effective) || replaced || was_strict != strict {
-                        pacing.announce(dimension, effective, strict, replaced, actions);
+                        pacing.announce(dimension, effective, strict, replaced || spread, actions);
                     }
                 }
             }
@@ -218,7 +232,9 @@ impl Buckets {
                 actions.push(Action::Sync {
                     dimension,
                     remaining,
-                    credit: newest,
+                    // Without a reset, `remaining` is no bucket's level (nothing says when it
+                    // refills): it may take units the lane believed it had, never give any back.
+                    credit: newest && window.reset_in.is_some(),
                     refills_from: window_end,
                 });
             }
@@ -641,6 +657,48 @@ mod tests {
         assert_eq!(requests.interval, Duration::from_millis(59_950) / 30);
         let tokens = learner.limit(Dimension::Tokens).unwrap();
         assert_eq!(tokens.interval, Duration::from_millis(59_950) / 900);
+    }
+
+    /// An LLM proxy announces its limit and what remains, never when it comes back: read as
+    /// the per-minute limit OpenAI documents, spread evenly, one at a time.
+    #[test]
+    fn a_requests_limit_without_a_reset_is_spread_over_a_minute() {
+        let mut learner = PaceLearner::new(PaceConfig {
+            configured: [None; 4],
+            max_wait: Duration::from_secs(120),
+        });
+        let now = Instant::now();
+        let window = |limit, remaining| Window {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_in: None,
+        };
+        let limits = openai(window(30, 29), window(2_000, 2_000));
+        let actions = learner.observe(&accepted(now, &limits));
+        let requests = learner.limit(Dimension::Requests).unwrap();
+        assert_eq!(
+            (requests.interval, requests.burst),
+            (Duration::from_secs(2), 1)
+        );
+        // From the request that taught it: the next one leaves an interval later.
+        assert!(actions.iter().any(|action| matches!(
+            action,
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                fresh: true,
+                ..
+            }
+        )));
+        assert!(actions.iter().any(|action| matches!(
+            action,
+            Action::Sync {
+                dimension: Dimension::Requests,
+                credit: false,
+                ..
+            }
+        )));
+        // Tokens tell no pace without a reset.
+        assert_eq!(learner.limit(Dimension::Tokens), None);
     }
 
     #[test]
