@@ -1,9 +1,11 @@
 //! Token budgets against the simulated OpenAI-compatible server, in virtual time: 2 000 chat
 //! requests of mixed sizes from 50 tasks under RPM 500 and TPM 40 000, with the limits known
 //! to the client and with the limits only announced in headers; a request larger than the whole
-//! budget; refusals that name the token limit; `insufficient_quota`. The same two batches run
-//! again against a server that counts 25 % more and 25 % fewer tokens than the client
-//! estimates (`TokenRule::ScaledEstimate`), as real providers' tokenizers do.
+//! budget; refusals that name the token limit; `insufficient_quota`. The server counts by its
+//! own rules (about four characters a token of the whole body on arrival, its `usage` by its own
+//! tokenizer), never by the client's estimator. The same two batches run again against a server
+//! that counts 25 % more and 25 % fewer tokens than the client estimates
+//! (`TokenRule::ScaledEstimate`, the one rule that reads the client's estimate, on purpose).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -487,14 +489,8 @@ async fn miscounted_batch(factor: f64, known: bool) -> Measured {
 }
 
 /// The targets every miscounted batch must meet: nothing lost, at most 1 % refused, at least
-/// 95 % of the binding limit. Server counting 25 % more: 6 refused of 2 000 with the limits
-/// configured, 5 learned (0.3 %; was 25 with the old scheduler's forfeited slots, 640 once
-/// cancelled waiters gave them back, until each estimate was scaled by what the server charged
-/// per unit estimated: `Budget::corrected`). All in the first answers' instant: the callers
-/// answered first book again before the other answers tell how much more the server counted.
-/// (0 for a while, when the charge was read at the factor of the moment rather than the one
-/// booked: it overshot, which was margin here and a lane slowed by half behind a queue.)
-/// 25 % fewer: 0 refused, 99.9 %.
+/// 95 % of the binding limit, whether the server counts more or fewer tokens than the client
+/// estimates and whether the limits are configured or learned.
 fn assert_targets(measured: &Measured) {
     assert_eq!(measured.failed, 0, "callers saw failures: {measured:?}");
     assert_eq!(measured.completed, MISCOUNTED_TOTAL as u64, "{measured:?}");

@@ -165,8 +165,7 @@ impl Lane {
             cost,
             settlement,
             admission,
-            departure,
-            departed,
+            (departure, departed),
             permits,
         )
     }

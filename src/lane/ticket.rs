@@ -72,14 +72,15 @@ pub(crate) struct Ticket<'p> {
 }
 
 impl<'p> Ticket<'p> {
+    /// The ticket of `plan`'s attempt, which booked `cost` and left as the lane's
+    /// `departure`-th request at `departed`.
     pub(super) fn new(
         lane: Arc<Lane>,
         plan: &'p Plan<'_>,
         cost: Cost,
         settlement: Option<Settlement>,
         admission: Option<Admission>,
-        departure: u64,
-        departed: Instant,
+        (departure, departed): (u64, Instant),
         permits: Permits,
     ) -> Ticket<'p> {
         Ticket {

@@ -85,9 +85,9 @@ impl Budget {
     /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
     /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
     ///
-    /// A dimension whose charge is read from the server's own `remaining`
-    /// ([`learn_charged`](Self::learn_charged)) keeps what was booked: the usage is the model's
-    /// count, not what the server's limiter charged, and the next `remaining` settles it.
+    /// A dimension whose charge the lane reads from the server's own `remaining` keeps what was
+    /// booked: the usage is the model's count, not what the server's limiter charged, and the
+    /// next `remaining` settles it ([`sync`](Self::sync)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
         let charges = self.charges();
         charges.learn(&commitment.cost, actual, &commitment.applied);

@@ -12,6 +12,14 @@
 //! its announcement is fresh; it is replaced as soon as the server announces another one, and
 //! forgotten when no answer re-announces it within a minute.
 //!
+//! A requests limit announced without any reset (an LLM proxy's OpenAI-shaped headers) says
+//! nothing of when it comes back: it is read as the per-minute limit OpenAI documents and
+//! spread evenly, one at a time, which no minute of the server's can exceed; its `remaining`
+//! may take units from the budget but never gives any back.
+//!
+//! Every answer's `remaining` of a token dimension also goes to the `charged` reader, which
+//! tells what the server charged each request (see that module).
+//!
 //! # A bucket, or a fixed window in a bucket's headers?
 //!
 //! Some gateways speak the same headers over fixed, clock-aligned windows (an RPM counted per
