@@ -226,8 +226,9 @@ impl<'p> Ticket<'p> {
     }
 
     /// One line per attempt on a lane with a cost model, at debug level: what was estimated and
-    /// booked, what the server said remained before and after, and why it refused, if it did
-    /// (per dimension, indexed as [`Dimension::ALL`]: requests, tokens, input, output).
+    /// booked, what the server said remained before and after (per dimension, indexed as
+    /// [`Dimension::ALL`]: requests, tokens, input, output), and why it refused, if it did: the
+    /// token dimension its refusal named, or `lane` when it named none.
     fn trace(&self, lane: &Lane, assessment: &Assessment, signals: &Signals) {
         let limits = signals.rate_limits.as_ref();
         let remaining_after: [Option<u64>; Dimension::ALL.len()] =
@@ -254,7 +255,7 @@ impl<'p> Ticket<'p> {
                     ..
                 }),
             ) => dimension.name(),
-            (true, _) => "requests",
+            (true, _) => "lane",
         };
         tracing::debug!(
             target: "reqwest_throttle",

@@ -113,8 +113,10 @@ impl Budget {
     /// client's estimate, and its `remaining` says so only after the requests in flight have
     /// spent it), plus how far single answers have strayed from that on average (the server's
     /// count of one request varies around the mean, and a window booked at the mean alone runs
-    /// short before its last request). Never below the estimate: what is charged less is given
-    /// back at settlement.
+    /// short before its last request). Once the lane reads what the server's limiter charged from
+    /// its own `remaining`, those readings price the dimension instead: a fit of the charge as a
+    /// multiple of the estimate plus a fixed part, and a margin. Never below the estimate: what
+    /// is charged less is given back at settlement, or by the server's next `remaining`.
     ///
     /// ```
     /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};
