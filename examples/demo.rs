@@ -36,7 +36,7 @@ use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_retry::policies::ExponentialBackoff;
 use reqwest_retry::RetryTransientMiddleware;
 use reqwest_throttle::breaker::{BreakerConfig, BreakerState};
-use reqwest_throttle::sim::{HeaderStyle, Outage, SimServer, SimulatedApi};
+use reqwest_throttle::sim::{HeaderStyle, Outage, SimServer, SimulatedApi, TokenRule, UsageRule};
 use reqwest_throttle::{Error, Policy, Rate, Throttle};
 use tokio::time::Instant;
 
@@ -673,8 +673,8 @@ fn token_budgets() -> DemoResult<()> {
     runtime.block_on(async {
         println!(
             "\nLLM API: a simulated chat-completions API allows {LLM_RPM} requests and {LLM_TPM} tokens per minute\n\
-             (prompt + max_tokens counted on arrival, as OpenAI does). {LLM_REQUESTS} chats of varied size from 40 tasks,\n\
-             in virtual time."
+             (about four characters a token of the whole body + max_tokens counted on arrival, by the server's own\n\
+             rule, and its usage by its own tokenizer). {LLM_REQUESTS} chats of varied size from 40 tasks, in virtual time."
         );
         println!(
             "\n{:<40} {:>9} {:>6} {:>10} {:>9} {:>9}",
@@ -694,6 +694,8 @@ fn token_budgets() -> DemoResult<()> {
         ];
         for (name, policy) in rows {
             let api = SimulatedApi::builder()
+                .token_rule(TokenRule::CharsOver4)
+                .usage_rule(UsageRule::Words)
                 .requests_per_minute(LLM_RPM)
                 .tokens_per_minute(LLM_TPM)
                 .headers(HeaderStyle::OpenAi)

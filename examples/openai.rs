@@ -2,9 +2,10 @@
 //!
 //! 600 chat completions of varied sizes (prompts of 5 to 600 words, `max_tokens` 16 to 400,
 //! one in five streamed with a usage chunk) from 40 tasks, against the crate's simulated
-//! OpenAI-compatible server (RPM 500, TPM 40 000, counted as OpenAI documents: prompt +
-//! `max_tokens` × `n` when the request arrives; the real `x-ratelimit-*` headers; 400 ms per
-//! answer). Twice: with the limits configured, then with no limits configured (the lane learns
+//! OpenAI-compatible server (RPM 500, TPM 40 000, counted by the server's own rule, not the
+//! client's: about four characters a token of the whole JSON body plus `max_tokens` × `n` when
+//! the request arrives, and its `usage` by its own tokenizer; the real `x-ratelimit-*` headers;
+//! 400 ms per answer). Twice: with the limits configured, then with no limits configured (the lane learns
 //! them from the headers). It runs in virtual time, so the ~10 simulated minutes take seconds.
 //!
 //! ```text
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi};
+use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi, TokenRule, UsageRule};
 use reqwest_throttle::{Policy, Rate, Throttle};
 use serde_json::json;
 use tokio::time::Instant;
@@ -110,6 +111,8 @@ async fn batch(client: &ClientWithMiddleware) -> usize {
 
 async fn run(name: &str, policy: Policy) -> Result<(), Box<dyn std::error::Error>> {
     let api = SimulatedApi::builder()
+        .token_rule(TokenRule::CharsOver4)
+        .usage_rule(UsageRule::Words)
         .requests_per_minute(RPM)
         .tokens_per_minute(TPM)
         .headers(HeaderStyle::OpenAi)

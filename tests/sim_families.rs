@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
 use reqwest_throttle::llm::{estimate, Endpoint};
-use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi, TokenRule};
+use reqwest_throttle::sim::{HeaderStyle, RetryAfterStyle, SimulatedApi, TokenRule, UsageRule};
 use serde_json::{json, Value};
 use tokio::time::{advance, Instant};
 
@@ -141,15 +141,116 @@ async fn scaled_estimate_charges_a_fixed_factor_more_or_less_than_the_client() -
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_default_rule_is_the_client_estimate_itself() -> TestResult {
-    // Documented: the default shares the client's estimator, so it cannot catch it wrong.
-    let body = chat_body("Same count on both sides.", json!({"max_tokens": 64}));
+async fn the_default_rule_is_the_servers_own_count_not_the_client_estimate() -> TestResult {
+    // No rule chosen: characters of the whole body / 4, plus `max_tokens`.
+    let body = chat_body("Counted by the server's rule.", json!({"max_tokens": 64}));
     let api = SimulatedApi::builder().build();
     let usage = usage_of(&client(&api), &body).await?;
-    let client_estimate =
-        estimate(Endpoint::ChatCompletions, body.as_bytes()).ok_or("no estimate")?;
-    assert_eq!(api.stats().tokens_charged, client_estimate.total());
-    assert_eq!(usage["prompt_tokens"], client_estimate.input);
+    let prompt = (body.chars().count() as u64).div_ceil(4);
+    assert_eq!(api.stats().tokens_charged, prompt + 64);
+    assert_eq!(usage["prompt_tokens"], prompt);
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fixed_output_charge_ignores_max_tokens_but_caps_the_completion() -> TestResult {
+    let api = SimulatedApi::builder()
+        .token_rule(TokenRule::CharsOver4FixedOutput(20))
+        .build();
+    let client = client(&api);
+    let bare = chat_body("No maximum named.", json!({}));
+    let usage = usage_of(&client, &bare).await?;
+    let prompt = (bare.chars().count() as u64).div_ceil(4);
+    assert_eq!(api.stats().tokens_charged, prompt + 20);
+    assert!((1..=20).contains(&usage["completion_tokens"].as_u64().unwrap_or(0)));
+    // A large `max_tokens` is not what this server charges on arrival.
+    let before = api.stats().tokens_charged;
+    let large = chat_body("A large maximum.", json!({"max_tokens": 4_000}));
+    usage_of(&client, &large).await?;
+    let charged = api.stats().tokens_charged - before;
+    assert_eq!(charged, (large.chars().count() as u64).div_ceil(4) + 20);
+    Ok(())
+}
+
+/// The server's tokenizer, counted by hand: `system` 1, `Be terse.` 3, `user` 1,
+/// `Hello, world!` 4 (two words, a comma, a mark), 3 per message and 3 for the reply.
+#[tokio::test(start_paused = true)]
+async fn usage_by_words_is_not_what_the_limiter_charged() -> TestResult {
+    let api = SimulatedApi::builder()
+        .token_rule(TokenRule::CharsOver4FixedOutput(20))
+        .usage_rule(UsageRule::Words)
+        .build();
+    let body = json!({
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Be terse."},
+                     {"role": "user", "content": "Hello, world!"}],
+    })
+    .to_string();
+    let usage = usage_of(&client(&api), &body).await?;
+    assert_eq!(usage["prompt_tokens"], 9 + 3 + 2 * 3);
+    assert_eq!(
+        api.stats().tokens_charged,
+        (body.chars().count() as u64).div_ceil(4) + 20
+    );
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_servers_routes_decide_what_an_llm_call_is() -> TestResult {
+    let api = SimulatedApi::builder().build();
+    let client = client(&api);
+    let body = chat_body("hi", json!({"max_tokens": 5}));
+    // Not a route of the server: no tokens, whatever the body.
+    let models = client
+        .post("http://api.openai.test/v1/models")
+        .body(body.clone())
+        .send()
+        .await?;
+    assert_eq!(models.status(), 200);
+    assert_eq!(api.stats().tokens_charged, 0);
+    // An Azure deployment's legacy completion: a route, after any prefix.
+    let legacy = json!({"prompt": "Say hi", "max_tokens": 7}).to_string();
+    let url = "http://azure.test/openai/deployments/d1/completions?api-version=2024-06-01";
+    assert_eq!(
+        client.post(url).body(legacy.clone()).send().await?.status(),
+        200
+    );
+    assert_eq!(
+        api.stats().tokens_charged,
+        (legacy.chars().count() as u64).div_ceil(4) + 7
+    );
+    Ok(())
+}
+
+/// A proxy's per-key tokens per minute (LiteLLM's): admitted while anything is left in the
+/// window, the usage counted once the answer has left, `remaining` as it was on arrival.
+#[tokio::test(start_paused = true)]
+async fn tokens_counted_after_the_answer_admit_while_anything_is_left() -> TestResult {
+    let api = SimulatedApi::builder()
+        .tokens_counted_after(100, Duration::from_secs(60))
+        .window_origin(Instant::now())
+        .usage_rule(UsageRule::Words)
+        .headers(HeaderStyle::OpenAi)
+        .latency(Duration::from_millis(200))
+        .build();
+    let client = client(&api);
+    let body = chat_body("Hello, world!", json!({"max_tokens": 50}));
+    // Each answer announces the window as it was on arrival: less every usage counted before,
+    // none of its own; admitted while anything is left, even if it will overrun.
+    let mut counted = 0;
+    while counted < 100 {
+        let answer = client.post(CHAT).body(body.clone()).send().await?;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            number(&answer, "x-ratelimit-remaining-tokens"),
+            Some(100 - counted)
+        );
+        let answer: Value = answer.json().await?;
+        counted += answer["usage"]["total_tokens"].as_u64().ok_or("no usage")?;
+        assert_eq!(api.stats().tokens_charged, counted);
+    }
+    let refused = client.post(CHAT).body(body).send().await?;
+    assert_eq!(refused.status(), 429);
     Ok(())
 }
 

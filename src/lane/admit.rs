@@ -64,20 +64,20 @@ impl Lane {
     ) -> Result<Ticket<'p>, Error> {
         let admission = self.breaker_admission(now)?;
         match self.turn_now(plan, global, now)? {
-            Now::Go(commitment, permits) => {
+            Now::Go(cost, commitment, permits) => {
                 tracing::Span::current().record("waited_ms", 0u64);
-                self.rollout_admitted(&plan.cost, now);
+                self.rollout_admitted(&cost, now);
                 let settlement = Settlement::new(Arc::clone(&self.budget), commitment);
-                Ok(self.depart(plan, Some(settlement), admission, permits, now))
+                Ok(self.depart(plan, cost, Some(settlement), admission, permits, now))
             }
-            Now::Space(commitment, permits, at) => {
-                let departed = Box::pin(self.space_out(&plan.cost, at)).await;
+            Now::Space(cost, commitment, permits, at) => {
+                let departed = Box::pin(self.space_out(&cost, at)).await;
                 let waited = departed.saturating_duration_since(now);
                 tracing::Span::current().record("waited_ms", waited.as_millis() as u64);
                 self.counters.record_wait(waited);
-                self.rollout_admitted(&plan.cost, now);
+                self.rollout_admitted(&cost, now);
                 let settlement = Settlement::new(Arc::clone(&self.budget), commitment);
-                Ok(self.depart(plan, Some(settlement), admission, permits, departed))
+                Ok(self.depart(plan, cost, Some(settlement), admission, permits, departed))
             }
             Now::Wait => Box::pin(self.wait_turn(plan, global, now, admission)).await,
         }
@@ -104,10 +104,9 @@ impl Lane {
         global: Option<&Arc<Semaphore>>,
         now: Instant,
     ) -> Result<Now, Error> {
-        let cost = &plan.cost;
         if self.booker.is_shared()
             || !self.first_contact.is_clear()
-            || self.budget.cooldown_until(cost).is_some()
+            || self.budget.cooldown_until(&plan.cost).is_some()
         {
             return Ok(Now::Wait);
         }
@@ -117,15 +116,16 @@ impl Lane {
             return Ok(Now::Wait);
         };
         self.tick(now);
+        let cost = self.price(plan);
         let max_wait = plan
             .deadline
             .map(|deadline| deadline.saturating_duration_since(now));
-        match self.budget.acquire(cost, max_wait, now) {
+        match self.budget.acquire(&cost, max_wait, now) {
             Ok(Booking::Ready(commitment)) => {
                 let permits = Permits::new(lane_permit, global_permit);
-                Ok(match self.budget.depart(cost, now) {
-                    Ok(()) => Now::Go(commitment, permits),
-                    Err(at) => Now::Space(commitment, permits, at),
+                Ok(match self.budget.depart(&cost, now) {
+                    Ok(()) => Now::Go(cost, commitment, permits),
+                    Err(at) => Now::Space(cost, commitment, permits, at),
                 })
             }
             Ok(Booking::Wait(_given_back)) => Ok(Now::Wait),
@@ -141,13 +141,14 @@ impl Lane {
         started: Instant,
         admission: Option<Admission>,
     ) -> Result<Ticket<'p>, Error> {
-        let (cost, deadline) = (&plan.cost, plan.deadline);
+        let deadline = plan.deadline;
         let max_wait = deadline.map(|d| d.saturating_duration_since(started));
         let _queued = Gauge::enter(&self.counters.queued);
         self.first_contact.take_turn(deadline).await;
         let mut now = started;
         loop {
-            let (booked, generation) = self.book(cost, max_wait, deadline, now).await?;
+            let (booked, generation, cost) = self.book(plan, max_wait, deadline, now).await?;
+            let cost = &cost;
             let lane_permit = acquire(self.concurrency.as_ref(), deadline)
                 .await
                 .map_err(|()| self.concurrency_refusal(max_wait))?;
@@ -200,7 +201,7 @@ impl Lane {
             };
             self.rollout_admitted(cost, started);
             let permits = Permits::new(lane_permit, global_permit);
-            return Ok(self.depart(plan, Some(settlement), admission, permits, departed));
+            return Ok(self.depart(plan, *cost, Some(settlement), admission, permits, departed));
         }
     }
 
@@ -220,12 +221,13 @@ impl Lane {
         }
     }
 
-    /// The request leaves at `departed` holding `permits`: counted as sent and in flight until
-    /// its ticket is finished or dropped.
+    /// The request leaves at `departed` holding `permits`, having booked `cost`: counted as
+    /// sent and in flight until its ticket is finished or dropped.
     #[inline]
     pub(super) fn depart<'p>(
         self: &Arc<Self>,
         plan: &'p Plan<'_>,
+        cost: Cost,
         settlement: Option<Settlement>,
         admission: Option<Admission>,
         permits: Permits,
@@ -233,41 +235,52 @@ impl Lane {
     ) -> Ticket<'p> {
         let departure = self.counters.sent.fetch_add(1, Relaxed);
         self.counters.in_flight.fetch_add(1, Relaxed);
-        for (dimension, units) in plan.cost.iter() {
+        for (dimension, units) in cost.iter() {
             self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
         }
         Ticket::new(
             Arc::clone(self),
             plan,
+            cost,
             settlement,
             admission,
-            departure,
-            departed,
+            (departure, departed),
             permits,
         )
     }
 
+    /// What `plan`'s request books now: its estimate at what the server was learned to charge
+    /// by now (a request that waited long, or a retry after a refusal of its tokens, is not
+    /// booked at a price learned before), or the cost it was given.
+    fn price(&self, plan: &Plan<'_>) -> Cost {
+        if plan.estimate == Cost::zero() {
+            plan.cost
+        } else {
+            self.budget.corrected(plan.estimate)
+        }
+    }
+
     /// Books the request's cost and waits for its slot, through the lane's booker; with the
-    /// lane budget's generation it was booked under.
+    /// lane budget's generation it was booked under, and the cost booked.
     async fn book(
         &self,
-        cost: &Cost,
+        plan: &Plan<'_>,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
         now: Instant,
-    ) -> Result<(Booked, u64), Error> {
+    ) -> Result<(Booked, u64, Cost), Error> {
         if !self.booker.is_shared() {
-            let (booked, generation) = self
-                .book_in(&self.budget, cost, max_wait, deadline, now)
+            let (booked, generation, cost) = self
+                .book_in(&self.budget, plan, max_wait, deadline, now)
                 .await?;
-            return Ok((Booked::in_lane(booked), generation));
+            return Ok((Booked::in_lane(booked), generation, cost));
         }
         // The longer windows are this process's: booked first, so that a request waiting for
         // a day's window holds no slot of the fleet's rate meanwhile.
         let windows = match self.windows() {
             Some(windows) => Some((
                 Arc::clone(windows),
-                self.book_windows(windows, cost, max_wait, deadline, now)
+                self.book_windows(windows, &self.price(plan), max_wait, deadline, now)
                     .await?,
             )),
             None => None,
@@ -283,6 +296,7 @@ impl Lane {
         };
         self.tick(now);
         let generation = self.budget.generation();
+        let cost = &self.price(plan);
         let max_wait = deadline
             .map(|d| d.saturating_duration_since(now))
             .or(max_wait);
@@ -292,19 +306,20 @@ impl Lane {
             .await
         {
             SharedTurn::Local => {
-                let (booked, generation) = self
-                    .book_in(&self.budget, cost, max_wait, deadline, now)
+                let (booked, generation, cost) = self
+                    .book_in(&self.budget, plan, max_wait, deadline, now)
                     .await?;
-                Ok((with_windows(Booked::in_lane(booked)), generation))
+                Ok((with_windows(Booked::in_lane(booked)), generation, cost))
             }
-            SharedTurn::Granted(booked) => Ok((with_windows(*booked), generation)),
+            SharedTurn::Granted(booked) => Ok((with_windows(*booked), generation, *cost)),
             SharedTurn::Fallback(fallback) => {
-                let (booked, _) = self
-                    .book_in(&fallback, cost, max_wait, deadline, now)
+                let (booked, _, cost) = self
+                    .book_in(&fallback, plan, max_wait, deadline, now)
                     .await?;
                 Ok((
                     with_windows(Booked::in_budget(fallback, booked)),
                     generation,
+                    cost,
                 ))
             }
             SharedTurn::Blocked(blocked) => Err(self.refusal(blocked, max_wait)),
@@ -321,25 +336,27 @@ impl Lane {
         }
     }
 
-    /// Books the request's cost in `budget` and waits for its slot: `Ok(commitment)` when it
-    /// could leave at once, `Err(reservation)` once a reservation's slot has come; with the lane
-    /// budget's generation it was booked under.
+    /// Books the request's cost in `budget` (priced anew at each booking) and waits for its
+    /// slot: `Ok(commitment)` when it could leave at once, `Err(reservation)` once a
+    /// reservation's slot has come; with the lane budget's generation it was booked under, and
+    /// the cost booked.
     async fn book_in(
         &self,
         budget: &Arc<Budget>,
-        cost: &Cost,
+        plan: &Plan<'_>,
         max_wait: Option<Duration>,
         deadline: Option<Instant>,
         mut now: Instant,
-    ) -> Result<(Result<Commitment, Reservation>, u64), Error> {
+    ) -> Result<(Result<Commitment, Reservation>, u64, Cost), Error> {
         loop {
             self.tick(now);
             let generation = self.budget.generation();
+            let cost = &self.price(plan);
             let max_wait = deadline
                 .map(|d| d.saturating_duration_since(now))
                 .or(max_wait);
             let reservation = match budget.acquire(cost, max_wait, now) {
-                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation)),
+                Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation, *cost)),
                 Ok(Booking::Wait(reservation)) => reservation,
                 Err(blocked) => return Err(self.refusal(blocked, max_wait)),
             };
@@ -363,7 +380,14 @@ impl Lane {
             }
             .map_err(|blocked| self.refusal(blocked, max_wait))?;
             match waited {
-                Waited::OnTime => return Ok((Err(reservation), generation)),
+                // Priced before the server's charge was learned (or while it changed): booked
+                // too little, it would be refused at its slot. Book again at the new price, from
+                // where the queue stands now.
+                Waited::OnTime if exceeds(&self.price(plan), cost) => {
+                    drop(reservation);
+                    now = Instant::now();
+                }
+                Waited::OnTime => return Ok((Err(reservation), generation, *cost)),
                 // Booked before the server asked for a pause, or at a pace the server has since
                 // refused: book again, so the waiters leave at the pace learned meanwhile
                 // instead of all at once.
@@ -457,10 +481,11 @@ impl Lane {
 
 /// What an enforced turn comes to without waiting.
 enum Now {
-    /// Booked and holding its slots: it leaves now.
-    Go(Commitment, Permits),
-    /// Booked and holding its slots, but the spacing as sent holds it until this instant.
-    Space(Commitment, Permits, Instant),
+    /// Booked at this price and holding its slots: it leaves now.
+    Go(Cost, Commitment, Permits),
+    /// Booked at this price and holding its slots, but the spacing as sent holds it until
+    /// this instant.
+    Space(Cost, Commitment, Permits, Instant),
     /// Something would make it wait: it takes the waiting way.
     Wait,
 }
@@ -473,6 +498,13 @@ pub(super) fn try_acquire(
         None => Some(None),
         Some(semaphore) => Arc::clone(semaphore).try_acquire_owned().ok().map(Some),
     }
+}
+
+/// Whether `price` books more than `booked` in some dimension.
+fn exceeds(price: &Cost, booked: &Cost) -> bool {
+    price
+        .iter()
+        .any(|(dimension, units)| units > booked.get(dimension))
 }
 
 /// A permit from `semaphore` (if there is one), waiting no later than `deadline`.

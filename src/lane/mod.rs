@@ -117,6 +117,9 @@ pub(crate) struct Lane {
     /// Units of each dimension (indexed as [`Dimension::ALL`]) of the requests in flight, as
     /// estimated when they left: what the server may not have counted yet when it answers.
     in_flight_units: [AtomicU64; Dimension::ALL.len()],
+    /// The `remaining` of each dimension (indexed as [`Dimension::ALL`]) in the last answer that
+    /// announced one; `u64::MAX`: none yet. For the trace of each attempt.
+    remaining_seen: [AtomicU64; Dimension::ALL.len()],
     /// Nanoseconds since the registry's epoch at the last use, for idle eviction.
     last_used: AtomicU64,
     retry_budget: RetryBudget,
@@ -217,6 +220,7 @@ impl Lane {
             concurrency,
             counters: Counters::default(),
             in_flight_units: Default::default(),
+            remaining_seen: std::array::from_fn(|_| AtomicU64::new(u64::MAX)),
             last_used: AtomicU64::new(0),
             retry_budget,
             breaker,
@@ -344,6 +348,14 @@ impl Lane {
                         tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, synced = synced as i64, remaining, "budget synced to the server's remaining");
                     }
                 }
+                Action::Charged {
+                    dimension,
+                    estimated,
+                    charged,
+                } => {
+                    self.budget.learn_charged(dimension, estimated, charged);
+                    tracing::trace!(target: "reqwest_throttle", lane = %self.key, %dimension, estimated, charged, "server's charge read from its remaining");
+                }
             }
         }
         self.burst_earned.store(pace.has_earned_burst(), Relaxed);
@@ -351,6 +363,23 @@ impl Lane {
             .next_due()
             .map_or(u64::MAX, |due| self.since_created(due));
         self.pace_due.store(due, Relaxed);
+    }
+
+    /// The `remaining` of each dimension as the lane last heard it (indexed as
+    /// [`Dimension::ALL`]).
+    fn remaining_seen(&self) -> [Option<u64>; Dimension::ALL.len()] {
+        std::array::from_fn(|i| {
+            Some(self.remaining_seen[i].load(Relaxed)).filter(|&r| r != u64::MAX)
+        })
+    }
+
+    /// Notes the `remaining` an answer announced, per dimension.
+    fn note_remaining(&self, announced: &[Option<u64>; Dimension::ALL.len()]) {
+        for (seen, announced) in self.remaining_seen.iter().zip(announced) {
+            if let Some(remaining) = announced {
+                seen.store((*remaining).min(u64::MAX - 1), Relaxed);
+            }
+        }
     }
 
     /// Benchmark hook: books one request now without waiting; `true` when it could go at once.
@@ -471,6 +500,8 @@ mod tests {
             pause: None,
             limits: signals.rate_limits.as_ref(),
             answered: std::array::from_fn(|i| answered.get(Dimension::ALL[i])),
+            estimated: [0; 4],
+            seq: 0,
             in_flight,
         });
         lane.apply(&pace, &actions);

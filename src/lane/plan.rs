@@ -20,7 +20,13 @@ use crate::telemetry::RequestMetrics;
 /// One request's fixed facts and its retries so far.
 pub(crate) struct Plan<'l> {
     pub(super) lane: &'l Lane,
+    /// What the request costs as priced on entry: the estimate corrected by what the server
+    /// was learned to charge, or the cost given. An enforced attempt is priced again when it
+    /// books (see `Lane::admit`).
     pub(super) cost: Cost,
+    /// The cost model's estimate, before any correction; zero when the cost was not estimated
+    /// (given by the caller, or no cost model).
+    pub(super) estimate: Cost,
     pub(super) deadline: Option<Instant>,
     /// Enforced (waits for its turn, retried) or shadowed (sent at once and once, what the
     /// throttle would have done recorded).
@@ -45,10 +51,13 @@ impl Lane {
     /// request), its deadline (a [`MaxWait`] extension, else the policy's), its side of the
     /// rollout, and a fresh retry state.
     pub fn cost_of(&self, request: &Request, extensions: &Extensions, now: Instant) -> Plan<'_> {
-        let cost = match (extensions.get::<RequestCost>(), self.cost_model()) {
-            (Some(cost), _) => cost.0,
-            (None, Some(model)) => self.budget.corrected(model.estimate(request)),
-            (None, None) => Cost::default(),
+        let (cost, estimate) = match (extensions.get::<RequestCost>(), self.cost_model()) {
+            (Some(cost), _) => (cost.0, Cost::zero()),
+            (None, Some(model)) => {
+                let estimate = model.estimate(request);
+                (self.budget.corrected(estimate), estimate)
+            }
+            (None, None) => (Cost::default(), Cost::zero()),
         };
         let max_wait = extensions
             .get::<MaxWait>()
@@ -64,6 +73,7 @@ impl Lane {
         Plan {
             lane: self,
             cost,
+            estimate,
             deadline,
             side,
             entered: now,

@@ -202,7 +202,7 @@ impl Lane {
         let permits = Permits::new(lane_permit.flatten(), global_permit.flatten());
         rollout.record(&foresight);
         plan.metrics.foreseen(&foresight);
-        self.depart(plan, settlement, admission, permits, now)
+        self.depart(plan, plan.cost, settlement, admission, permits, now)
     }
 
     /// Books `cost` in the lane's budget if it may leave now: the server sees the request now,

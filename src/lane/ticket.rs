@@ -19,7 +19,7 @@ use crate::assess::{Assessment, Attempted};
 use crate::breaker::Admission;
 use crate::cost::{CostModel, Inspection, Settlement};
 use crate::error::Error;
-use crate::limiter::pace::{Answer, InFlight, Observation};
+use crate::limiter::pace::{Answer, InFlight, Observation, Pause};
 use crate::limiter::{Cost, Dimension};
 use crate::retry::Attempt;
 use crate::rollout::Side;
@@ -51,6 +51,8 @@ impl Permits {
 pub(crate) struct Ticket<'p> {
     lane: Arc<Lane>,
     cost: Cost,
+    /// The estimate before correction (zero when not estimated).
+    estimate: Cost,
     settlement: Option<Settlement>,
     /// The lane's budget was charged when the request left (always, unless it was shadowed
     /// and could not have left at once).
@@ -65,21 +67,25 @@ pub(crate) struct Ticket<'p> {
     metrics: &'p RequestMetrics,
     /// When the attempt left, for the metrics (`None` without the `metrics` feature).
     timed: Option<Instant>,
+    /// The `remaining` of each dimension the lane had last heard when the attempt left.
+    remaining_before: [Option<u64>; Dimension::ALL.len()],
 }
 
 impl<'p> Ticket<'p> {
+    /// The ticket of `plan`'s attempt, which booked `cost` and left as the lane's
+    /// `departure`-th request at `departed`.
     pub(super) fn new(
         lane: Arc<Lane>,
         plan: &'p Plan<'_>,
+        cost: Cost,
         settlement: Option<Settlement>,
         admission: Option<Admission>,
-        departure: u64,
-        departed: Instant,
+        (departure, departed): (u64, Instant),
         permits: Permits,
     ) -> Ticket<'p> {
         Ticket {
-            lane,
-            cost: plan.cost,
+            cost,
+            estimate: plan.estimate,
             charged: settlement.is_some(),
             settlement,
             admission,
@@ -90,6 +96,8 @@ impl<'p> Ticket<'p> {
             attempt: plan.attempt(),
             metrics: &plan.metrics,
             timed: None,
+            remaining_before: lane.remaining_seen(),
+            lane,
         }
     }
 
@@ -157,6 +165,9 @@ impl<'p> Ticket<'p> {
         if result.is_ok() {
             assessment.paced = self.learn(&lane, &assessment, &signals, now);
         }
+        if lane.cost_model().is_some() {
+            self.trace(&lane, &assessment, &signals);
+        }
         // What this answer taught is learned: requests held for the lane's first answer go.
         lane.first_contact.heard();
         // Out of flight and out of its slots before the breaker hears of it.
@@ -199,6 +210,8 @@ impl<'p> Ticket<'p> {
             pause,
             limits: signals.rate_limits.as_ref(),
             answered: std::array::from_fn(|i| self.cost.get(Dimension::ALL[i])),
+            estimated: std::array::from_fn(|i| self.estimate.get(Dimension::ALL[i])),
+            seq: self.departure,
             in_flight,
         };
         let mut pace = lane.pace();
@@ -210,6 +223,54 @@ impl<'p> Ticket<'p> {
             lane.shadow_accepted(&self.cost, self.charged);
         }
         assessment.rate_limited && pace.is_pacing()
+    }
+
+    /// One line per attempt on a lane with a cost model, at debug level: what was estimated and
+    /// booked, what the server said remained before and after (per dimension, indexed as
+    /// [`Dimension::ALL`]: requests, tokens, input, output), and why it refused, if it did: the
+    /// token dimension its refusal named, or `lane` when it named none.
+    fn trace(&self, lane: &Lane, assessment: &Assessment, signals: &Signals) {
+        let limits = signals.rate_limits.as_ref();
+        let remaining_after: [Option<u64>; Dimension::ALL.len()] =
+            limits.map_or([None; 4], |limits| {
+                [
+                    limits.requests,
+                    limits.tokens,
+                    limits.input_tokens,
+                    limits.output_tokens,
+                ]
+                .map(|window| window.and_then(|window| window.remaining))
+            });
+        lane.note_remaining(&remaining_after);
+        if !tracing::enabled!(target: "reqwest_throttle", tracing::Level::DEBUG) {
+            return;
+        }
+        let per_dimension = |cost: &Cost| Dimension::ALL.map(|dimension| cost.get(dimension));
+        let refusal = match (assessment.rate_limited, assessment.pause) {
+            (false, _) => "none",
+            (
+                true,
+                Some(Pause {
+                    dimension: Some(dimension),
+                    ..
+                }),
+            ) => dimension.name(),
+            (true, _) => "lane",
+        };
+        tracing::debug!(
+            target: "reqwest_throttle",
+            lane = %lane.key,
+            attempt = self.attempt,
+            departure = self.departure,
+            outcome = ?assessment.attempt,
+            estimated = ?per_dimension(&self.estimate),
+            booked = ?per_dimension(&self.cost),
+            remaining_before = ?self.remaining_before,
+            remaining_after = ?remaining_after,
+            refusal,
+            retry_after_ms = assessment.pause.map(|pause| pause.delay.as_millis() as u64),
+            "attempt answered"
+        );
     }
 
     fn release(&mut self) {

@@ -345,7 +345,15 @@ impl Ledger {
     /// Applies `change` to `dimension`'s cell as if it had happened before every waiting
     /// reservation: the server's word about what it has seen, which none of them is part of.
     /// The waiters are booked again behind it in their order (earlier after a credit, later
-    /// after a debit), and the first one that moved up is woken, as after a [`cancel`](Self::cancel).
+    /// after a debit), and the first one that moved up is woken, as after a
+    /// [`cancel`](Self::cancel).
+    ///
+    /// Returns whether the waiters must book again themselves instead: a rate changed since the
+    /// first of them was booked, so the cells recorded before it count at the old rate, and the
+    /// change's units (at the current rate) replayed there would be worth another span of time
+    /// (a debit at a slow rate once learned pushed every waiter minutes out). The change then
+    /// applies now, behind them, and the caller makes them book again
+    /// ([`Waited::Repriced`](super::Waited::Repriced)), in the order they wake.
     pub(super) fn change_ahead(
         &mut self,
         dimension: Dimension,
@@ -353,8 +361,8 @@ impl Ledger {
         cells: &mut Cells,
         windows: &mut Windows,
         now: Nanos,
-    ) {
-        self.rebook_waiters(Some((dimension, change)), cells, windows, now);
+    ) -> bool {
+        self.rebook_waiters(Some((dimension, change)), cells, windows, now)
     }
 
     /// Books every waiting reservation again, in order, after `change` (if any) applied ahead
@@ -366,19 +374,31 @@ impl Ledger {
         cells: &mut Cells,
         windows: &mut Windows,
         now: Nanos,
-    ) {
+    ) -> bool {
         let first = self
             .entries
             .iter()
             .position(|entry| matches!(entry, Entry::Waiting(_)));
-        let Some((index, Entry::Waiting(waiting))) =
-            first.and_then(|index| Some((index, self.entries.get(index)?)))
+        let rate_changed = |index: usize| {
+            self.entries.range(index..).any(|entry| {
+                matches!(
+                    entry,
+                    Entry::Change {
+                        change: Change::Limit(_) | Change::Restart(_),
+                        ..
+                    }
+                )
+            })
+        };
+        let Some((index, Entry::Waiting(waiting))) = first
+            .filter(|&index| !rate_changed(index))
+            .and_then(|index| Some((index, self.entries.get(index)?)))
         else {
             if let Some((dimension, change)) = change {
                 change.apply(&mut cells[dimension.index()], now);
                 self.change(dimension, change, now);
             }
-            return;
+            return first.is_some();
         };
         let mut rebuilt = waiting.before;
         if let Some((dimension, change)) = change {
@@ -393,6 +413,7 @@ impl Ledger {
         }
         install(cells, rebuilt);
         self.wake_from(index);
+        false
     }
 
     /// Takes the window units of every waiter from `index` on whose slot has not come out of
@@ -412,6 +433,7 @@ impl Ledger {
     /// What it did not use is given back while its grant is still the latest of the cell
     /// ([`Gcra::refund`]); what it used beyond is charged ahead of the reservations still
     /// waiting: they were booked behind its estimate, and now stand behind what it cost.
+    /// Returns whether the waiters must book again (see [`change_ahead`](Self::change_ahead)).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn settle(
         &mut self,
@@ -422,9 +444,9 @@ impl Ledger {
         used: u64,
         grant: Option<Grant>,
         now: Nanos,
-    ) {
+    ) -> bool {
         let Some(gcra) = cells[dimension.index()].as_mut() else {
-            return;
+            return false;
         };
         match grant {
             Some(grant) if used < booked => {
@@ -434,10 +456,11 @@ impl Ledger {
             }
             _ if used > booked => {
                 let debit = Change::Debit(used - booked);
-                self.change_ahead(dimension, debit, cells, windows, now);
+                return self.change_ahead(dimension, debit, cells, windows, now);
             }
             _ => {}
         }
+        false
     }
 
     /// The units of `dimension` booked by reservations still waiting: the server has not seen

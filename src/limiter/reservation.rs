@@ -25,7 +25,7 @@ use tokio::time::Instant;
 
 use super::budget::{Booked, Budget, Queued};
 use super::charge::Charges;
-use super::cost::{Blocked, Cost};
+use super::cost::{Blocked, Cost, Dimension};
 use super::ledger::{Grants, Place};
 
 impl Budget {
@@ -84,10 +84,28 @@ impl Budget {
     /// report is an error (`prompt_tokens: 18446744073709551615`), not usage, and the wait it
     /// adds for later reservations is at most one burst's worth of time (`burst × interval`).
     /// Each clamped report is a `tracing` warning and counted ([`clamped_reports`](Self::clamped_reports)).
+    ///
+    /// A dimension whose charge the lane reads from the server's own `remaining` keeps what was
+    /// booked: the usage is the model's count, not what the server's limiter charged, and the
+    /// next `remaining` settles it ([`sync`](Self::sync)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
-        self.charges()
-            .learn(&commitment.cost, actual, &commitment.applied);
-        self.reconcile(&commitment.cost, &commitment.grants, actual);
+        let charges = self.charges();
+        charges.learn(&commitment.cost, actual, &commitment.applied);
+        let learned = charges.load();
+        let mut settled = *actual;
+        for dimension in Dimension::ALL {
+            if learned.reads_limiter(dimension) {
+                settled = settled.with(dimension, commitment.cost.get(dimension));
+            }
+        }
+        self.reconcile(&commitment.cost, &commitment.grants, &settled);
+    }
+
+    /// Learns that the server's limiter charged `charged` units of `dimension` for a request
+    /// estimated at `estimated` (read from its own `remaining`): bookings are priced by such
+    /// readings from then on ([`corrected`](Self::corrected)), and no longer by the usage.
+    pub(crate) fn learn_charged(&self, dimension: Dimension, estimated: u64, charged: u64) {
+        self.charges().learn_charged(dimension, estimated, charged);
     }
 
     /// `estimate` scaled by what the server has been charging per unit estimated, in every
@@ -95,8 +113,10 @@ impl Budget {
     /// client's estimate, and its `remaining` says so only after the requests in flight have
     /// spent it), plus how far single answers have strayed from that on average (the server's
     /// count of one request varies around the mean, and a window booked at the mean alone runs
-    /// short before its last request). Never below the estimate: what is charged less is given
-    /// back at settlement.
+    /// short before its last request). Once the lane reads what the server's limiter charged from
+    /// its own `remaining`, those readings price the dimension instead: a fit of the charge as a
+    /// multiple of the estimate plus a fixed part, and a margin. Never below the estimate: what
+    /// is charged less is given back at settlement, or by the server's next `remaining`.
     ///
     /// ```
     /// use reqwest_throttle::limiter::{Budget, Cost, Dimension};

@@ -10,7 +10,7 @@ use super::api::SimulatedApi;
 use super::config::Config;
 use super::headers::{HeaderStyle, RetryAfterStyle};
 use super::limiter::{Dimension, LimiterConfig};
-use super::token_rule::TokenRule;
+use super::token_rule::{TokenRule, UsageRule};
 
 /// Builds a [`SimulatedApi`]; see [`SimulatedApi::builder`].
 ///
@@ -86,16 +86,17 @@ impl SimulatedApiBuilder {
     /// [module docs](super#llm-calls-feature-llm)). Requests that are not LLM calls cost no
     /// tokens. Announced as `x-ratelimit-{limit,remaining,reset}-tokens` with
     /// [`HeaderStyle::OpenAi`]; a refusal's body says `"type": "tokens"`.
-    pub fn tokens_per_minute(mut self, tpm: u64) -> Self {
-        self.config.tokens = Some(LimiterConfig::refilled_over(tpm, Duration::from_secs(60)));
-        self
+    pub fn tokens_per_minute(self, tpm: u64) -> Self {
+        self.tokens(
+            LimiterConfig::refilled_over(tpm, Duration::from_secs(60)),
+            false,
+        )
     }
 
     /// At most `tokens` tokens per fixed window of length `per` (see [`limit`](Self::limit)
     /// for how windows open). Replaces [`tokens_per_minute`](Self::tokens_per_minute).
-    pub fn tokens_limit(mut self, tokens: u64, per: Duration) -> Self {
-        self.config.tokens = Some(LimiterConfig::FixedWindow { limit: tokens, per });
-        self
+    pub fn tokens_limit(self, tokens: u64, per: Duration) -> Self {
+        self.tokens(LimiterConfig::FixedWindow { limit: tokens, per }, false)
     }
 
     /// A token bucket for tokens: `burst` tokens at once, refilled at `rate_per_sec`, as
@@ -115,9 +116,8 @@ impl SimulatedApiBuilder {
     ///     .build();
     /// # let _ = api;
     /// ```
-    pub fn tokens_bucket(mut self, rate_per_sec: f64, burst: u64) -> Self {
-        self.config.tokens = Some(LimiterConfig::token_bucket(rate_per_sec, burst));
-        self
+    pub fn tokens_bucket(self, rate_per_sec: f64, burst: u64) -> Self {
+        self.tokens(LimiterConfig::token_bucket(rate_per_sec, burst), false)
     }
 
     /// At most `requests` requests per **clock-aligned** window of length `per`: the
@@ -163,9 +163,11 @@ impl SimulatedApiBuilder {
 
     /// At most `tokens` tokens per clock-aligned window of length `per` (see
     /// [`limit_aligned`](Self::limit_aligned)). Replaces any other tokens limit.
-    pub fn tokens_limit_aligned(mut self, tokens: u64, per: Duration) -> Self {
-        self.config.tokens = Some(LimiterConfig::FixedWindowAligned { limit: tokens, per });
-        self
+    pub fn tokens_limit_aligned(self, tokens: u64, per: Duration) -> Self {
+        self.tokens(
+            LimiterConfig::FixedWindowAligned { limit: tokens, per },
+            false,
+        )
     }
 
     /// Where the boundaries of clock-aligned windows fall: at `origin` and every multiple of
@@ -177,24 +179,76 @@ impl SimulatedApiBuilder {
         self
     }
 
-    /// How the server counts an LLM call's tokens: [`TokenRule::ClientEstimate`] (the
-    /// default, which shares the client's estimator and so cannot catch it being wrong),
-    /// [`TokenRule::CharsOver4`] (the server's own count) or
-    /// [`TokenRule::ScaledEstimate`] (the client off by a known factor). The answer's
-    /// `usage` reports the prompt as charged.
+    /// At most `tokens` tokens per clock-aligned window of length `per` (see
+    /// [`limit_aligned`](Self::limit_aligned)), **counted after the answer** as an LLM proxy
+    /// counts them (LiteLLM's per-key TPM): a call is admitted while the window's count is
+    /// below the limit, whatever it will cost, and the tokens its answer reports in `usage`
+    /// (prompt + completion, by the [`UsageRule`]) are counted once the answer has left. The
+    /// announced `remaining` is what the window had left when the call arrived. Replaces any
+    /// other tokens limit.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// // A proxy's key: 30 requests and 1 500 tokens per calendar minute.
+    /// let proxy = SimulatedApi::builder()
+    ///     .limit_aligned(30, Duration::from_secs(60))
+    ///     .tokens_counted_after(1_500, Duration::from_secs(60))
+    ///     .headers(HeaderStyle::OpenAi)
+    ///     .build();
+    /// # let _ = proxy;
+    /// ```
+    pub fn tokens_counted_after(self, tokens: u64, per: Duration) -> Self {
+        self.tokens(
+            LimiterConfig::FixedWindowAligned { limit: tokens, per },
+            true,
+        )
+    }
+
+    /// Sets the tokens limit, charged on arrival or counted after the answer.
+    fn tokens(mut self, limiter: LimiterConfig, after_answer: bool) -> Self {
+        self.config.tokens = Some(limiter);
+        self.config.tokens_after_answer = after_answer;
+        self
+    }
+
+    /// How the server's limiter counts an LLM call's tokens on arrival:
+    /// [`TokenRule::CharsOver4`] (the default: characters of the whole body / 4 plus the
+    /// completion allowance), [`TokenRule::CharsOver4FixedOutput`] (a flat output charge) or
+    /// [`TokenRule::ScaledEstimate`] (the client's own estimate off by a known factor).
     ///
     /// ```
     /// use reqwest_throttle::sim::{SimulatedApi, TokenRule};
     ///
-    /// // A provider whose tokenizer counts 25 % more than the client estimates.
+    /// // A mock that charges ⌈body / 4⌉ + 20 output tokens on arrival.
     /// let api = SimulatedApi::builder()
-    ///     .tokens_per_minute(40_000)
-    ///     .token_rule(TokenRule::ScaledEstimate(1.25))
+    ///     .tokens_bucket(1_000.0, 1_000)
+    ///     .token_rule(TokenRule::CharsOver4FixedOutput(20))
     ///     .build();
     /// # let _ = api;
     /// ```
     pub fn token_rule(mut self, rule: TokenRule) -> Self {
         self.config.token_rule = rule;
+        self
+    }
+
+    /// What the answer's `usage` reports as the prompt tokens: [`UsageRule::AsCharged`] (the
+    /// default) or [`UsageRule::Words`], the server's own tokenizer, which is not what its
+    /// limiter charged (as with real providers).
+    ///
+    /// ```
+    /// use reqwest_throttle::sim::{SimulatedApi, UsageRule};
+    ///
+    /// let api = SimulatedApi::builder()
+    ///     .tokens_per_minute(40_000)
+    ///     .usage_rule(UsageRule::Words)
+    ///     .build();
+    /// # let _ = api;
+    /// ```
+    pub fn usage_rule(mut self, rule: UsageRule) -> Self {
+        self.config.usage_rule = rule;
         self
     }
 

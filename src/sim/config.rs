@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::headers::{HeaderStyle, RetryAfterStyle};
 use super::limiter::LimiterConfig;
-use super::token_rule::TokenRule;
+use super::token_rule::{TokenRule, UsageRule};
 
 /// A simulated API's settings; each is described on the builder method that sets it.
 #[derive(Clone, Debug)]
@@ -24,6 +24,9 @@ pub(super) struct Config {
     pub(super) fail_every: Option<StatusCode>,
     pub(super) record_limit: usize,
     pub(super) token_rule: TokenRule,
+    pub(super) usage_rule: UsageRule,
+    /// Tokens are counted from each answer's usage once it has left, not charged on arrival.
+    pub(super) tokens_after_answer: bool,
     pub(super) window_origin: Option<Instant>,
     pub(super) reset_late: Duration,
 }
@@ -39,7 +42,9 @@ impl Default for Config {
             latency: Duration::ZERO,
             fail_every: None,
             record_limit: 100_000,
-            token_rule: TokenRule::ClientEstimate,
+            token_rule: TokenRule::default(),
+            usage_rule: UsageRule::default(),
+            tokens_after_answer: false,
             window_origin: None,
             reset_late: Duration::ZERO,
         }

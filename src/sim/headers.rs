@@ -26,6 +26,11 @@ pub enum HeaderStyle {
     /// `x-ratelimit-remaining-requests: 57`, `x-ratelimit-reset-requests: 6m0s`
     /// (time until the budget is whole again, as a Go duration: `17ms`, `6.5s`, `6m0s`).
     OpenAi,
+    /// An LLM proxy's OpenAI-shaped headers (LiteLLM's per-key limits):
+    /// `x-ratelimit-limit-requests: 30`, `x-ratelimit-remaining-requests: 17` and the same for
+    /// tokens, with **no** reset: nothing says when the limit comes back but a refusal's
+    /// `Retry-After`.
+    LiteLlm,
     /// Anthropic: `anthropic-ratelimit-requests-limit`, `-remaining` and `-reset`, the reset
     /// an RFC 3339 UTC time (`2025-01-01T12:00:05Z`).
     Anthropic,
@@ -85,18 +90,20 @@ pub(crate) fn rate_limit(
         let name = dimension.name();
         match style {
             HeaderStyle::None => {}
-            HeaderStyle::OpenAi => {
+            HeaderStyle::OpenAi | HeaderStyle::LiteLlm => {
                 insert(headers, &format!("x-ratelimit-limit-{name}"), quota.limit);
                 insert(
                     headers,
                     &format!("x-ratelimit-remaining-{name}"),
                     quota.remaining,
                 );
-                insert(
-                    headers,
-                    &format!("x-ratelimit-reset-{name}"),
-                    go_duration(quota.reset_in),
-                );
+                if style == HeaderStyle::OpenAi {
+                    insert(
+                        headers,
+                        &format!("x-ratelimit-reset-{name}"),
+                        go_duration(quota.reset_in),
+                    );
+                }
             }
             HeaderStyle::Anthropic => {
                 let reset = rfc3339(wall_after(wall_now, quota.reset_in));

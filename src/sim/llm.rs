@@ -1,10 +1,15 @@
 //! The simulated server as an OpenAI-compatible LLM API (feature `llm`).
 //!
-//! A POST to `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or
-//! `…/messages` with a JSON body is an LLM call. It is charged, against the tokens limit, what
-//! OpenAI documents its limiter counts when the request arrives: the prompt tokens plus the
-//! completion allowance, both counted by the configured [`TokenRule`]. Nothing is given back
-//! when the completion turns out shorter.
+//! A POST whose path ends with one of the server's own routes ([`Api::of_path`]:
+//! `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings`, `…/messages`) with a
+//! JSON object as its body is an LLM call. It is charged, against the tokens limit, what the
+//! server's [`TokenRule`] counts when the request arrives (OpenAI documents that its limiter
+//! counts the prompt and the completion allowance then); nothing is given back when the
+//! completion turns out shorter. The answer's `usage` reports the prompt by the server's
+//! [`UsageRule`], which need not be what its limiter charged.
+//!
+//! None of this reads the client's code, except [`TokenRule::ScaledEstimate`], which scales the
+//! client's estimate on purpose.
 //!
 //! The completion is deterministic: `1 + (a hash of the request's sequence number) mod
 //! allowance` tokens (none for embeddings), so runs are reproducible and the usage varies.
@@ -15,13 +20,10 @@
 
 use serde_json::{json, Value};
 
-use super::TokenRule;
-use crate::llm::{estimate, Endpoint};
+use super::{TokenRule, UsageRule};
 
 /// The allowance the server books when a chat, Responses or Messages call names no maximum
-/// ([`TokenRule::CharsOver4`]). The server's own choice; it happens to equal the client's
-/// `DEFAULT_COMPLETION_TOKENS`, which a test of the allowance can vary with an explicit
-/// `max_tokens`.
+/// ([`TokenRule::CharsOver4`]): the server's own choice.
 const DEFAULT_ALLOWANCE: u64 = 1_024;
 
 /// OpenAI's documented default `max_tokens` of the legacy `/completions` endpoint.
@@ -30,13 +32,66 @@ const LEGACY_DEFAULT_ALLOWANCE: u64 = 16;
 /// Characters per token of [`TokenRule::CharsOver4`].
 const CHARS_PER_TOKEN: u64 = 4;
 
+/// Tokens per message and for the reply in [`UsageRule::Words`].
+const WORDS_FRAMING: u64 = 3;
+
+/// The LLM APIs the simulated server answers, by its own routing table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Api {
+    Chat,
+    Responses,
+    Completions,
+    Embeddings,
+    Messages,
+}
+
+/// The server's routes, matched on the end of the path (after any prefix such as `/v1` or an
+/// Azure deployment), the longest first so that a chat is not read as a legacy completion.
+const ROUTES: [(&str, Api); 5] = [
+    ("/chat/completions", Api::Chat),
+    ("/completions", Api::Completions),
+    ("/responses", Api::Responses),
+    ("/embeddings", Api::Embeddings),
+    ("/messages", Api::Messages),
+];
+
+impl Api {
+    /// The API a path (query excluded) routes to, if any.
+    pub(crate) fn of_path(path: &str) -> Option<Api> {
+        let path = path.trim_end_matches('/');
+        ROUTES
+            .iter()
+            .find(|(route, _)| path.ends_with(route))
+            .map(|&(_, api)| api)
+    }
+
+    /// The client's name for the same endpoint, for the one rule that scales the client's
+    /// estimate on purpose.
+    fn client_endpoint(self) -> crate::llm::Endpoint {
+        use crate::llm::Endpoint;
+        match self {
+            Api::Chat => Endpoint::ChatCompletions,
+            Api::Responses => Endpoint::Responses,
+            Api::Completions => Endpoint::Completions,
+            Api::Embeddings => Endpoint::Embeddings,
+            Api::Messages => Endpoint::Messages,
+        }
+    }
+}
+
 /// One LLM call as the simulated server sees it.
 #[derive(Clone, Debug)]
 pub(crate) struct LlmCall {
-    endpoint: Endpoint,
+    api: Api,
     model: String,
+    /// Prompt tokens, as the limiter charges them.
     prompt: u64,
+    /// Prompt tokens, as the answer's `usage` reports them.
+    reported: u64,
+    /// Output tokens the limiter charges on arrival.
     allowance: u64,
+    /// The longest completion the answer may report.
+    longest: u64,
     stream: bool,
     include_usage: bool,
 }
@@ -48,36 +103,54 @@ pub(crate) struct Generated {
     pub(crate) completion: u64,
 }
 
+impl Generated {
+    /// Prompt and completion together, as `total_tokens` reports them.
+    pub(crate) fn total(&self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+}
+
 impl LlmCall {
-    /// Reads a request and counts its tokens by `rule`; `None` when it is not an LLM call.
+    /// Reads a request and counts its tokens by the server's rules; `None` when it is not an
+    /// LLM call.
     pub(crate) fn parse(
         method: &http::Method,
         path: &str,
         body: &[u8],
         rule: TokenRule,
+        usage: UsageRule,
     ) -> Option<LlmCall> {
         if method != http::Method::POST {
             return None;
         }
         let path = path.split('?').next().unwrap_or(path);
-        let endpoint = Endpoint::from_path(path)?;
+        let api = Api::of_path(path)?;
         let json: Value = serde_json::from_slice(body).ok()?;
         if !json.is_object() {
             return None;
         }
+        let asked = asked_output(api, &json);
         let (prompt, allowance) = match rule {
-            TokenRule::ClientEstimate => {
-                let estimate = estimate(endpoint, body)?;
-                (estimate.input, estimate.output)
+            TokenRule::CharsOver4 => (chars_over_4(body), asked.unwrap_or(default_allowance(api))),
+            TokenRule::CharsOver4FixedOutput(output) => {
+                let output = if api == Api::Embeddings { 0 } else { output };
+                (chars_over_4(body), output)
             }
-            TokenRule::CharsOver4 => (chars_over_4(body), allowance(endpoint, &json)),
             TokenRule::ScaledEstimate(factor) => {
-                let estimate = estimate(endpoint, body)?;
+                let estimate = crate::llm::estimate(api.client_endpoint(), body)?;
                 let factor = sane_factor(factor);
                 let total = scale(estimate.total(), factor);
                 let prompt = scale(estimate.input, factor).min(total);
                 (prompt, total - prompt)
             }
+        };
+        let longest = match rule {
+            TokenRule::CharsOver4FixedOutput(_) => asked.unwrap_or(allowance),
+            _ => allowance,
+        };
+        let reported = match usage {
+            UsageRule::AsCharged => prompt,
+            UsageRule::Words => words(&json),
         };
         let model = json
             .get("model")
@@ -91,10 +164,12 @@ impl LlmCall {
             .and_then(Value::as_bool)
             == Some(true);
         Some(LlmCall {
-            endpoint,
+            api,
             model,
             prompt,
+            reported,
             allowance,
+            longest,
             stream,
             include_usage,
         })
@@ -107,45 +182,45 @@ impl LlmCall {
 
     /// The tokens the answer to the `seq`-th request reports.
     pub(crate) fn generate(&self, seq: u64) -> Generated {
-        let completion = match self.allowance {
+        let completion = match self.longest {
             0 => 0,
-            allowance => 1 + mix(seq) % allowance,
+            longest => 1 + mix(seq) % longest,
         };
         Generated {
-            prompt: self.prompt,
+            prompt: self.reported,
             completion,
         }
     }
 
     /// The answer's content type and body.
     pub(crate) fn render(&self, seq: u64, generated: Generated) -> (&'static str, String) {
-        let (p, c) = (generated.prompt, generated.completion);
+        let (p, c, total) = (generated.prompt, generated.completion, generated.total());
         let model = &self.model;
         let text = "Simulated completion.";
         let openai_usage =
-            json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
-        let io_usage = json!({"input_tokens": p, "output_tokens": c, "total_tokens": p + c});
+            json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": total});
+        let io_usage = json!({"input_tokens": p, "output_tokens": c, "total_tokens": total});
         if !self.stream {
-            let body = match self.endpoint {
-                Endpoint::ChatCompletions => json!({
+            let body = match self.api {
+                Api::Chat => json!({
                     "id": format!("chatcmpl-{seq}"), "object": "chat.completion", "created": 0,
                     "model": model,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": "stop"}],
                     "usage": openai_usage,
                 }),
-                Endpoint::Completions => json!({
+                Api::Completions => json!({
                     "id": format!("cmpl-{seq}"), "object": "text_completion", "created": 0,
                     "model": model,
                     "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
                     "usage": openai_usage,
                 }),
-                Endpoint::Embeddings => json!({
+                Api::Embeddings => json!({
                     "object": "list", "model": model,
                     "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 0.0, 0.0]}],
                     "usage": {"prompt_tokens": p, "total_tokens": p},
                 }),
-                Endpoint::Responses => json!({
+                Api::Responses => json!({
                     "id": format!("resp_{seq}"), "object": "response", "status": "completed",
                     "model": model,
                     "output": [{"type": "message", "role": "assistant",
@@ -172,8 +247,8 @@ impl LlmCall {
             events.push_str(&value.to_string());
             events.push_str("\n\n");
         };
-        match self.endpoint {
-            Endpoint::Responses => {
+        match self.api {
+            Api::Responses => {
                 data(
                     Some("response.created"),
                     json!({"type": "response.created", "response": {"id": format!("resp_{seq}"), "usage": null}}),
@@ -187,7 +262,7 @@ impl LlmCall {
                     json!({"type": "response.completed", "response": {"id": format!("resp_{seq}"), "status": "completed", "usage": io_usage}}),
                 );
             }
-            Endpoint::Messages => {
+            Api::Messages => {
                 data(
                     Some("message_start"),
                     json!({"type": "message_start", "message": {"id": format!("msg_{seq}"), "model": model, "usage": {"input_tokens": p, "output_tokens": 1}}}),
@@ -242,19 +317,76 @@ fn chars_over_4(body: &[u8]) -> u64 {
         .div_ceil(CHARS_PER_TOKEN)
 }
 
-/// The completion allowance by the server's own reading of the body: the first maximum
-/// present × `n` (at least 1), or the endpoint's default × `n`.
-fn allowance(endpoint: Endpoint, json: &Value) -> u64 {
+/// The output the body asks for, by the server's own reading: the first maximum present × `n`
+/// (at least 1); 0 for an embedding; `None` when the body names no maximum.
+fn asked_output(api: Api, json: &Value) -> Option<u64> {
+    if api == Api::Embeddings {
+        return Some(0);
+    }
     let maximum = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
         .iter()
-        .find_map(|key| json.get(key).and_then(Value::as_u64));
+        .find_map(|key| json.get(key).and_then(Value::as_u64))?;
     let n = json.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
-    let default = match endpoint {
-        Endpoint::Embeddings => return 0,
-        Endpoint::Completions => LEGACY_DEFAULT_ALLOWANCE,
+    Some(maximum.saturating_mul(n))
+}
+
+/// The allowance charged when the body names no maximum.
+fn default_allowance(api: Api) -> u64 {
+    match api {
+        Api::Embeddings => 0,
+        Api::Completions => LEGACY_DEFAULT_ALLOWANCE,
         _ => DEFAULT_ALLOWANCE,
-    };
-    maximum.unwrap_or(default).saturating_mul(n)
+    }
+}
+
+/// [`UsageRule::Words`]: words and other visible characters of every string value but the
+/// model's name, plus the framing of each message and of the reply.
+fn words(json: &Value) -> u64 {
+    fn count(value: &Value, tokens: &mut u64) {
+        match value {
+            Value::String(text) => *tokens = tokens.saturating_add(pieces(text)),
+            Value::Array(items) => items.iter().for_each(|item| count(item, tokens)),
+            Value::Object(fields) => fields.values().for_each(|field| count(field, tokens)),
+            _ => {}
+        }
+    }
+    let mut tokens = WORDS_FRAMING;
+    if let Some(fields) = json.as_object() {
+        for (key, value) in fields {
+            if key == "model" {
+                continue;
+            }
+            count(value, &mut tokens);
+        }
+    }
+    let messages = json
+        .get("messages")
+        .and_then(Value::as_array)
+        .map_or(0, Vec::len);
+    let framing = u64::try_from(messages)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(WORDS_FRAMING);
+    tokens.saturating_add(framing)
+}
+
+/// Runs of letters and digits count one each; every other visible character counts one.
+fn pieces(text: &str) -> u64 {
+    let mut pieces = 0u64;
+    let mut in_word = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if !in_word {
+                pieces = pieces.saturating_add(1);
+            }
+            in_word = true;
+        } else {
+            in_word = false;
+            if !c.is_whitespace() {
+                pieces = pieces.saturating_add(1);
+            }
+        }
+    }
+    pieces
 }
 
 /// The factor of [`TokenRule::ScaledEstimate`], made safe to multiply by: within

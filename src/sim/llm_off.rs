@@ -12,12 +12,19 @@ pub(crate) struct Generated {
     pub(crate) completion: u64,
 }
 
+impl Generated {
+    pub(crate) fn total(&self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+}
+
 impl LlmCall {
     pub(crate) fn parse(
         _method: &http::Method,
         _path: &str,
         _body: &[u8],
         _rule: super::TokenRule,
+        _usage: super::UsageRule,
     ) -> Option<LlmCall> {
         None
     }

@@ -40,21 +40,24 @@
 //! # LLM calls (feature `llm`)
 //!
 //! With the `llm` feature the server is also an OpenAI-compatible LLM API. A POST to
-//! `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or `…/messages` with a
-//! JSON body is charged, against the tokens limit, what OpenAI documents its limiter counts
-//! when the request arrives: the prompt tokens plus the completion allowance; nothing is given
-//! back when the completion is shorter. Both are counted by the [`TokenRule`] chosen with
-//! [`SimulatedApiBuilder::token_rule`]:
+//! `…/chat/completions`, `…/responses`, `…/completions`, `…/embeddings` or `…/messages` (the
+//! server's own routing table) with a JSON body is charged, against the tokens limit, what
+//! OpenAI documents its limiter counts when the request arrives: the prompt tokens plus the
+//! completion allowance; nothing is given back when the completion is shorter. Both are counted
+//! by the [`TokenRule`] chosen with [`SimulatedApiBuilder::token_rule`]:
 //!
-//! - [`TokenRule::ClientEstimate`] (the default): the client's own estimator,
-//!   `reqwest_throttle::llm::estimate`. It **shares the code under test**, so it suits tests of
-//!   pacing and retries but can never show an estimate to be wrong;
-//! - [`TokenRule::CharsOver4`]: the server's own count, ⌈characters of the whole body / 4⌉
-//!   plus `max_tokens` × `n` (1 024 × `n` when absent);
+//! - [`TokenRule::CharsOver4`] (the default): the server's own count, ⌈characters of the whole
+//!   body / 4⌉ plus `max_tokens` × `n` (1 024 × `n` when absent);
+//! - [`TokenRule::CharsOver4FixedOutput`]: the same prompt count plus a flat output charge;
 //! - [`TokenRule::ScaledEstimate`]: the client's estimate times a fixed factor, so the client
-//!   is off by a known amount.
+//!   is off by a known amount (this one shares the client's estimator, on purpose).
 //!
-//! The `usage` in the answer reports the prompt as charged. The completion is
+//! A tokens limit set with [`SimulatedApiBuilder::tokens_counted_after`] counts the usage of
+//! each answer once it has left instead, as an LLM proxy does.
+//!
+//! The `usage` in the answer reports the prompt by the [`UsageRule`] chosen with
+//! [`SimulatedApiBuilder::usage_rule`]: as charged (the default), or by the server's own
+//! tokenizer, which is not what its limiter charged (as with real providers). The completion is
 //! `1 + hash(seq) mod allowance` tokens, so runs are reproducible. The answer has the
 //! provider's JSON shape and a `usage` object; with `"stream": true` it is a server-sent event
 //! stream whose final chunk carries the usage when `stream_options.include_usage` is set.
@@ -127,4 +130,4 @@ pub use headers::{HeaderStyle, RetryAfterStyle};
 pub use outage::Outage;
 pub use server::SimServer;
 pub use stats::{Outcome, RecordedRequest, SimStats};
-pub use token_rule::TokenRule;
+pub use token_rule::{TokenRule, UsageRule};

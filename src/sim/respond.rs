@@ -30,6 +30,8 @@ enum Decision {
         quotas: Vec<(Dimension, Quota)>,
         /// The LLM call answered, and the tokens it reports.
         llm: Option<(LlmCall, Generated)>,
+        /// Tokens counted once the answer has left (a tokens limit counted after the answer).
+        owed: u64,
     },
     Limited {
         quotas: Vec<(Dimension, Quota)>,
@@ -61,11 +63,18 @@ impl SimulatedApi {
     /// Handles one request: decides, waits the latency, answers.
     pub(super) async fn respond(&self, request: SimRequest) -> Reply {
         let _in_flight = InFlight::enter(self);
-        let decision = self.decide(&request);
-        let reply = self.render(decision);
+        let (seq, decision) = self.decide(&request);
+        let owed = match &decision {
+            Decision::Ok { owed, .. } => *owed,
+            _ => 0,
+        };
+        let reply = self.render((seq, decision));
         let latency = self.config().latency;
         if matches!(reply, Reply::Answer(_)) && !latency.is_zero() {
             tokio::time::sleep(latency).await;
+        }
+        if owed > 0 {
+            self.lock().count_after(Instant::now(), owed);
         }
         reply
     }
@@ -80,6 +89,7 @@ impl SimulatedApi {
             &request.path,
             &request.body,
             config.token_rule,
+            config.usage_rule,
         );
         let mut state = self.lock();
         let now = Instant::now();
@@ -103,7 +113,8 @@ impl SimulatedApi {
                 let cost = Cost::request(call.as_ref().map_or(0, LlmCall::charge));
                 // The sequence number this request is about to get, below.
                 let seq = state.stats.received.saturating_add(1);
-                state.admit(now, cost, call.map(|call| (call.generate(seq), call)))
+                let call = call.map(|call| (call.generate(seq), call));
+                state.admit(now, cost, call, config.tokens_after_answer)
             }
         };
         let (outcome, status) = match &decision {
@@ -118,10 +129,14 @@ impl SimulatedApi {
         let seq = stats.received;
         if let Decision::Ok {
             llm: Some((call, generated)),
+            owed,
             ..
         } = &decision
         {
-            stats.tokens_charged = stats.tokens_charged.saturating_add(call.charge());
+            if !config.tokens_after_answer {
+                stats.tokens_charged = stats.tokens_charged.saturating_add(call.charge());
+            }
+            debug_assert!(*owed == 0 || config.tokens_after_answer);
             stats.prompt_tokens = stats.prompt_tokens.saturating_add(generated.prompt);
             stats.completion_tokens = stats.completion_tokens.saturating_add(generated.completion);
         }
@@ -158,7 +173,7 @@ impl SimulatedApi {
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let (status, body) = match decision {
             Decision::Refused(kind) => return Reply::Drop(kind),
-            Decision::Ok { quotas, llm } => {
+            Decision::Ok { quotas, llm, .. } => {
                 headers::rate_limit(
                     config.headers,
                     &quotas,
@@ -234,20 +249,40 @@ impl SimulatedApi {
 
 impl State {
     /// Admits a request if every dimension has room for its cost (and charges them all), or
-    /// reports the dimension that will be free last.
-    fn admit(&mut self, now: Instant, cost: Cost, call: Option<(Generated, LlmCall)>) -> Decision {
-        let verdicts: Vec<(Dimension, Verdict)> = self
+    /// reports the dimension that will be free last. With `tokens_after_answer`, the tokens
+    /// dimension only needs a token left, is charged nothing now, and the call owes its usage
+    /// once answered ([`count_after`](Self::count_after)).
+    fn admit(
+        &mut self,
+        now: Instant,
+        cost: Cost,
+        call: Option<(Generated, LlmCall)>,
+        tokens_after_answer: bool,
+    ) -> Decision {
+        let counted_after = |dimension: Dimension| {
+            tokens_after_answer && dimension == Dimension::Tokens && cost.tokens > 0
+        };
+        let verdicts: Vec<(Dimension, Verdict, Quota)> = self
             .limits
             .iter()
-            .map(|(dimension, limiter)| (*dimension, limiter.peek(now, cost.of(*dimension))))
+            .map(|(dimension, limiter)| {
+                if counted_after(*dimension) {
+                    // Admitted while anything is left; the quota announced is the window as it is.
+                    let verdict = limiter.peek(now, 1);
+                    (*dimension, verdict, limiter.peek(now, 0).quota())
+                } else {
+                    let verdict = limiter.peek(now, cost.of(*dimension));
+                    (*dimension, verdict, verdict.quota())
+                }
+            })
             .collect();
         let quotas = verdicts
             .iter()
-            .map(|(dimension, verdict)| (*dimension, verdict.quota()))
+            .map(|(dimension, _, quota)| (*dimension, *quota))
             .collect();
         let limited = verdicts
             .iter()
-            .filter_map(|(dimension, verdict)| match verdict {
+            .filter_map(|(dimension, verdict, _)| match verdict {
                 Verdict::Limit { retry_in, .. } => Some((*dimension, *retry_in)),
                 Verdict::Admit(_) => None,
             })
@@ -260,14 +295,31 @@ impl State {
             },
             None => {
                 for (dimension, limiter) in &mut self.limits {
-                    limiter.commit(now, cost.of(*dimension));
+                    if !counted_after(*dimension) {
+                        limiter.commit(now, cost.of(*dimension));
+                    }
                 }
+                let owed = match &call {
+                    Some((generated, _)) if tokens_after_answer => generated.total(),
+                    _ => 0,
+                };
                 Decision::Ok {
                     quotas,
                     llm: call.map(|(generated, call)| (call, generated)),
+                    owed,
                 }
             }
         }
+    }
+
+    /// Counts the `tokens` an answer reported against a tokens limit counted after the answer.
+    fn count_after(&mut self, now: Instant, tokens: u64) {
+        for (dimension, limiter) in &mut self.limits {
+            if *dimension == Dimension::Tokens {
+                limiter.commit(now, tokens);
+            }
+        }
+        self.stats.tokens_charged = self.stats.tokens_charged.saturating_add(tokens);
     }
 }
 

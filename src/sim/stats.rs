@@ -69,7 +69,8 @@ pub struct SimStats {
     /// When the last request arrived.
     pub last_request: Option<Instant>,
     /// Tokens charged against the tokens limit by admitted LLM calls (prompt + completion
-    /// allowance, see the [module docs](super#llm-calls-feature-llm)).
+    /// allowance on arrival, or the usage of each answer with a limit counted after the answer;
+    /// see the [module docs](super#llm-calls-feature-llm)).
     pub tokens_charged: u64,
     /// Prompt tokens reported in the `usage` of admitted LLM calls.
     pub prompt_tokens: u64,

@@ -14,9 +14,10 @@
 //! The cooldown gate is how the server's own word (Retry-After, a reset) stops a whole lane:
 //! [`Budget::cool_down`] sets an instant before which nothing leaves, including reservations
 //! already waiting. The server's count of what remains ([`Budget::sync`]) brings a dimension to
-//! that count; the reservations still waiting were not seen by the server, so a window's count
-//! applies ahead of them and they book again behind it, in their order (see the `sync`
-//! module; the server's word concerns a dimension's rate, never its longer windows).
+//! that count; the reservations still waiting were not seen by the server, so a window's count,
+//! or a bucket's that leaves too little for them, applies ahead of them and they book again
+//! behind it, in their order (see the `sync` module; the server's word concerns a dimension's
+//! rate, never its longer windows).
 
 mod sync;
 
@@ -568,6 +569,7 @@ impl Budget {
         } = &mut *state;
         let now = self.epoch.nanos(Instant::now());
         let mut window_debited = false;
+        let mut rebook = false;
         for dimension in Dimension::ALL {
             let burst = gcras[dimension.index()].as_ref().map(Gcra::burst);
             let quota = windows.limits(dimension).iter().map(|w| w.quota).min();
@@ -586,12 +588,16 @@ impl Budget {
                 window_debited |= windows.adjust(dimension, at, booked, used, now);
             }
             let grant = grants.cells[dimension.index()];
-            ledger.settle(gcras, windows, dimension, booked, used, grant, now);
+            rebook |= ledger.settle(gcras, windows, dimension, booked, used, grant, now);
         }
         if window_debited {
             // The waiters were counted in the windows without what this answer used beyond
             // its estimate: they book again behind it.
-            ledger.rebook_waiters(None, gcras, windows, now);
+            rebook |= ledger.rebook_waiters(None, gcras, windows, now);
+        }
+        drop(state);
+        if rebook {
+            self.next_generation();
         }
     }
 }

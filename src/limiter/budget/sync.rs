@@ -16,7 +16,9 @@ impl Budget {
     /// Brings `dimension` to `remaining` units available now, as the server says: what it
     /// counts as gone is charged ([`debit`](Self::debit)); what it says is still there and
     /// this budget believed spent (an over-estimated cost, a window that renewed) is given
-    /// back, never beyond the burst. Giving back at least `min_credit` units makes the waiting
+    /// back, never beyond the burst. The reservations still waiting are not among what the
+    /// server counted: when what it says remains is less than they need, the difference is
+    /// charged ahead of them. Giving back at least `min_credit` units makes the waiting
     /// reservations book again at once, so they use it in their order instead of a newcomer.
     /// Returns the units charged (positive) or given back (negative).
     pub fn sync(&self, dimension: Dimension, remaining: u64, min_credit: u64) -> i128 {
@@ -84,9 +86,13 @@ impl Budget {
                 ledger,
                 ..
             } = &mut *state;
-            ledger.change_ahead(dimension, change, gcras, windows, now);
+            let rebook = ledger.change_ahead(dimension, change, gcras, windows, now);
             if charged < 0 {
                 state.cells[dimension.index()].sent.credit(units, now);
+            }
+            drop(state);
+            if rebook {
+                self.next_generation();
             }
             return charged;
         }
@@ -94,6 +100,27 @@ impl Budget {
         // reservation, the cell comes to the same `remaining` (the server never counted it).
         // Nor may more leave at once than remains: the spacing as sent follows.
         state.cells[dimension.index()].sent.cap(remaining, now);
+        // The reservations still waiting were not seen by the server: their units are not
+        // among what it says remains. Booked as if spent, they hide that the server has less
+        // than they will need; what the server lacks for them is charged ahead of them.
+        let unseen = i128::from(state.ledger.waiting_units(dimension));
+        let lacking =
+            (gcra.level(now) + unseen).saturating_sub(i128::from(remaining.min(gcra.burst())));
+        if unseen > 0 && lacking > 0 {
+            let units = u64::try_from(lacking).unwrap_or(u64::MAX);
+            let State {
+                gcras,
+                windows,
+                ledger,
+                ..
+            } = &mut *state;
+            let rebook = ledger.change_ahead(dimension, Change::Debit(units), gcras, windows, now);
+            drop(state);
+            if rebook {
+                self.next_generation();
+            }
+            return lacking;
+        }
         if available > remaining {
             state.change(dimension, Change::Sync(remaining), now);
             return i128::from(available - remaining);

@@ -12,6 +12,14 @@
 //! its announcement is fresh; it is replaced as soon as the server announces another one, and
 //! forgotten when no answer re-announces it within a minute.
 //!
+//! A requests limit announced without any reset (an LLM proxy's OpenAI-shaped headers) says
+//! nothing of when it comes back: it is read as the per-minute limit OpenAI documents and
+//! spread evenly, one at a time, which no minute of the server's can exceed; its `remaining`
+//! may take units from the budget but never gives any back.
+//!
+//! Every answer's `remaining` of a token dimension also goes to the `charged` reader, which
+//! tells what the server charged each request (see that module).
+//!
 //! # A bucket, or a fixed window in a bucket's headers?
 //!
 //! Some gateways speak the same headers over fixed, clock-aligned windows (an RPM counted per
@@ -44,8 +52,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::charged::{ChargeReader, Reading};
 use super::pacing::Pacing;
-use super::protocol::{slot, Action, Actions, Observation};
+use super::protocol::{slot, Action, Actions, Answer, Observation};
 use super::window::fixed_window_pace;
 use crate::limiter::{Dimension, Limit};
 use crate::signals::{HeaderFamily, RateLimits, Window};
@@ -78,6 +87,14 @@ fn capped(cap: Duration, dimension: Dimension, learned: Limit) -> Limit {
     }
 }
 
+/// The pace of a requests limit announced without a reset (an LLM proxy's OpenAI-shaped
+/// headers): OpenAI documents these limits per minute, and nothing tells when the server's
+/// minute turns. One at a time, spread evenly over a minute, the lane never sends more than the
+/// limit in any minute, wherever the server's minutes begin.
+fn unannounced_reset_pace(limit: u64) -> Option<Limit> {
+    fixed_window_pace(limit, TOKEN_WINDOW).map(|pace| Limit { burst: 1, ..pace })
+}
+
 /// A limit learned from an announcement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct LearnedLimit {
@@ -92,7 +109,7 @@ struct LearnedLimit {
 }
 
 /// What each dimension's announcements taught (see the [module documentation](self)).
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub(super) struct Buckets {
     /// The limit each dimension learned from its last announcement.
     learned: [Option<LearnedLimit>; Dimension::ALL.len()],
@@ -102,6 +119,8 @@ pub(super) struct Buckets {
     shapes: [ShapeReader; Dimension::ALL.len()],
     /// Departure of the newest answered attempt synced, per dimension.
     synced: [Option<Instant>; Dimension::ALL.len()],
+    /// What the server charged each request, read from successive `remaining`.
+    charges: ChargeReader,
 }
 
 impl Buckets {
@@ -149,6 +168,9 @@ impl Buckets {
                 let current = pacing.limit(dimension);
                 let refill = match self.shapes[slot(dimension)].window_length() {
                     Some(length) if window_end.is_some() => fixed_window_pace(announced, length),
+                    _ if window.reset_in.is_none() && dimension == Dimension::Requests => {
+                        unannounced_reset_pace(announced)
+                    }
                     _ => self.refills[slot(dimension)].observe(window, announced, current),
                 };
                 if let Some(learned) = refill {
@@ -169,9 +191,37 @@ impl Buckets {
                         expires: later(now, TOKEN_WINDOW),
                     });
                     let was_strict = known.is_some_and(|known| known.strict);
+                    // Spread one at a time, the pace counts from the request that taught it
+                    // (it has left): the cell starts spent, not full.
+                    let spread = window.reset_in.is_none() && known.is_none();
                     if current != Some(effective) || replaced || was_strict != strict {
-                        pacing.announce(dimension, effective, strict, replaced, actions);
+                        pacing.announce(dimension, effective, strict, replaced || spread, actions);
                     }
+                }
+            }
+            if let (Some(level), true) = (window.remaining, dimension != Dimension::Requests) {
+                // The server's own rate, as announced; else the pace it is held to.
+                let per_second = self.refills[slot(dimension)].per_second().or_else(|| {
+                    pacing
+                        .limit(dimension)
+                        .map(|limit| 1.0 / limit.interval.as_secs_f64())
+                });
+                let reading = Reading {
+                    seq: observation.seq,
+                    departed: observation.departed,
+                    remaining: level,
+                    limit: window.limit,
+                    estimated: observation.estimated[slot(dimension)],
+                    admitted: observation.answer == Answer::Accepted,
+                    window_end,
+                };
+                self.charges.read(dimension, reading, per_second, actions);
+                let refusal = observation
+                    .pause
+                    .filter(|pause| pause.dimension == Some(dimension));
+                if let (Answer::RateLimited, Some(pause)) = (observation.answer, refusal) {
+                    self.charges
+                        .refused(dimension, &reading, pause.delay, per_second, actions);
                 }
             }
             if pacing.limit(dimension).is_none() {
@@ -190,7 +240,9 @@ impl Buckets {
                 actions.push(Action::Sync {
                     dimension,
                     remaining,
-                    credit: newest,
+                    // Without a reset, `remaining` is no bucket's level (nothing says when it
+                    // refills): it may take units the lane believed it had, never give any back.
+                    credit: newest && window.reset_in.is_some(),
                     refills_from: window_end,
                 });
             }
@@ -264,6 +316,17 @@ struct Refill {
 }
 
 impl Refill {
+    /// The refill rate known so far, in units per second: the middle of its bounds, or their
+    /// upper end while nothing bounds it from below.
+    fn per_second(&self) -> Option<f64> {
+        let rate = if self.lower > 0.0 {
+            (self.lower + self.upper) / 2.0
+        } else {
+            self.upper
+        };
+        (self.limit > 0 && rate.is_finite() && rate > 0.0).then_some(rate)
+    }
+
     /// Takes one announcement of a bucket of `limit` into account; returns the limit to pace
     /// at: the bucket as burst, refilled at the middle of the bounds known (or at their upper
     /// end while no announcement bounded the rate from below: a lane that never empties the
@@ -307,12 +370,7 @@ impl Refill {
                 ..known
             });
         }
-        let rate = if self.lower > 0.0 {
-            (self.lower + self.upper) / 2.0
-        } else {
-            self.upper
-        };
-        let interval = Duration::try_from_secs_f64(1.0 / rate).ok()?;
+        let interval = Duration::try_from_secs_f64(1.0 / self.per_second()?).ok()?;
         Some(Limit {
             interval: interval.max(Duration::from_nanos(1)),
             burst: limit,
@@ -531,6 +589,8 @@ mod tests {
             pause: None,
             limits: Some(&limits),
             answered: [1, 100, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: InFlight {
                 requests: 1,
                 units: [1, 100, 0, 0],
@@ -579,6 +639,8 @@ mod tests {
                 pause: None,
                 limits: Some(&limits),
                 answered: [1, 30, 0, 0],
+                estimated: [0; 4],
+                seq: 0,
                 in_flight: InFlight {
                     requests: 1,
                     units: [1, 30, 0, 0],
@@ -603,6 +665,48 @@ mod tests {
         assert_eq!(requests.interval, Duration::from_millis(59_950) / 30);
         let tokens = learner.limit(Dimension::Tokens).unwrap();
         assert_eq!(tokens.interval, Duration::from_millis(59_950) / 900);
+    }
+
+    /// An LLM proxy announces its limit and what remains, never when it comes back: read as
+    /// the per-minute limit OpenAI documents, spread evenly, one at a time.
+    #[test]
+    fn a_requests_limit_without_a_reset_is_spread_over_a_minute() {
+        let mut learner = PaceLearner::new(PaceConfig {
+            configured: [None; 4],
+            max_wait: Duration::from_secs(120),
+        });
+        let now = Instant::now();
+        let window = |limit, remaining| Window {
+            limit: Some(limit),
+            remaining: Some(remaining),
+            reset_in: None,
+        };
+        let limits = openai(window(30, 29), window(2_000, 2_000));
+        let actions = learner.observe(&accepted(now, &limits));
+        let requests = learner.limit(Dimension::Requests).unwrap();
+        assert_eq!(
+            (requests.interval, requests.burst),
+            (Duration::from_secs(2), 1)
+        );
+        // From the request that taught it: the next one leaves an interval later.
+        assert!(actions.iter().any(|action| matches!(
+            action,
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                fresh: true,
+                ..
+            }
+        )));
+        assert!(actions.iter().any(|action| matches!(
+            action,
+            Action::Sync {
+                dimension: Dimension::Requests,
+                credit: false,
+                ..
+            }
+        )));
+        // Tokens tell no pace without a reset.
+        assert_eq!(learner.limit(Dimension::Tokens), None);
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub(super) fn accepted<'a>(now: Instant, limits: &'a RateLimits) -> Observation<
         pause: None,
         limits: Some(limits),
         answered: [1, 10, 0, 0],
+        estimated: [0; 4],
+        seq: 0,
         in_flight: InFlight {
             requests: 1,
             units: [1, 10, 0, 0],
@@ -57,6 +59,8 @@ pub(super) fn plain(now: Instant, answer: Answer) -> Observation<'static> {
         pause: None,
         limits: None,
         answered: [1, 0, 0, 0],
+        estimated: [0; 4],
+        seq: 0,
         in_flight: InFlight {
             requests: 1,
             units: [1, 0, 0, 0],

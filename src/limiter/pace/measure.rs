@@ -138,6 +138,8 @@ mod tests {
             pause,
             limits: None,
             answered: [1, 0, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: InFlight::default(),
         };
         learner.observe(&answer(start, Answer::Accepted, None));

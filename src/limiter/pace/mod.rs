@@ -16,6 +16,8 @@
 //! - `bucket`: from a bucket's headers (OpenAI, Anthropic), the burst and the refill rate of
 //!   every dimension, and the budget synced to the announced `remaining`; a fixed window
 //!   spoken in a bucket's headers is told apart.
+//! - `charged`: from successive `remaining` of a token dimension, what the server charged for
+//!   each request, handed to the budget's charge learner.
 //! - `refusal`: from refusals with Retry-After and no headers, a quota guessed, ramped up,
 //!   resumed, probed and held, as explicit phases.
 //! - `cubic`: from plain refusals (a 429 with neither Retry-After nor headers), CUBIC.
@@ -50,6 +52,7 @@ pub use self::protocol::{Action, Actions, Answer, InFlight, Observation, PaceCon
 
 mod bucket;
 mod burst;
+mod charged;
 mod cubic;
 #[cfg(test)]
 mod fixtures;

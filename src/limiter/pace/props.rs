@@ -164,6 +164,8 @@ fn drive(client: &mut Client, server: &mut FixedWindow, start: Instant, run: Dur
             }),
             limits: None,
             answered: [1, 0, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: InFlight {
                 requests: 1,
                 units: [1, 0, 0, 0],
@@ -244,6 +246,8 @@ proptest! {
                 pause: None,
                 limits: Some(&limits),
                 answered: [1, 0, 0, 0],
+                estimated: [0; 4],
+                seq: 0,
                 in_flight: InFlight { requests: 1, units: [1, 0, 0, 0] },
             });
             now = departed + latency;
@@ -291,6 +295,8 @@ proptest! {
                     .map(|ms| Pause { dimension: None, delay: Duration::from_millis(ms) }),
                 limits: limits.as_ref(),
                 answered: [1, 0, 0, 0],
+                estimated: [0; 4],
+                seq: 0,
                 in_flight: InFlight { requests: in_flight.max(1), units: [in_flight.max(1), 0, 0, 0] },
             }).iter());
             for action in actions {

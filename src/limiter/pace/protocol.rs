@@ -108,8 +108,15 @@ pub struct Observation<'a> {
     pub pause: Option<Pause>,
     /// The rate-limit headers, if any.
     pub limits: Option<&'a RateLimits>,
-    /// The answered attempt's estimated units per dimension (indexed as [`Dimension::ALL`]).
+    /// The answered attempt's booked units per dimension (indexed as [`Dimension::ALL`]): its
+    /// estimate as corrected by what the server was learned to charge.
     pub answered: [u64; Dimension::ALL.len()],
+    /// The answered attempt's estimate per dimension, before any correction; zeros when it was
+    /// not estimated (a cost given by the caller), so that nothing is learned from it.
+    pub estimated: [u64; Dimension::ALL.len()],
+    /// The answered attempt's departure number in its lane: the server decided the lane's
+    /// attempts in that order.
+    pub seq: u64,
     /// What was in flight when it arrived, the answered attempt included.
     pub in_flight: InFlight,
 }
@@ -154,19 +161,29 @@ pub enum Action {
         /// bucket, refilling from now.
         refills_from: Option<Instant>,
     },
+    /// The server charged `charged` units of `dimension` for a request the client estimated at
+    /// `estimated`, as its own `remaining` tells: learn what it charges.
+    Charged {
+        /// The dimension.
+        dimension: Dimension,
+        /// What the client estimated.
+        estimated: u64,
+        /// What the server's limiter charged.
+        charged: u64,
+    },
 }
 
 /// The actions of one observation: at most a few, without allocating.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Actions {
-    items: [Option<Action>; 8],
+    items: [Option<Action>; 16],
     len: usize,
 }
 
 impl Actions {
     pub(super) fn push(&mut self, action: Action) {
-        // Eight is more than one observation can produce (a limit and a sync per token
-        // dimension, and one pause or pace); a ninth would be a bug, and is dropped.
+        // Sixteen is more than one observation can produce (per dimension a limit, a sync and
+        // three charges read, and one pause or pace); more would be a bug, and is dropped.
         if let Some(item) = self.items.get_mut(self.len) {
             *item = Some(action);
             self.len += 1;

@@ -454,6 +454,8 @@ mod tests {
             }),
             limits: None,
             answered: [1, 0, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: InFlight {
                 requests: 1,
                 units: [1, 0, 0, 0],

@@ -265,6 +265,8 @@ mod tests {
             pause: None,
             limits: Some(&limits),
             answered: [1, 0, 0, 0],
+            estimated: [0; 4],
+            seq: 0,
             in_flight: Default::default(),
         });
         let set = actions.iter().find_map(|action| match action {
