@@ -29,8 +29,10 @@
 //! counts the refused requests) refuses everything until its window clears, however slowly
 //! the lane retries: decrease after decrease is refused with nothing accepted in between, and
 //! each early retry costs a refusal (or, against a counter of every request, keeps the window
-//! spent). After [`CLUSTER_DECREASES`] such decreases the lane stops retrying inside the
-//! window: it cools down until a window's length after the cluster's first refusal (a second,
+//! spent). A decrease that follows another with nothing accepted between halves the pace, and
+//! after [`CLUSTER_DECREASES`] such decreases spanning [`CLUSTER_SPAN`] (longer than a bucket
+//! takes to refill a token, so a bucket's burst spent is not taken for a window) the lane stops
+//! retrying inside the window: it cools down until a window's length after the cluster's first refusal (a second,
 //! the common length, doubled each time that was not enough) and resumes at the rate the
 //! server accepted over the active period, the window's quota over its length.
 
@@ -56,6 +58,11 @@ const SCALE: f64 = 0.4;
 /// Decreases refused in a row, nothing accepted between them, that make a cluster: a window
 /// spent rather than a pace too fast.
 const CLUSTER_DECREASES: u32 = 3;
+/// The decrease of a refusal that follows another with nothing accepted between them.
+const BETA_IN_STREAK: f64 = 0.5;
+/// The shortest streak of refusals that makes a cluster: a bucket refusing a pace too fast
+/// accepts again within its refill interval, well within this for any rate above 20/s.
+const CLUSTER_SPAN: Duration = Duration::from_millis(50);
 /// The first guess of the window a cluster waits out: the most common length of a counter's
 /// window.
 const CLUSTER_WINDOW: Duration = Duration::from_secs(1);
@@ -178,7 +185,9 @@ impl CubicPace {
             },
         );
         self.streak = Some(streak);
-        if streak.decreases >= CLUSTER_DECREASES {
+        if streak.decreases >= CLUSTER_DECREASES
+            && now.saturating_duration_since(streak.since) >= CLUSTER_SPAN
+        {
             self.wait_out_window(streak, now, accepted, pacing, actions);
             return;
         }
@@ -193,7 +202,12 @@ impl CubicPace {
             return;
         };
         let configured = pacing.config().configured(Dimension::Requests).is_some();
-        let curve = Cubic::after_refusal(offered, self.curve, configured, now);
+        let mut curve = Cubic::after_refusal(offered, self.curve, configured, now);
+        if streak.decreases > 1 && !configured {
+            // Refused again with nothing accepted since the last decrease: the pace is still
+            // far too fast (a burst's rate), or a window is spent; halve it.
+            curve.beta = curve.beta.min(BETA_IN_STREAK);
+        }
         self.curve = Some(curve);
         // Waiters booked at the refused pace book again at the new one.
         set_cubic_pace(curve.rate_at(now), true, pacing, actions);
@@ -297,8 +311,9 @@ mod tests {
     }
 
     /// Ten accepted at once, then refusal after refusal, each of an attempt sent after the
-    /// decrease before it: a window spent, not a pace too fast. The third decrease waits the
-    /// window out, a second after the first refusal, and resumes near ten per second.
+    /// decrease before it: a window spent, not a pace too fast. Once three decreases span 50 ms
+    /// the lane waits the window out, a second after the first refusal, and resumes near ten
+    /// per second.
     #[test]
     fn refusals_that_cluster_wait_out_the_window() {
         let mut learner = learner(Duration::from_secs(60));
@@ -307,7 +322,8 @@ mod tests {
         for _ in 0..10 {
             learner.observe(&plain(start, Answer::Accepted));
         }
-        for at in [10, 20] {
+        // Three within 50 ms could be a bucket's burst spent, refilled a token at a time.
+        for at in [10, 20, 30] {
             let actions = learner.observe(&plain(ms(at), Answer::RateLimited));
             assert_eq!(
                 cooled_until(&actions),
@@ -315,7 +331,7 @@ mod tests {
                 "a decrease, not yet a cluster"
             );
         }
-        let actions = learner.observe(&plain(ms(30), Answer::RateLimited));
+        let actions = learner.observe(&plain(ms(70), Answer::RateLimited));
         assert_eq!(cooled_until(&actions), Some(ms(1_010)));
         let rate = 1.0
             / learner
