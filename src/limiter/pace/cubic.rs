@@ -32,9 +32,10 @@
 //! spent). A decrease that follows another with nothing accepted between halves the pace, and
 //! after [`CLUSTER_DECREASES`] such decreases spanning [`CLUSTER_SPAN`] (longer than a bucket
 //! takes to refill a token, so a bucket's burst spent is not taken for a window) the lane stops
-//! retrying inside the window: it cools down until a window's length after the cluster's first refusal (a second,
-//! the common length, doubled each time that was not enough) and resumes at the rate the
-//! server accepted over the active period, the window's quota over its length.
+//! retrying inside the window: it cools down until a window's length after the cluster's
+//! first refusal (a second, the common length, doubled each time that was not enough) and
+//! resumes at the rate the server accepted over the active period, the window's quota over
+//! its length.
 
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ pub(super) struct CubicPace {
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
     /// already reacted to.
     after: Option<Instant>,
-    /// The refusals since the last accepted request, if the last answer was one.
+    /// The refusals since the last accepted request, if the last answer was a refusal.
     streak: Option<Streak>,
     /// The window a cluster waits out; doubled when a cluster outlasts it.
     window: Duration,
