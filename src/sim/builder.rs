@@ -161,6 +161,29 @@ impl SimulatedApiBuilder {
         self
     }
 
+    /// At most `requests` requests in any span of `per` (a sliding counter, as a log of
+    /// recent requests keeps it): a request is admitted while fewer than `requests` were
+    /// admitted in the `per` before it. Replaces any other requests limit.
+    pub fn sliding_limit(mut self, requests: u64, per: Duration) -> Self {
+        self.config.requests = Some(LimiterConfig::SlidingCounter {
+            limit: requests,
+            per,
+            counts_refused: false,
+        });
+        self
+    }
+
+    /// As [`sliding_limit`](Self::sliding_limit), but every request that arrives is counted,
+    /// the refused ones too: a client that retries within the span keeps it full.
+    pub fn sliding_limit_counting_refusals(mut self, requests: u64, per: Duration) -> Self {
+        self.config.requests = Some(LimiterConfig::SlidingCounter {
+            limit: requests,
+            per,
+            counts_refused: true,
+        });
+        self
+    }
+
     /// At most `tokens` tokens per clock-aligned window of length `per` (see
     /// [`limit_aligned`](Self::limit_aligned)). Replaces any other tokens limit.
     pub fn tokens_limit_aligned(self, tokens: u64, per: Duration) -> Self {

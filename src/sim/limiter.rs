@@ -13,10 +13,17 @@
 //!   many API gateways count): windows are `[origin + k·per, origin + (k+1)·per)` for every
 //!   integer `k`, whether or not a request came; at most `limit` units per window. `reset` is
 //!   the time to the next boundary, so a client that starts late in a window sees a short one.
+//! - **sliding counter** (a log of the last `per`, as Redis sorted-set limiters and many
+//!   middleware keep it): a request is admitted while fewer than `limit` requests were counted
+//!   in the `per` before it. Counted are the admitted requests, or, in the variant that counts
+//!   refusals too, every request that arrived: a client that retries early keeps the count
+//!   full and is refused until it waits a whole `per`. `reset` is the time until the oldest
+//!   counted request leaves the log.
 //! - **token bucket**, written as GCRA over a debt in nanoseconds: every unit adds `interval`
 //!   of debt, the debt drains in real (virtual) time, and a request is admitted while the debt
 //!   stays within `interval × burst`. Exact integer arithmetic, no refill loop.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -134,6 +141,16 @@ pub(crate) enum LimiterConfig {
         /// Window length.
         per: Duration,
     },
+    /// At most `limit` units counted in any span of `per`: the admitted units, or every unit
+    /// that arrived when `counts_refused`.
+    SlidingCounter {
+        /// Units per span.
+        limit: u64,
+        /// Span length.
+        per: Duration,
+        /// Whether refused units are counted too.
+        counts_refused: bool,
+    },
     /// A bucket of `burst` units refilled by one unit every `interval_nanos`.
     TokenBucket {
         /// Nanoseconds to earn one unit; at least 1.
@@ -190,6 +207,16 @@ impl LimiterConfig {
                     used: 0,
                 })
             }
+            LimiterConfig::SlidingCounter {
+                limit,
+                per,
+                counts_refused,
+            } => Limiter::SlidingCounter(SlidingCounter {
+                limit,
+                per,
+                counts_refused,
+                counted: VecDeque::new(),
+            }),
             LimiterConfig::FixedWindow { limit, per } => Limiter::FixedWindow(FixedWindow {
                 limit,
                 per,
@@ -216,6 +243,8 @@ pub(crate) enum Limiter {
     FixedWindow(FixedWindow),
     /// See [`LimiterConfig::FixedWindowAligned`].
     FixedWindowAligned(FixedWindowAligned),
+    /// See [`LimiterConfig::SlidingCounter`].
+    SlidingCounter(SlidingCounter),
     /// See [`LimiterConfig::TokenBucket`].
     TokenBucket(TokenBucket),
 }
@@ -226,6 +255,7 @@ impl Limiter {
         match self {
             Limiter::FixedWindow(window) => window.peek(now, cost),
             Limiter::FixedWindowAligned(window) => window.peek(now, cost),
+            Limiter::SlidingCounter(counter) => counter.peek(now, cost),
             Limiter::TokenBucket(bucket) => bucket.peek(now, cost),
         }
     }
@@ -235,7 +265,64 @@ impl Limiter {
         match self {
             Limiter::FixedWindow(window) => window.commit(now, cost),
             Limiter::FixedWindowAligned(window) => window.commit(now, cost),
+            Limiter::SlidingCounter(counter) => counter.count(now, cost),
             Limiter::TokenBucket(bucket) => bucket.commit(now, cost),
+        }
+    }
+
+    /// Notes `cost` units refused at `now`: only a counter of every request counts them.
+    pub(crate) fn refuse(&mut self, now: Instant, cost: u64) {
+        if let Limiter::SlidingCounter(counter) = self {
+            if counter.counts_refused {
+                counter.count(now, cost);
+            }
+        }
+    }
+}
+
+/// State of a sliding counter: the instants of the units counted in the last span.
+#[derive(Clone, Debug)]
+pub(crate) struct SlidingCounter {
+    limit: u64,
+    per: Duration,
+    counts_refused: bool,
+    /// One entry per unit, oldest first; never more than a span's worth after pruning.
+    counted: VecDeque<Instant>,
+}
+
+impl SlidingCounter {
+    /// The units counted in the span ending at `now`: entries within `per` before it.
+    fn live(&self, now: Instant) -> impl Iterator<Item = &Instant> {
+        self.counted
+            .iter()
+            .filter(move |at| now.saturating_duration_since(**at) < self.per)
+    }
+
+    fn peek(&self, now: Instant, cost: u64) -> Verdict {
+        let used = self.live(now).count() as u64;
+        // The oldest counted unit leaves the span `per` after it was counted.
+        let reset_in = self.live(now).next().map_or(Duration::ZERO, |oldest| {
+            (*oldest + self.per).saturating_duration_since(now)
+        });
+        window_verdict(self.limit, self.per, used, cost, reset_in)
+    }
+
+    fn count(&mut self, now: Instant, cost: u64) {
+        while self
+            .counted
+            .front()
+            .is_some_and(|at| now.saturating_duration_since(*at) >= self.per)
+        {
+            self.counted.pop_front();
+        }
+        // A counter of every request keeps at most what arrived within a span; bounded here so
+        // that a flood cannot grow it without end.
+        let room = usize::try_from(self.limit.saturating_mul(4).max(1024)).unwrap_or(usize::MAX);
+        for _ in 0..cost.min(room as u64) {
+            if self.counted.len() >= room {
+                self.counted.pop_front();
+            }
+            self.counted.push_back(now);
         }
     }
 }
@@ -532,6 +619,55 @@ mod tests {
         for _ in 0..3 {
             assert!(matches!(admit(&mut open, now), Verdict::Admit(_)));
         }
+    }
+
+    #[test]
+    fn a_sliding_counter_frees_a_slot_a_span_after_each_counted_request() {
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        let config = |counts_refused| LimiterConfig::SlidingCounter {
+            limit: 2,
+            per: Duration::from_secs(1),
+            counts_refused,
+        };
+        let mut accepted_only = config(false).start(start);
+        assert!(matches!(
+            admit(&mut accepted_only, ms(0)),
+            Verdict::Admit(_)
+        ));
+        assert!(matches!(
+            admit(&mut accepted_only, ms(500)),
+            Verdict::Admit(_)
+        ));
+        // Full until the first leaves the span at 1 000 ms.
+        match admit(&mut accepted_only, ms(900)) {
+            Verdict::Limit { retry_in, .. } => assert_eq!(retry_in, Duration::from_millis(100)),
+            other => panic!("expected a limit, got {other:?}"),
+        }
+        assert!(matches!(
+            admit(&mut accepted_only, ms(1_000)),
+            Verdict::Admit(_)
+        ));
+
+        // Counting refusals too: a retry at 900 ms is counted, so at 1 000 ms the span still
+        // holds the requests of 500 and 900 ms.
+        let mut every = config(true).start(start);
+        for at in [0, 500] {
+            assert!(matches!(admit(&mut every, ms(at)), Verdict::Admit(_)));
+        }
+        assert!(matches!(admit(&mut every, ms(900)), Verdict::Limit { .. }));
+        every.refuse(ms(900), 1);
+        assert!(matches!(
+            admit(&mut every, ms(1_000)),
+            Verdict::Limit { .. }
+        ));
+        every.refuse(ms(1_000), 1);
+        // The refusals of 900 and 1 000 ms fill the span until 1 900 ms.
+        assert!(matches!(
+            admit(&mut every, ms(1_500)),
+            Verdict::Limit { .. }
+        ));
+        assert!(matches!(admit(&mut every, ms(1_900)), Verdict::Admit(_)));
     }
 
     #[test]

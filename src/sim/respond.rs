@@ -288,11 +288,16 @@ impl State {
             })
             .max_by_key(|(_, retry_in)| *retry_in);
         match limited {
-            Some((dimension, retry_in)) => Decision::Limited {
-                quotas,
-                dimension,
-                retry_in,
-            },
+            Some((dimension, retry_in)) => {
+                for (dimension, limiter) in &mut self.limits {
+                    limiter.refuse(now, cost.of(*dimension));
+                }
+                Decision::Limited {
+                    quotas,
+                    dimension,
+                    retry_in,
+                }
+            }
             None => {
                 for (dimension, limiter) in &mut self.limits {
                     if !counted_after(*dimension) {

@@ -21,6 +21,21 @@
 //!   bursting (the server allows less burst than was assumed); refused without bursting, it
 //!   slows by 3 % only (the documented rate was a little optimistic, or the clocks disagree).
 //! - Idle time does not advance the curve: a lane resumes where it stood.
+//!
+//! # Refusals that cluster
+//!
+//! A leaky bucket refuses a pace a little too fast now and then and accepts the next request
+//! at the slower pace. A window counter (a fixed window spent, or a sliding counter that also
+//! counts the refused requests) refuses everything until its window clears, however slowly
+//! the lane retries: decrease after decrease is refused with nothing accepted in between, and
+//! each early retry costs a refusal (or, against a counter of every request, keeps the window
+//! spent). A decrease that follows another with nothing accepted between halves the pace, and
+//! after [`CLUSTER_DECREASES`] such decreases spanning [`CLUSTER_SPAN`] (longer than a bucket
+//! takes to refill a token, so a bucket's burst spent is not taken for a window) the lane stops
+//! retrying inside the window: it cools down until a window's length after the cluster's
+//! first refusal (a second, the common length, doubled each time that was not enough) and
+//! resumes at the rate the server accepted over the active period, the window's quota over
+//! its length.
 
 use std::time::Duration;
 
@@ -41,6 +56,17 @@ const BETA_NEAR_CEILING: f64 = 0.9;
 const BETA_CONFIGURED: f64 = 0.97;
 /// CUBIC's growth scale, in requests per second per second³ (AWS: 0.4).
 const SCALE: f64 = 0.4;
+/// Decreases refused in a row, nothing accepted between them, that make a cluster: a window
+/// spent rather than a pace too fast.
+const CLUSTER_DECREASES: u32 = 3;
+/// The decrease of a refusal that follows another with nothing accepted between them.
+const BETA_IN_STREAK: f64 = 0.5;
+/// The shortest streak of refusals that makes a cluster: a bucket refusing a pace too fast
+/// accepts again within its refill interval, well within this for any rate above 20/s.
+const CLUSTER_SPAN: Duration = Duration::from_millis(50);
+/// The first guess of the window a cluster waits out: the most common length of a counter's
+/// window.
+const CLUSTER_WINDOW: Duration = Duration::from_secs(1);
 
 /// Units per second of `limit` (its interval is never zero).
 fn rate_of(limit: Limit) -> f64 {
@@ -94,13 +120,38 @@ impl Cubic {
     }
 }
 
+/// Refusals in a row with nothing accepted between them (see
+/// [Refusals that cluster](self#refusals-that-cluster)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Streak {
+    /// The first refusal of the streak.
+    since: Instant,
+    /// Decreases since then.
+    decreases: u32,
+}
+
 /// The requests pace learned from plain refusals, if any.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(super) struct CubicPace {
     curve: Option<Cubic>,
     /// Refusals of attempts that left before this instant belong to a congestion the lane has
     /// already reacted to.
     after: Option<Instant>,
+    /// The refusals since the last accepted request, if the last answer was a refusal.
+    streak: Option<Streak>,
+    /// The window a cluster waits out; doubled when a cluster outlasts it.
+    window: Duration,
+}
+
+impl Default for CubicPace {
+    fn default() -> CubicPace {
+        CubicPace {
+            curve: None,
+            after: None,
+            streak: None,
+            window: CLUSTER_WINDOW,
+        }
+    }
 }
 
 impl CubicPace {
@@ -108,11 +159,15 @@ impl CubicPace {
     /// configured rate first stops bursting; then, or without a configured rate, the pace drops
     /// multiplicatively, once per congestion. `unpaced` is the rate the lane's callers offered,
     /// for a lane that paced nothing.
+    ///
+    /// `accepted` is what the server accepted over the active period (how many, and when the
+    /// first of them left), read when the refusals cluster.
     pub(super) fn back_off(
         &mut self,
         departed: Instant,
         now: Instant,
         unpaced: Option<f64>,
+        accepted: Option<(u64, Instant)>,
         pacing: &mut Pacing,
         actions: &mut Actions,
     ) {
@@ -120,6 +175,23 @@ impl CubicPace {
             return;
         }
         self.after = Some(now);
+        let streak = self.streak.map_or(
+            Streak {
+                since: now,
+                decreases: 1,
+            },
+            |streak| Streak {
+                decreases: streak.decreases.saturating_add(1),
+                ..streak
+            },
+        );
+        self.streak = Some(streak);
+        if streak.decreases >= CLUSTER_DECREASES
+            && now.saturating_duration_since(streak.since) >= CLUSTER_SPAN
+        {
+            self.wait_out_window(streak, now, accepted, pacing, actions);
+            return;
+        }
         let current = pacing.limit(Dimension::Requests);
         if let Some(limit) = current.filter(|limit| limit.burst > 1) {
             let single = Limit { burst: 1, ..limit };
@@ -131,14 +203,59 @@ impl CubicPace {
             return;
         };
         let configured = pacing.config().configured(Dimension::Requests).is_some();
-        let curve = Cubic::after_refusal(offered, self.curve, configured, now);
+        let mut curve = Cubic::after_refusal(offered, self.curve, configured, now);
+        if streak.decreases > 1 && !configured {
+            // Refused again with nothing accepted since the last decrease: the pace is still
+            // far too fast (a burst's rate), or a window is spent; halve it.
+            curve.beta = curve.beta.min(BETA_IN_STREAK);
+        }
         self.curve = Some(curve);
         // Waiters booked at the refused pace book again at the new one.
         set_cubic_pace(curve.rate_at(now), true, pacing, actions);
     }
 
+    /// Refusals cluster (see [Refusals that cluster](self#refusals-that-cluster)): the lane
+    /// cools down until the window is over and resumes at the rate the server accepted.
+    fn wait_out_window(
+        &mut self,
+        streak: Streak,
+        now: Instant,
+        accepted: Option<(u64, Instant)>,
+        pacing: &mut Pacing,
+        actions: &mut Actions,
+    ) {
+        let cap = pacing.config().max_wait;
+        // A cluster that outlasted the window waited for was refused in a longer window.
+        while later(streak.since, self.window) <= now && self.window < cap {
+            self.window = self.window.saturating_mul(2).min(cap);
+        }
+        let clears = later(streak.since, self.window);
+        let delay = clears.saturating_duration_since(now);
+        pacing.cool_down(None, delay, now, "refusals cluster", actions);
+        // Refusals of attempts that leave before the window clears answer this same cluster.
+        self.after = Some(later(now, delay));
+        self.streak = None;
+        let Some((count, first)) = accepted else {
+            return;
+        };
+        let span = later(now, delay).saturating_duration_since(first);
+        let quota_rate = count as f64 / span.as_secs_f64().max(1e-3);
+        let configured = pacing.config().configured(Dimension::Requests).is_some();
+        // The window's quota over its length, held near: a second cluster at about that rate
+        // decreases gently (the curve's near-ceiling β).
+        let curve = Cubic::after_refusal(quota_rate, self.curve, configured, now);
+        let curve = Cubic {
+            beta: curve.beta.max(BETA_NEAR_CEILING),
+            since: later(now, delay),
+            ..curve
+        };
+        self.curve = Some(curve);
+        set_cubic_pace(curve.rate_at(later(now, delay)), true, pacing, actions);
+    }
+
     /// An accepted request while paced from plain refusals: the rate grows along the curve.
-    pub(super) fn grow(&self, now: Instant, pacing: &mut Pacing, actions: &mut Actions) {
+    pub(super) fn grow(&mut self, now: Instant, pacing: &mut Pacing, actions: &mut Actions) {
+        self.streak = None;
         let Some(curve) = self.curve else {
             return;
         };
@@ -182,7 +299,69 @@ fn set_cubic_pace(rate: f64, reprice: bool, pacing: &mut Pacing, actions: &mut A
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{learner, plain};
+    use super::super::protocol::{Action, Answer};
     use super::*;
+
+    /// The instant the lane is told to cool down until, if it is.
+    fn cooled_until(actions: &Actions) -> Option<Instant> {
+        actions.iter().find_map(|action| match action {
+            Action::CoolDown { until, .. } => Some(until),
+            _ => None,
+        })
+    }
+
+    /// Ten accepted at once, then refusal after refusal, each of an attempt sent after the
+    /// decrease before it: a window spent, not a pace too fast. Once three decreases span 50 ms
+    /// the lane waits the window out, a second after the first refusal, and resumes near ten
+    /// per second.
+    #[test]
+    fn refusals_that_cluster_wait_out_the_window() {
+        let mut learner = learner(Duration::from_secs(60));
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        for _ in 0..10 {
+            learner.observe(&plain(start, Answer::Accepted));
+        }
+        // Three within 50 ms could be a bucket's burst spent, refilled a token at a time.
+        for at in [10, 20, 30] {
+            let actions = learner.observe(&plain(ms(at), Answer::RateLimited));
+            assert_eq!(
+                cooled_until(&actions),
+                None,
+                "a decrease, not yet a cluster"
+            );
+        }
+        let actions = learner.observe(&plain(ms(70), Answer::RateLimited));
+        assert_eq!(cooled_until(&actions), Some(ms(1_010)));
+        let rate = 1.0
+            / learner
+                .limit(Dimension::Requests)
+                .map_or(f64::INFINITY, |limit| limit.interval.as_secs_f64());
+        // Ten accepted over the 1.01 s from the first of them to the window's end, less β.
+        assert!((8.5..=10.0).contains(&rate), "{rate}");
+        // Refusals of attempts sent during the wait belong to the same cluster.
+        let actions = learner.observe(&plain(ms(500), Answer::RateLimited));
+        assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    /// A refusal now and then between accepted requests (a leaky bucket, a pace a hair too
+    /// fast) never makes a cluster.
+    #[test]
+    fn refusals_between_accepted_requests_never_cluster() {
+        let mut learner = learner(Duration::from_secs(60));
+        let start = Instant::now();
+        for i in 0..30u64 {
+            let at = start + Duration::from_millis(10 * i);
+            let answer = if i % 2 == 0 {
+                Answer::RateLimited
+            } else {
+                Answer::Accepted
+            };
+            let actions = learner.observe(&plain(at, answer));
+            assert_eq!(cooled_until(&actions), None, "at {i}");
+        }
+    }
 
     #[test]
     fn the_curve_starts_at_beta_and_is_back_at_the_refused_rate_after_its_plateau() {

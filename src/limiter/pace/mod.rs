@@ -273,8 +273,9 @@ impl PaceLearner {
     /// its callers offered.
     fn back_off(&mut self, departed: Instant, now: Instant, actions: &mut Actions) {
         let unpaced = self.measure.offered_rate(now);
+        let accepted = self.measure.accepted();
         self.cubic
-            .back_off(departed, now, unpaced, &mut self.pacing, actions);
+            .back_off(departed, now, unpaced, accepted, &mut self.pacing, actions);
     }
 
     /// A refusal with Retry-After and no rate-limit headers moves the guessed quota on a phase;

@@ -176,6 +176,27 @@ fn drive(client: &mut Client, server: &mut FixedWindow, start: Instant, run: Dur
     now
 }
 
+/// A leaky bucket without burst, nginx `limit_req`'s way: a request is accepted when at least
+/// `interval` has passed since the last accepted one; every refusal says `Retry-After: 1`.
+struct LeakyBucket {
+    interval: Duration,
+    last_accepted: Option<Instant>,
+}
+
+impl LeakyBucket {
+    /// `None` when accepted, the Retry-After when refused.
+    fn arrive(&mut self, at: Instant) -> Option<Duration> {
+        if self
+            .last_accepted
+            .is_some_and(|last| at < last + self.interval)
+        {
+            return Some(Duration::from_secs(1));
+        }
+        self.last_accepted = Some(at);
+        None
+    }
+}
+
 fn learned_rate(learner: &PaceLearner) -> f64 {
     learner
         .limit(Dimension::Requests)
@@ -207,6 +228,43 @@ proptest! {
         drive(&mut client, &mut server, restart, run);
         let rate = learned_rate(&client.learner);
         prop_assert!((rate - truth).abs() <= truth * 0.1, "after idle: learned {rate:.2}/s, true {truth:.2}/s");
+    }
+
+    /// Against a leaky bucket answering `Retry-After: 1`, a refusal costs a whole second: the
+    /// learner converges to at least 95 % of the bucket's rate, never above it, and is refused
+    /// at most three times in 500 requests.
+    #[test]
+    fn a_leaky_bucket_saying_retry_after_one_second_is_refused_rarely(
+        // One request at a time with this latency can send 200/s: always above the rate.
+        rate in 10u64..=80,
+        latency_ms in 1u64..=5,
+    ) {
+        let interval = Duration::from_secs(1) / u32::try_from(rate).unwrap();
+        let latency = Duration::from_millis(latency_ms);
+        let epoch = Instant::now();
+        let mut client = Client::new(config(None, Duration::from_secs(120)), epoch);
+        let mut server = LeakyBucket { interval, last_accepted: None };
+        let mut now = epoch;
+        let mut refused = 0;
+        for _ in 0..500 {
+            let departed = client.depart(now);
+            let refusal = server.arrive(departed);
+            refused += usize::from(refusal.is_some());
+            client.observe(Observation {
+                now: departed + latency,
+                departed,
+                answer: if refusal.is_some() { Answer::RateLimited } else { Answer::Accepted },
+                pause: refusal.map(|delay| Pause { dimension: None, delay }),
+                limits: None,
+                answered: [1, 0, 0, 0],
+                in_flight: InFlight { requests: 1, units: [1, 0, 0, 0] },
+            });
+            now = departed + latency;
+        }
+        let learned = learned_rate(&client.learner);
+        let truth = rate as f64;
+        prop_assert!(refused <= 3, "{refused} refused; learned {learned:.2}/s of {truth}/s");
+        prop_assert!(learned >= truth * 0.95 && learned <= truth, "learned {learned:.2}/s of {truth}/s");
     }
 
     /// Against a server that announces its window (`remaining`, `reset`), a client told

@@ -8,7 +8,8 @@
 //! | Ramping | an accepted request | Ramping, a step up | [`ramp_up`](Phase::ramp_up) |
 //! | Ramping | a refusal | Resumed | [`resume`](Phase::resume) |
 //! | Resumed | a refusal within a cycle | Probing | [`probe`](Phase::probe) |
-//! | Resumed, Probing, Holding | a refusal | Holding | [`back_off`](Phase::back_off) |
+//! | Resumed | a refusal after a cycle | Holding, at the last quota a cycle accepted | [`hold`](Phase::hold) |
+//! | Probing, Holding | a refusal | Holding | [`back_off`](Phase::back_off) |
 //! | Holding | its last held window's end | Probing | [`renew`](Phase::renew) |
 //! | any | an idle gap | Measuring | the learner's `tick` |
 //!
@@ -18,7 +19,10 @@
 //! - **Ramping**: the rate grows with every accepted request, doubling every quarter cycle (as
 //!   TCP's slow start), until refused.
 //! - **Resumed**: refused while ramping, the lane resumes at the step before, which the server
-//!   accepted, less 2 %; it holds there if that step was small, else probes upwards from it.
+//!   accepted, less 2 %, and closes in on the refused step (less 2 %) a quarter of the gap a
+//!   cycle: a refusal costs a whole pause, so the lane never probes beyond where it was
+//!   refused, and the probe that is refused, if one is, was a small step above the last
+//!   accepted one.
 //! - **Probing**: refused again within a cycle of resuming, the server counts a fixed window
 //!   (its count, not the rate, was exceeded; a leaky bucket refuses a pace a little too fast
 //!   only now and then). What it accepted since the pause is its quota per cycle, probed 5 %
@@ -54,9 +58,6 @@ const HOLD_WINDOWS: u32 = 60;
 const RAMP_RESUME_MARGIN: f64 = 0.98;
 /// Quarters of the cycle in which a ramp doubles its rate.
 const RAMP_DOUBLINGS_PER_CYCLE: u32 = 4;
-/// A ramp refused within this factor of the rate it last had accepted holds that rate (the
-/// server's is known closely); refused after a larger step, it probes upwards from there.
-const RAMP_CLOSE: f64 = 1.1;
 
 /// Slow start after a first refusal with Retry-After, as a ramp: the rate doubles every
 /// quarter of the cycle, growing with each accepted request (at most twofold per request, as
@@ -136,8 +137,11 @@ pub(super) enum Phase {
     /// Resumed at the ramp's last accepted step, and not refused since.
     Resumed {
         window: LearnedWindow,
-        /// Windows to hold the quota before probing upwards; 0 while probing.
-        hold: u32,
+        /// The quota per cycle just below the refused step, which the lane closes in on and
+        /// never passes.
+        ceiling: u64,
+        /// The last quota a whole cycle accepted.
+        clean: u64,
     },
     /// A fixed window's quota, probed upwards a window at a time.
     Probing { window: LearnedWindow },
@@ -187,13 +191,18 @@ impl Phase {
         let (next, interval) = match self {
             Phase::Measuring => Phase::first_guess(&measured, delay, resumes)?,
             Phase::Ramping { ramp, cycle } => Phase::resume(ramp, cycle, pacing.config().max_wait),
-            Phase::Resumed { window, .. } => match measured.accepted() {
+            Phase::Resumed { window, clean, .. } => match measured.accepted() {
                 Some((accepted, since))
                     if now.saturating_duration_since(since) <= window.length =>
                 {
                     Phase::probe(accepted, window.length)
                 }
-                _ => Phase::back_off(window),
+                // Refused closing in: the server's rate lies between the last quota a whole
+                // cycle accepted and the one refused, a small step apart; hold the first.
+                _ => Phase::hold(LearnedWindow {
+                    limit: clean,
+                    ..window
+                }),
             },
             Phase::Probing { window } | Phase::Holding { window, .. } => Phase::back_off(window),
         };
@@ -229,17 +238,26 @@ impl Phase {
     }
 
     /// Ramping, refused: the server's rate lies between the last step and the one before,
-    /// which it accepted. Resume there; hold it when the step was small.
+    /// which it accepted. Resume there, and close in on the refused step from below.
     fn resume(ramp: Ramp, cycle: Duration, cap: Duration) -> (Phase, Duration) {
-        let close = ramp.rate <= ramp.before * RAMP_CLOSE;
         let accepted = ramp.accepted();
         let quota = (accepted * cycle.as_secs_f64()).floor().max(1.0) as u64;
+        // Accepted requests spaced wider than the ramp paced them were spaced by the server:
+        // its rate is that spacing, not the refused step.
+        let above = if ramp.sent < ramp.before * RAMP_RESUME_MARGIN {
+            ramp.sent
+        } else {
+            ramp.rate
+        };
+        let refused = above * RAMP_RESUME_MARGIN * cycle.as_secs_f64();
+        let ceiling = (refused.round().max(1.0) as u64).max(quota);
         let resumed = Phase::Resumed {
             window: LearnedWindow {
                 limit: quota,
                 length: cycle,
             },
-            hold: if close { HOLD_WINDOWS } else { 0 },
+            ceiling,
+            clean: quota,
         };
         (resumed, interval_of(accepted, cap))
     }
@@ -258,13 +276,17 @@ impl Phase {
     /// A guessed quota refused: the quota probed was too high. Back off 5 % and hold there a
     /// while.
     fn back_off(window: LearnedWindow) -> (Phase, Duration) {
-        let window = LearnedWindow {
+        Phase::hold(LearnedWindow {
             // In u128: a quota probed for long enough must not overflow.
             limit: u64::try_from(u128::from(window.limit) * 95 / 100)
                 .unwrap_or(u64::MAX)
                 .max(1),
             ..window
-        };
+        })
+    }
+
+    /// Holds `window` a while before probing again.
+    fn hold(window: LearnedWindow) -> (Phase, Duration) {
         let holding = Phase::Holding {
             window,
             windows: HOLD_WINDOWS,
@@ -279,12 +301,22 @@ impl Phase {
         let window = match self {
             Phase::Measuring => return None,
             Phase::Ramping { ramp, cycle } => return Some((ramp.interval(cap), *cycle)),
-            Phase::Resumed { window, hold: 0 } | Phase::Probing { window } => {
-                window.limit = window.limit.saturating_add((window.limit / 20).max(1));
+            Phase::Resumed {
+                window,
+                ceiling,
+                clean,
+            } => {
+                // A quarter of the gap: refused, the probe was a small step above the last
+                // quota a whole cycle accepted, which the lane then holds.
+                *clean = window.limit;
+                let gap = ceiling.saturating_sub(window.limit);
+                if gap > 0 {
+                    window.limit = window.limit.saturating_add((gap / 4).max(1));
+                }
                 *window
             }
-            Phase::Resumed { window, hold } => {
-                *hold -= 1;
+            Phase::Probing { window } => {
+                window.limit = window.limit.saturating_add((window.limit / 20).max(1));
                 *window
             }
             Phase::Holding { window, windows } => {
@@ -401,14 +433,19 @@ mod tests {
             (resumed - resumes_at).abs() < 1e-6,
             "{resumed} {accepted_rate}"
         );
-        assert!(refused_rate <= accepted_rate * RAMP_CLOSE);
-        // It holds there (never faster than what was accepted) cycle after cycle.
-        for _ in 0..3 {
+        // The ramp's steps are small near 40/s: refused within a tenth of the step before.
+        assert!(refused_rate <= accepted_rate * 1.1);
+        // Cycle after cycle it closes in on the refused step from below, never past it less
+        // the margin (a refusal costs a whole second), never back below where it resumed.
+        let mut before = resumed;
+        for _ in 0..6 {
             let end = learner.reset_at().unwrap();
             learner.observe(&answer(end - Duration::from_millis(1), Answer::Accepted));
             learner.tick(end);
             let rate = 1.0 / learner_rate_interval(&learner).as_secs_f64();
-            assert!(rate <= resumes_at && rate >= resumes_at * 0.97, "{rate}");
+            assert!(rate >= before * 0.97, "{rate} after {before}");
+            assert!(rate <= refused_rate * RAMP_RESUME_MARGIN + 1e-6, "{rate}");
+            before = rate;
         }
     }
 
