@@ -257,6 +257,8 @@ proptest! {
                 pause: refusal.map(|delay| Pause { dimension: None, delay }),
                 limits: None,
                 answered: [1, 0, 0, 0],
+                estimated: [0; 4],
+                seq: 0,
                 in_flight: InFlight { requests: 1, units: [1, 0, 0, 0] },
             });
             now = departed + latency;
