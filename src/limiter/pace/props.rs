@@ -10,6 +10,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use tokio::time::Instant;
 
+use super::fixtures::plain;
 use super::{Action, Actions, Answer, InFlight, Observation, PaceConfig, PaceLearner, Pause};
 use crate::limiter::{Dimension, Gcra, Limit};
 use crate::signals::{HeaderFamily, RateLimits, Window};
@@ -150,26 +151,18 @@ fn drive(client: &mut Client, server: &mut FixedWindow, start: Instant, run: Dur
         let departed = client.depart(now);
         let answered = departed + latency;
         let refused = server.arrive(departed);
+        let answer = if refused.is_some() {
+            Answer::RateLimited
+        } else {
+            Answer::Accepted
+        };
         client.observe(Observation {
-            now: answered,
             departed,
-            answer: if refused.is_some() {
-                Answer::RateLimited
-            } else {
-                Answer::Accepted
-            },
             pause: refused.map(|delay| Pause {
                 dimension: None,
                 delay,
             }),
-            limits: None,
-            answered: [1, 0, 0, 0],
-            estimated: [0; 4],
-            seq: 0,
-            in_flight: InFlight {
-                requests: 1,
-                units: [1, 0, 0, 0],
-            },
+            ..plain(answered, answer)
         });
         now = answered;
     }
@@ -250,16 +243,11 @@ proptest! {
             let departed = client.depart(now);
             let refusal = server.arrive(departed);
             refused += usize::from(refusal.is_some());
+            let answer = if refusal.is_some() { Answer::RateLimited } else { Answer::Accepted };
             client.observe(Observation {
-                now: departed + latency,
                 departed,
-                answer: if refusal.is_some() { Answer::RateLimited } else { Answer::Accepted },
                 pause: refusal.map(|delay| Pause { dimension: None, delay }),
-                limits: None,
-                answered: [1, 0, 0, 0],
-                estimated: [0; 4],
-                seq: 0,
-                in_flight: InFlight { requests: 1, units: [1, 0, 0, 0] },
+                ..plain(departed + latency, answer)
             });
             now = departed + latency;
         }

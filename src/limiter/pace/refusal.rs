@@ -363,8 +363,8 @@ impl Phase {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::learner;
-    use super::super::protocol::{Answer, InFlight, Observation, Pause};
+    use super::super::fixtures::{learner, plain};
+    use super::super::protocol::{Answer, Observation, Pause};
     use super::super::PaceLearner;
     use super::*;
     use crate::limiter::Dimension;
@@ -482,21 +482,11 @@ mod tests {
     /// one second and no rate-limit headers.
     fn retry_after_one_second(at: Instant, answer: Answer) -> Observation<'static> {
         Observation {
-            now: at,
-            departed: at,
-            answer,
             pause: (answer == Answer::RateLimited).then_some(Pause {
                 dimension: None,
                 delay: Duration::from_secs(1),
             }),
-            limits: None,
-            answered: [1, 0, 0, 0],
-            estimated: [0; 4],
-            seq: 0,
-            in_flight: InFlight {
-                requests: 1,
-                units: [1, 0, 0, 0],
-            },
+            ..plain(at, answer)
         }
     }
 
