@@ -260,6 +260,23 @@ impl Lane {
         }
     }
 
+    /// What a booking made at `now` is made under: the learner's due actions applied, the lane
+    /// budget's generation, the request's price as of now, and how long it may still wait.
+    fn book_turn(
+        &self,
+        plan: &Plan<'_>,
+        max_wait: Option<Duration>,
+        deadline: Option<Instant>,
+        now: Instant,
+    ) -> (u64, Cost, Option<Duration>) {
+        self.tick(now);
+        let generation = self.budget.generation();
+        let max_wait = deadline
+            .map(|d| d.saturating_duration_since(now))
+            .or(max_wait);
+        (generation, self.price(plan), max_wait)
+    }
+
     /// Books the request's cost and waits for its slot, through the lane's booker; with the
     /// lane budget's generation it was booked under, and the cost booked.
     async fn book(
@@ -294,12 +311,8 @@ impl Lane {
             Some((budget, reservation)) => booked.with_windows(budget, reservation),
             None => booked,
         };
-        self.tick(now);
-        let generation = self.budget.generation();
-        let cost = &self.price(plan);
-        let max_wait = deadline
-            .map(|d| d.saturating_duration_since(now))
-            .or(max_wait);
+        let (generation, cost, max_wait) = self.book_turn(plan, max_wait, deadline, now);
+        let cost = &cost;
         match self
             .booker
             .book_shared(&self.budget, cost, max_wait, deadline)
@@ -349,12 +362,8 @@ impl Lane {
         mut now: Instant,
     ) -> Result<(Result<Commitment, Reservation>, u64, Cost), Error> {
         loop {
-            self.tick(now);
-            let generation = self.budget.generation();
-            let cost = &self.price(plan);
-            let max_wait = deadline
-                .map(|d| d.saturating_duration_since(now))
-                .or(max_wait);
+            let (generation, cost, max_wait) = self.book_turn(plan, max_wait, deadline, now);
+            let cost = &cost;
             let reservation = match budget.acquire(cost, max_wait, now) {
                 Ok(Booking::Ready(commitment)) => return Ok((Ok(commitment), generation, *cost)),
                 Ok(Booking::Wait(reservation)) => reservation,
