@@ -2,8 +2,10 @@
 //! configuration, limiters, counters, outage and open ports), and the verbs a test uses on it.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::time::SystemTime;
 
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use super::config::Config;
 use super::limiter::{Dimension, Limiter};
@@ -45,6 +47,8 @@ pub struct SimulatedApi {
 #[derive(Debug)]
 struct Inner {
     config: Config,
+    /// The server's wall clock, which follows the tokio clock (virtual under paused time).
+    wall: WallClock,
     /// The current outage; the socket servers subscribe to it.
     outage: watch::Sender<Option<Outage>>,
     state: Mutex<State>,
@@ -64,11 +68,23 @@ pub(super) struct State {
 
 impl SimulatedApi {
     /// A simulated API with `config`, the `limits` it starts with, no outage and no history.
-    pub(super) fn new(config: Config, limits: Vec<(Dimension, Limiter)>) -> SimulatedApi {
+    /// The server's wall clock now: the real time when the API was built, advanced by the
+    /// tokio clock since, so that a `Date` or an epoch reset follows virtual time in a paused
+    /// test as it follows real time elsewhere.
+    pub(super) fn wall_now(&self) -> SystemTime {
+        self.inner.wall.now()
+    }
+
+    pub(super) fn new(
+        config: Config,
+        limits: Vec<(Dimension, Limiter)>,
+        wall: WallClock,
+    ) -> SimulatedApi {
         let (outage, _) = watch::channel(None);
         SimulatedApi {
             inner: Arc::new(Inner {
                 config,
+                wall,
                 outage,
                 state: Mutex::new(State {
                     limits,
@@ -143,5 +159,28 @@ impl SimulatedApi {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The real wall-clock time at one tokio instant; later times are counted on the tokio clock.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WallClock {
+    at_start: SystemTime,
+    start: Instant,
+}
+
+impl WallClock {
+    /// The clock, started now at `at_start` (the real time when `None`).
+    pub(super) fn start(at_start: Option<SystemTime>) -> WallClock {
+        WallClock {
+            at_start: at_start.unwrap_or_else(SystemTime::now),
+            start: Instant::now(),
+        }
+    }
+
+    /// The wall-clock time now.
+    pub(super) fn now(&self) -> SystemTime {
+        let elapsed = self.start.elapsed();
+        self.at_start.checked_add(elapsed).unwrap_or(self.at_start)
     }
 }

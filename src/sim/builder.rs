@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use http::StatusCode;
 use tokio::time::Instant;
 
-use super::api::SimulatedApi;
+use super::api::{SimulatedApi, WallClock};
 use super::config::Config;
 use super::headers::{HeaderStyle, RetryAfterStyle};
 use super::limiter::{Dimension, LimiterConfig};
@@ -184,6 +184,30 @@ impl SimulatedApiBuilder {
         self
     }
 
+    /// The server's wall clock when the API is built (default: the real time then); it
+    /// advances with the tokio clock from there. Clock-aligned windows fall on its multiples
+    /// of their length, and `Date`, epoch resets and HTTP-date `Retry-After`s are read off it:
+    /// a test that sets it runs the same way every time, whatever the real time's fraction of
+    /// a second.
+    ///
+    /// ```
+    /// use std::time::{Duration, UNIX_EPOCH};
+    ///
+    /// use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
+    ///
+    /// // 300 ms into a second: the first aligned one-second window has 700 ms left.
+    /// let api = SimulatedApi::builder()
+    ///     .limit_aligned(10, Duration::from_secs(1))
+    ///     .headers(HeaderStyle::FlaskLimiter)
+    ///     .wall_clock(UNIX_EPOCH + Duration::from_millis(1_800_000_000_300))
+    ///     .build();
+    /// # drop(api);
+    /// ```
+    pub fn wall_clock(mut self, at_build: SystemTime) -> Self {
+        self.config.wall_clock = Some(at_build);
+        self
+    }
+
     /// At most `tokens` tokens per clock-aligned window of length `per` (see
     /// [`limit_aligned`](Self::limit_aligned)). Replaces any other tokens limit.
     pub fn tokens_limit_aligned(self, tokens: u64, per: Duration) -> Self {
@@ -348,6 +372,7 @@ impl SimulatedApiBuilder {
 
     /// The simulated API, with an empty history and full budget.
     pub fn build(self) -> SimulatedApi {
+        let wall = WallClock::start(self.config.wall_clock);
         let now = Instant::now();
         let limits = [
             (Dimension::Requests, self.config.requests),
@@ -359,18 +384,18 @@ impl SimulatedApiBuilder {
             let origin = self
                 .config
                 .window_origin
-                .unwrap_or_else(|| wall_clock_boundary(now, limiter));
+                .unwrap_or_else(|| wall_clock_boundary(now, wall.now(), limiter));
             Some((dimension, limiter.start(origin)))
         })
         .collect();
-        SimulatedApi::new(self.config, limits)
+        SimulatedApi::new(self.config, limits, wall)
     }
 }
 
 /// The next instant at which an aligned window's boundary falls on a wall-clock multiple of
 /// its length since the Unix epoch (the next calendar minute for a minute); `now` for other
 /// limiters. Computed forwards, so no instant before `now` has to exist.
-fn wall_clock_boundary(now: Instant, limiter: LimiterConfig) -> Instant {
+fn wall_clock_boundary(now: Instant, wall_now: SystemTime, limiter: LimiterConfig) -> Instant {
     let LimiterConfig::FixedWindowAligned { per, .. } = limiter else {
         return now;
     };
@@ -378,7 +403,7 @@ fn wall_clock_boundary(now: Instant, limiter: LimiterConfig) -> Instant {
     if per_nanos == 0 {
         return now;
     }
-    let since_epoch = SystemTime::now()
+    let since_epoch = wall_now
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_nanos());
     let into = since_epoch % per_nanos;

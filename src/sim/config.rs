@@ -3,7 +3,7 @@
 //!
 //! [`SimulatedApiBuilder`]: super::SimulatedApiBuilder
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::StatusCode;
 use tokio::time::Instant;
@@ -28,6 +28,8 @@ pub(super) struct Config {
     /// Tokens are counted from each answer's usage once it has left, not charged on arrival.
     pub(super) tokens_after_answer: bool,
     pub(super) window_origin: Option<Instant>,
+    /// The server's wall clock at build; the real time then when `None`.
+    pub(super) wall_clock: Option<SystemTime>,
     pub(super) reset_late: Duration,
 }
 
@@ -46,6 +48,7 @@ impl Default for Config {
             usage_rule: UsageRule::default(),
             tokens_after_answer: false,
             window_origin: None,
+            wall_clock: None,
             reset_late: Duration::ZERO,
         }
     }

@@ -71,10 +71,11 @@
 //! The limits run on [`tokio::time::Instant`], so under
 //! `#[tokio::test(start_paused = true)]` a 10-second window passes in no real time. Header
 //! values that are wall-clock times (GitHub's epoch `x-ratelimit-reset`, `Date`, Anthropic's
-//! RFC 3339 reset, an HTTP-date `Retry-After`) are `SystemTime::now()` plus the remaining
-//! delay at the moment the answer is built. Under paused time the wall clock does not follow
-//! the virtual clock, so these values are only approximate there (and they have one-second
-//! resolution anyway); delays in seconds, milliseconds and Go durations are exact (rounded up).
+//! RFC 3339 reset, an HTTP-date `Retry-After`) are read off the server's own wall clock: the
+//! real time when the API was built, advanced by the tokio clock since. Under paused time the
+//! `Date` header and every epoch therefore follow the virtual clock, as a real server's follow
+//! real time (with their one-second resolution); delays in seconds, milliseconds and Go
+//! durations are exact (rounded up).
 //!
 //! # Example
 //!

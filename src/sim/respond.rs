@@ -3,7 +3,7 @@
 //! then waits the configured latency.
 
 use std::io;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -167,7 +167,7 @@ impl SimulatedApi {
     /// Turns a decision into headers and a body.
     fn render(&self, (seq, decision): (u64, Decision)) -> Reply {
         let config = self.config();
-        let wall_now = SystemTime::now();
+        let wall_now = self.wall_now();
         let mut headers = HeaderMap::new();
         headers::date(wall_now, &mut headers);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

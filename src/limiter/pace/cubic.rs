@@ -34,8 +34,13 @@
 //! takes to refill a token, so a bucket's burst spent is not taken for a window) the lane stops
 //! retrying inside the window: it cools down until a window's length after the cluster's
 //! first refusal (a second, the common length, doubled each time that was not enough) and
-//! resumes at the rate the server accepted over the active period, the window's quota over
-//! its length.
+//! resumes just below the rate the server accepted over the active period (the window's quota
+//! over its length), where it holds for [`WINDOW_HOLD`] windows before the curve probes above
+//! it: against a window counter every probe too far costs a refusal.
+//!
+//! Within a streak each retry waits at least [`STREAK_FIRST_GAP`] plus twice as long as the
+//! streak has lasted, so a spent window is found in three or four probes rather than in one
+//! refusal per halving of the callers' burst rate, and a bucket's refill within one or two.
 
 use std::time::Duration;
 
@@ -67,6 +72,15 @@ const CLUSTER_SPAN: Duration = Duration::from_millis(50);
 /// The first guess of the window a cluster waits out: the most common length of a counter's
 /// window.
 const CLUSTER_WINDOW: Duration = Duration::from_secs(1);
+/// The first retry inside a streak of refusals waits at least this long; each later one at
+/// least twice as long as the streak has lasted (see [`streak_rate`]).
+const STREAK_FIRST_GAP: Duration = Duration::from_millis(5);
+/// The share of a window's quota a lane resumes at once it waited the window out: just below
+/// what the server accepted, as a refusal costs a whole window.
+const WINDOW_RESUME_SHARE: f64 = 0.98;
+/// Windows a lane holds just below a waited-out window's quota before its curve probes above
+/// it again (the server's quota may have grown).
+const WINDOW_HOLD: u32 = 30;
 
 /// Units per second of `limit` (its interval is never zero).
 fn rate_of(limit: Limit) -> f64 {
@@ -210,8 +224,13 @@ impl CubicPace {
             curve.beta = curve.beta.min(BETA_IN_STREAK);
         }
         self.curve = Some(curve);
+        let rate = if configured {
+            curve.rate_at(now)
+        } else {
+            curve.rate_at(now).min(streak_rate(streak, now))
+        };
         // Waiters booked at the refused pace book again at the new one.
-        set_cubic_pace(curve.rate_at(now), true, pacing, actions);
+        set_cubic_pace(rate, true, pacing, actions);
     }
 
     /// Refusals cluster (see [Refusals that cluster](self#refusals-that-cluster)): the lane
@@ -241,12 +260,13 @@ impl CubicPace {
         let span = later(now, delay).saturating_duration_since(first);
         let quota_rate = count as f64 / span.as_secs_f64().max(1e-3);
         let configured = pacing.config().configured(Dimension::Requests).is_some();
-        // The window's quota over its length, held near: a second cluster at about that rate
-        // decreases gently (the curve's near-ceiling β).
+        // Just below the window's quota, held there for many windows before the curve probes
+        // above it: the curve stands at β·r from `since` on, and only then starts to grow.
         let curve = Cubic::after_refusal(quota_rate, self.curve, configured, now);
+        let hold = self.window.saturating_mul(WINDOW_HOLD);
         let curve = Cubic {
-            beta: curve.beta.max(BETA_NEAR_CEILING),
-            since: later(now, delay),
+            beta: curve.beta.max(WINDOW_RESUME_SHARE),
+            since: later(now, delay.saturating_add(hold)),
             ..curve
         };
         self.curve = Some(curve);
@@ -275,6 +295,17 @@ impl CubicPace {
             curve.since = later(curve.since, gap);
         }
     }
+}
+
+/// The fastest a lane retries inside a streak of refusals: the next attempt waits at least
+/// [`STREAK_FIRST_GAP`] plus twice the time since the streak's first refusal. A bucket whose
+/// burst is spent refills within one or two such gaps; a spent window is found in a few
+/// probes, not in one refusal per halving of a caller's burst rate. Only until the next
+/// accepted request: that one returns the lane to its curve.
+fn streak_rate(streak: Streak, now: Instant) -> f64 {
+    let lasted = now.saturating_duration_since(streak.since);
+    let gap = STREAK_FIRST_GAP.saturating_add(lasted.saturating_mul(2));
+    1.0 / gap.as_secs_f64()
 }
 
 /// Paces requests one at a time at `rate`, never faster than configured.

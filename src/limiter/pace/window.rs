@@ -9,8 +9,16 @@
 //! the hard cap until the window's end, and the next window at L/W from its start.
 //!
 //! A moving window (a slot frees as the oldest request in it expires) shows as resets that
-//! move on while `remaining` holds; once seen, R = 0 pauses only until the next slot frees,
-//! not until the announced reset.
+//! move on while `remaining` holds, or as a spent window that accepts a later request and is
+//! spent again; once seen, R = 0 pauses only until the next slot frees, not until the
+//! announced reset.
+//!
+//! A reset in whole seconds (an epoch against a `Date` of whole seconds, as Flask-Limiter and
+//! slowapi send it, or delta seconds) places the window's end only to within a second, and may
+//! be announced a second late: the remaining is paced over a second less than announced (the
+//! pause at R = 0 still lasts until the announced end), a renewal is told by `remaining` rather
+//! than by the reset's step, and the step between two windows' resets is rounded to whole
+//! seconds.
 //!
 //! # Guarantees
 //!
@@ -24,7 +32,7 @@ use tokio::time::Instant;
 
 use super::measure::MIN_IDLE_GAP;
 use super::pacing::{spacing, Pacing};
-use super::protocol::{Actions, Observation};
+use super::protocol::{Actions, Answer, Observation};
 use crate::limiter::Limit;
 use crate::signals::Window;
 use crate::time::later;
@@ -67,6 +75,8 @@ struct WindowTrack {
     announced: Instant,
     /// When its first answer arrived: it opened no later than that.
     opened: Instant,
+    /// When the request of its latest answer so far left.
+    departed: Instant,
     /// The last `remaining` it announced.
     remaining: u64,
     /// The time to its reset when it was first announced: about its length, or more by the
@@ -107,8 +117,17 @@ impl WindowReader {
         if reset_in.is_zero() {
             return None;
         }
+        // The span the remaining is paced over: the soonest the window may reset.
+        let paced_over = earliest_reset(reset_in).min(pacing.config().max_wait);
         let reset_in = reset_in.min(pacing.config().max_wait);
-        let length = self.track(reset_in, announced_remaining, now);
+        let length = self.track(
+            reset_in,
+            announced_remaining,
+            window.limit,
+            now,
+            observation.departed,
+            observation.answer == Answer::Accepted,
+        );
         // Requests already on their way were not counted by the server when it answered.
         let unseen = in_flight.saturating_sub(1);
         let remaining = announced_remaining.saturating_sub(unseen);
@@ -148,7 +167,7 @@ impl WindowReader {
         // quantised or late, would halve the pace); else the remaining over the time left.
         let interval = match (length, window.limit) {
             (Some(length), Some(limit)) if limit > 0 => spacing(length, limit),
-            _ => spacing(reset_in, remaining),
+            _ => spacing(paced_over, remaining),
         };
         pacing.set_pace(
             Limit { interval, burst: 1 },
@@ -171,43 +190,125 @@ impl WindowReader {
     /// window, and the shortest step between two windows' resets is the window's length (a
     /// constant lateness or rounding cancels out in the difference). Returns the length once
     /// known.
-    fn track(&mut self, reset_in: Duration, remaining: u64, now: Instant) -> Option<Duration> {
+    fn track(
+        &mut self,
+        reset_in: Duration,
+        remaining: u64,
+        limit: Option<u64>,
+        now: Instant,
+        departed: Instant,
+        accepted: bool,
+    ) -> Option<Duration> {
         let announced = later(now, reset_in);
         let fresh = WindowTrack {
             announced,
             opened: now,
+            departed,
             remaining,
             first_reset_in: reset_in,
         };
+        // A reset in whole seconds moves on by up to a second within one window and by as
+        // little as nothing from one window to the next, so its step tells no renewal from
+        // jitter: a later answer that found more remaining than before does, and so does one
+        // that found a whole window less one as before (a fixed window's first answer, after a
+        // window that saw only its first).
+        // An answer overtaken by a later one (its request left earlier) renews nothing.
+        let whole_seconds_renewal = |track: &WindowTrack| {
+            is_whole_seconds(reset_in)
+                && departed > track.departed
+                && announced > track.announced
+                && (remaining > track.remaining
+                    || (remaining == track.remaining && limit == Some(remaining.saturating_add(1))))
+        };
+        // A window that said it was spent accepted a later request and is spent again: a
+        // slot freed without the window renewing (a moving window). A fixed window refuses
+        // every request once spent, until it renews with a whole quota.
+        let spent_yet_accepted = |track: &WindowTrack| {
+            accepted && remaining == 0 && track.remaining == 0 && departed > track.departed
+        };
         match self.current {
-            Some(track) if announced > later(track.announced, MIN_WINDOW_STEP) => {
+            Some(track)
+                if announced > later(track.announced, MIN_WINDOW_STEP)
+                    || whole_seconds_renewal(&track)
+                    || spent_yet_accepted(&track) =>
+            {
                 let step = announced.duration_since(track.announced);
                 // The server freed capacity: more remains than before (a fixed window renewed),
                 // or as much as before while the reset moved on by half the window as first
                 // announced or more (a moving window: its oldest requests expired while the
                 // lane kept spending; half, so the jitter of a reset given in whole seconds
                 // from now is never read as a window).
-                let renewed = remaining > track.remaining;
-                let slid = remaining == track.remaining
+                let renewed = remaining > track.remaining || whole_seconds_renewal(&track);
+                let moved_on = remaining == track.remaining
                     && remaining > 0
                     && step.saturating_mul(2) >= track.first_reset_in;
-                self.sliding |= slid && !renewed;
-                if renewed || slid {
+                let freed = spent_yet_accepted(&track);
+                self.sliding |= (moved_on || freed) && !renewed;
+                if renewed || moved_on || freed {
                     // Windows back to back step by their length; after an idle gap the step is
-                    // longer than a window was ever announced to be, and teaches nothing.
-                    if step <= track.first_reset_in.saturating_add(MIN_IDLE_GAP) {
+                    // longer than a window was ever announced to be, and teaches nothing. A slot
+                    // freed in a spent window tells when its oldest request expired, not the
+                    // window's length.
+                    let measures = renewed || moved_on;
+                    if measures && step <= track.first_reset_in.saturating_add(MIN_IDLE_GAP) {
+                        let step = whole_seconds(step, reset_in);
                         self.length = Some(self.length.map_or(step, |length| length.min(step)));
                     }
                     self.current = Some(fresh);
                 } else {
-                    self.current = Some(WindowTrack { remaining, ..track });
+                    self.current = Some(WindowTrack {
+                        remaining,
+                        departed: departed.max(track.departed),
+                        ..track
+                    });
                 }
             }
-            Some(ref mut track) => track.remaining = remaining,
+            Some(ref mut track) => {
+                track.remaining = remaining;
+                track.departed = departed.max(track.departed);
+            }
             None => self.current = Some(fresh),
         }
         self.length
     }
+}
+
+/// The soonest the window may reset when it is announced to reset in `reset_in`: a second
+/// sooner when the reset is given in whole seconds (rounded up, or measured against a `Date`
+/// truncated to the second), never less than half the announcement. The remaining is paced
+/// over this span; the pause at `remaining: 0` still lasts until the announced reset, so a
+/// lane that spent the window early waits, and is not refused.
+fn earliest_reset(reset_in: Duration) -> Duration {
+    if !is_whole_seconds(reset_in) {
+        return reset_in;
+    }
+    reset_in
+        .saturating_sub(Duration::from_secs(1))
+        .max(reset_in / 2)
+}
+
+/// Whether a reset is given in whole seconds (an epoch against a `Date` of whole seconds, or
+/// delta seconds): it places the window's end only to within a second.
+fn is_whole_seconds(reset_in: Duration) -> bool {
+    reset_in.subsec_nanos() == 0
+}
+
+/// `span` rounded to the nearest whole second.
+fn nearest_seconds(span: Duration) -> Duration {
+    Duration::from_secs(span.as_secs_f64().round() as u64)
+}
+
+/// The step between two windows' announced resets, as far as the announcement can tell it.
+/// Resets in whole seconds place each window's end only to within a second, so the step comes
+/// out anywhere between a second short and a second long of the window's length: it is
+/// rounded to the nearest whole second (the unit in which such a server counts its windows),
+/// at least one. Read as it came, a step of a few hundred milliseconds paced a one-second window several times too
+/// fast, and a rounding up of every step read it as two.
+fn whole_seconds(step: Duration, reset_in: Duration) -> Duration {
+    if !is_whole_seconds(reset_in) {
+        return step;
+    }
+    nearest_seconds(step).max(Duration::from_secs(1))
 }
 
 #[cfg(test)]
@@ -241,7 +342,7 @@ mod tests {
         }
     }
 
-    /// 10 requests left until a reset in 5 s: one every 500 ms.
+    /// 10 requests left until a reset in 5 s, in whole seconds: one every 400 ms.
     #[test]
     fn the_remaining_over_the_time_to_the_reset_is_the_pace() {
         let mut learner = learner(Duration::from_secs(10));
@@ -277,7 +378,63 @@ mod tests {
             } => limit,
             _ => None,
         });
-        assert_eq!(set.unwrap().interval, Duration::from_millis(500));
+        // Whole seconds: the reset may be up to a second sooner, so the ten go over 4 s.
+        assert_eq!(set.unwrap().interval, Duration::from_millis(400));
+    }
+
+    /// A fixed window of 10 per second whose reset is an epoch in whole seconds, read against
+    /// a `Date` in whole seconds (Flask-Limiter, slowapi): the first answer of one window came
+    /// late in it (the lane had sat out its start), the first of the next early, so their
+    /// announced resets step by a third of a second. Read as the window's length that step
+    /// paced the lane three times too fast; in whole seconds it is one second.
+    #[test]
+    fn resets_in_whole_seconds_tell_a_window_in_whole_seconds() {
+        let mut learner = learner(Duration::from_secs(10));
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let window = |remaining: u64| Window {
+            limit: Some(10),
+            remaining: Some(remaining),
+            reset_in: Some(Duration::from_secs(2)),
+        };
+        // Window [0 s, 1 s), first answer at 0.70 s: reset 1 + ⌊1⌋ = 2, Date 0.
+        let first = limits(Some(window(9)), None);
+        learner.observe(&accepted(at(700), &first));
+        // Window [1 s, 2 s), first answer at 1.02 s: reset 3, Date 1.
+        let next = limits(Some(window(9)), None);
+        let actions = learner.observe(&accepted(at(1_020), &next));
+        let set = actions.iter().find_map(|action| match action {
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                limit,
+                ..
+            } => limit,
+            _ => None,
+        });
+        assert_eq!(set.expect("paced").interval, Duration::from_millis(100));
+    }
+
+    /// A reset given to the millisecond is taken as it is: 10 left over 2.5 s, one every 250 ms.
+    #[test]
+    fn a_reset_given_to_the_millisecond_is_paced_over_as_it_is() {
+        let mut learner = learner(Duration::from_secs(10));
+        let now = Instant::now();
+        let window = Window {
+            limit: Some(100),
+            remaining: Some(10),
+            reset_in: Some(Duration::from_millis(2_500)),
+        };
+        let limits = limits(Some(window), None);
+        let actions = learner.observe(&accepted(now, &limits));
+        let set = actions.iter().find_map(|action| match action {
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                limit,
+                ..
+            } => limit,
+            _ => None,
+        });
+        assert_eq!(set.expect("paced").interval, Duration::from_millis(250));
     }
 
     #[test]
