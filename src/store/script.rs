@@ -792,6 +792,18 @@ mod tests {
         assert_eq!(args(600)[7], "");
         let cancel = settle_args(&grants, &booked, &Cost::zero(), Reconcile::Cancel, None);
         assert_eq!(cancel[7], "cancel");
+        // What the metrics are told was charged follows the same rule.
+        let charged = |actual: u64| {
+            settled(
+                &grants,
+                &booked,
+                &Cost::requests(1).with(Dimension::Tokens, actual),
+            )
+        };
+        assert_eq!(charged(900).charged.get(Dimension::Tokens), 900);
+        assert!(!charged(900).clamped);
+        assert_eq!(charged(u64::MAX).charged.get(Dimension::Tokens), 1_000);
+        assert!(charged(u64::MAX).clamped);
     }
 
     #[test]
