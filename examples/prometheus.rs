@@ -6,8 +6,9 @@
 //! cargo run --example prometheus --features metrics,test-util
 //! ```
 //!
-//! In an application, install the exporter once at start-up and call
-//! `Throttle::record_metrics` before each scrape (or on an interval) for the gauges.
+//! In an application, install the exporter once at start-up, before building the throttle (which
+//! describes every series to it: the `# HELP` lines). Nothing needs to be called before a
+//! scrape: counters, histograms and gauges are recorded as they change.
 
 use std::error::Error;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -41,16 +42,14 @@ async fn main() -> Result<(), Box<dyn Error>> {
     let ok = outcomes.iter().filter(|outcome| outcome.is_ok()).count();
     println!("{ok} of {} requests answered\n", outcomes.len());
 
-    throttle.record_metrics();
     let scrape = reqwest::get(format!("http://{address}/metrics"))
         .await?
         .text()
         .await?;
     println!("GET http://{address}/metrics (the throttle's lines):");
-    for line in scrape
-        .lines()
-        .filter(|line| line.starts_with("reqwest_throttle"))
-    {
+    for line in scrape.lines().filter(|line| {
+        line.starts_with("reqwest_throttle") || line.starts_with("# HELP reqwest_throttle")
+    }) {
         println!("  {line}");
     }
     Ok(())

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::limiter::{Blocked, Budget, Commitment, Cost, Dimension, Reservation};
+use crate::telemetry::Meter;
 
 /// Where a lane books.
 #[derive(Debug, Default)]
@@ -240,6 +241,7 @@ impl Booked {
                 let (budget, reservation) = *windows;
                 Box::new((budget, reservation.commit()))
             }),
+            meter: Meter::default(),
         }
     }
 }
@@ -254,6 +256,8 @@ pub struct Settlement {
     committed: Committed,
     /// The lane's longer windows, when they were booked apart (see [`Booked::with_windows`]).
     windows: Option<Box<(Arc<Budget>, Commitment)>>,
+    /// Records what is charged in the metrics (nothing when unmetered, or without them).
+    meter: Meter,
 }
 
 /// Where the settled units were booked.
@@ -282,7 +286,14 @@ impl Settlement {
         Settlement {
             committed: Committed::Local { budget, commitment },
             windows: None,
+            meter: Meter::default(),
         }
+    }
+
+    /// This settlement, recording what it charges through `meter`.
+    pub(crate) fn metered(mut self, meter: Meter) -> Settlement {
+        self.meter = meter;
+        self
     }
 
     /// What was booked before sending.
@@ -301,10 +312,11 @@ impl Settlement {
             let (budget, commitment) = *windows;
             budget.settle(commitment, actual);
         }
-        match self.committed {
-            Committed::Local { budget, commitment } => budget.settle(commitment, actual),
+        let settled = match self.committed {
+            Committed::Local { budget, commitment } => budget.settle_charged(commitment, actual),
             #[cfg(feature = "redis")]
             Committed::Shared(commitment) => commitment.settle(actual),
-        }
+        };
+        self.meter.settled(&settled.charged, settled.clamped);
     }
 }

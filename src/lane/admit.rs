@@ -144,6 +144,7 @@ impl Lane {
         let deadline = plan.deadline;
         let max_wait = deadline.map(|d| d.saturating_duration_since(started));
         let _queued = Gauge::enter(&self.counters.queued);
+        let _queued_metric = plan.metrics.queued();
         self.first_contact.take_turn(deadline).await;
         let mut now = started;
         loop {
@@ -235,6 +236,7 @@ impl Lane {
     ) -> Ticket<'p> {
         let departure = self.counters.sent.fetch_add(1, Relaxed);
         self.counters.in_flight.fetch_add(1, Relaxed);
+        plan.metrics.took_off();
         for (dimension, units) in cost.iter() {
             self.in_flight_units[dimension as usize].fetch_add(units, Relaxed);
         }

@@ -306,6 +306,7 @@ impl Lane {
                     self.budget.set_strict(dimension, strict);
                     // The fleet paces as one client: every worker books under what one learned.
                     self.booker.learn(dimension, limit, strict, fresh);
+                    crate::telemetry::learned_limit(&self.key, dimension, limit);
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);
                     }
@@ -319,6 +320,7 @@ impl Lane {
                     self.budget.cool_down(dimension, until);
                     self.booker.cool_down(dimension, until);
                     self.counters.cooldowns.fetch_add(1, Relaxed);
+                    crate::telemetry::cooled_down(&self.key);
                     let pause_ms =
                         until.saturating_duration_since(Instant::now()).as_millis() as u64;
                     tracing::info!(target: "reqwest_throttle", lane = %self.key, pause_ms, why, "lane cooling down");

@@ -104,6 +104,10 @@ impl<'p> Ticket<'p> {
     /// This ticket with the instant its attempt left, as the metrics saw it.
     pub(super) fn timed(mut self, timed: Option<Instant>) -> Ticket<'p> {
         self.timed = timed;
+        self.settlement = self
+            .settlement
+            .take()
+            .map(|s| s.metered(self.metrics.booked(&self.cost)));
         self
     }
 
@@ -277,6 +281,7 @@ impl<'p> Ticket<'p> {
         if self.permits.take().is_some() {
             let lane = &self.lane;
             lane.counters.in_flight.fetch_sub(1, Relaxed);
+            self.metrics.landed();
             for (dimension, units) in self.cost.iter() {
                 lane.in_flight_units[dimension as usize].fetch_sub(units, Relaxed);
             }

@@ -20,4 +20,6 @@ pub use budget::Budget;
 pub use cost::{Blocked, Cost, Dimension, Limit, RollingWindow};
 pub(crate) use departure::sleep_exactly_until;
 pub use gcra::{Gcra, Grant, Nanos};
+#[cfg_attr(not(feature = "redis"), allow(unused_imports))]
+pub(crate) use reservation::Settled;
 pub use reservation::{Booking, Commitment, Reservation, Waited};

@@ -28,6 +28,14 @@ use super::charge::Charges;
 use super::cost::{Blocked, Cost, Dimension};
 use super::ledger::{Grants, Place};
 
+/// What settling a booking charged: the cost as charged (a report above what one answer can
+/// use is charged only up to it), and whether such a report was clamped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settled {
+    pub(crate) charged: Cost,
+    pub(crate) clamped: bool,
+}
+
 impl Budget {
     /// Books `cost` in every dimension at once.
     ///
@@ -89,6 +97,11 @@ impl Budget {
     /// booked: the usage is the model's count, not what the server's limiter charged, and the
     /// next `remaining` settles it ([`sync`](Self::sync)).
     pub fn settle(&self, commitment: Commitment, actual: &Cost) {
+        self.settle_charged(commitment, actual);
+    }
+
+    /// [`settle`](Self::settle), saying what was charged.
+    pub(crate) fn settle_charged(&self, commitment: Commitment, actual: &Cost) -> Settled {
         let charges = self.charges();
         charges.learn(&commitment.cost, actual, &commitment.applied);
         let learned = charges.load();
@@ -98,7 +111,7 @@ impl Budget {
                 settled = settled.with(dimension, commitment.cost.get(dimension));
             }
         }
-        self.reconcile(&commitment.cost, &commitment.grants, &settled);
+        self.reconcile(&commitment.cost, &commitment.grants, &settled)
     }
 
     /// Learns that the server's limiter charged `charged` units of `dimension` for a request

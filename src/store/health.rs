@@ -125,6 +125,7 @@ impl Health {
     /// A call answered. Returns `true` when the store was down until now.
     pub fn answered(&self) -> bool {
         self.round_trips.fetch_add(1, Relaxed);
+        crate::telemetry::store_answered();
         let was_down = self.next_probe.swap(UP, AcqRel) != UP;
         if was_down {
             self.backoff.store(0, Relaxed);
@@ -136,6 +137,7 @@ impl Health {
     /// A call failed at `now`. Returns `true` when the store was up until now.
     pub fn failed(&self, now: Instant) -> bool {
         self.failures.fetch_add(1, Relaxed);
+        crate::telemetry::store_failed();
         let backoff = Duration::from_nanos(self.backoff.load(Relaxed));
         let backoff = if backoff.is_zero() {
             FIRST_PROBE
@@ -157,6 +159,7 @@ impl Health {
     /// A booking went to the fallback budget.
     pub fn fell_back(&self) {
         self.fallbacks.fetch_add(1, Relaxed);
+        crate::telemetry::store_fell_back();
     }
 
     /// A booking was refused with `Error::StoreUnavailable`.

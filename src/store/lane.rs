@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::script::{Booked, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
+use super::script::{self, Booked, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
-use crate::limiter::{Budget, Cost, Dimension, Limit};
+use crate::limiter::{Budget, Cost, Dimension, Limit, Settled};
 use crate::time::{duration_to_nanos, later};
 
 /// Where a lane keeps its budget when a store applies to it.
@@ -444,10 +444,11 @@ impl SharedCommitment {
     }
 
     /// Refunds an over-estimate, charges an under-estimate (in the background: the caller is
-    /// reading a response and must not wait on Redis for it).
-    pub fn settle(self, actual: &Cost) {
+    /// reading a response and must not wait on Redis for it); says what is charged.
+    pub fn settle(self, actual: &Cost) -> Settled {
+        let settled = script::settled(&self.grants, &self.cost, actual);
         if *actual == self.cost {
-            return;
+            return settled;
         }
         let actual = *actual;
         spawn(async move {
@@ -463,6 +464,7 @@ impl SharedCommitment {
                 )
                 .await;
         });
+        settled
     }
 }
 

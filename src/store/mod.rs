@@ -372,6 +372,7 @@ impl Store {
             Attempt::Skip => return Err(StoreError::Down),
             Attempt::Call { probe } => probe,
         };
+        let _round_trip = crate::telemetry::store_call();
         // However this call ends, dropped included, a probe ends with it.
         let _probe = probe.then_some(ProbeEnd(&self.health));
         let call = || async {

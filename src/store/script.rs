@@ -32,7 +32,7 @@
 
 use std::time::Duration;
 
-use crate::limiter::{Cost, Dimension, Limit};
+use crate::limiter::{Cost, Dimension, Limit, Settled};
 use crate::time::duration_to_nanos;
 
 use super::StoreError;
@@ -391,6 +391,11 @@ pub(crate) struct SharedGrant {
 }
 
 impl SharedGrant {
+    /// The most one answer booked as `booked` is charged: a full burst, or its estimate.
+    fn most(&self, booked: u64) -> u64 {
+        booked.max(self.burst)
+    }
+
     /// The limit the booking was made under (the fleet's learned one, or the caller's).
     pub(super) fn limit(&self) -> Limit {
         Limit {
@@ -569,6 +574,23 @@ pub(crate) enum Reconcile {
     Settle,
 }
 
+/// What settling a booking (held as `grants`, booked as `booked`) at `actual` charges, by the
+/// rule the settle script's arguments follow (see [`settle_args`]).
+pub(super) fn settled(grants: &SharedGrants, booked: &Cost, actual: &Cost) -> Settled {
+    let mut settled = Settled {
+        charged: *actual,
+        clamped: false,
+    };
+    for (dimension, grant) in Dimension::ALL.into_iter().zip(grants) {
+        if let Some(grant) = grant {
+            let (used, most) = (actual.get(dimension), grant.most(booked.get(dimension)));
+            settled.clamped |= used > most;
+            settled.charged = settled.charged.with(dimension, used.min(most));
+        }
+    }
+    settled
+}
+
 /// The settle script's arguments after KEYS (see [`SETTLE`]): `booked` replaced by `actual`
 /// (cancelled: by nothing).
 pub(super) fn settle_args(
@@ -592,7 +614,7 @@ pub(super) fn settle_args(
             }
             (Some(grant), Reconcile::Settle) if used > booked => {
                 // As in memory: one answer is charged at most a full burst (or its estimate).
-                let most = booked.max(grant.burst);
+                let most = grant.most(booked);
                 (used.min(most) > booked).then(|| ("debit", grant, used.min(most) - booked))
             }
             (Some(_), Reconcile::Settle) => None,
@@ -770,6 +792,18 @@ mod tests {
         assert_eq!(args(600)[7], "");
         let cancel = settle_args(&grants, &booked, &Cost::zero(), Reconcile::Cancel, None);
         assert_eq!(cancel[7], "cancel");
+        // What the metrics are told was charged follows the same rule.
+        let charged = |actual: u64| {
+            settled(
+                &grants,
+                &booked,
+                &Cost::requests(1).with(Dimension::Tokens, actual),
+            )
+        };
+        assert_eq!(charged(900).charged.get(Dimension::Tokens), 900);
+        assert!(!charged(900).clamped);
+        assert_eq!(charged(u64::MAX).charged.get(Dimension::Tokens), 1_000);
+        assert!(charged(u64::MAX).clamped);
     }
 
     #[test]

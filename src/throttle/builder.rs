@@ -161,6 +161,7 @@ impl ThrottleBuilder {
         if self.global_concurrency == Some(0) {
             return Err(PolicyError::ZeroGlobalConcurrency);
         }
+        crate::telemetry::describe();
         #[cfg(feature = "metrics")]
         let on_transition: Option<TransitionHook> = {
             let user_hook = self.on_transition;

@@ -205,15 +205,15 @@ impl Throttle {
         Some(BreakerControl { lane })
     }
 
-    /// Sets the gauges (requests in flight, queued) and the per-lane counters (cooldowns,
-    /// clamped usage reports) of the [`telemetry`](crate::telemetry) metrics from a snapshot of
-    /// the lanes, summed by host; call it before each scrape or on an interval. The other
-    /// metrics are recorded as requests go.
+    /// Does nothing: every [`telemetry`](crate::telemetry) metric, gauges included, is
+    /// recorded at the moment it changes, so nothing needs to be called before a scrape.
     #[cfg(feature = "metrics")]
     #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
-    pub fn record_metrics(&self) {
-        crate::telemetry::record_snapshot(&self.stats());
-    }
+    #[deprecated(
+        since = "0.1.0",
+        note = "metrics are recorded as they change; remove the call"
+    )]
+    pub fn record_metrics(&self) {}
 
     /// Lanes evicted from the registry so far.
     pub fn evicted_lanes(&self) -> u64 {

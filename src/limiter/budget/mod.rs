@@ -33,6 +33,7 @@ use super::cost::{Blocked, Cost, Dimension, Limit, RollingWindow, DIMENSIONS};
 use super::departure::Departures;
 use super::gcra::{Gcra, Nanos};
 use super::ledger::{self, Cells, Change, Grants, Held, Ledger, Place};
+use super::reservation::Settled;
 use super::window::Windows;
 use crate::time::Epoch;
 
@@ -556,9 +557,13 @@ impl Budget {
     /// Brings the booking of `reserved` (held as `grants`) to `actual`: refunds what was not
     /// used (when it still can be, see [`Gcra::refund`]; in a window, always), debits what was
     /// used beyond it, up to what one answer can use (see [`settle`](Self::settle)).
-    pub(super) fn reconcile(&self, reserved: &Cost, grants: &Grants, actual: &Cost) {
+    pub(super) fn reconcile(&self, reserved: &Cost, grants: &Grants, actual: &Cost) -> Settled {
+        let mut settled = Settled {
+            charged: *actual,
+            clamped: false,
+        };
         if actual == reserved {
-            return;
+            return settled;
         }
         let mut state = self.lock();
         let State {
@@ -580,10 +585,12 @@ impl Budget {
             let (booked, used) = (reserved.get(dimension), actual.get(dimension));
             let most = booked.max(most);
             if used > most {
+                settled.clamped = true;
                 self.clamped.fetch_add(1, Relaxed);
                 tracing::warn!(target: "reqwest_throttle", %dimension, reported = used, charged = most, "reported cost above what the limit admits at once: charged only up to it");
             }
             let used = used.min(most);
+            settled.charged = settled.charged.with(dimension, used);
             if let Some(at) = grants.windows_at {
                 window_debited |= windows.adjust(dimension, at, booked, used, now);
             }
@@ -599,6 +606,7 @@ impl Budget {
         if rebook {
             self.next_generation();
         }
+        settled
     }
 }
 
