@@ -80,6 +80,7 @@ pub mod limiter;
 #[cfg(feature = "llm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub mod llm;
+mod outcome;
 mod policy;
 mod request;
 pub mod retry;
@@ -111,6 +112,7 @@ pub use error::Error;
 pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
+pub use outcome::Outcome;
 pub use policy::{HostRules, Policy, PolicyError, Rate, Rates, DEFAULT_CONCURRENCY};
 pub use request::{MaxWait, RequestCost};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};

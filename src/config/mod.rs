@@ -59,7 +59,25 @@ use crate::retry::{
 use crate::signals::parse_go_duration;
 use crate::throttle::ThrottleBuilder;
 
-/// A duration written as `"30s"`, `"1m30s"`, `"250ms"` or a number of seconds.
+mod store;
+
+pub use store::{OnDown, StoreConfig};
+
+/// A duration written as `"30s"`, `"1m30s"`, `"1h 30m"`, `"250ms"`, `"2days"` or a number of
+/// seconds: Go's syntax (`"1m30.5s"`, as rate-limit headers write it) or
+/// [`humantime`](https://docs.rs/humantime)'s (`"1h 30m"`, `"2min"`), whichever reads it.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::config::ConfigDuration;
+///
+/// let read = |text: &str| serde_json::from_str::<ConfigDuration>(text).map(|d| d.0);
+/// assert_eq!(read(r#""1h 30m""#).unwrap(), Duration::from_secs(5_400));
+/// assert_eq!(read(r#""1m30.5s""#).unwrap(), Duration::from_millis(90_500));
+/// assert_eq!(read(r#""250ms""#).unwrap(), Duration::from_millis(250));
+/// assert_eq!(read("2.5").unwrap(), Duration::from_millis(2_500));
+/// assert!(read(r#""soon""#).is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "DurationText")]
 #[non_exhaustive]
@@ -80,11 +98,15 @@ impl TryFrom<DurationText> for ConfigDuration {
             DurationText::Seconds(seconds) => Duration::try_from_secs_f64(seconds)
                 .map(ConfigDuration)
                 .map_err(|_| format!("{seconds} is not a number of seconds >= 0")),
-            DurationText::Text(text) => parse_go_duration(text.trim())
-                .map(ConfigDuration)
-                .ok_or_else(|| {
-                    format!("{text:?} is not a duration such as \"30s\", \"1m30s\" or \"250ms\"")
-                }),
+            DurationText::Text(text) => {
+                let trimmed = text.trim();
+                parse_go_duration(trimmed)
+                    .or_else(|| humantime::parse_duration(trimmed).ok())
+                    .map(ConfigDuration)
+                    .ok_or_else(|| {
+                        format!("{text:?} is not a duration such as \"30s\", \"1m30s\", \"1h 30m\" or \"250ms\"")
+                    })
+            }
         }
     }
 }
@@ -312,6 +334,9 @@ impl Preset {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PolicyConfig {
+    /// `true`: these hosts are left alone, each request sent as by the bare client
+    /// ([`Policy::passthrough`]); no other setting may contradict it.
+    pub passthrough: Option<bool>,
     /// The LLM preset to start from, `"openai"` or `"anthropic"` (`llm` feature): it brings the
     /// cost model a token limit needs.
     pub preset: Option<Preset>,
@@ -359,9 +384,12 @@ impl PolicyConfig {
     /// The policy this describes, validated; the error names the field (and the model, in a
     /// model's table).
     pub fn into_policy(mut self) -> Result<Policy, PolicyError> {
-        let base = match self.preset {
-            Some(preset) => preset.policy()?,
-            None => Policy::new(),
+        let base = match (self.preset, self.passthrough == Some(true)) {
+            (Some(_), true) => return Err(PolicyError::PassthroughSetting { field: "preset" }),
+            (Some(preset), false) => preset.policy()?,
+            // The settings below that contradict it are refused by `validate`, by name.
+            (None, true) => Policy::passthrough(),
+            (None, false) => Policy::new(),
         };
         let models = std::mem::take(&mut self.models);
         let host = self.apply(base)?;
@@ -371,6 +399,12 @@ impl PolicyConfig {
                 model: model.clone(),
                 error: Box::new(error),
             };
+            if config.passthrough.is_some() {
+                return Err(in_model(PolicyError::Inconsistent {
+                    field: "passthrough",
+                    reason: "a model's requests go to its host's lanes; set passthrough on the host, not the model",
+                }));
+            }
             if config.preset.is_some() {
                 return Err(in_model(PolicyError::Inconsistent {
                     field: "preset",
@@ -501,6 +535,9 @@ pub struct ThrottleConfig {
     pub max_lanes: Option<usize>,
     /// Requests in flight over all lanes.
     pub global_concurrency: Option<usize>,
+    /// The Redis server every lane shares its budget through (feature `redis`; see
+    /// [`StoreConfig`]).
+    pub store: Option<StoreConfig>,
 }
 
 impl ThrottleConfig {
@@ -527,6 +564,13 @@ impl ThrottleConfig {
         }
         if let Some(max) = self.global_concurrency {
             builder = builder.global_concurrency(max);
+        }
+        if let Some(store) = self.store {
+            builder = match store.into_store() {
+                #[cfg(feature = "redis")]
+                Ok(store) => builder.store(store),
+                Err(error) => builder.refuse(error),
+            };
         }
         builder
     }

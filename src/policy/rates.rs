@@ -85,7 +85,7 @@ impl Rates {
     pub(crate) fn validate(&self, dimension: Dimension) -> Result<(), PolicyError> {
         let field = limit_field(dimension);
         for rate in &self.rates {
-            rate.validate()?;
+            rate.validate().map_err(|error| error.of_limit(dimension))?;
         }
         for pair in self.rates.windows(2) {
             let [shorter, longer] = [pair[0], pair[1]];

@@ -65,6 +65,14 @@ impl ThrottleBuilder {
         self
     }
 
+    /// A configuration error found while reading a file, reported by `build` after any error
+    /// of the rules.
+    #[cfg(feature = "serde")]
+    pub(crate) fn refuse(mut self, error: PolicyError) -> Self {
+        self.rules = self.rules.and(Err(error));
+        self
+    }
+
     /// At most `max_lanes` lanes are kept (default 10 000); idle ones are forgotten beyond that.
     pub fn max_lanes(mut self, max_lanes: usize) -> Self {
         self.max_lanes = max_lanes;
