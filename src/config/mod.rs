@@ -50,6 +50,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
+use crate::limiter::Dimension;
 use crate::policy::{
     validate_retry_budget, HostRules, Policy, PolicyError, Rate, Rates, RetryBudgetNames,
 };
@@ -122,33 +123,60 @@ impl<'de> Deserialize<'de> for Rate {
 /// read as a [`Rate`] is.
 impl<'de> Deserialize<'de> for Rates {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rates, D::Error> {
-        struct RatesVisitor;
+        limits_of(deserializer, Dimension::Requests)
+    }
+}
 
-        impl<'de> serde::de::Visitor<'de> for RatesVisitor {
-            type Value = Rates;
+/// The limits of `dimension`, read as [`Rates`] are; an invalid rate's error names the
+/// dimension's field (`tokens: the count must be at least 1…`), not `rate`.
+fn limits_of<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    dimension: Dimension,
+) -> Result<Rates, D::Error> {
+    struct RatesVisitor(Dimension);
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a rate such as \"600/min\", or a list of them such as [\"600/min\", \"10000/d\"]")
-            }
+    impl RatesVisitor {
+        fn parse<E: serde::de::Error>(&self, text: &str) -> Result<Rate, E> {
+            text.parse::<Rate>()
+                .map_err(|error| E::custom(error.of_limit(self.0)))
+        }
+    }
 
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rates, E> {
-                text.parse::<Rate>().map(Rates::from).map_err(E::custom)
-            }
+    impl<'de> serde::de::Visitor<'de> for RatesVisitor {
+        type Value = Rates;
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Rates, A::Error> {
-                let mut rates = Vec::new();
-                while let Some(rate) = seq.next_element::<Rate>()? {
-                    rates.push(rate);
-                }
-                Ok(Rates::from(rates))
-            }
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a rate such as \"600/min\", or a list of them such as [\"600/min\", \"10000/d\"]",
+            )
         }
 
-        deserializer.deserialize_any(RatesVisitor)
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rates, E> {
+            self.parse(text).map(Rates::from)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rates, A::Error> {
+            let mut rates = Vec::new();
+            while let Some(text) = seq.next_element::<String>()? {
+                rates.push(self.parse::<A::Error>(&text)?);
+            }
+            Ok(Rates::from(rates))
+        }
     }
+
+    deserializer.deserialize_any(RatesVisitor(dimension))
+}
+
+fn token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::Tokens).map(Some)
+}
+
+fn input_token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::InputTokens).map(Some)
+}
+
+fn output_token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::OutputTokens).map(Some)
 }
 
 /// Retry settings of a policy; every field is optional, and an absent one keeps the value of
@@ -346,10 +374,13 @@ pub struct PolicyConfig {
     pub burst: Option<u64>,
     /// Tokens rate (LLM TPM), `"200000/min"`, or several limits (TPM and TPD:
     /// `["200000/min", "2000000/d"]`); needs a `preset`.
+    #[serde(default, deserialize_with = "token_limits")]
     pub tokens: Option<Rates>,
     /// Input tokens rate, or several limits; needs a `preset`.
+    #[serde(default, deserialize_with = "input_token_limits")]
     pub input_tokens: Option<Rates>,
     /// Output tokens rate, or several limits; needs a `preset`.
+    #[serde(default, deserialize_with = "output_token_limits")]
     pub output_tokens: Option<Rates>,
     /// Requests in flight at once; `0` is refused, absent keeps the policy's cap
     /// ([`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY) without a preset).

@@ -46,7 +46,21 @@ impl ThrottleBuilder {
         self
     }
 
-    /// The policy for hosts no rule matches (default: [`Policy::default`]).
+    /// The policy for hosts no rule matches (default: [`Policy::default`], the polite default:
+    /// server signals honoured, safe retries, a concurrency cap and a circuit breaker, so that a
+    /// host nobody thought of is not hammered). To leave the hosts you did not name alone, as
+    /// the bare client would send to them, give [`Policy::passthrough`]:
+    ///
+    /// ```
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder()
+    ///     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)))
+    ///     .default_policy(Policy::passthrough())
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
+    /// ```
     pub fn default_policy(mut self, policy: Policy) -> Self {
         self.rules = self.rules.and_then(|rules| rules.with_default(policy));
         self

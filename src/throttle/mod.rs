@@ -131,10 +131,14 @@ impl Throttle {
             };
             drop(last.take());
             let waited = ticket.departed().saturating_duration_since(asked);
-            let spare = plan.may_retry().then(|| request.try_clone()).flatten();
+            let may_retry = plan.may_retry();
+            let spare = may_retry.then(|| request.try_clone()).flatten();
             let (result, assessment) = ticket.send(request, extensions, next.clone()).await;
             plan.waited(waited);
-            match (plan.decide(&assessment, spare.is_some()), spare) {
+            // With no retry left, no copy was made: the decision is then that the retries ran
+            // out (it cannot be to retry), not that the request could not be copied.
+            let cloneable = spare.is_some() || !may_retry;
+            match (plan.decide(&assessment, cloneable), spare) {
                 (Then::Retry(delay), Some(spare)) => {
                     last = Some(result);
                     tokio::time::sleep(delay).await;
