@@ -130,6 +130,10 @@ fn a_bad_store_section_names_its_field() {
         let message = error.to_string();
         assert!(message.starts_with(field), "{section}: {message}");
     }
+    // The URL may hold a password: never printed.
+    let config: ThrottleConfig =
+        toml::from_str("[store]\nurl = \"redis://:s3cret@127.0.0.1/\"").unwrap();
+    assert!(!format!("{config:?}").contains("s3cret"));
     // Unknown fields and bad values fail at load time.
     for section in [
         "url = \"redis://x/\"\nleese = \"5s\"",

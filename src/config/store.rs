@@ -34,7 +34,7 @@ pub enum OnDown {
 /// lease = "5s"
 /// on_down = "fallback"      # or "fail_fast"
 /// ```
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct StoreConfig {
@@ -52,6 +52,21 @@ pub struct StoreConfig {
     pub expected_workers: Option<u32>,
     /// `"fallback"` (default) or `"fail_fast"`.
     pub on_down: Option<OnDown>,
+}
+
+/// The URL is not shown: it may hold a password.
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("url", &"(hidden: it may hold a password)")
+            .field("prefix", &self.prefix)
+            .field("timeout", &self.timeout)
+            .field("lease", &self.lease)
+            .field("concurrency", &self.concurrency)
+            .field("expected_workers", &self.expected_workers)
+            .field("on_down", &self.on_down)
+            .finish()
+    }
 }
 
 impl StoreConfig {

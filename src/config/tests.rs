@@ -566,10 +566,7 @@ fn a_bad_token_rate_names_its_dimension() {
             .unwrap_err()
             .to_string();
         assert!(message.contains(expected), "{setting}: {message}");
-        let listed = setting
-            .replace("= \"0/", "= [\"1/s\", \"0/")
-            .replace('"', "\"")
-            + "]";
+        let listed = setting.replace("= \"0/", "= [\"1/s\", \"0/") + "]";
         let message = toml::from_str::<ThrottleConfig>(&format!("[hosts.\"a.com\"]\n{listed}"))
             .unwrap_err()
             .to_string();
