@@ -1,7 +1,7 @@
 //! Throttle configuration from a file or the environment (`serde` feature).
 //!
 //! Any serde format works (TOML, JSON, YAML); durations are written as `"30s"`, `"1m30s"`,
-//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"10000/d"`,
+//! `"1h 30m"`, `"250ms"` or a number of seconds ([`ConfigDuration`]), rates as `"600/min"`, `"5000/h"`, `"10000/d"`,
 //! `"100/10s"`, and several limits of one dimension as a list (`["500/min", "10000/d"]`, see
 //! [`Rates`]). A host's `models` table gives a model its own policy
 //! ([`Policy::model`]): the host's, with the model's table on top. Each value
@@ -32,10 +32,39 @@
 //!     [hosts."*.example.com"]
 //!     rate = ["2/s", "5000/d"]   # 2 a second, never more than 5 000 in a day
 //!     retry = { max_retries = 5, base = "100ms", cap = "10s", jitter = "equal" }
-//!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1m" }
+//!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1h 30m" }
+//!
+//!     [hosts."*.internal"]
+//!     passthrough = true   # sent to as by the bare client: see Policy::passthrough
 //! "#).unwrap();
 //! let throttle = config.into_builder().build().unwrap();
 //! # drop(throttle);
+//! ```
+//!
+//! A `[store]` section ([`StoreConfig`], feature `redis`) shares every lane's budget through
+//! Redis:
+//!
+//! ```
+//! # #[cfg(feature = "redis")] {
+//! use reqwest_throttle::ThrottleConfig;
+//!
+//! let config: ThrottleConfig = toml::from_str(r#"
+//!     [default]
+//!     rate = "50/s"
+//!
+//!     [store]
+//!     url = "redis://127.0.0.1:6379/"
+//!     prefix = "billing"
+//!     expected_workers = 8
+//! "#).unwrap();
+//! // Nothing connects until the first request.
+//! let throttle = config.into_builder().build().unwrap();
+//! # drop(throttle);
+//! # }
+//! ```
+//!
+//! ```
+//! use reqwest_throttle::ThrottleConfig;
 //!
 //! // Environment: the same structure as JSON in one variable.
 //! let json = r#"{ "hosts": { "api.openai.com":
