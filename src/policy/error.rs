@@ -24,7 +24,7 @@ pub enum PolicyError {
     Breaker(#[from] BreakerConfigError),
     /// `rate` (or `tokens`, `input_tokens`, `output_tokens`: the limit's field): the count of
     /// a rate is zero.
-    #[error("{field}: the count must be at least 1 per period (got 0); remove the limit for none")]
+    #[error("{field}: the count must be at least 1 per period (got 0); remove it for no limit")]
     ZeroRate {
         /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
         field: &'static str,

@@ -210,7 +210,8 @@ mod tests {
             (
                 Dimension::InputTokens,
                 vec![Rate::per_minute(10), Rate::per_day(0)],
-                "rate: the count must be at least 1 per period (got 0); remove the rate for no limit",
+                "input_tokens: the count must be at least 1 per period (got 0); remove it for no \
+                 limit",
             ),
         ];
         for (dimension, rates, message) in cases {
