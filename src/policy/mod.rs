@@ -109,7 +109,9 @@ impl Policy {
     /// Hosts under this policy are left alone: each request goes to the next middleware (and
     /// the client) exactly as if the throttle were not there. No lane is made for them, so they
     /// cost no memory and appear in no [`Throttle::stats`](crate::Throttle::stats): no rate, no
-    /// concurrency cap, no wait, no retry, no circuit breaker, and a 429 or a `Retry-After`
+    /// concurrency cap (the throttle's
+    /// [`global_concurrency`](crate::ThrottleBuilder::global_concurrency) does not count them
+    /// either), no wait, no retry, no circuit breaker, and a 429 or a `Retry-After`
     /// pauses nothing (the next request goes at once). Their responses carry no
     /// [`Outcome`](crate::Outcome).
     ///

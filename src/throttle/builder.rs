@@ -94,6 +94,7 @@ impl ThrottleBuilder {
     }
 
     /// At most `max` requests in flight over all lanes together (default: no global cap).
+    /// Requests to [passthrough](Policy::passthrough) hosts have no lane and are not counted.
     pub fn global_concurrency(mut self, max: usize) -> Self {
         self.global_concurrency = Some(max);
         self
