@@ -220,6 +220,63 @@ impl Error {
         }
     }
 
+    /// How long until trying again could succeed, whatever the variant calls it: the wait for
+    /// the lane's next slot ([`WouldWait`](Error::WouldWait)), for a spent window to have room
+    /// ([`WindowSpent`](Error::WindowSpent)), for the server's pause to end
+    /// ([`CoolingDown`](Error::CoolingDown)), for the circuit to let a probe through
+    /// ([`CircuitOpen`](Error::CircuitOpen)), or the delay the server asked for
+    /// ([`RetryAfterTooLong`](Error::RetryAfterTooLong)). `None` when nobody knows (a busy
+    /// concurrency slot, a store that is down, a timeout) or when trying again cannot help (a
+    /// request too large for the budget, a URL without a host).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reqwest_throttle::{Error, LaneKey};
+    ///
+    /// let open = Error::CircuitOpen {
+    ///     lane: LaneKey::new("https://api.example.com:443"),
+    ///     retry_in: Duration::from_secs(5),
+    /// };
+    /// assert_eq!(open.retry_in(), Some(Duration::from_secs(5)));
+    /// assert!(open.is_refusal());
+    /// ```
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            Error::WouldWait { wait, .. }
+            | Error::WindowSpent { wait, .. }
+            | Error::CoolingDown { wait, .. } => Some(*wait),
+            Error::CircuitOpen { retry_in, .. } => Some(*retry_in),
+            Error::RetryAfterTooLong { retry_after, .. } => Some(*retry_after),
+            Error::Saturated { .. }
+            | Error::CostTooLarge { .. }
+            | Error::AttemptTimedOut { .. }
+            | Error::StoreUnavailable { .. }
+            | Error::NoHost { .. } => None,
+        }
+    }
+
+    /// Whether the throttle refused to send the request: a limit, a pause or a busy slot it
+    /// may not wait for, a cost the budget can never admit, an open circuit, a shared store
+    /// that fails fast. Nothing was sent, so the request is safe to send again, whatever its
+    /// method ([`retry_in`](Self::retry_in) says when, if anyone knows). `false` when something
+    /// was sent ([`RetryAfterTooLong`](Error::RetryAfterTooLong): the server refused it;
+    /// [`AttemptTimedOut`](Error::AttemptTimedOut): the server may have acted) and for a URL
+    /// without a host, which cannot be sent at all.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Error::WouldWait { .. }
+            | Error::WindowSpent { .. }
+            | Error::Saturated { .. }
+            | Error::CoolingDown { .. }
+            | Error::CostTooLarge { .. }
+            | Error::CircuitOpen { .. }
+            | Error::StoreUnavailable { .. } => true,
+            Error::RetryAfterTooLong { .. }
+            | Error::AttemptTimedOut { .. }
+            | Error::NoHost { .. } => false,
+        }
+    }
+
     /// The lane the error is about, when it is about one.
     pub fn lane(&self) -> Option<&LaneKey> {
         match self {
@@ -267,6 +324,109 @@ mod tests {
         }
         // No overflow at the extreme.
         assert!(for_people(&Duration::MAX).to_string().contains('h'));
+    }
+
+    /// Every variant, with what `retry_in` and `is_refusal` must say of it.
+    #[test]
+    fn every_variant_says_when_to_retry_and_whether_it_was_refused() {
+        let lane = || LaneKey::new("https://api.example.com:443");
+        let (wait, max_wait) = (Duration::from_secs(7), Duration::from_secs(1));
+        let cases = [
+            (
+                Error::WouldWait {
+                    lane: lane(),
+                    dimension: Dimension::Tokens,
+                    wait,
+                    max_wait,
+                },
+                Some(wait),
+                true,
+            ),
+            (
+                Error::WindowSpent {
+                    lane: lane(),
+                    dimension: Dimension::Requests,
+                    quota: 10,
+                    period: Duration::from_secs(86_400),
+                    wait,
+                    max_wait,
+                },
+                Some(wait),
+                true,
+            ),
+            (
+                Error::Saturated {
+                    lane: lane(),
+                    max_wait,
+                },
+                None,
+                true,
+            ),
+            (
+                Error::CoolingDown {
+                    lane: lane(),
+                    dimension: None,
+                    wait,
+                    max_wait,
+                },
+                Some(wait),
+                true,
+            ),
+            (
+                Error::CostTooLarge {
+                    lane: lane(),
+                    dimension: Dimension::Tokens,
+                    cost: 9,
+                    burst: 8,
+                },
+                None,
+                true,
+            ),
+            (
+                Error::CircuitOpen {
+                    lane: lane(),
+                    retry_in: wait,
+                },
+                Some(wait),
+                true,
+            ),
+            (
+                Error::StoreUnavailable {
+                    lane: lane(),
+                    reason: "timed out".to_owned(),
+                },
+                None,
+                true,
+            ),
+            (
+                Error::RetryAfterTooLong {
+                    lane: lane(),
+                    retry_after: wait,
+                    max: max_wait,
+                },
+                Some(wait),
+                false,
+            ),
+            (
+                Error::AttemptTimedOut {
+                    lane: lane(),
+                    timeout: max_wait,
+                },
+                None,
+                false,
+            ),
+            (
+                Error::NoHost {
+                    url: "data:,".to_owned(),
+                },
+                None,
+                false,
+            ),
+        ];
+        for (error, retry_in, refusal) in cases {
+            assert_eq!(error.retry_in(), retry_in, "{error:?}");
+            assert_eq!(error.is_refusal(), refusal, "{error:?}");
+        }
     }
 
     /// Waits in messages are rounded for people: `1m`, not `59.996338857s`.

@@ -21,7 +21,27 @@
 //! order, a request that would wait longer than its `max_wait` fails at once with a typed
 //! [`Error`], and [`Throttle::stats`] tells what happened. Hosts with no rule get
 //! [`Policy::default`]: no proactive rate cap and at most [`DEFAULT_CONCURRENCY`] requests in
-//! flight.
+//! flight, with the server's signals honoured, safe retries and a circuit breaker.
+//!
+//! To throttle only the hosts you name and leave every other host exactly as the bare client
+//! would send to it (no lane, no retry, no breaker, no pause, no cap), make
+//! [`Policy::passthrough`] the default (or give it to a host pattern):
+//!
+//! ```
+//! use reqwest_throttle::{Policy, Rate, Throttle};
+//!
+//! let throttle = Throttle::builder()
+//!     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)).concurrency(8))
+//!     .default_policy(Policy::passthrough())
+//!     .build()?;
+//! # drop(throttle);
+//! # Ok::<(), reqwest_throttle::PolicyError>(())
+//! ```
+//!
+//! Each response of a throttled host carries an [`Outcome`] in its extensions: the attempts it
+//! took, the time it waited for its turns, and whether it is a 429 or 503 handed back because
+//! the retries ran out. A refused request's [`Error`] says when to try again
+//! ([`Error::retry_in`]) and whether anything was sent ([`Error::is_refusal`]).
 //!
 //! Lanes are per `scheme://host:port` by default; [`ThrottleBuilder::lane_key`] chooses another
 //! key (an API key's hash, a route).
@@ -80,6 +100,7 @@ pub mod limiter;
 #[cfg(feature = "llm")]
 #[cfg_attr(docsrs, doc(cfg(feature = "llm")))]
 pub mod llm;
+mod outcome;
 mod policy;
 mod request;
 pub mod retry;
@@ -111,6 +132,7 @@ pub use error::Error;
 pub use key::LaneKey;
 pub use lanes::DEFAULT_MAX_LANES;
 pub use limiter::{Cost, Dimension};
+pub use outcome::Outcome;
 pub use policy::{HostRules, Policy, PolicyError, Rate, Rates, DEFAULT_CONCURRENCY};
 pub use request::{MaxWait, RequestCost};
 pub use stats::{LaneStats, StoreStats, ThrottleStats};

@@ -39,10 +39,11 @@ fn invalid_policies(base: fn() -> Policy) -> Vec<(&'static str, Policy)> {
         ("rate:", base().rate(Rate::new(1, Duration::MAX))),
         ("rate:", base().rate(Rate::new(5, Duration::ZERO))),
         ("burst:", base().rate(Rate::per_second(5).burst(0))),
-        ("rate:", base().tokens(Rate::per_minute(0))),
-        ("rate:", base().input_tokens(Rate::per_minute(0))),
+        // A token limit's errors name the token dimension, not the requests rate.
+        ("tokens:", base().tokens(Rate::per_minute(0))),
+        ("input_tokens:", base().input_tokens(Rate::per_minute(0))),
         (
-            "burst:",
+            "output_tokens burst:",
             base().output_tokens(Rate::per_hour(1).burst(u64::MAX)),
         ),
         ("attempt_timeout:", base().attempt_timeout(Duration::ZERO)),

@@ -1,7 +1,7 @@
 //! Throttle configuration from a file or the environment (`serde` feature).
 //!
 //! Any serde format works (TOML, JSON, YAML); durations are written as `"30s"`, `"1m30s"`,
-//! `"250ms"` or a number of seconds, rates as `"600/min"`, `"5000/h"`, `"10000/d"`,
+//! `"1h 30m"`, `"250ms"` or a number of seconds ([`ConfigDuration`]), rates as `"600/min"`, `"5000/h"`, `"10000/d"`,
 //! `"100/10s"`, and several limits of one dimension as a list (`["500/min", "10000/d"]`, see
 //! [`Rates`]). A host's `models` table gives a model its own policy
 //! ([`Policy::model`]): the host's, with the model's table on top. Each value
@@ -32,10 +32,39 @@
 //!     [hosts."*.example.com"]
 //!     rate = ["2/s", "5000/d"]   # 2 a second, never more than 5 000 in a day
 //!     retry = { max_retries = 5, base = "100ms", cap = "10s", jitter = "equal" }
-//!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1m" }
+//!     breaker = { consecutive_failures = 3, open_base = "2s", open_max = "1h 30m" }
+//!
+//!     [hosts."*.internal"]
+//!     passthrough = true   # sent to as by the bare client: see Policy::passthrough
 //! "#).unwrap();
 //! let throttle = config.into_builder().build().unwrap();
 //! # drop(throttle);
+//! ```
+//!
+//! A `[store]` section ([`StoreConfig`], feature `redis`) shares every lane's budget through
+//! Redis:
+//!
+//! ```
+//! # #[cfg(feature = "redis")] {
+//! use reqwest_throttle::ThrottleConfig;
+//!
+//! let config: ThrottleConfig = toml::from_str(r#"
+//!     [default]
+//!     rate = "50/s"
+//!
+//!     [store]
+//!     url = "redis://127.0.0.1:6379/"
+//!     prefix = "billing"
+//!     expected_workers = 8
+//! "#).unwrap();
+//! // Nothing connects until the first request.
+//! let throttle = config.into_builder().build().unwrap();
+//! # drop(throttle);
+//! # }
+//! ```
+//!
+//! ```
+//! use reqwest_throttle::ThrottleConfig;
 //!
 //! // Environment: the same structure as JSON in one variable.
 //! let json = r#"{ "hosts": { "api.openai.com":
@@ -50,6 +79,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::breaker::BreakerConfig;
+use crate::limiter::Dimension;
 use crate::policy::{
     validate_retry_budget, HostRules, Policy, PolicyError, Rate, Rates, RetryBudgetNames,
 };
@@ -59,7 +89,25 @@ use crate::retry::{
 use crate::signals::parse_go_duration;
 use crate::throttle::ThrottleBuilder;
 
-/// A duration written as `"30s"`, `"1m30s"`, `"250ms"` or a number of seconds.
+mod store;
+
+pub use store::{OnDown, StoreConfig};
+
+/// A duration written as `"30s"`, `"1m30s"`, `"1h 30m"`, `"250ms"`, `"2days"` or a number of
+/// seconds: Go's syntax (`"1m30.5s"`, as rate-limit headers write it) or
+/// [`humantime`](https://docs.rs/humantime)'s (`"1h 30m"`, `"2min"`), whichever reads it.
+///
+/// ```
+/// use std::time::Duration;
+/// use reqwest_throttle::config::ConfigDuration;
+///
+/// let read = |text: &str| serde_json::from_str::<ConfigDuration>(text).map(|d| d.0);
+/// assert_eq!(read(r#""1h 30m""#).unwrap(), Duration::from_secs(5_400));
+/// assert_eq!(read(r#""1m30.5s""#).unwrap(), Duration::from_millis(90_500));
+/// assert_eq!(read(r#""250ms""#).unwrap(), Duration::from_millis(250));
+/// assert_eq!(read("2.5").unwrap(), Duration::from_millis(2_500));
+/// assert!(read(r#""soon""#).is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "DurationText")]
 #[non_exhaustive]
@@ -80,11 +128,15 @@ impl TryFrom<DurationText> for ConfigDuration {
             DurationText::Seconds(seconds) => Duration::try_from_secs_f64(seconds)
                 .map(ConfigDuration)
                 .map_err(|_| format!("{seconds} is not a number of seconds >= 0")),
-            DurationText::Text(text) => parse_go_duration(text.trim())
-                .map(ConfigDuration)
-                .ok_or_else(|| {
-                    format!("{text:?} is not a duration such as \"30s\", \"1m30s\" or \"250ms\"")
-                }),
+            DurationText::Text(text) => {
+                let trimmed = text.trim();
+                parse_go_duration(trimmed)
+                    .or_else(|| humantime::parse_duration(trimmed).ok())
+                    .map(ConfigDuration)
+                    .ok_or_else(|| {
+                        format!("{text:?} is not a duration such as \"30s\", \"1m30s\", \"1h 30m\" or \"250ms\"")
+                    })
+            }
         }
     }
 }
@@ -100,33 +152,60 @@ impl<'de> Deserialize<'de> for Rate {
 /// read as a [`Rate`] is.
 impl<'de> Deserialize<'de> for Rates {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Rates, D::Error> {
-        struct RatesVisitor;
+        limits_of(deserializer, Dimension::Requests)
+    }
+}
 
-        impl<'de> serde::de::Visitor<'de> for RatesVisitor {
-            type Value = Rates;
+/// The limits of `dimension`, read as [`Rates`] are; an invalid rate's error names the
+/// dimension's field (`tokens: the count must be at least 1…`), not `rate`.
+fn limits_of<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    dimension: Dimension,
+) -> Result<Rates, D::Error> {
+    struct RatesVisitor(Dimension);
 
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a rate such as \"600/min\", or a list of them such as [\"600/min\", \"10000/d\"]")
-            }
+    impl RatesVisitor {
+        fn parse<E: serde::de::Error>(&self, text: &str) -> Result<Rate, E> {
+            text.parse::<Rate>()
+                .map_err(|error| E::custom(error.of_limit(self.0)))
+        }
+    }
 
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rates, E> {
-                text.parse::<Rate>().map(Rates::from).map_err(E::custom)
-            }
+    impl<'de> serde::de::Visitor<'de> for RatesVisitor {
+        type Value = Rates;
 
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Rates, A::Error> {
-                let mut rates = Vec::new();
-                while let Some(rate) = seq.next_element::<Rate>()? {
-                    rates.push(rate);
-                }
-                Ok(Rates::from(rates))
-            }
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(
+                "a rate such as \"600/min\", or a list of them such as [\"600/min\", \"10000/d\"]",
+            )
         }
 
-        deserializer.deserialize_any(RatesVisitor)
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Rates, E> {
+            self.parse(text).map(Rates::from)
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Rates, A::Error> {
+            let mut rates = Vec::new();
+            while let Some(text) = seq.next_element::<String>()? {
+                rates.push(self.parse::<A::Error>(&text)?);
+            }
+            Ok(Rates::from(rates))
+        }
     }
+
+    deserializer.deserialize_any(RatesVisitor(dimension))
+}
+
+fn token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::Tokens).map(Some)
+}
+
+fn input_token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::InputTokens).map(Some)
+}
+
+fn output_token_limits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Rates>, D::Error> {
+    limits_of(d, Dimension::OutputTokens).map(Some)
 }
 
 /// Retry settings of a policy; every field is optional, and an absent one keeps the value of
@@ -312,6 +391,9 @@ impl Preset {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct PolicyConfig {
+    /// `true`: these hosts are left alone, each request sent as by the bare client
+    /// ([`Policy::passthrough`]); no other setting may contradict it.
+    pub passthrough: Option<bool>,
     /// The LLM preset to start from, `"openai"` or `"anthropic"` (`llm` feature): it brings the
     /// cost model a token limit needs.
     pub preset: Option<Preset>,
@@ -321,10 +403,13 @@ pub struct PolicyConfig {
     pub burst: Option<u64>,
     /// Tokens rate (LLM TPM), `"200000/min"`, or several limits (TPM and TPD:
     /// `["200000/min", "2000000/d"]`); needs a `preset`.
+    #[serde(default, deserialize_with = "token_limits")]
     pub tokens: Option<Rates>,
     /// Input tokens rate, or several limits; needs a `preset`.
+    #[serde(default, deserialize_with = "input_token_limits")]
     pub input_tokens: Option<Rates>,
     /// Output tokens rate, or several limits; needs a `preset`.
+    #[serde(default, deserialize_with = "output_token_limits")]
     pub output_tokens: Option<Rates>,
     /// Requests in flight at once; `0` is refused, absent keeps the policy's cap
     /// ([`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY) without a preset).
@@ -359,9 +444,12 @@ impl PolicyConfig {
     /// The policy this describes, validated; the error names the field (and the model, in a
     /// model's table).
     pub fn into_policy(mut self) -> Result<Policy, PolicyError> {
-        let base = match self.preset {
-            Some(preset) => preset.policy()?,
-            None => Policy::new(),
+        let base = match (self.preset, self.passthrough == Some(true)) {
+            (Some(_), true) => return Err(PolicyError::PassthroughSetting { field: "preset" }),
+            (Some(preset), false) => preset.policy()?,
+            // The settings below that contradict it are refused by `validate`, by name.
+            (None, true) => Policy::passthrough(),
+            (None, false) => Policy::new(),
         };
         let models = std::mem::take(&mut self.models);
         let host = self.apply(base)?;
@@ -371,6 +459,12 @@ impl PolicyConfig {
                 model: model.clone(),
                 error: Box::new(error),
             };
+            if config.passthrough.is_some() {
+                return Err(in_model(PolicyError::Inconsistent {
+                    field: "passthrough",
+                    reason: "a model's requests go to its host's lanes; set passthrough on the host, not the model",
+                }));
+            }
             if config.preset.is_some() {
                 return Err(in_model(PolicyError::Inconsistent {
                     field: "preset",
@@ -501,6 +595,9 @@ pub struct ThrottleConfig {
     pub max_lanes: Option<usize>,
     /// Requests in flight over all lanes.
     pub global_concurrency: Option<usize>,
+    /// The Redis server every lane shares its budget through (feature `redis`; see
+    /// [`StoreConfig`]).
+    pub store: Option<StoreConfig>,
 }
 
 impl ThrottleConfig {
@@ -527,6 +624,13 @@ impl ThrottleConfig {
         }
         if let Some(max) = self.global_concurrency {
             builder = builder.global_concurrency(max);
+        }
+        if let Some(store) = self.store {
+            builder = match store.into_store() {
+                #[cfg(feature = "redis")]
+                Ok(store) => builder.store(store),
+                Err(error) => builder.refuse(error),
+            };
         }
         builder
     }

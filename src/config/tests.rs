@@ -444,3 +444,142 @@ fn a_models_table_is_checked() {
         assert!(error.starts_with(start), "{text}\n{error}");
     }
 }
+
+#[test]
+fn durations_are_read_in_go_and_humantime_syntax() {
+    let cases = [
+        ("\"30s\"", Duration::from_secs(30)),
+        ("\"1m30s\"", Duration::from_secs(90)),
+        ("\"4m12.172s\"", Duration::from_millis(252_172)),
+        ("\"1h 30m\"", Duration::from_secs(5_400)),
+        ("\"2min\"", Duration::from_secs(120)),
+        ("\"250ms\"", Duration::from_millis(250)),
+        ("\"2s\"", Duration::from_secs(2)),
+        ("\" 1day \"", Duration::from_secs(86_400)),
+        ("1.5", Duration::from_millis(1_500)),
+    ];
+    for (text, expected) in cases {
+        let read: ConfigDuration = serde_json::from_str(text).unwrap();
+        assert_eq!(read.0, expected, "{text}");
+    }
+    for bad in ["\"\"", "\"soon\"", "\"12\"", "\"-1s\"", "\"1h 30\""] {
+        let error = serde_json::from_str::<ConfigDuration>(bad).unwrap_err();
+        assert!(error.to_string().contains("1h 30m"), "{bad}: {error}");
+    }
+    // In a whole file, beside the other settings.
+    let config: ThrottleConfig = toml::from_str(
+        r#"
+        [default]
+        max_wait = "1h 30m"
+        attempt_timeout = "250ms"
+        retry = { base = "100ms", cap = "1min" }
+        breaker = { open_base = "2s", open_max = "1h" }
+        "#,
+    )
+    .unwrap();
+    let policy = config.default.unwrap().into_policy().unwrap();
+    assert_eq!(
+        policy.configured_max_wait(),
+        Some(Duration::from_secs(5_400))
+    );
+    assert_eq!(
+        policy.configured_attempt_timeout(),
+        Some(Duration::from_millis(250))
+    );
+}
+
+#[test]
+fn passthrough_is_read_and_refuses_what_it_would_not_apply() {
+    let config: ThrottleConfig = toml::from_str(
+        r#"
+        [default]
+        passthrough = true
+
+        [hosts."api.github.com"]
+        rate = "5000/h"
+
+        [hosts."*.internal"]
+        passthrough = true
+        unlimited_concurrency = true
+        breaker = { enabled = false }
+        "#,
+    )
+    .unwrap();
+    assert!(config
+        .default
+        .clone()
+        .unwrap()
+        .into_policy()
+        .unwrap()
+        .is_passthrough());
+    assert!(config.hosts["*.internal"]
+        .clone()
+        .into_policy()
+        .unwrap()
+        .is_passthrough());
+    assert!(!config.hosts["api.github.com"]
+        .clone()
+        .into_policy()
+        .unwrap()
+        .is_passthrough());
+    assert!(config.into_builder().build().is_ok());
+    let refused = [
+        ("rate = \"10/s\"", "rate:"),
+        ("tokens = \"10/s\"", "tokens:"),
+        ("concurrency = 4", "concurrency:"),
+        ("max_wait = \"1s\"", "max_wait:"),
+        ("retry = { max_retries = 2 }", "retry:"),
+        ("breaker = { consecutive_failures = 2 }", "breaker:"),
+        ("enforce_percent = 50", "enforce_percent:"),
+        ("preset = \"openai\"", "preset:"),
+    ];
+    for (setting, field) in refused {
+        let text = format!("[hosts.\"a.com\"]\npassthrough = true\n{setting}");
+        let config: ThrottleConfig = toml::from_str(&text).unwrap();
+        let message = config.into_builder().build().unwrap_err().to_string();
+        assert!(
+            message.starts_with(&format!("host rule \"a.com\": {field}")),
+            "{setting}: {message}"
+        );
+    }
+}
+
+/// A zero token rate names its dimension, not `rate`.
+#[test]
+fn a_bad_token_rate_names_its_dimension() {
+    let cases = [
+        ("rate = \"0/s\"", "rate: the count must be at least 1"),
+        ("tokens = \"0/min\"", "tokens: the count must be at least 1"),
+        (
+            "input_tokens = \"0/min\"",
+            "input_tokens: the count must be",
+        ),
+        (
+            "output_tokens = \"0/min\"",
+            "output_tokens: the count must be",
+        ),
+    ];
+    for (setting, expected) in cases {
+        // Refused while the file is read, with the field's line.
+        let text = format!("[hosts.\"a.com\"]\npreset = \"openai\"\n{setting}");
+        let message = toml::from_str::<ThrottleConfig>(&text)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(expected), "{setting}: {message}");
+        let listed = setting.replace("= \"0/", "= [\"1/s\", \"0/") + "]";
+        let message = toml::from_str::<ThrottleConfig>(&format!("[hosts.\"a.com\"]\n{listed}"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains(expected), "{listed}: {message}");
+    }
+    // Through the API, when the policy is validated.
+    let policy = Policy::new().tokens(Rate::per_minute(0));
+    let message = policy.validate().unwrap_err().to_string();
+    assert!(message.starts_with("tokens: the count"), "{message}");
+    let policy = Policy::new().input_tokens(Rate::per_minute(10).burst(0));
+    let message = policy.validate().unwrap_err().to_string();
+    assert!(
+        message.starts_with("input_tokens burst: must be"),
+        "{message}"
+    );
+}

@@ -12,8 +12,9 @@ use super::Lane;
 use crate::assess::Assessment;
 use crate::error::Error;
 use crate::limiter::Cost;
+use crate::outcome::Outcome;
 use crate::request::{MaxWait, RequestCost};
-use crate::retry::{Idempotency, RetryDecision, RetryState, StopReason};
+use crate::retry::{Attempt, Idempotency, RetryDecision, RetryState, StopReason};
 use crate::rollout::Side;
 use crate::telemetry::RequestMetrics;
 
@@ -35,6 +36,10 @@ pub(crate) struct Plan<'l> {
     pub(super) entered: Instant,
     pub(super) retry: RetryState<'l>,
     pub(super) metrics: RequestMetrics,
+    /// What the request's attempts so far add up to, for its [`Outcome`].
+    waited: Duration,
+    retry_delays: Duration,
+    last_retry: Option<Attempt>,
 }
 
 /// What comes after an attempt.
@@ -79,11 +84,24 @@ impl Lane {
             entered: now,
             retry: RetryState::new(&self.policy.retry, retry_budget, idempotency, deadline, now),
             metrics: RequestMetrics::for_lane(&self.key),
+            waited: Duration::ZERO,
+            retry_delays: Duration::ZERO,
+            last_retry: None,
         }
     }
 }
 
 impl Plan<'_> {
+    /// When the request entered the throttle (its first attempt asked for its turn then).
+    pub fn entered(&self) -> Instant {
+        self.entered
+    }
+
+    /// The attempt that just ended waited `waited` for its turn.
+    pub fn waited(&mut self, waited: Duration) {
+        self.waited = self.waited.saturating_add(waited);
+    }
+
     /// Which attempt comes next, counting from 1.
     pub fn attempt(&self) -> u32 {
         self.retry.attempt()
@@ -111,13 +129,16 @@ impl Plan<'_> {
             }
             RetryDecision::Wait(delay) => {
                 self.lane.counters.retries.fetch_add(1, Relaxed);
+                self.last_retry = Some(assessment.attempt);
+                self.retry_delays = self.retry_delays.saturating_add(delay);
                 tracing::debug!(target: "reqwest_throttle", attempt = ?assessment.attempt, delay_ms = delay.as_millis() as u64, "retrying");
                 Then::Retry(delay)
             }
         }
     }
 
-    /// Hands the caller the final outcome, counting and logging why it is final.
+    /// Hands the caller the final outcome, counting and logging why it is final; a response
+    /// carries its [`Outcome`].
     pub fn stop(
         &self,
         reason: StopReason,
@@ -146,7 +167,22 @@ impl Plan<'_> {
                 tracing::debug!(target: "reqwest_throttle", reason = ?other, "not retried");
             }
         }
-        result
+        result.map(|mut response| {
+            // The attempt counter moved on only if a retry was decided and then refused.
+            let attempts = match reason {
+                StopReason::TurnRefused => self.retry.attempt().saturating_sub(1),
+                _ => self.retry.attempt(),
+            };
+            let outcome = Outcome::new(
+                attempts,
+                self.waited,
+                self.retry_delays,
+                reason,
+                self.last_retry,
+            );
+            response.extensions_mut().insert(outcome);
+            response
+        })
     }
 
     /// The request ended with `result`: the rollout's comparison counts it.

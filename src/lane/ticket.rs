@@ -101,6 +101,11 @@ impl<'p> Ticket<'p> {
         }
     }
 
+    /// When the attempt left the lane (got its turn).
+    pub(crate) fn departed(&self) -> Instant {
+        self.departed
+    }
+
     /// This ticket with the instant its attempt left, as the metrics saw it.
     pub(super) fn timed(mut self, timed: Option<Instant>) -> Ticket<'p> {
         self.timed = timed;

@@ -22,40 +22,63 @@ pub enum PolicyError {
     /// `breaker`: an invalid circuit-breaker setting.
     #[error("{0}")]
     Breaker(#[from] BreakerConfigError),
-    /// `rate`: the count of a rate is zero.
-    #[error("rate: the count must be at least 1 per period (got 0); remove the rate for no limit")]
-    ZeroRate,
-    /// `rate`: the period of a rate is zero.
-    #[error("rate: the period must be longer than zero")]
-    ZeroPeriod,
-    /// `rate`: one unit takes longer than the limiter's 64-bit nanoseconds (about 584 years).
+    /// `rate` (or `tokens`, `input_tokens`, `output_tokens`: the limit's field): the count of
+    /// a rate is zero.
+    #[error("{field}: the count must be at least 1 per period (got 0); remove it for no limit")]
+    ZeroRate {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
+    },
+    /// `rate` (or a token limit's field): the period of a rate is zero.
+    #[error("{field}: the period must be longer than zero")]
+    ZeroPeriod {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
+    },
+    /// `rate` (or a token limit's field): one unit takes longer than the limiter's 64-bit
+    /// nanoseconds (about 584 years).
     #[error(
-        "rate: {count} per {} leaves more than 584 years between units; use a shorter period",
+        "{field}: {count} per {} leaves more than 584 years between units; use a shorter period",
         for_people(period)
     )]
     TooSlow {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
         /// The count asked for.
         count: u64,
         /// The period asked for.
         period: Duration,
     },
-    /// `rate`: more than one unit per nanosecond, which the limiter cannot represent.
+    /// `rate` (or a token limit's field): more than one unit per nanosecond, which the limiter
+    /// cannot represent.
     #[error(
-        "rate: {count} per {} is more than one per nanosecond; use a longer period or no rate",
+        "{field}: {count} per {} is more than one per nanosecond; use a longer period or no limit",
         for_people(period)
     )]
     TooFast {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
         /// The count asked for.
         count: u64,
         /// The period asked for.
         period: Duration,
     },
-    /// `burst`: zero.
-    #[error("burst: must be at least 1 (got 0)")]
-    ZeroBurst,
-    /// `burst`: so large that burst × interval overflows the limiter's 64-bit nanoseconds.
-    #[error("burst: {burst} units of {} each overflow the limiter (about 584 years); use a smaller burst", for_people(interval))]
+    /// `burst` (of the requests rate, or of a token limit): zero.
+    #[error("{}: must be at least 1 (got 0)", burst_field(field))]
+    ZeroBurst {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
+    },
+    /// `burst` (of the requests rate, or of a token limit): so large that burst × interval
+    /// overflows the limiter's 64-bit nanoseconds.
+    #[error(
+        "{}: {burst} units of {} each overflow the limiter (about 584 years); use a smaller burst",
+        burst_field(field),
+        for_people(interval)
+    )]
     BurstOverflow {
+        /// The limit's field: `rate`, `tokens`, `input_tokens` or `output_tokens`.
+        field: &'static str,
         /// The burst asked for.
         burst: u64,
         /// The emission interval of the rate.
@@ -194,6 +217,12 @@ pub enum PolicyError {
     /// A model's policy without a cost model under a host whose lanes are per model.
     #[error("cost model: a model's policy needs one, or its requests are neither priced in tokens nor settled from `usage`; build it from Policy::openai() or Policy::anthropic(), or from the host's policy (`host.clone().requests(…)`)")]
     ModelWithoutCostModel,
+    /// A [passthrough](crate::Policy::passthrough) policy with a setting it would not apply.
+    #[error("{field}: a passthrough policy sends requests as the bare client would and applies no {field}; remove it, or start from Policy::new() to throttle these hosts")]
+    PassthroughSetting {
+        /// The setting, as a configuration file names it.
+        field: &'static str,
+    },
     /// An invalid policy of one model, with the model named.
     #[error("model {model:?}: {error}")]
     InModel {
@@ -223,6 +252,15 @@ fn longer_allows_less(
     )
 }
 
+/// The name of a limit's burst in messages: `burst` for the requests rate (as a file writes
+/// it), `tokens burst` for a token limit's.
+fn burst_field(field: &str) -> String {
+    match field {
+        "rate" => "burst".to_owned(),
+        field => format!("{field} burst"),
+    }
+}
+
 /// The name of a dimension's limit, as a configuration file writes it (and errors name it).
 pub(crate) fn limit_field(dimension: Dimension) -> &'static str {
     match dimension {
@@ -234,6 +272,34 @@ pub(crate) fn limit_field(dimension: Dimension) -> &'static str {
 }
 
 impl PolicyError {
+    /// This error of a rate (which names `rate`) with the field of `dimension`'s limit instead.
+    pub(crate) fn of_limit(self, dimension: Dimension) -> PolicyError {
+        let field = limit_field(dimension);
+        match self {
+            PolicyError::ZeroRate { .. } => PolicyError::ZeroRate { field },
+            PolicyError::ZeroPeriod { .. } => PolicyError::ZeroPeriod { field },
+            PolicyError::TooSlow { count, period, .. } => PolicyError::TooSlow {
+                field,
+                count,
+                period,
+            },
+            PolicyError::TooFast { count, period, .. } => PolicyError::TooFast {
+                field,
+                count,
+                period,
+            },
+            PolicyError::ZeroBurst { .. } => PolicyError::ZeroBurst { field },
+            PolicyError::BurstOverflow {
+                burst, interval, ..
+            } => PolicyError::BurstOverflow {
+                field,
+                burst,
+                interval,
+            },
+            other => other,
+        }
+    }
+
     /// `error` in the policy of the host rule written `pattern`.
     pub(crate) fn in_rule(pattern: &str, error: PolicyError) -> PolicyError {
         PolicyError::InRule {

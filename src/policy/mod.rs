@@ -68,6 +68,9 @@ pub struct Policy {
     /// How long later requests wait for a new lane's first answer (see
     /// [`Policy::first_contact`]); `None`: they do not.
     pub(crate) first_contact: Option<Duration>,
+    /// Requests are sent as the bare client would send them, with no lane (see
+    /// [`Policy::passthrough`]).
+    pub(crate) passthrough: bool,
 }
 
 impl Default for Policy {
@@ -92,6 +95,7 @@ impl Default for Policy {
             breaker: Some(BreakerConfig::default()),
             enforced: EnforcedShare::default(),
             first_contact: None,
+            passthrough: false,
         }
     }
 }
@@ -100,6 +104,49 @@ impl Policy {
     /// The default policy (see [`Policy::default`]), to build on.
     pub fn new() -> Policy {
         Policy::default()
+    }
+
+    /// Hosts under this policy are left alone: each request goes to the next middleware (and
+    /// the client) exactly as if the throttle were not there. No lane is made for them, so they
+    /// cost no memory and appear in no [`Throttle::stats`](crate::Throttle::stats): no rate, no
+    /// concurrency cap (the throttle's
+    /// [`global_concurrency`](crate::ThrottleBuilder::global_concurrency) does not count them
+    /// either), no wait, no retry, no circuit breaker, and a 429 or a `Retry-After`
+    /// pauses nothing (the next request goes at once). Their responses carry no
+    /// [`Outcome`](crate::Outcome).
+    ///
+    /// Use it for the hosts a throttle should not touch: as the default policy, so that only
+    /// the hosts you name are throttled, or for one host pattern. A passthrough policy takes no
+    /// other setting: [`validate`](Self::validate) refuses one with a limit, a concurrency cap,
+    /// retries, a breaker or any other setting, rather than ignore it. In a configuration file:
+    /// `passthrough = true`.
+    ///
+    /// ```
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// // Only GitHub is throttled; every other host is sent to as by the bare client.
+    /// let throttle = Throttle::builder()
+    ///     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)))
+    ///     .default_policy(Policy::passthrough())
+    ///     .build()?;
+    /// # drop(throttle);
+    /// assert!(Policy::passthrough().is_passthrough());
+    /// assert!(Policy::passthrough().concurrency(4).validate().is_err());
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
+    /// ```
+    pub fn passthrough() -> Policy {
+        Policy {
+            concurrency: None,
+            retry: RetryPolicy::disabled(),
+            breaker: None,
+            passthrough: true,
+            ..Policy::default()
+        }
+    }
+
+    /// Whether this is a [`passthrough`](Self::passthrough) policy.
+    pub fn is_passthrough(&self) -> bool {
+        self.passthrough
     }
 
     /// Limits the lane to `rates` requests: one [`Rate`], or several of different periods
@@ -445,6 +492,9 @@ impl Policy {
     /// [`ThrottleBuilder::build`](crate::ThrottleBuilder::build) calls it for every policy it is
     /// given, however it was given, so an invalid policy never reaches a lane.
     pub fn validate(&self) -> Result<(), PolicyError> {
+        if let Some(field) = self.passthrough_setting() {
+            return Err(PolicyError::PassthroughSetting { field });
+        }
         for dimension in Dimension::ALL {
             self.limits[dimension.index()].validate(dimension)?;
         }
@@ -473,6 +523,40 @@ impl Policy {
             breaker.validate()?;
         }
         self.models.validate(self.cost_model.is_some())
+    }
+}
+
+impl Policy {
+    /// The first setting a passthrough policy has that it would not apply, as a file names it.
+    fn passthrough_setting(&self) -> Option<&'static str> {
+        if !self.passthrough {
+            return None;
+        }
+        let limited = Dimension::ALL
+            .into_iter()
+            .find(|&dimension| !self.configured_limits(dimension).is_empty());
+        let settings = [
+            (
+                limited.is_some(),
+                limited.map_or("rate", error::limit_field),
+            ),
+            (self.concurrency.is_some(), "concurrency"),
+            (self.retry.most_retries() > 0, "retry"),
+            (self.breaker.is_some(), "breaker"),
+            (self.max_wait.is_some(), "max_wait"),
+            (self.attempt_timeout.is_some(), "attempt_timeout"),
+            (self.first_contact.is_some(), "first_contact"),
+            (self.cost_model.is_some(), "cost model"),
+            (self.classifier.is_some(), "classifier"),
+            (self.models.iter().next().is_some(), "models"),
+            (
+                self.configured_enforce_percent() != 100.0 || self.enforced.invalid().is_some(),
+                "enforce_percent",
+            ),
+        ];
+        settings
+            .into_iter()
+            .find_map(|(set, field)| set.then_some(field))
     }
 }
 
@@ -586,6 +670,11 @@ mod tests {
         assert_eq!(tokens_only.configured_rate(), None);
         assert_eq!(tokens_only.configured_limit(Dimension::InputTokens), None);
         let bad_output = Policy::new().output_tokens(Rate::per_minute(0));
-        assert_eq!(bad_output.validate(), Err(PolicyError::ZeroRate));
+        assert_eq!(
+            bad_output.validate(),
+            Err(PolicyError::ZeroRate {
+                field: "output_tokens"
+            })
+        );
     }
 }

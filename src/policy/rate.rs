@@ -8,6 +8,10 @@ use std::time::Duration;
 use super::error::PolicyError;
 use crate::limiter::Limit;
 
+/// What a rate's own errors name: a rate on its own is the requests rate (a policy's token
+/// limits rename it, see `PolicyError::of_limit`).
+const RATE: &str = "rate";
+
 /// A rate: `count` units per `period`, of which `burst` may go at once.
 ///
 /// ```
@@ -132,14 +136,15 @@ impl Rate {
     /// The limiter's view of this rate, validated.
     pub fn limit(&self) -> Result<Limit, PolicyError> {
         if self.count == 0 {
-            return Err(PolicyError::ZeroRate);
+            return Err(PolicyError::ZeroRate { field: RATE });
         }
         if self.period.is_zero() {
-            return Err(PolicyError::ZeroPeriod);
+            return Err(PolicyError::ZeroPeriod { field: RATE });
         }
         let interval_nanos = self.period.as_nanos() / u128::from(self.count);
         if interval_nanos > u128::from(u64::MAX) {
             return Err(PolicyError::TooSlow {
+                field: RATE,
                 count: self.count,
                 period: self.period,
             });
@@ -147,17 +152,22 @@ impl Rate {
         let interval = self.interval();
         if interval.is_zero() {
             return Err(PolicyError::TooFast {
+                field: RATE,
                 count: self.count,
                 period: self.period,
             });
         }
         let burst = self.burst_size();
         if burst == 0 {
-            return Err(PolicyError::ZeroBurst);
+            return Err(PolicyError::ZeroBurst { field: RATE });
         }
         let tolerance = interval.as_nanos().checked_mul(u128::from(burst));
         if tolerance.is_none_or(|nanos| nanos > u128::from(u64::MAX)) {
-            return Err(PolicyError::BurstOverflow { burst, interval });
+            return Err(PolicyError::BurstOverflow {
+                field: RATE,
+                burst,
+                interval,
+            });
         }
         Ok(Limit { interval, burst })
     }

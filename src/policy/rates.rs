@@ -85,7 +85,7 @@ impl Rates {
     pub(crate) fn validate(&self, dimension: Dimension) -> Result<(), PolicyError> {
         let field = limit_field(dimension);
         for rate in &self.rates {
-            rate.validate()?;
+            rate.validate().map_err(|error| error.of_limit(dimension))?;
         }
         for pair in self.rates.windows(2) {
             let [shorter, longer] = [pair[0], pair[1]];
@@ -210,7 +210,8 @@ mod tests {
             (
                 Dimension::InputTokens,
                 vec![Rate::per_minute(10), Rate::per_day(0)],
-                "rate: the count must be at least 1 per period (got 0); remove the rate for no limit",
+                "input_tokens: the count must be at least 1 per period (got 0); remove it for no \
+                 limit",
             ),
         ];
         for (dimension, rates, message) in cases {

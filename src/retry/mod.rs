@@ -94,6 +94,10 @@ pub enum StopReason {
     RetryAfterTooLong(Duration),
     /// The next attempt could not start before the request's deadline.
     DeadlineTooClose,
+    /// A retry was decided, but the lane refused its turn (its wait would pass the request's
+    /// deadline, the circuit opened, the shared store failed fast): the last outcome is
+    /// returned instead of the refusal.
+    TurnRefused,
 }
 
 /// What to do after an attempt.

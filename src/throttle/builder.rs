@@ -46,7 +46,21 @@ impl ThrottleBuilder {
         self
     }
 
-    /// The policy for hosts no rule matches (default: [`Policy::default`]).
+    /// The policy for hosts no rule matches (default: [`Policy::default`], the polite default:
+    /// server signals honoured, safe retries, a concurrency cap and a circuit breaker, so that a
+    /// host nobody thought of is not hammered). To leave the hosts you did not name alone, as
+    /// the bare client would send to them, give [`Policy::passthrough`]:
+    ///
+    /// ```
+    /// use reqwest_throttle::{Policy, Rate, Throttle};
+    ///
+    /// let throttle = Throttle::builder()
+    ///     .host("api.github.com", Policy::new().rate(Rate::per_hour(5_000)))
+    ///     .default_policy(Policy::passthrough())
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # Ok::<(), reqwest_throttle::PolicyError>(())
+    /// ```
     pub fn default_policy(mut self, policy: Policy) -> Self {
         self.rules = self.rules.and_then(|rules| rules.with_default(policy));
         self
@@ -65,6 +79,14 @@ impl ThrottleBuilder {
         self
     }
 
+    /// A configuration error found while reading a file, reported by `build` after any error
+    /// of the rules.
+    #[cfg(feature = "serde")]
+    pub(crate) fn refuse(mut self, error: PolicyError) -> Self {
+        self.rules = self.rules.and(Err(error));
+        self
+    }
+
     /// At most `max_lanes` lanes are kept (default 10 000); idle ones are forgotten beyond that.
     pub fn max_lanes(mut self, max_lanes: usize) -> Self {
         self.max_lanes = max_lanes;
@@ -72,6 +94,7 @@ impl ThrottleBuilder {
     }
 
     /// At most `max` requests in flight over all lanes together (default: no global cap).
+    /// Requests to [passthrough](Policy::passthrough) hosts have no lane and are not counted.
     pub fn global_concurrency(mut self, max: usize) -> Self {
         self.global_concurrency = Some(max);
         self

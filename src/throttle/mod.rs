@@ -30,7 +30,8 @@ use tracing::Instrument;
 use crate::error::Error;
 use crate::lane::{Lane, LaneKey, Plan, Then};
 use crate::lanes::Lanes;
-use crate::policy::HostRules;
+use crate::policy::{HostRules, Policy};
+use crate::retry::StopReason;
 use crate::stats::ThrottleStats;
 
 mod builder;
@@ -77,9 +78,14 @@ impl Middleware for Throttle {
         extensions: &mut Extensions,
         next: Next<'_>,
     ) -> reqwest_middleware::Result<Response> {
+        let policy = self.policy_for(&request)?;
+        if policy.passthrough {
+            // No lane, no clock read, no extension: as if the throttle were not there.
+            return next.run(request, extensions).await;
+        }
         // One clock read serves the lane lookup, the deadline and the first attempt.
         let now = Instant::now();
-        let lane = self.lane_for(&request, now)?;
+        let lane = self.lane_for(&request, policy, now)?;
         let mut plan = lane.cost_of(&request, extensions, now);
         let span = tracing::debug_span!(
             target: "reqwest_throttle",
@@ -110,24 +116,38 @@ impl Throttle {
     ) -> reqwest_middleware::Result<Response> {
         // The outcome of the previous attempt, handed back if a retry cannot even start.
         let mut last: Option<reqwest_middleware::Result<Response>> = None;
+        // When the attempt asked for its turn (the first: when the request entered).
+        let mut asked = plan.entered();
         loop {
             tracing::Span::current().record("attempt", plan.attempt());
             let ticket = match lane.admit(plan, self.inner.global.as_ref()).await {
                 Ok(ticket) => ticket,
-                Err(error) => return last.unwrap_or_else(|| Err(error.into())),
+                Err(error) => {
+                    return match last {
+                        Some(last) => plan.stop(StopReason::TurnRefused, last),
+                        None => Err(error.into()),
+                    }
+                }
             };
             drop(last.take());
-            let spare = plan.may_retry().then(|| request.try_clone()).flatten();
+            let waited = ticket.departed().saturating_duration_since(asked);
+            let may_retry = plan.may_retry();
+            let spare = may_retry.then(|| request.try_clone()).flatten();
             let (result, assessment) = ticket.send(request, extensions, next.clone()).await;
-            match (plan.decide(&assessment, spare.is_some()), spare) {
+            plan.waited(waited);
+            // With no retry left, no copy was made: the decision is then that the retries ran
+            // out (it cannot be to retry), not that the request could not be copied.
+            let cloneable = spare.is_some() || !may_retry;
+            match (plan.decide(&assessment, cloneable), spare) {
                 (Then::Retry(delay), Some(spare)) => {
                     last = Some(result);
                     tokio::time::sleep(delay).await;
+                    asked = Instant::now();
                     request = spare;
                 }
                 (Then::Return(reason), _) => return plan.stop(reason, result),
                 // `decide` only retries a request that could be cloned.
-                (Then::Retry(_), None) => return result,
+                (Then::Retry(_), None) => return plan.stop(StopReason::NotCloneable, result),
             }
         }
     }
@@ -235,16 +255,29 @@ impl Throttle {
         lane.try_book_now(now)
     }
 
-    fn lane_for(&self, request: &Request, now: Instant) -> Result<Arc<Lane>, Error> {
+    /// The policy of the request's host.
+    fn policy_for(&self, request: &Request) -> Result<&Arc<Policy>, Error> {
+        let url = request.url();
+        let host = url.host_str().ok_or_else(|| Error::NoHost {
+            url: url.to_string(),
+        })?;
+        Ok(self
+            .inner
+            .rules
+            .policy_for(host, url.port_or_known_default()))
+    }
+
+    /// The request's lane, under the policy of its host.
+    fn lane_for(
+        &self,
+        request: &Request,
+        policy: &Arc<Policy>,
+        now: Instant,
+    ) -> Result<Arc<Lane>, Error> {
         let url = request.url();
         let no_host = || Error::NoHost {
             url: url.to_string(),
         };
-        let host = url.host_str().ok_or_else(no_host)?;
-        let policy = self
-            .inner
-            .rules
-            .policy_for(host, url.port_or_known_default());
         // The user's key function first, then the policy's cost model (per model, per API key,
         // and then the model's own policy, if it has one), then scheme://host:port.
         if let Some(key) = self.inner.lane_key.as_ref().and_then(|key| key(request)) {
