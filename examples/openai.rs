@@ -15,17 +15,24 @@
 //! Against the real API, only the client changes:
 //!
 //! ```no_run
+//! # use std::time::Duration;
 //! # use reqwest_throttle::{Policy, Rate, Throttle};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let throttle = Throttle::builder()
 //!     .host("api.openai.com", Policy::openai()
 //!         .requests(Rate::per_minute(500))
 //!         .tokens(Rate::per_minute(200_000)))
 //!     .build()?;
-//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//! let http = reqwest::Client::builder().timeout(Duration::from_secs(120)).build()?;
+//! let client = reqwest_middleware::ClientBuilder::new(http)
 //!     .with(throttle)
 //!     .build();
-//! # Ok::<(), reqwest_throttle::PolicyError>(())
+//! # drop(client); Ok(()) }
 //! ```
+//!
+//! A streamed chat asks for its usage with `"stream_options": {"include_usage": true}`; the
+//! lane settles its booking on that final chunk as the caller reads the stream (without it the
+//! estimate stands).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -122,7 +129,12 @@ async fn run(name: &str, policy: Policy) -> Result<(), Box<dyn std::error::Error
     let throttle = Throttle::builder()
         .host("api.openai.test", policy)
         .build()?;
-    let client = ClientBuilder::new(reqwest::Client::new())
+    // The simulated API answers as the last middleware, so this client never opens a socket;
+    // against a real API its timeout bounds an answer that never comes.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()?;
+    let client = ClientBuilder::new(http)
         .with(throttle.clone())
         .with(api.clone())
         .build();

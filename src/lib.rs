@@ -140,6 +140,12 @@ pub use throttle::{BreakerControl, RolloutControl, Throttle, ThrottleBuilder};
 
 /// The README's Rust examples, compiled (and run where they do not need the network) as
 /// doctests, so that what it shows keeps working.
-#[cfg(all(doctest, feature = "llm", feature = "serde"))]
+#[cfg(all(
+    doctest,
+    feature = "llm",
+    feature = "serde",
+    feature = "redis",
+    feature = "test-util"
+))]
 #[doc = include_str!("../README.md")]
 mod readme_examples {}
