@@ -18,10 +18,10 @@ use super::StoreError;
 /// Where the store's connection comes from.
 pub(crate) enum Source {
     /// One server: a connection manager is made on first use, with the store's timeout.
-    Client(redis::Client),
+    Client(Box<redis::Client>),
     /// A Redis Cluster: a cluster connection is made on first use, with the store's timeout.
     #[cfg(feature = "cluster")]
-    Cluster(redis::cluster::ClusterClient),
+    Cluster(Box<redis::cluster::ClusterClient>),
     /// The caller's own connection: used as it is (its own timeouts and reconnection).
     Ready(Connection),
 }
@@ -115,7 +115,7 @@ impl Connector {
                     .set_min_delay(Duration::from_millis(50))
                     .set_max_delay(Duration::from_millis(500))
                     .set_number_of_retries(3);
-                ConnectionManager::new_lazy_with_config(client.clone(), config)
+                ConnectionManager::new_lazy_with_config(client.as_ref().clone(), config)
                     .map(Connection::Node)
                     .map_err(failed)
             }

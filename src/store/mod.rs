@@ -241,7 +241,7 @@ impl RedisStore {
     /// # Ok::<(), redis::RedisError>(())
     /// ```
     pub fn from_client(client: redis::Client) -> RedisStore {
-        RedisStore::from_source(Source::Client(client))
+        RedisStore::from_source(Source::Client(Box::new(client)))
     }
 
     /// Your own connection manager, used as it is: its timeouts, its reconnection, its
@@ -318,7 +318,7 @@ impl RedisStore {
     #[cfg(feature = "cluster")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn from_cluster_client(client: redis::cluster::ClusterClient) -> RedisStore {
-        RedisStore::from_source(Source::Cluster(client))
+        RedisStore::from_source(Source::Cluster(Box::new(client)))
     }
 
     /// Your own cluster connection, used as it is. The store still bounds each call by its own
