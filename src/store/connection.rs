@@ -7,11 +7,11 @@
 //! the lane's hash tag, see [`Store::key_for`](super::Store::key_for)), follows `MOVED` when
 //! slots migrate, and finds the new primary after a failover.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, Pipeline, RedisFuture, Value};
-use tokio::sync::OnceCell;
 
 use super::StoreError;
 
@@ -79,26 +79,60 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// The source, and the connection made from it once.
+/// The source, and the connection made from it.
 pub(crate) struct Connector {
     source: Source,
-    made: OnceCell<Connection>,
+    /// The connection calls share, cloned out under a short lock.
+    made: Mutex<Option<Connection>>,
+    /// Held while a connection is being made, so that calls wait for one attempt instead of
+    /// each making their own.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 impl Connector {
     pub fn new(source: Source) -> Connector {
         let made = match &source {
-            Source::Ready(connection) => OnceCell::new_with(Some(connection.clone())),
-            _ => OnceCell::new(),
+            Source::Ready(connection) => Some(connection.clone()),
+            _ => None,
         };
-        Connector { source, made }
+        Connector {
+            source,
+            made: Mutex::new(made),
+            connecting: tokio::sync::Mutex::new(()),
+        }
     }
 
-    /// The connection, made now if it is not yet. A failed attempt leaves nothing behind: the
+    fn made(&self) -> MutexGuard<'_, Option<Connection>> {
+        // A plain value: consistent even if a holder panicked.
+        self.made
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The connection, made now if there is none. A failed attempt leaves nothing behind: the
     /// next call tries again.
     pub async fn connection(&self, timeout: Duration) -> Result<Connection, StoreError> {
-        let connection = self.made.get_or_try_init(|| self.connect(timeout)).await?;
-        Ok(connection.clone())
+        if let Some(connection) = self.made().clone() {
+            return Ok(connection);
+        }
+        let _connecting = self.connecting.lock().await;
+        if let Some(connection) = self.made().clone() {
+            return Ok(connection);
+        }
+        let connection = self.connect(timeout).await?;
+        *self.made() = Some(connection.clone());
+        Ok(connection)
+    }
+
+    /// Drops a cluster connection made here after a probe of the down store failed: the next
+    /// call connects anew through the seed nodes and reads the slot map afresh, whatever state
+    /// the old connection's own recovery is in. (A connection manager reconnects by itself;
+    /// the caller's own connection is kept.)
+    pub fn reconnect_cluster(&self) {
+        #[cfg(feature = "cluster")]
+        if matches!(self.source, Source::Cluster(_)) {
+            self.made().take();
+        }
     }
 
     async fn connect(&self, timeout: Duration) -> Result<Connection, StoreError> {

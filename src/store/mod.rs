@@ -698,6 +698,11 @@ impl Store {
                 self.health.answered();
             }
             Err(error) => {
+                if probe {
+                    // Still down at a probe: a cluster's next probe starts from a fresh slot
+                    // map (after a failover, the promoted replica's).
+                    self.connector.reconnect_cluster();
+                }
                 if self.health.failed(Instant::now()) {
                     tracing::warn!(target: "reqwest_throttle", %error, on_down = ?self.on_down, "Redis is unavailable: lanes book by the fallback policy until it answers");
                 }

@@ -25,10 +25,18 @@ fn binary(env: &str, default: &str) -> String {
 
 /// A port nobody listens on now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
+    free_ports(1)[0]
+}
+
+/// `n` different ports nobody listens on now (each held until all are found).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 /// Whether `client` answers PING within 100 ms.
@@ -166,10 +174,11 @@ impl RedisCluster {
             nodes: Vec::new(),
             dir,
         };
-        for _ in 0..primaries * (1 + replicas) {
+        let nodes = primaries * (1 + replicas);
+        let ports = free_ports(2 * nodes);
+        for (port, bus) in ports[..nodes].iter().zip(&ports[nodes..]) {
             // The cluster bus gets a port of its own (the default, port + 10 000, may be taken
             // or above 65 535).
-            let (port, bus) = (free_port(), free_port());
             let extra = [
                 "--cluster-enabled",
                 "yes",
@@ -186,13 +195,18 @@ impl RedisCluster {
                 &cluster.dir.to_string_lossy(),
             ]
             .map(str::to_owned);
-            cluster.nodes.push(RedisServer::start_with(port, &extra)?);
+            cluster.nodes.push(RedisServer::start_with(*port, &extra)?);
         }
         let mut create = Command::new(binary("RT_REDIS_CLI", "redis-cli"));
         create
             .arg("--cluster")
             .arg("create")
-            .args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
             .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdin(Stdio::null());
         match create.output() {
