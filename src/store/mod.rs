@@ -969,3 +969,57 @@ impl StoreProbe {
             .map_err(|error| error.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Redis Cluster hashes of `key` to find its slot (the cluster specification): the
+    /// text between the first `{` and the first `}` after it when that is not empty, else the
+    /// whole key.
+    fn hashed(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| {
+                let rest = &key[open + 1..];
+                rest.find('}').map(|close| &rest[..close])
+            })
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(key)
+    }
+
+    #[test]
+    fn every_key_of_a_lane_hashes_to_the_lanes_slot() {
+        for prefix in ["reqwest-throttle", "", "a:b"] {
+            let store = RedisStore::new("redis://127.0.0.1/")
+                .unwrap()
+                .prefix(prefix)
+                .into_store()
+                .unwrap();
+            for lane in ["https://api.example.com:443", "odd}lane", "{odd", "}", ""] {
+                let key = store.key_for(&LaneKey::new(lane));
+                let tag = hashed(&key);
+                assert_ne!(tag, key, "{key:?} has no hash tag");
+                // The leases, and any key a lane adds the same way.
+                for other in [format!("{key}:leases"), format!("{key}:anything{{x}}")] {
+                    assert_eq!(hashed(&other), tag, "{other:?} beside {key:?}");
+                }
+            }
+            let one = store.key_for(&LaneKey::new("https://a.example:443"));
+            let two = store.key_for(&LaneKey::new("https://b.example:443"));
+            assert_ne!(hashed(&one), hashed(&two), "two lanes share one tag");
+        }
+    }
+
+    #[test]
+    fn a_prefix_that_would_break_the_hash_tag_is_refused() {
+        // `}x` would make the tag `{}`: empty, so each key of a lane would hash whole.
+        let store = RedisStore::new("redis://127.0.0.1/").unwrap().prefix("}x");
+        assert!(matches!(
+            store.into_store(),
+            Err(PolicyError::StoreSetting {
+                field: "prefix",
+                ..
+            })
+        ));
+    }
+}
