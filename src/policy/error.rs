@@ -19,7 +19,7 @@ pub enum PolicyError {
         /// What the Redis client said of it.
         reason: String,
     },
-    /// `store`: a setting of the [`RedisStore`](crate::store::RedisStore) that cannot work.
+    /// `store`: a setting of the `RedisStore` (feature `redis`) that cannot work.
     #[error("store {field}: {expected} (got {value}); {fix}")]
     StoreSetting {
         /// The setting, as the store's setter names it (`concurrency`, `lease`, …).
