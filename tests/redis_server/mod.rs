@@ -94,14 +94,18 @@ impl RedisServer {
                 return None;
             }
         };
-        let server = RedisServer { child, port };
+        let mut server = RedisServer { child, port };
         for _ in 0..200 {
             if ready() {
                 return Some(server);
             }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                // A setting this build does not support (TLS, say), or the port was taken.
+                panic!("{binary} exited at start ({status}) with {args:?}");
+            }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("redis-server on port {port} was not ready within 5 s");
+        panic!("{binary} on port {port} was not ready within 5 s");
     }
 
     pub fn url(&self) -> String {
