@@ -167,3 +167,17 @@ fn a_tls_url_needs_the_tls_feature() {
         assert!(error.contains("feature `tls`"), "{error}");
     }
 }
+
+/// A cluster's node URLs are checked as a server's URL is; nothing connects yet.
+#[cfg(feature = "cluster")]
+#[test]
+fn cluster_node_urls_that_cannot_work_are_refused_at_once() {
+    assert!(RedisStore::cluster(["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]).is_ok());
+    let nodes: [&str; 0] = [];
+    for bad in [vec!["http://127.0.0.1:7000"], nodes.to_vec()] {
+        match RedisStore::cluster(&bad) {
+            Err(PolicyError::StoreUrl { .. }) => {}
+            other => panic!("{bad:?}: expected StoreUrl, got {other:?}"),
+        }
+    }
+}

@@ -68,7 +68,9 @@
 //! - [`OnStoreDown::FailFast`]: the request fails with
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!
-//! The connection manager reconnects in the background; one booking probes the store again
+//! The connection manager reconnects in the background (on a cluster, a probe that fails
+//! connects anew through the given nodes, so it reads the slot map afresh and finds a replica
+//! promoted since); one booking probes the store again
 //! after 250 ms, then every 500 ms (on the wall clock's multiples of the interval, so that a
 //! fleet's workers come back together), and as soon as it answers every lane books in Redis
 //! again. A booking never panics and never waits on Redis longer than the
