@@ -46,7 +46,7 @@
 //!   rustls, the system's root certificates); [`RedisStore::from_client`] a `redis::Client`
 //!   (your own root certificate through `redis::Client::build_with_tls`, RESP3, …);
 //!   [`RedisStore::from_connection`] a `ConnectionManager` you already have.
-//! - With the feature `cluster`, [`RedisStore::cluster`] takes the URLs of some of a Redis (or
+//! - With the feature `cluster`, `RedisStore::cluster` takes the URLs of some of a Redis (or
 //!   Valkey) Cluster's nodes; `from_cluster_client` and `from_cluster_connection` your own. A
 //!   booking runs on the primary of its lane's slot; when a primary fails, bookings take the
 //!   fallback until the cluster has promoted a replica, then book there.
