@@ -19,6 +19,18 @@ pub enum PolicyError {
         /// What the Redis client said of it.
         reason: String,
     },
+    /// `store`: a setting of the `RedisStore` (feature `redis`) that cannot work.
+    #[error("store {field}: {expected} (got {value}); {fix}")]
+    StoreSetting {
+        /// The setting, as the store's setter names it (`concurrency`, `lease`, …).
+        field: &'static str,
+        /// The value given, written for people.
+        value: String,
+        /// What the setting must be.
+        expected: &'static str,
+        /// Why, or what to write instead.
+        fix: &'static str,
+    },
     /// `breaker`: an invalid circuit-breaker setting.
     #[error("{0}")]
     Breaker(#[from] BreakerConfigError),

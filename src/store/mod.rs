@@ -35,9 +35,26 @@
 //! the latest booking; under-estimates charged). A pause a worker learns from the server
 //! (Retry-After, a reset) is written to Redis too, so every worker honours it.
 //!
-//! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`); the braces
-//! are a hash tag, so whatever keys a lane ever needs stay on one Redis Cluster slot. The hash
+//! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`), and
+//! `{prefix:lane}:leases` for a fleet-wide [`concurrency`](RedisStore::concurrency) cap; the
+//! braces are a hash tag, so every key of a lane stays on one Redis Cluster slot. The hash
 //! expires one second after its state is back at rest, so idle lanes leave nothing behind.
+//!
+//! # One server, a cluster, TLS, your own connection
+//!
+//! - [`RedisStore::new`] takes a URL (`redis://`, or `rediss://` with the feature `tls`:
+//!   rustls, the system's root certificates); [`RedisStore::from_client`] a `redis::Client`
+//!   (your own root certificate through `redis::Client::build_with_tls`, RESP3, …);
+//!   [`RedisStore::from_connection`] a `ConnectionManager` you already have.
+//! - With the feature `cluster`, `RedisStore::cluster` takes the URLs of some of a Redis (or
+//!   Valkey) Cluster's nodes; `from_cluster_client` and `from_cluster_connection` your own. A
+//!   booking runs on the primary of its lane's slot; when a primary fails, bookings take the
+//!   fallback until the cluster has promoted a replica, then book there.
+//!
+//! Settings that cannot work (a zero [`concurrency`](RedisStore::concurrency), a
+//! [`timeout`](RedisStore::timeout) of zero, a fallback share that is NaN, a prefix with a
+//! brace, …) make [`ThrottleBuilder::build`](crate::ThrottleBuilder::build) fail with a
+//! [`PolicyError::StoreSetting`] that names the setting and the value.
 //!
 //! # When Redis is gone or slow
 //!
@@ -51,7 +68,9 @@
 //! - [`OnStoreDown::FailFast`]: the request fails with
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!
-//! The connection manager reconnects in the background; one booking probes the store again
+//! The connection manager reconnects in the background (on a cluster, a probe that fails
+//! connects anew through the given nodes, so it reads the slot map afresh and finds a replica
+//! promoted since); one booking probes the store again
 //! after 250 ms, then every 500 ms (on the wall clock's multiples of the interval, so that a
 //! fleet's workers come back together), and as soon as it answers every lane books in Redis
 //! again. A booking never panics and never waits on Redis longer than the
@@ -64,15 +83,17 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::error::for_people;
 use crate::key::LaneKey;
 use crate::limiter::{Cost, Dimension, Limit};
 use crate::stats::StoreStats;
+use crate::PolicyError;
 
+mod connection;
 mod health;
 mod lane;
 mod script;
@@ -80,19 +101,26 @@ mod script;
 pub(crate) use lane::{shapes_of, SharedBooking, SharedBudget, SharedCommitment, SharedOutcome};
 pub(crate) use script::{Booked, Reconcile, Shape, Shapes};
 
+use connection::{Connection, Connector, Source};
 use health::{Attempt, Health};
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "reqwest-throttle";
 /// The default timeout of one call to Redis.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(100);
+/// The longest timeout of one call to Redis: a request may wait this long on a Redis that does
+/// not answer.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest lease of a fleet-wide concurrency slot: a running request renews its slot every
+/// third of the lease, one round trip each time.
+pub const MIN_LEASE: Duration = Duration::from_millis(30);
 
 /// What a lane does while its store does not answer.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum OnStoreDown {
     /// Book in a budget of this process at `share` of each limit (rate and burst; a burst never
-    /// below one unit). A `share` outside `(0, 1]` is brought into it (NaN: the smallest share).
+    /// below one unit). `share` must be in `(0, 1]`: the throttle refuses to build otherwise.
     Fallback {
         /// The part of the fleet's limit one worker may use alone.
         share: f64,
@@ -103,19 +131,39 @@ pub enum OnStoreDown {
 
 type LaneFilter = dyn Fn(&LaneKey) -> bool + Send + Sync;
 
-/// A Redis (or Valkey) server that lanes keep their budget in, shared by every process that
-/// uses the same server and prefix. See the [module](self) for what is shared and what happens
-/// when Redis is gone.
+/// A Redis (or Valkey) server, or a Redis Cluster (feature `cluster`), that lanes keep their
+/// budget in, shared by every process that uses the same server and prefix. See the
+/// [module](self) for what is shared and what happens when Redis is gone.
+///
+/// Its setters check what they are given; the first setting that cannot work (a zero
+/// [`concurrency`](Self::concurrency), a [`timeout`](Self::timeout) of zero, a fallback share
+/// of NaN, …) is kept, and [`ThrottleBuilder::build`](crate::ThrottleBuilder::build) refuses the
+/// store with it as a [`PolicyError::StoreSetting`] naming the setting and the value:
+///
+/// ```
+/// use reqwest_throttle::store::RedisStore;
+/// use reqwest_throttle::{PolicyError, Throttle};
+///
+/// let store = RedisStore::new("redis://127.0.0.1/").unwrap().concurrency(0);
+/// let error = Throttle::builder().store(store).build().unwrap_err();
+/// assert!(matches!(error, PolicyError::StoreSetting { field: "concurrency", .. }));
+/// assert_eq!(
+///     error.to_string(),
+///     "store concurrency: must be at least 1 (got 0); leave it unset for no fleet-wide cap"
+/// );
+/// ```
 #[must_use]
 #[non_exhaustive]
 pub struct RedisStore {
-    client: redis::Client,
+    source: Source,
     prefix: String,
     timeout: Duration,
     on_down: OnStoreDown,
     lanes: Option<Box<LaneFilter>>,
     concurrency: Option<usize>,
     lease: Duration,
+    /// The first setting given that cannot work: the throttle's `build` refuses the store with it.
+    invalid: Option<PolicyError>,
 }
 
 /// How long a fleet-wide concurrency slot is held without renewal, by default.
@@ -124,21 +172,51 @@ pub const DEFAULT_LEASE: Duration = Duration::from_secs(5);
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore")
+            .field("cluster", &self.source.is_cluster())
             .field("prefix", &self.prefix)
             .field("timeout", &self.timeout)
             .field("on_down", &self.on_down)
             .field("all_lanes", &self.lanes.is_none())
             .field("concurrency", &self.concurrency)
             .field("lease", &self.lease)
+            .field("invalid", &self.invalid)
             .finish_non_exhaustive()
     }
 }
 
+/// A store setting refused: `field` was given `value`.
+fn refused(
+    field: &'static str,
+    value: impl fmt::Display,
+    expected: &'static str,
+    fix: &'static str,
+) -> PolicyError {
+    PolicyError::StoreSetting {
+        field,
+        value: value.to_string(),
+        expected,
+        fix,
+    }
+}
+
+/// A Redis URL the client refused, said for people (the URL itself is not repeated: it may
+/// hold a password).
+fn bad_url(url: &str, error: &redis::RedisError) -> PolicyError {
+    let tls = url.trim_start().to_ascii_lowercase().starts_with("rediss:");
+    let reason = if tls && !cfg!(feature = "tls") {
+        format!("{error}; rediss:// needs the crate feature `tls`")
+    } else {
+        error.to_string()
+    };
+    PolicyError::StoreUrl { reason }
+}
+
 impl RedisStore {
-    /// The server at `url` (`redis://host:port/db`, `rediss://…`; nothing is connected yet:
-    /// the first booking connects). Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout
-    /// [`DEFAULT_TIMEOUT`], fall back to the whole limit (set
-    /// [`expected_workers`](Self::expected_workers) to your fleet's size).
+    /// The server at `url` (`redis://host:port/db`; `rediss://…` with the feature `tls`, which
+    /// trusts the system's root certificates). Nothing is connected yet: the first booking
+    /// connects. Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout [`DEFAULT_TIMEOUT`],
+    /// fall back to the whole limit (set [`expected_workers`](Self::expected_workers) to your
+    /// fleet's size).
     ///
     /// ```
     /// use reqwest_throttle::store::RedisStore;
@@ -146,27 +224,148 @@ impl RedisStore {
     /// assert!(RedisStore::new("redis://127.0.0.1:6379/").is_ok());
     /// assert!(RedisStore::new("http://127.0.0.1/").is_err());
     /// ```
-    pub fn new(url: &str) -> Result<RedisStore, crate::PolicyError> {
-        let client = redis::Client::open(url).map_err(|error| crate::PolicyError::StoreUrl {
-            reason: error.to_string(),
-        })?;
+    pub fn new(url: &str) -> Result<RedisStore, PolicyError> {
+        let client = redis::Client::open(url).map_err(|error| bad_url(url, &error))?;
         Ok(RedisStore::from_client(client))
     }
 
-    /// The server `client` connects to.
+    /// The server `client` connects to: for what a URL cannot say, such as a TLS root
+    /// certificate of your own (`redis::Client::build_with_tls`, feature `tls`) or a RESP3
+    /// connection. The store makes its connection manager from it on first use, with its own
+    /// [`timeout`](Self::timeout).
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/0")?;
+    /// let store = RedisStore::from_client(client).prefix("billing");
+    /// # drop(store);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
     pub fn from_client(client: redis::Client) -> RedisStore {
+        RedisStore::from_source(Source::Client(Box::new(client)))
+    }
+
+    /// Your own connection manager, used as it is: its timeouts, its reconnection, its
+    /// credentials. The store still bounds each call by its own [`timeout`](Self::timeout).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use redis::aio::ConnectionManager;
+    /// use reqwest_throttle::store::RedisStore;
+    /// use reqwest_throttle::Throttle;
+    ///
+    /// let client = redis::Client::open("redis://127.0.0.1:6379/")?;
+    /// let manager = ConnectionManager::new(client).await?;
+    /// let throttle = Throttle::builder()
+    ///     .store(RedisStore::from_connection(manager.clone()).expected_workers(4))
+    ///     .build()?;
+    /// # drop(throttle);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn from_connection(connection: ConnectionManager) -> RedisStore {
+        RedisStore::from_source(Source::Ready(Connection::Node(connection)))
+    }
+
+    /// A Redis (or Valkey) Cluster reached through any of `nodes` (`redis://host:port`, or
+    /// `rediss://…` with the feature `tls`); the others are found from the cluster's slot map.
+    /// Nothing is connected yet: the first booking connects. Every key of a lane carries the
+    /// lane's hash tag, so each booking runs on the primary of one slot; after a failover the
+    /// store finds the promoted replica (bookings take the [fallback](OnStoreDown) meanwhile).
+    ///
+    /// ```
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let store = RedisStore::cluster(["redis://10.0.0.1:6379", "redis://10.0.0.2:6379"]);
+    /// assert!(store.is_ok());
+    /// assert!(RedisStore::cluster(["http://10.0.0.1/"]).is_err());
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn cluster<I>(nodes: I) -> Result<RedisStore, PolicyError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let nodes: Vec<String> = nodes
+            .into_iter()
+            .map(|node| node.as_ref().to_owned())
+            .collect();
+        let url = nodes.first().map(String::as_str).unwrap_or_default();
+        // A node that does not answer is retried soon, a few times: the store gives each call
+        // its timeout anyway, and probes again later.
+        let client = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(100)
+            .build()
+            .map_err(|error| bad_url(url, &error))?;
+        Ok(RedisStore::from_cluster_client(client))
+    }
+
+    /// The Redis Cluster `client` connects to (its TLS certificates, credentials and retries);
+    /// the store makes its cluster connection from it on first use, with its own
+    /// [`timeout`](Self::timeout).
+    ///
+    /// ```
+    /// use redis::cluster::ClusterClient;
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let client = ClusterClient::builder(["redis://10.0.0.1:6379"]).retries(2).build()?;
+    /// let store = RedisStore::from_cluster_client(client).expected_workers(8);
+    /// # drop(store);
+    /// # Ok::<(), redis::RedisError>(())
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn from_cluster_client(client: redis::cluster::ClusterClient) -> RedisStore {
+        RedisStore::from_source(Source::Cluster(Box::new(client)))
+    }
+
+    /// Your own cluster connection, used as it is. The store still bounds each call by its own
+    /// [`timeout`](Self::timeout).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use redis::cluster::ClusterClient;
+    /// use reqwest_throttle::store::RedisStore;
+    ///
+    /// let client = ClusterClient::new(["redis://10.0.0.1:6379"])?;
+    /// let connection = client.get_async_connection().await?;
+    /// let store = RedisStore::from_cluster_connection(connection);
+    /// # drop(store);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
+    pub fn from_cluster_connection(
+        connection: redis::cluster_async::ClusterConnection,
+    ) -> RedisStore {
+        RedisStore::from_source(Source::Ready(Connection::Cluster(connection)))
+    }
+
+    fn from_source(source: Source) -> RedisStore {
         RedisStore {
-            client,
+            source,
             prefix: DEFAULT_PREFIX.to_owned(),
             timeout: DEFAULT_TIMEOUT,
             on_down: OnStoreDown::Fallback { share: 1.0 },
             lanes: None,
             concurrency: None,
             lease: DEFAULT_LEASE,
+            invalid: None,
         }
     }
 
-    /// At most `max` requests of each lane in flight across the whole fleet (0 counts as 1), on
+    /// Keeps `error` if it is the first invalid setting.
+    fn refuse(mut self, error: PolicyError) -> Self {
+        self.invalid.get_or_insert(error);
+        self
+    }
+
+    /// At most `max` requests of each lane in flight across the whole fleet (at least 1), on
     /// top of each process's own [`Policy::concurrency`](crate::Policy::concurrency).
     ///
     /// A request takes a slot once its rate allows it to leave (it never holds one while it
@@ -181,46 +380,110 @@ impl RedisStore {
     /// use reqwest_throttle::store::RedisStore;
     ///
     /// let store = RedisStore::new("redis://127.0.0.1/").unwrap().concurrency(16);
-    /// # drop(store);
+    /// assert_eq!(store.configured_concurrency(), Some(16));
     /// ```
     pub fn concurrency(mut self, max: usize) -> Self {
-        self.concurrency = Some(max.max(1));
+        if max == 0 {
+            return self.refuse(refused(
+                "concurrency",
+                max,
+                "must be at least 1",
+                "leave it unset for no fleet-wide cap",
+            ));
+        }
+        self.concurrency = Some(max);
         self
     }
 
-    /// How long a fleet-wide concurrency slot lasts without renewal (default [`DEFAULT_LEASE`]);
-    /// a running request renews it every third of that. What a crashed worker's slots cost the
-    /// fleet. Below 30 ms, 30 ms.
+    /// How long a fleet-wide concurrency slot lasts without renewal (default [`DEFAULT_LEASE`],
+    /// at least [`MIN_LEASE`]); a running request renews it every third of that. What a
+    /// crashed worker's slots cost the fleet.
     pub fn lease(mut self, lease: Duration) -> Self {
-        self.lease = lease.max(Duration::from_millis(30));
+        if lease < MIN_LEASE {
+            return self.refuse(refused(
+                "lease",
+                for_people(&lease),
+                "must be at least 30ms",
+                "a running request renews its slot every third of the lease, one round trip to Redis each time; the default is 5s",
+            ));
+        }
+        self.lease = lease;
         self
     }
 
     /// Keys start with `prefix` (default [`DEFAULT_PREFIX`]): processes share a budget when
-    /// they use the same server, prefix and lane key.
+    /// they use the same server, prefix and lane key. No `{` or `}`: the store writes each
+    /// lane's keys under the hash tag `{prefix:lane}`, which a Redis Cluster reads up to the
+    /// first `}`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
+        let prefix = prefix.into();
+        if prefix.contains(['{', '}']) {
+            return self.refuse(refused(
+                "prefix",
+                format_args!("{prefix:?}"),
+                "must not contain `{` or `}`",
+                "the store writes each lane's keys under the hash tag {prefix:lane}, so that a Redis Cluster keeps them on one slot",
+            ));
+        }
+        self.prefix = prefix;
         self
     }
 
-    /// How long one call to Redis may take before the store counts as down (default 100 ms).
+    /// How long one call to Redis may take before the store counts as down (default 100 ms;
+    /// longer than zero, at most [`MAX_TIMEOUT`]): a request waits at most this long for a
+    /// Redis that does not answer, then takes the [`on_down`](Self::on_down) way.
     pub fn timeout(mut self, timeout: Duration) -> Self {
+        if timeout.is_zero() || timeout > MAX_TIMEOUT {
+            return self.refuse(refused(
+                "timeout",
+                for_people(&timeout),
+                "must be longer than zero and at most 60s",
+                "a request waits this long for a Redis that does not answer; the default is 100ms",
+            ));
+        }
         self.timeout = timeout;
         self
     }
 
-    /// How many processes share the budget: while Redis is down, each falls back to
-    /// `1 / workers` of every limit (0 counts as 1).
+    /// How many processes share the budget (at least 1): while Redis is down, each falls back
+    /// to `1 / workers` of every limit.
+    ///
+    /// ```
+    /// use reqwest_throttle::store::{OnStoreDown, RedisStore};
+    ///
+    /// let store = RedisStore::new("redis://127.0.0.1/").unwrap().expected_workers(4);
+    /// assert_eq!(store.configured_on_down(), OnStoreDown::Fallback { share: 0.25 });
+    /// ```
     pub fn expected_workers(mut self, workers: u32) -> Self {
+        if workers == 0 {
+            return self.refuse(refused(
+                "expected_workers",
+                workers,
+                "must be at least 1",
+                "the number of processes that share the budget",
+            ));
+        }
         self.on_down = OnStoreDown::Fallback {
-            share: 1.0 / f64::from(workers.max(1)),
+            share: 1.0 / f64::from(workers),
         };
         self
     }
 
     /// What a lane does while Redis does not answer (default: fall back to the whole limit, or
-    /// to the share [`expected_workers`](Self::expected_workers) sets).
+    /// to the share [`expected_workers`](Self::expected_workers) sets). A fallback share must be
+    /// in `(0, 1]`.
     pub fn on_down(mut self, on_down: OnStoreDown) -> Self {
+        if let OnStoreDown::Fallback { share } = on_down {
+            // Written so that NaN fails it too.
+            if !(share > 0.0 && share <= 1.0) {
+                return self.refuse(refused(
+                    "on_down",
+                    format_args!("a fallback share of {share}"),
+                    "a fallback share must be a number above 0 and at most 1",
+                    "use 1/N for a fleet of N workers (expected_workers(N)), or OnStoreDown::FailFast",
+                ));
+            }
+        }
         self.on_down = on_down;
         self
     }
@@ -241,10 +504,44 @@ impl RedisStore {
         self
     }
 
-    pub(crate) fn into_store(self) -> Arc<Store> {
+    /// The key prefix set by [`prefix`](Self::prefix).
+    pub fn configured_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The timeout of one call, set by [`timeout`](Self::timeout).
+    pub fn configured_timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// What lanes do while Redis is down, set by [`on_down`](Self::on_down) or
+    /// [`expected_workers`](Self::expected_workers).
+    pub fn configured_on_down(&self) -> OnStoreDown {
+        self.on_down
+    }
+
+    /// The fleet-wide cap of requests in flight per lane, set by
+    /// [`concurrency`](Self::concurrency).
+    pub fn configured_concurrency(&self) -> Option<usize> {
+        self.concurrency
+    }
+
+    /// How long a fleet-wide slot lasts without renewal, set by [`lease`](Self::lease).
+    pub fn configured_lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// The store as the lanes use it, or the first setting given that cannot work.
+    pub(crate) fn into_store(self) -> Result<Arc<Store>, PolicyError> {
+        match self.invalid {
+            Some(error) => Err(error),
+            None => Ok(self.into_store_unchecked()),
+        }
+    }
+
+    fn into_store_unchecked(self) -> Arc<Store> {
         Arc::new(Store {
-            client: self.client,
-            connection: OnceCell::new(),
+            connector: Connector::new(self.source),
             book: Script::new(script::BOOK),
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
@@ -280,11 +577,11 @@ pub(crate) enum StoreError {
     Reply(String),
 }
 
-/// The store as the lanes use it: one connection manager, the scripts, the health state.
+/// The store as the lanes use it: one connection (to a server or a cluster), the scripts, the
+/// health state.
 pub(crate) struct Store {
-    client: redis::Client,
     /// Made on first use, inside the runtime (the manager spawns its reconnection tasks).
-    connection: OnceCell<ConnectionManager>,
+    connector: Connector,
     book: Script,
     settle: Script,
     cool_down: Script,
@@ -317,7 +614,12 @@ impl Store {
         self.lanes.as_ref().is_none_or(|filter| filter(key))
     }
 
-    /// The Redis key of a lane's state: under one hash tag per lane.
+    /// The Redis key of a lane's state, `{prefix:lane}`; every other key of the lane is this
+    /// key and a suffix (`{prefix:lane}:leases`). A Redis Cluster hashes the text between the
+    /// first `{` and the first `}` after it: the prefix has no braces (its setter refuses them),
+    /// so that text is a non-empty start of `prefix:lane`, the same in every key of the lane,
+    /// which all land in one slot (a script may touch several). A lane key with a `}` cuts the
+    /// tag short: such lanes may share a slot, which costs nothing.
     pub fn key_for(&self, lane: &LaneKey) -> String {
         format!("{{{}:{}}}", self.prefix, lane.as_str())
     }
@@ -342,25 +644,6 @@ impl Store {
         self.health.refused();
     }
 
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let manager = self
-            .connection
-            .get_or_try_init(|| async {
-                // Reconnection gives up quickly: a probe starts it again, and no booking waits
-                // on it longer than the timeout anyway.
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_min_delay(Duration::from_millis(50))
-                    .set_max_delay(Duration::from_millis(500))
-                    .set_number_of_retries(3);
-                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
-            })
-            .await
-            .map_err(|error| StoreError::Redis(error.to_string()))?;
-        Ok(manager.clone())
-    }
-
     /// Runs `script` on `key` with `args`, within the timeout, through the health gate.
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -376,7 +659,7 @@ impl Store {
         // However this call ends, dropped included, a probe ends with it.
         let _probe = probe.then_some(ProbeEnd(&self.health));
         let call = || async {
-            let mut connection = self.connection().await?;
+            let mut connection = self.connector.connection(self.timeout).await?;
             let mut invocation = script.key(key);
             for arg in args {
                 invocation.arg(arg);
@@ -418,6 +701,11 @@ impl Store {
                 self.health.answered();
             }
             Err(error) => {
+                if probe {
+                    // Still down at a probe: a cluster's next probe starts from a fresh slot
+                    // map (after a failover, the promoted replica's).
+                    self.connector.reconnect_cluster();
+                }
                 if self.health.failed(Instant::now()) {
                     tracing::warn!(target: "reqwest_throttle", %error, on_down = ?self.on_down, "Redis is unavailable: lanes book by the fallback policy until it answers");
                 }
@@ -573,7 +861,7 @@ impl RedisStore {
     #[doc(hidden)]
     pub fn __probe(self) -> StoreProbe {
         StoreProbe {
-            store: self.into_store(),
+            store: self.into_store_unchecked(),
         }
     }
 }
@@ -682,5 +970,59 @@ impl StoreProbe {
             .await
             .map(|full| full.is_none())
             .map_err(|error| error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a Redis Cluster hashes of `key` to find its slot (the cluster specification): the
+    /// text between the first `{` and the first `}` after it when that is not empty, else the
+    /// whole key.
+    fn hashed(key: &str) -> &str {
+        key.find('{')
+            .and_then(|open| {
+                let rest = &key[open + 1..];
+                rest.find('}').map(|close| &rest[..close])
+            })
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(key)
+    }
+
+    #[test]
+    fn every_key_of_a_lane_hashes_to_the_lanes_slot() {
+        for prefix in ["reqwest-throttle", "", "a:b"] {
+            let store = RedisStore::new("redis://127.0.0.1/")
+                .unwrap()
+                .prefix(prefix)
+                .into_store()
+                .unwrap();
+            for lane in ["https://api.example.com:443", "odd}lane", "{odd", "}", ""] {
+                let key = store.key_for(&LaneKey::new(lane));
+                let tag = hashed(&key);
+                assert_ne!(tag, key, "{key:?} has no hash tag");
+                // The leases, and any key a lane adds the same way.
+                for other in [format!("{key}:leases"), format!("{key}:anything{{x}}")] {
+                    assert_eq!(hashed(&other), tag, "{other:?} beside {key:?}");
+                }
+            }
+            let one = store.key_for(&LaneKey::new("https://a.example:443"));
+            let two = store.key_for(&LaneKey::new("https://b.example:443"));
+            assert_ne!(hashed(&one), hashed(&two), "two lanes share one tag");
+        }
+    }
+
+    #[test]
+    fn a_prefix_that_would_break_the_hash_tag_is_refused() {
+        // `}x` would make the tag `{}`: empty, so each key of a lane would hash whole.
+        let store = RedisStore::new("redis://127.0.0.1/").unwrap().prefix("}x");
+        assert!(matches!(
+            store.into_store(),
+            Err(PolicyError::StoreSetting {
+                field: "prefix",
+                ..
+            })
+        ));
     }
 }

@@ -200,7 +200,7 @@ impl ThrottleBuilder {
         let lanes = Lanes::new(self.max_lanes, on_transition);
         #[cfg(feature = "redis")]
         let lanes = match self.store {
-            Some(store) => lanes.with_store(store.into_store()),
+            Some(store) => lanes.with_store(store.into_store()?),
             None => lanes,
         };
         Ok(Throttle {

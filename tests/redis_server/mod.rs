@@ -1,15 +1,50 @@
-//! A `redis-server` of a test's own on a free loopback port, killed when dropped, and stores
-//! on it: what `redis_store.rs` and `redis_windows.rs` share (each uses part of it).
+//! `redis-server`s of a test's own on free loopback ports, killed when dropped: one server, or
+//! a Redis Cluster of several, and stores on them. What `redis_store.rs`, `redis_windows.rs`,
+//! `redis_cluster.rs` and `redis_tls.rs` share (each uses part of it).
+//!
+//! Under `CI=true` a missing `redis-server` or `redis-cli` fails the test; elsewhere the test
+//! prints why and skips. `RT_REDIS` and `RT_REDIS_CLI` name the binaries if they are not on
+//! `PATH`.
 #![allow(dead_code)]
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest_throttle::store::RedisStore;
 
 fn on_ci() -> bool {
     std::env::var("CI").is_ok_and(|value| value == "true" || value == "1")
+}
+
+/// The binary the variable `env` names, else `default` (looked up on `PATH`).
+fn binary(env: &str, default: &str) -> String {
+    std::env::var(env).unwrap_or_else(|_| default.to_owned())
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// `n` different ports nobody listens on now (each held until all are found).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free loopback port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|listener| listener.local_addr().expect("a bound port").port())
+        .collect()
+}
+
+/// Whether `client` answers PING within 100 ms.
+fn answers(client: &redis::Client) -> bool {
+    client
+        .get_connection_with_timeout(Duration::from_millis(100))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok()
 }
 
 /// A `redis-server` on loopback, killed when dropped.
@@ -21,17 +56,30 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts one on a free port; `None` (the reason printed) outside CI without the binary.
     pub fn start() -> Option<RedisServer> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free loopback port")
-            .port();
-        RedisServer::start_on(port)
+        RedisServer::start_on(free_port())
     }
 
     pub fn start_on(port: u16) -> Option<RedisServer> {
-        let binary = std::env::var("RT_REDIS").unwrap_or_else(|_| "redis-server".to_owned());
+        RedisServer::start_with(port, &[])
+    }
+
+    /// Starts one on `port` with `extra` arguments (cluster mode, …), ready once it answers
+    /// PING there.
+    pub fn start_with(port: u16, extra: &[String]) -> Option<RedisServer> {
+        let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(extra.iter().cloned());
+        let client = redis::Client::open(url_of(port)).expect("a valid URL");
+        RedisServer::spawn(port, &args, || answers(&client))
+    }
+
+    /// Starts one with exactly `args` (plus no persistence), ready once `ready` holds (5 s at
+    /// most, else the test fails).
+    pub fn spawn(port: u16, args: &[String], ready: impl Fn() -> bool) -> Option<RedisServer> {
+        let binary = binary("RT_REDIS", "redis-server");
         let spawned = Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(args)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -46,29 +94,27 @@ impl RedisServer {
                 return None;
             }
         };
-        let server = RedisServer { child, port };
-        let client = redis::Client::open(server.url()).expect("a valid URL");
+        let mut server = RedisServer { child, port };
         for _ in 0..200 {
-            let pong = client
-                .get_connection_with_timeout(Duration::from_millis(100))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c));
-            if pong.is_ok() {
+            if ready() {
                 return Some(server);
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                // A setting this build does not support (TLS, say), or the port was taken.
+                panic!("{binary} exited at start ({status}) with {args:?}");
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("redis-server on port {port} did not answer PING within 5 s");
+        panic!("{binary} on port {port} was not ready within 5 s");
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        url_of(self.port)
     }
 
     /// A plain connection, to inspect keys or pause the server.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
-            .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
-            .expect("a connection to the test's redis-server")
+        connection_to(self.port)
     }
 
     pub fn kill(mut self) -> u16 {
@@ -85,6 +131,17 @@ impl Drop for RedisServer {
     }
 }
 
+fn url_of(port: u16) -> String {
+    format!("redis://127.0.0.1:{port}/")
+}
+
+/// A plain connection to the server on the loopback `port`.
+pub fn connection_to(port: u16) -> redis::Connection {
+    redis::Client::open(url_of(port))
+        .and_then(|client| client.get_connection_with_timeout(Duration::from_secs(1)))
+        .expect("a connection to the test's redis-server")
+}
+
 pub fn store(server: &RedisServer, prefix: &str) -> RedisStore {
     store_of(server.port, prefix)
 }
@@ -94,4 +151,197 @@ pub fn store_of(port: u16, prefix: &str) -> RedisStore {
     RedisStore::new(&format!("redis://127.0.0.1:{port}/"))
         .expect("a valid URL")
         .prefix(prefix)
+}
+
+/// A Redis Cluster on loopback: `redis-server --cluster-enabled yes` per node, joined by
+/// `redis-cli --cluster create`, with a short `cluster-node-timeout` (1 s) so that a failover
+/// takes seconds; its nodes killed and its folder removed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+/// How long a cluster node may be unreachable before the others fail it over, in ms.
+pub const NODE_TIMEOUT_MS: u64 = 1_000;
+
+impl RedisCluster {
+    /// `primaries` primaries with `replicas` replicas each, every slot covered and every
+    /// replica in sync; `None` (the reason printed) outside CI without the binaries.
+    pub fn start(primaries: usize, replicas: usize) -> Option<RedisCluster> {
+        let dir = std::env::temp_dir().join(format!(
+            "reqwest-throttle-cluster-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&dir).expect("a folder for the cluster's node files");
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            dir,
+        };
+        let nodes = primaries * (1 + replicas);
+        let ports = free_ports(2 * nodes);
+        for (port, bus) in ports[..nodes].iter().zip(&ports[nodes..]) {
+            // The cluster bus gets a port of its own (the default, port + 10 000, may be taken
+            // or above 65 535).
+            let extra = [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &bus.to_string(),
+                "--cluster-config-file",
+                &format!("nodes-{port}.conf"),
+                "--cluster-node-timeout",
+                &NODE_TIMEOUT_MS.to_string(),
+                // A replica takes over however long ago it last heard from its primary.
+                "--cluster-replica-validity-factor",
+                "0",
+                "--dir",
+                &cluster.dir.to_string_lossy(),
+            ]
+            .map(str::to_owned);
+            cluster.nodes.push(RedisServer::start_with(*port, &extra)?);
+        }
+        let mut create = Command::new(binary("RT_REDIS_CLI", "redis-cli"));
+        create
+            .arg("--cluster")
+            .arg("create")
+            .args(
+                cluster
+                    .nodes
+                    .iter()
+                    .map(|n| format!("127.0.0.1:{}", n.port)),
+            )
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .stdin(Stdio::null());
+        match create.output() {
+            Ok(output) if output.status.success() => {}
+            Ok(output) => panic!(
+                "redis-cli --cluster create failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            Err(error) if on_ci() => {
+                panic!("redis-cli unavailable under CI=true: {error}; .ci/run installs redis-server, which brings it")
+            }
+            Err(error) => {
+                eprintln!("skipped: cannot run redis-cli ({error}); apt-get install redis-tools");
+                return None;
+            }
+        }
+        cluster.wait_until("every slot served and every replica in sync", |cluster| {
+            cluster.is_ready(primaries * replicas)
+        });
+        Some(cluster)
+    }
+
+    /// The URLs of every node, as a client is given them.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The port of the living primary that serves `key`, as the node asked first sees it
+    /// (`None` while the slot's primary is failed and no replica has taken over yet).
+    pub fn primary_of(&self, key: &str) -> Option<u16> {
+        let mut redis = self.nodes[0].connection();
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(&mut redis)
+            .expect("CLUSTER KEYSLOT answers");
+        self.nodes_view()
+            .into_iter()
+            .find(|node| node.primary && node.slots.iter().any(|r| r.contains(&slot)))
+            .map(|node| node.port)
+    }
+
+    /// The node on `port`'s own connection.
+    pub fn connection(&self, port: u16) -> redis::Connection {
+        connection_to(port)
+    }
+
+    /// Kills the node on `port` (its process, as a crash would).
+    pub fn kill(&mut self, port: u16) {
+        let index = self
+            .nodes
+            .iter()
+            .position(|node| node.port == port)
+            .expect("a node of this cluster");
+        self.nodes.remove(index).kill();
+    }
+
+    /// Waits (at most 20 s of real time: the cluster's own timeouts are real) until `done`.
+    pub fn wait_until(&self, what: &str, done: impl Fn(&RedisCluster) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !done(self) {
+            assert!(Instant::now() < deadline, "the cluster never got {what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn is_ready(&self, replicas: usize) -> bool {
+        let ok = self.nodes.iter().all(|node| {
+            redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query::<String>(&mut node.connection())
+                .is_ok_and(|info| info.contains("cluster_state:ok"))
+        });
+        let in_sync = self
+            .nodes
+            .iter()
+            .filter(|node| {
+                redis::cmd("INFO")
+                    .arg("replication")
+                    .query::<String>(&mut node.connection())
+                    .is_ok_and(|info| info.contains("master_link_status:up"))
+            })
+            .count();
+        ok && in_sync == replicas
+    }
+
+    /// The cluster as the first living node sees it: every node not marked failed.
+    fn nodes_view(&self) -> Vec<NodeView> {
+        let text: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query(&mut self.nodes[0].connection())
+            .expect("CLUSTER NODES answers");
+        text.lines().filter_map(NodeView::parse).collect()
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// One line of `CLUSTER NODES`: `id ip:port@bus flags primary ping pong epoch link slots…`.
+struct NodeView {
+    port: u16,
+    primary: bool,
+    slots: Vec<std::ops::RangeInclusive<u16>>,
+}
+
+impl NodeView {
+    fn parse(line: &str) -> Option<NodeView> {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let port = fields.get(1)?.split('@').next()?.rsplit(':').next()?;
+        let flags = fields.get(2)?;
+        if flags.contains("fail") {
+            return None;
+        }
+        let slots = fields
+            .iter()
+            .skip(8)
+            .filter_map(|range| match range.split_once('-') {
+                Some((start, end)) => Some(start.parse().ok()?..=end.parse().ok()?),
+                None => range.parse().ok().map(|slot| slot..=slot),
+            })
+            .collect();
+        Some(NodeView {
+            port: port.parse().ok()?,
+            primary: flags.contains("master"),
+            slots,
+        })
+    }
 }

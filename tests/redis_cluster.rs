@@ -1,0 +1,212 @@
+//! The shared budget (feature `cluster`) on a real Redis Cluster of 3 primaries and 3 replicas
+//! that each test starts on free loopback ports (`redis-server --cluster-enabled yes`, joined by
+//! `redis-cli --cluster create`), killed when the test ends.
+//!
+//! The cluster's clock and its failure detection are real time, so these tests run in real
+//! time: they assert counts and outcomes, and their only waits are bounds that turn a hang into
+//! a failure (a request: 5 s; a failover: 20 s, with `cluster-node-timeout` at 1 s). Under
+//! `CI=true` a missing `redis-server` or `redis-cli` fails them; elsewhere they print why and
+//! skip.
+
+use std::time::{Duration, Instant};
+
+use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_throttle::retry::RetryPolicy;
+use reqwest_throttle::sim::SimulatedApi;
+use reqwest_throttle::store::RedisStore;
+use reqwest_throttle::{Policy, Rate, Throttle};
+
+mod redis_server;
+use redis_server::RedisCluster;
+
+const URL: &str = "http://api.test/v1/things";
+/// Bounds every request: a store that hangs fails the test instead of stalling it.
+const NO_HANG: Duration = Duration::from_secs(5);
+
+/// The Redis key of the lane `URL` goes in, under `prefix`.
+fn lane_key(prefix: &str) -> String {
+    format!("{{{prefix}:http://api.test:80}}")
+}
+
+/// A store on `cluster`, with a timeout of a second: connecting to every node of a cluster
+/// takes this unoptimised test build, on a busy machine, longer than the default 100 ms.
+fn cluster_store(cluster: &RedisCluster, prefix: &str) -> RedisStore {
+    RedisStore::cluster(cluster.urls())
+        .expect("valid node URLs")
+        .prefix(prefix)
+        .timeout(Duration::from_secs(1))
+}
+
+/// A throttle limited to `rate` with no retries and no breaker, keeping its budget in `store`.
+fn client(rate: Rate, store: RedisStore, api: &SimulatedApi) -> (Throttle, ClientWithMiddleware) {
+    let policy = Policy::new()
+        .rate(rate)
+        .retry(RetryPolicy::disabled())
+        .no_breaker()
+        .unlimited_concurrency();
+    let throttle = Throttle::builder()
+        .default_policy(policy)
+        .store(store)
+        .build()
+        .expect("a valid throttle");
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle.clone())
+        .with(api.clone())
+        .build();
+    (throttle, client)
+}
+
+/// One GET, which must end (as a status or the crate's error) within [`NO_HANG`].
+async fn send(client: &ClientWithMiddleware) -> Result<u16, String> {
+    match tokio::time::timeout(NO_HANG, client.get(URL).send()).await {
+        Err(_) => panic!("a request hung"),
+        Ok(Ok(response)) => Ok(response.status().as_u16()),
+        Ok(Err(error)) => Err(error.to_string()),
+    }
+}
+
+/// Sends `n` GETs at once through each client; the outcomes in order.
+async fn send_all(clients: &[&ClientWithMiddleware], n: usize) -> Vec<Result<u16, String>> {
+    let mut tasks = Vec::new();
+    for client in clients {
+        for _ in 0..n {
+            let client = (*client).clone();
+            tasks.push(tokio::spawn(async move { send(&client).await }));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.expect("no panic"));
+    }
+    outcomes
+}
+
+/// How many bookings the lane at `key` counts (its requests cell's booking number) on the
+/// node on `port`.
+fn bookings_on(cluster: &RedisCluster, port: u16, key: &str) -> u64 {
+    redis::cmd("HGET")
+        .arg(key)
+        .arg("s0")
+        .query::<Option<u64>>(&mut cluster.connection(port))
+        .expect("the node serves the lane's slot")
+        .unwrap_or(0)
+}
+
+fn slot_of(cluster: &RedisCluster, port: u16, key: &str) -> u16 {
+    redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query(&mut cluster.connection(port))
+        .expect("CLUSTER KEYSLOT answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_throttles_share_one_budget_through_a_cluster() {
+    let Some(cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    // The server allows 40/s with a burst of 10; each throttle is told the same 40/s, burst 4
+    // (six units below the server's: this test is about the cluster, not about how exactly
+    // the workers' timers fire on a busy machine).
+    let rate = Rate::per_second(40).burst(4);
+    let server = || SimulatedApi::builder().token_bucket(40.0, 10).build();
+    let api = server();
+    let (first, one) = client(rate, cluster_store(&cluster, "pair"), &api);
+    let (second, two) = client(rate, cluster_store(&cluster, "pair"), &api);
+    let outcomes = send_all(&[&one, &two], 30).await;
+    assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
+    let stats = api.stats();
+    assert_eq!((stats.received, stats.limited), (60, 0), "{stats:?}");
+    for throttle in [&first, &second] {
+        let store = throttle.stats().store.expect("store stats");
+        assert!(store.up && store.round_trips >= 30, "{store:?}");
+        assert_eq!(store.fallbacks, 0, "{store:?}");
+    }
+    // Booked on the primary of the lane's slot: 60 bookings in one schedule.
+    let key = lane_key("pair");
+    let primary = cluster.primary_of(&key).expect("a primary serves the lane");
+    assert_eq!(bookings_on(&cluster, primary, &key), 60);
+
+    // Two budgets of their own (the same rate, in memory) send twice too much: refused.
+    let alone = server();
+    let own = |api: &SimulatedApi| {
+        let throttle = Throttle::builder()
+            .default_policy(Policy::new().rate(rate).retry(RetryPolicy::disabled()))
+            .build()
+            .expect("a valid throttle");
+        ClientBuilder::new(reqwest::Client::new())
+            .with(throttle)
+            .with(api.clone())
+            .build()
+    };
+    let outcomes = send_all(&[&own(&alone), &own(&alone)], 30).await;
+    assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
+
+    // A fleet-wide cap keeps its leases in a second key of the lane, in the same slot.
+    let leases = format!("{key}:leases");
+    assert_eq!(
+        slot_of(&cluster, primary, &leases),
+        slot_of(&cluster, primary, &key)
+    );
+    let slow = SimulatedApi::builder()
+        .latency(Duration::from_millis(100))
+        .build();
+    let capped = || cluster_store(&cluster, "capped").concurrency(1);
+    let (_, one) = client(Rate::per_second(100), capped(), &slow);
+    let (_, two) = client(Rate::per_second(100), capped(), &slow);
+    assert_eq!(send_all(&[&one, &two], 3).await, vec![Ok(200); 6]);
+    assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookings_continue_after_a_primary_fails_over() {
+    let Some(mut cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let api = SimulatedApi::builder().build();
+    let store = cluster_store(&cluster, "failover").expected_workers(2);
+    let (throttle, client) = client(Rate::per_second(50), store, &api);
+    assert_eq!(send_all(&[&client], 5).await, vec![Ok(200); 5]);
+    let key = lane_key("failover");
+    let failed = cluster.primary_of(&key).expect("a primary serves the lane");
+    let before = bookings_on(&cluster, failed, &key);
+    assert_eq!(before, 5);
+
+    cluster.kill(failed);
+    let killed_at = Instant::now();
+    // Requests keep going (the fallback, at half the rate, while no primary serves the slot)
+    // and none hangs, until a promoted replica serves the slot and books them again.
+    let deadline = killed_at + Duration::from_secs(30);
+    let (promoted, sent) = loop {
+        assert_eq!(send(&client).await, Ok(200));
+        let stats = throttle.stats().store.expect("store stats");
+        let promoted = cluster
+            .primary_of(&key)
+            .filter(|primary| *primary != failed);
+        let booked = promoted.map(|primary| bookings_on(&cluster, primary, &key));
+        if let (Some(primary), Some(booked)) = (promoted, booked) {
+            if stats.up && booked > before {
+                break (primary, stats);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bookings never reached a promoted replica (promoted: {promoted:?}, its bookings: \
+             {booked:?}, before: {before}): {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    eprintln!(
+        "failover: the lane booked in Redis again {:?} after its primary was killed",
+        killed_at.elapsed()
+    );
+    assert!(sent.failures >= 1, "the store never noticed: {sent:?}");
+    assert!(sent.fallbacks >= 1, "{sent:?}");
+
+    // From now on every booking is in the shared budget, on the promoted replica.
+    let booked = bookings_on(&cluster, promoted, &key);
+    assert_eq!(send_all(&[&client], 10).await, vec![Ok(200); 10]);
+    let after = throttle.stats().store.expect("store stats");
+    assert_eq!(after.fallbacks, sent.fallbacks, "{after:?}");
+    assert_eq!(bookings_on(&cluster, promoted, &key), booked + 10);
+}
