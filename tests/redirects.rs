@@ -80,7 +80,7 @@ async fn redirects_followed_above_the_throttle_go_through_each_hosts_lane() {
         .build()
         .unwrap();
     let client = client(http, &throttle);
-    // The README's loop.
+    // The redirect loop of a misconfigured server.
     let mut url = Url::parse(&format!("{}/start", origin.uri())).unwrap();
     let mut response = client.get(url.clone()).send().await.unwrap();
     for _ in 0..10 {
