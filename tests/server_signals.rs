@@ -364,14 +364,15 @@ async fn refusals_without_headers_teach_the_lane_a_pace() {
         "{} refusals provoked for 1 000 requests",
         stats.limited
     );
-    // Goodput: 1 000 requests at 50/s take 20 s at best. 86 % since the lane ramps its rate
-    // up per request after a first refusal (90.7 % when it doubled its quota once per
-    // window): the ramp is what a leaky bucket needs (real nginx with `Retry-After: 1`, 49 %
-    // then, about 70 % now, see `tests/real_limiters.rs`), and against this fixed window its
-    // first resumed rate overshoots the count, which costs a pause.
+    // Goodput: 1 000 requests at 50/s take 20 s at best. The lane ramps its rate up per
+    // request after a first refusal, which a leaky bucket needs; against this fixed window its
+    // first resumed rate overshoots the count, which costs a pause, and the first refusal
+    // within a cycle is taken for a bucket's jitter (a hair too fast) before a second one shows
+    // the window: two pauses, about 82 %. Taking the first for a window at once read a real
+    // nginx bucket refusing an arrival that came early as a window of a third of its rate.
     let goodput = 20.0 / elapsed.as_secs_f64();
     assert!(
-        goodput >= 0.85,
+        goodput >= 0.8,
         "took {elapsed:?}: {:.1} % of the limit",
         goodput * 100.0
     );

@@ -7,7 +7,8 @@
 //! | Measuring | a refusal | Ramping | [`first_guess`](Phase::first_guess) |
 //! | Ramping | an accepted request | Ramping, a step up | [`ramp_up`](Phase::ramp_up) |
 //! | Ramping | a refusal | Resumed | [`resume`](Phase::resume) |
-//! | Resumed | a refusal within a cycle | Probing | [`probe`](Phase::probe) |
+//! | Resumed | a refusal within a cycle, the first or with far fewer accepted than a cycle did | Resumed, 5 % slower | [`slip`](Phase::slip) |
+//! | Resumed, slipped | a refusal within a cycle, about a cycle's quota accepted | Probing | [`probe`](Phase::probe) |
 //! | Resumed | a refusal after a cycle | Holding, at the last quota a cycle accepted | [`hold`](Phase::hold) |
 //! | Probing, Holding | a refusal | Holding | [`back_off`](Phase::back_off) |
 //! | Holding | its last held window's end | Probing | [`renew`](Phase::renew) |
@@ -23,10 +24,14 @@
 //!   cycle: a refusal costs a whole pause, so the lane never probes beyond where it was
 //!   refused, and the probe that is refused, if one is, was a small step above the last
 //!   accepted one.
-//! - **Probing**: refused again within a cycle of resuming, the server counts a fixed window
-//!   (its count, not the rate, was exceeded; a leaky bucket refuses a pace a little too fast
-//!   only now and then). What it accepted since the pause is its quota per cycle, probed 5 %
-//!   higher each window.
+//! - **Slipped**: refused within a cycle of resuming, the pace is within the jitter of a
+//!   bucket's rate (an arrival came a hair early), or a fixed window was spent. The lane takes
+//!   the cheaper mistake first: 5 % slower, closing in again from there.
+//! - **Probing**: refused within a cycle again after about a cycle's quota, the server counts
+//!   a fixed window (its count, not the rate, was exceeded; a leaky bucket refuses a pace a
+//!   little too fast only now and then). What it accepted since the pause is its quota per
+//!   cycle, probed 5 % higher each window. Far fewer accepted than a whole cycle did before is
+//!   no window's quota: the lane slips again.
 //! - **Holding**: a probe refused, the quota backs off 5 % and holds a while before probing
 //!   again (additive increase, multiplicative decrease).
 //!
@@ -56,6 +61,9 @@ use crate::time::later;
 const HOLD_WINDOWS: u32 = 60;
 /// The share of the rate accepted during a ramp that it resumes at once refused.
 const RAMP_RESUME_MARGIN: f64 = 0.98;
+/// The share of its pace a lane resumed after a ramp slows to when refused within a cycle
+/// (see [`Phase::slip`]).
+const SLIP_SHARE: f64 = 0.95;
 /// Quarters of the cycle in which a ramp doubles its rate.
 const RAMP_DOUBLINGS_PER_CYCLE: u32 = 4;
 
@@ -142,6 +150,8 @@ pub(super) enum Phase {
         ceiling: u64,
         /// The last quota a whole cycle accepted.
         clean: u64,
+        /// Refused within a cycle once already, and slowed down for it.
+        slipped: bool,
     },
     /// A fixed window's quota, probed upwards a window at a time.
     Probing { window: LearnedWindow },
@@ -191,11 +201,22 @@ impl Phase {
         let (next, interval) = match self {
             Phase::Measuring => Phase::first_guess(&measured, delay, resumes)?,
             Phase::Ramping { ramp, cycle } => Phase::resume(ramp, cycle, pacing.config().max_wait),
-            Phase::Resumed { window, clean, .. } => match measured.accepted() {
+            Phase::Resumed {
+                window,
+                clean,
+                slipped,
+                ..
+            } => match measured.accepted() {
                 Some((accepted, since))
                     if now.saturating_duration_since(since) <= window.length =>
                 {
-                    Phase::probe(accepted, window.length)
+                    // The first time, a pace within a hair of a bucket's rate, refused for
+                    // arrivals that came closer together than they left, or a window spent.
+                    if !slipped {
+                        Phase::slip(window, clean)
+                    } else {
+                        Phase::probe(accepted, window.length)
+                    }
                 }
                 // Refused closing in: the server's rate lies between the last quota a whole
                 // cycle accepted and the one refused, a small step apart; hold the first.
@@ -258,8 +279,30 @@ impl Phase {
             },
             ceiling,
             clean: quota,
+            slipped: false,
         };
         (resumed, interval_of(accepted, cap))
+    }
+
+    /// Resumed, and refused within a cycle for the first time: the pace the ramp found is
+    /// within the jitter of the server's rate (a leaky bucket refuses an arrival that came a
+    /// hair early), or a fixed window was spent. Taken as the first, the cheaper mistake: the
+    /// lane slows to [`SLIP_SHARE`] of its pace and closes in on the refused pace again, a
+    /// quarter of the gap a cycle (refused after a cycle, it holds the last clean quota);
+    /// refused within a cycle again after about a cycle's quota, it is a fixed window
+    /// ([`probe`](Phase::probe)). Taken as a window at once, a bucket of 50/s was paced at
+    /// 17/s for good.
+    fn slip(window: LearnedWindow, clean: u64) -> (Phase, Duration) {
+        let refused = window.limit.max(clean);
+        let limit = ((refused as f64) * SLIP_SHARE).floor().max(1.0) as u64;
+        let window = LearnedWindow { limit, ..window };
+        let slipped = Phase::Resumed {
+            window,
+            ceiling: refused,
+            clean: limit,
+            slipped: true,
+        };
+        (slipped, spacing(window.length, limit))
     }
 
     /// Resumed, and refused within a cycle: a fixed window, whose quota per cycle is what it
@@ -305,6 +348,7 @@ impl Phase {
                 window,
                 ceiling,
                 clean,
+                ..
             } => {
                 // A quarter of the gap: refused, the probe was a small step above the last
                 // quota a whole cycle accepted, which the lane then holds.
