@@ -18,6 +18,13 @@ use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 mod redis_server;
 use redis_server::{store, store_of, RedisServer};
 
+/// The real limiters (nginx), the measured run, and its fleet variant; not all of it is used
+/// here.
+#[allow(dead_code)]
+mod real;
+use real::measure::{measure_fleet, CountedClient, Load, RealServer, Report, ServerCounts};
+use real::nginx::{self, Nginx};
+
 const URL: &str = "http://api.test/v1/things";
 /// Bounds every request: a store that hangs fails the test instead of stalling it.
 const NO_HANG: Duration = Duration::from_secs(5);
@@ -701,4 +708,261 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
     let (_, two) = client(Rate::per_second(100), Some(renewed()), &slow);
     assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
+}
+
+/// The simulator's strict server on loopback: 50 requests/s without burst (a token bucket of
+/// one), plain 429s without headers or Retry-After, as nginx `limit_req` answers.
+struct StrictSim {
+    api: SimulatedApi,
+    server: reqwest_throttle::sim::SimServer,
+}
+
+impl StrictSim {
+    async fn start() -> StrictSim {
+        let api = SimulatedApi::builder()
+            .token_bucket(f64::from(nginx::RATE_PER_SECOND), 1)
+            .headers(HeaderStyle::None)
+            .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
+            .build();
+        let server = api.serve().await.expect("a loopback port");
+        StrictSim { api, server }
+    }
+}
+
+impl RealServer for StrictSim {
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    async fn counts(&self, _path: &str) -> Result<ServerCounts, String> {
+        let stats = self.api.stats();
+        Ok(ServerCounts {
+            attempts: stats.received,
+            rate_limited: stats.limited,
+        })
+    }
+}
+
+/// Four workers, each its own `Throttle` with its own `RedisStore` on `port` (as four processes
+/// would be), told the server's rate or nothing; default policy otherwise (retries included).
+fn fleet_of_four(port: u16, prefix: &str, configured: bool) -> Vec<CountedClient> {
+    (0..4)
+        .map(|_| {
+            let builder = Throttle::builder();
+            let builder = if configured {
+                let rate = Rate::per_second(u64::from(nginx::RATE_PER_SECOND));
+                builder.host("127.0.0.1", Policy::new().rate(rate))
+            } else {
+                builder
+            };
+            let throttle = builder
+                .store(store_of(port, prefix))
+                .build()
+                .expect("a valid throttle");
+            CountedClient::new(vec![std::sync::Arc::new(throttle)])
+        })
+        .collect()
+}
+
+/// 4 workers × 4 tasks send `requests` GETs together to a strict 50/s server through one
+/// shared budget; the run as counted.
+async fn fleet_run(
+    server: &impl RealServer,
+    path: &str,
+    configured: bool,
+    requests: usize,
+) -> Report {
+    let redis = RedisServer::start().expect("redis-server (see the module doc)");
+    let clients = fleet_of_four(redis.port, "fleet", configured);
+    let load = Load {
+        requests,
+        tasks: 16,
+        timeout: Duration::from_secs(60),
+        limit_per_second: nginx::RATE_PER_SECOND,
+    };
+    let report = measure_fleet(&clients, server, path, load).await.unwrap();
+    println!(
+        "fleet of 4, {}: completed {}/{}, attempts {}, 429s {} ({:.1} %), goodput {:.1} %",
+        if configured {
+            "configured"
+        } else {
+            "nothing configured"
+        },
+        report.completed,
+        report.requests,
+        report.server.attempts,
+        report.server.rate_limited,
+        100.0 * refused_share(&report),
+        100.0 * report.goodput()
+    );
+    report
+}
+
+fn refused_share(report: &Report) -> f64 {
+    report.server.rate_limited as f64 / report.server.attempts.max(1) as f64
+}
+
+/// Every request answered, the server's refusals within `refused` of its attempts, and the
+/// goodput above `floor` (a collapse, not a measurement: the figures are the example's).
+fn assert_fleet(report: &Report, refused: f64, floor: f64) {
+    assert_eq!(report.completed as usize, report.requests, "{report:#?}");
+    assert!(refused_share(report) <= refused, "{report:#?}");
+    assert!(report.goodput() >= floor, "{report:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_a_strict_simulated_server_exact() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    if std::env::var_os("FLEET_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("reqwest_throttle=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let sim = StrictSim::start().await;
+    let report = fleet_run(&sim, "/v1/things", true, 200).await;
+    if std::env::var_os("FLEET_DUMP").is_some() {
+        let requests = sim.api.requests();
+        let start = requests[0].at;
+        for r in requests.iter().take(120) {
+            eprintln!(
+                "{:>8.2} {:?}",
+                (r.at - start).as_secs_f64() * 1e3,
+                r.status.map(|s| s.as_u16())
+            );
+        }
+    }
+    assert_fleet(&report, 0.01, 0.8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_real_nginx_without_burst_exact() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let Some(nginx) = Nginx::start().await else {
+        return;
+    };
+    let report = fleet_run(&nginx, nginx::FLEET, true, 200).await;
+    assert_fleet(&report, 0.01, 0.8);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_a_strict_simulated_server_together() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let sim = StrictSim::start().await;
+    let report = fleet_run(&sim, "/v1/things", false, 300).await;
+    assert_fleet(&report, 0.05, 0.7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_real_nginx_without_burst_together() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let Some(nginx) = Nginx::start().await else {
+        return;
+    };
+    let report = fleet_run(&nginx, nginx::FLEET, false, 300).await;
+    assert_fleet(&report, 0.05, 0.7);
+}
+
+/// Four workers without `expected_workers`, Redis killed in the middle of a run: each falls
+/// back to a quarter of the limit (the live workers Redis last counted), so the fleet keeps
+/// within it; every worker books in Redis again soon after the restart; every request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_killed_a_fleet_falls_back_to_its_counted_share_then_shares_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    const RATE: u64 = 40;
+    let api = SimulatedApi::builder().record_limit(100_000).build();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            client(
+                Rate::per_second(RATE),
+                Some(store(&server, "members")),
+                &api,
+            )
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (_, client) in &workers {
+        for _ in 0..4 {
+            let (client, stop) = (client.clone(), std::sync::Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                // Bounded in count too: 40/s for a few seconds is far below this.
+                for _ in 0..2_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match tokio::time::timeout(NO_HANG, client.get(URL).send()).await {
+                        Err(_) => panic!("a request hung"),
+                        Ok(Ok(response)) => assert_eq!(response.status(), 200),
+                        Ok(Err(error)) => panic!("a request failed: {error}"),
+                    }
+                }
+            }));
+        }
+    }
+    // Long enough for every worker to have counted the four.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed = tokio::time::Instant::now();
+    let port = server.kill();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let _server = RedisServer::start_on(port).expect("redis-server restarts");
+    let restarted = tokio::time::Instant::now();
+    // Every worker books in Redis again.
+    let shared_again = loop {
+        let all_up = workers
+            .iter()
+            .all(|(throttle, _)| throttle.stats().store.is_some_and(|store| store.up));
+        if all_up {
+            break tokio::time::Instant::now();
+        }
+        assert!(
+            restarted.elapsed() < NO_HANG,
+            "the store never came back for every worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        tokio::time::timeout(NO_HANG * 2, task)
+            .await
+            .expect("a worker hung")
+            .expect("no request lost");
+    }
+    for (throttle, _) in &workers {
+        let store = throttle.stats().store.unwrap();
+        assert!(store.fallbacks > 0 && store.reconnects >= 1, "{store:?}");
+    }
+    // What the fleet sent while Redis was down: at most the limit and 10 %, over the outage
+    // (from the first failed call, a little after the kill, until the restart).
+    let down = restarted - killed;
+    let sent = api
+        .requests()
+        .iter()
+        .filter(|request| request.at >= killed && request.at < restarted)
+        .count();
+    let allowed = RATE as f64 * down.as_secs_f64() * 1.1;
+    println!(
+        "down {down:?}: {sent} sent (the limit and 10 %: {allowed:.0}); every worker shared again {:?} after the restart",
+        shared_again - restarted
+    );
+    assert!(
+        sent as f64 <= allowed,
+        "{sent} sent in {down:?}, more than {allowed:.0}"
+    );
+    assert!(
+        shared_again - restarted <= Duration::from_secs(2),
+        "shared again only {:?} after the restart",
+        shared_again - restarted
+    );
 }

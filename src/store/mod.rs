@@ -73,14 +73,18 @@ use crate::key::LaneKey;
 use crate::limiter::{Cost, Dimension, Limit};
 use crate::stats::StoreStats;
 
+mod clock;
 mod health;
 mod lane;
+mod members;
 mod script;
 
 pub(crate) use lane::{shapes_of, SharedBooking, SharedBudget, SharedCommitment, SharedOutcome};
 pub(crate) use script::{Booked, Reconcile, Shape, Shapes};
 
+use clock::ServerClock;
 use health::{Attempt, Health};
+use members::Members;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "reqwest-throttle";
@@ -116,6 +120,9 @@ pub struct RedisStore {
     lanes: Option<Box<LaneFilter>>,
     concurrency: Option<usize>,
     lease: Duration,
+    /// Whether the fallback share follows the live workers Redis counts (until
+    /// [`expected_workers`](Self::expected_workers) or [`on_down`](Self::on_down) sets it).
+    membership: bool,
 }
 
 /// How long a fleet-wide concurrency slot is held without renewal, by default.
@@ -163,6 +170,7 @@ impl RedisStore {
             lanes: None,
             concurrency: None,
             lease: DEFAULT_LEASE,
+            membership: true,
         }
     }
 
@@ -209,19 +217,23 @@ impl RedisStore {
         self
     }
 
-    /// How many processes share the budget: while Redis is down, each falls back to
-    /// `1 / workers` of every limit (0 counts as 1).
+    /// How many processes share the budget, as an override: while Redis is down, each falls
+    /// back to `1 / workers` of every limit (0 counts as 1). Without it, the share is `1 / N` of
+    /// the live workers Redis last counted (each booking worker renews a heartbeat entry every
+    /// 500 ms; an entry lives 3 s), which follows a fleet that scales.
     pub fn expected_workers(mut self, workers: u32) -> Self {
         self.on_down = OnStoreDown::Fallback {
             share: 1.0 / f64::from(workers.max(1)),
         };
+        self.membership = false;
         self
     }
 
-    /// What a lane does while Redis does not answer (default: fall back to the whole limit, or
-    /// to the share [`expected_workers`](Self::expected_workers) sets).
+    /// What a lane does while Redis does not answer (default: fall back to `1 / N` of every
+    /// limit, N the live workers last counted; see [`expected_workers`](Self::expected_workers)).
     pub fn on_down(mut self, on_down: OnStoreDown) -> Self {
         self.on_down = on_down;
+        self.membership = false;
         self
     }
 
@@ -249,6 +261,7 @@ impl RedisStore {
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
             learn: Script::new(script::LEARN),
+            share_cubic: Script::new(script::SHARE_CUBIC),
             acquire: Script::new(script::ACQUIRE),
             renew: Script::new(script::RENEW),
             release: Script::new(script::RELEASE),
@@ -259,6 +272,9 @@ impl RedisStore {
             on_down: self.on_down,
             lanes: self.lanes,
             health: Health::default(),
+            clock: ServerClock::default(),
+            heartbeat: Script::new(members::HEARTBEAT_SCRIPT),
+            members: self.membership.then(|| Members::new(lane::lease_id())),
         })
     }
 }
@@ -289,6 +305,7 @@ pub(crate) struct Store {
     settle: Script,
     cool_down: Script,
     learn: Script,
+    share_cubic: Script,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -300,6 +317,11 @@ pub(crate) struct Store {
     on_down: OnStoreDown,
     lanes: Option<Box<LaneFilter>>,
     health: Health,
+    /// Where the server's clock falls on this process's.
+    clock: ServerClock,
+    heartbeat: Script,
+    /// The live workers, when the fallback share follows them.
+    members: Option<Members>,
 }
 
 impl fmt::Debug for Store {
@@ -322,8 +344,50 @@ impl Store {
         format!("{{{}:{}}}", self.prefix, lane.as_str())
     }
 
+    /// What a lane does while the store is down: by default, the share of the live workers
+    /// last counted.
     pub fn on_down(&self) -> OnStoreDown {
-        self.on_down
+        match (&self.members, self.on_down) {
+            (Some(members), OnStoreDown::Fallback { .. }) => OnStoreDown::Fallback {
+                share: members.share(),
+            },
+            (_, on_down) => on_down,
+        }
+    }
+
+    /// Renews this worker's heartbeat (in the background) if one is due: what the fallback
+    /// share counts.
+    pub fn beat(self: &Arc<Self>) {
+        let Some(members) = &self.members else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !members.due(Instant::now()) {
+            return;
+        }
+        let store = Arc::clone(self);
+        runtime.spawn(async move {
+            let Some(members) = &store.members else {
+                return;
+            };
+            let key = format!("{{{}}}:members", store.prefix);
+            let args = [
+                String::new(),
+                members.id().to_owned(),
+                script::micros(members::MEMBER_TTL),
+            ];
+            match store.run::<u64>(&store.heartbeat, &key, &args).await {
+                Ok(live) => {
+                    if live != u64::from(members.live()) {
+                        tracing::debug!(target: "reqwest_throttle", live, "live workers sharing the store");
+                    }
+                    members.counted(live, Instant::now());
+                }
+                Err(_) => members.missed(),
+            }
+        });
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -408,6 +472,9 @@ impl Store {
         match &result {
             Ok(_) => {
                 if self.health.answered() {
+                    if let Some(members) = &self.members {
+                        members.back(Instant::now());
+                    }
                     tracing::info!(target: "reqwest_throttle", "Redis answers again: lanes book in the shared budget");
                 }
             }
@@ -426,7 +493,7 @@ impl Store {
     }
 
     /// Books `cost` under `shapes` in the lane at `key`; `now`, when given, replaces the
-    /// server's clock (tests).
+    /// server's clock and books without the fleet's guard (tests).
     pub async fn book(
         &self,
         key: &str,
@@ -435,7 +502,9 @@ impl Store {
         max_wait: Option<Duration>,
         now: Option<Duration>,
     ) -> Result<Booked, StoreError> {
-        let args = script::book_args(cost, shapes, max_wait, now);
+        // The guard covers at least how far this worker may misplace its grant.
+        let guard = now.is_none().then(|| self.clock.uncertainty());
+        let args = script::book_args(cost, shapes, max_wait, now, guard);
         let reply: Vec<String> = self.run(&self.book, key, &args).await?;
         script::parse_booked(&reply)
     }
@@ -476,6 +545,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let args = script::learn_args(dimension, limit, strict, fresh);
         self.run::<String>(&self.learn, key, &args).await.map(drop)
+    }
+
+    /// Shares the pace a worker learned from plain refusals with the lane at `key`, unless the
+    /// fleet holds a later decrease.
+    pub async fn share_cubic(
+        &self,
+        key: &str,
+        cubic: script::FleetCubic,
+    ) -> Result<(), StoreError> {
+        let args = script::share_cubic_args(cubic);
+        self.run::<u64>(&self.share_cubic, key, &args)
+            .await
+            .map(drop)
     }
 
     /// Charges `dimension` of the lane at `key` down to `remaining` units available now.

@@ -120,6 +120,21 @@ impl Cubic {
     }
 }
 
+/// The pace a lane learned from plain refusals, as a fleet shares it: the curve, and the
+/// instant of its latest decrease (refusals of attempts that left before it answer that
+/// decrease).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedCubic {
+    /// The rate, per second, at the refusal the curve starts from.
+    pub last_max: f64,
+    /// The decrease applied then.
+    pub beta: f64,
+    /// When the curve started.
+    pub since: Instant,
+    /// The latest decrease.
+    pub after: Instant,
+}
+
 /// Refusals in a row with nothing accepted between them (see
 /// [Refusals that cluster](self#refusals-that-cluster)).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -267,6 +282,45 @@ impl CubicPace {
         if (rate - current).abs() > current * 0.01 {
             set_cubic_pace(rate, false, pacing, actions);
         }
+    }
+
+    /// The curve and the latest decrease, for a fleet that learns together; `None` before any
+    /// plain refusal.
+    pub(super) fn shared(&self) -> Option<SharedCubic> {
+        let (curve, after) = (self.curve?, self.after?);
+        Some(SharedCubic {
+            last_max: curve.last_max,
+            beta: curve.beta,
+            since: curve.since,
+            after,
+        })
+    }
+
+    /// Takes the curve another worker of the fleet decreased to, if its decrease is later than
+    /// this lane's: the lane paces on it (without repricing: the shared schedule restarted when
+    /// that worker decreased), and a refusal of an attempt that left before it answers that
+    /// decrease, not a new congestion.
+    pub(super) fn adopt(
+        &mut self,
+        shared: SharedCubic,
+        now: Instant,
+        pacing: &mut Pacing,
+        actions: &mut Actions,
+    ) {
+        if self.after.is_some_and(|after| after >= shared.after)
+            || !(shared.last_max.is_finite() && shared.beta.is_finite())
+        {
+            return;
+        }
+        let curve = Cubic {
+            last_max: shared.last_max.max(MIN_RATE),
+            beta: shared.beta.clamp(BETA_IN_STREAK, BETA_CONFIGURED),
+            since: shared.since,
+        };
+        self.curve = Some(curve);
+        self.after = Some(shared.after);
+        self.streak = None;
+        set_cubic_pace(curve.rate_at(now), false, pacing, actions);
     }
 
     /// The lane was idle for `gap`: the curve resumes where it stood.
