@@ -35,6 +35,14 @@
 //! the latest booking; under-estimates charged). A pause a worker learns from the server
 //! (Retry-After, a reset) is written to Redis too, so every worker honours it.
 //!
+//! A grant is an instant of the server's clock: each worker places it on its own clock by the
+//! offset measured on its fastest recent round trip and leaves at it to some tens of
+//! microseconds, and the shared cell spaces requests a little further apart than their
+//! interval (2 %, at most 1 ms) against the arrival jitter between processes, so that a fleet
+//! keeps a server without burst (nginx `limit_req`) as one process does. What a worker learns
+//! from plain refusals (the pace and its latest decrease) is shared the same way: one refusal
+//! slows the fleet once.
+//!
 //! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`); the braces
 //! are a hash tag, so whatever keys a lane ever needs stay on one Redis Cluster slot. The hash
 //! expires one second after its state is back at rest, so idle lanes leave nothing behind.
@@ -46,8 +54,10 @@
 //! calling it ([`OnStoreDown`]):
 //!
 //! - [`OnStoreDown::Fallback`] (the default): the lane books in a budget of this process at a
-//!   share of each limit, by default the rate divided by [`RedisStore::expected_workers`], so
-//!   the fleet as a whole stays under the limit while Redis is down;
+//!   share of each limit, by default `1 / N` with N the live workers Redis last counted (each
+//!   booking worker renews a heartbeat entry that expires; see the `members` module), or
+//!   `1 / expected_workers` when [`RedisStore::expected_workers`] overrides it, so the fleet as
+//!   a whole stays under the limit while Redis is down;
 //! - [`OnStoreDown::FailFast`]: the request fails with
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!

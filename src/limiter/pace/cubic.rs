@@ -354,7 +354,7 @@ fn set_cubic_pace(rate: f64, reprice: bool, pacing: &mut Pacing, actions: &mut A
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{learner, plain};
-    use super::super::protocol::{Action, Answer};
+    use super::super::protocol::{Action, Answer, Observation};
     use super::*;
 
     /// The instant the lane is told to cool down until, if it is.
@@ -397,6 +397,39 @@ mod tests {
         // Refusals of attempts sent during the wait belong to the same cluster.
         let actions = learner.observe(&plain(ms(500), Answer::RateLimited));
         assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    /// Two workers of a fleet: the first is refused and decreases; the second takes its curve
+    /// and, refused for a request that left before that decrease, does not decrease again.
+    #[test]
+    fn a_curve_taken_from_another_worker_answers_the_refusals_before_it() {
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        let mut first = learner(Duration::from_secs(60));
+        let mut second = learner(Duration::from_secs(60));
+        for worker in [&mut first, &mut second] {
+            for at in 0..20 {
+                worker.observe(&plain(ms(at * 20), Answer::Accepted));
+            }
+        }
+        assert!(first.shared_cubic().is_none());
+        first.observe(&plain(ms(400), Answer::RateLimited));
+        let shared = first.shared_cubic().expect("a curve after a plain refusal");
+        let actions = second.adopt_cubic(shared, ms(400));
+        assert_eq!(
+            second.limit(Dimension::Requests),
+            first.limit(Dimension::Requests)
+        );
+        assert!(!actions.is_empty());
+        // Taken once: the same curve again changes nothing.
+        assert!(second.adopt_cubic(shared, ms(406)).is_empty());
+        // A refusal of a request the second sent before the first's decrease: answered.
+        let early = Observation {
+            departed: ms(395),
+            ..plain(ms(410), Answer::RateLimited)
+        };
+        assert!(second.observe(&early).is_empty());
+        assert_eq!(second.shared_cubic(), Some(shared));
     }
 
     /// A refusal now and then between accepted requests (a leaky bucket, a pace a hair too
