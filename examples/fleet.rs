@@ -679,7 +679,7 @@ async fn strict(server: &str) -> Result<()> {
         }
         // Let nginx's log catch up with its answers.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let (attempts, refused) = tokio::task::block_in_place(|| counts());
+        let (attempts, refused) = tokio::task::block_in_place(counts);
         let requests = (STRICT_WORKERS * STRICT_REQUESTS) as f64;
         let span = (last.saturating_sub(first) as f64 / 1e6).max(requests / STRICT_RATE as f64);
         let goodput = completed as f64 / span / STRICT_RATE as f64;

@@ -634,12 +634,12 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     let second = book(t0).await;
     let third = book(t0).await;
     assert!((millis(&third) - 200.0).abs() < 1.0, "{third:?}");
-    // The second, not the latest, is dropped: the schedule closes up behind it, and the next
-    // booking takes the third's place in line (200 ms), not the one after it (300 ms). The
-    // third keeps its slot.
-    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 1);
+    // The second, not the latest, is dropped. Without burst, closing the schedule up behind it
+    // would put the next booking on the third's instant (two requests at once, refused by a
+    // server without burst): it is forfeited, and the next booking goes after the third.
+    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 0);
     let fourth = book(t0).await;
-    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    assert!((millis(&fourth) - 300.0).abs() < 1.0, "{fourth:?}");
     // Ten seconds later the cell is at rest: a booking then starts after a gap. The fourth,
     // dropped only now, was absorbed by that gap: it gives nothing back, and the next booking
     // waits behind the fifth as if it had not been dropped.
@@ -649,6 +649,36 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     assert_eq!(probe.cancel_at("lane", &fourth, later).await.unwrap(), 0);
     let sixth = book(later).await;
     assert!((millis(&sixth) - 100.0).abs() < 1.0, "{sixth:?}");
+
+    // With a burst of 2, two requests at once are within the rate: the schedule closes up
+    // behind an earlier dropped booking, and the next one takes the place in line of the one
+    // after it (200 ms, beside the fourth), not the one after that (300 ms).
+    let limits = [
+        Some(Limit::new(Duration::from_millis(100), 2)),
+        None,
+        None,
+        None,
+    ];
+    let book = |now: Duration| {
+        let probe = &probe;
+        async move {
+            probe
+                .book_at("burst", &Cost::requests(1), &limits, now)
+                .await
+                .expect("the store answers")
+                .expect("nothing is refused without a max wait")
+        }
+    };
+    let _first = book(t0).await;
+    let second = book(t0).await;
+    let third = book(t0).await;
+    let fourth = book(t0).await;
+    assert_eq!(second.wait, Duration::ZERO);
+    assert!((millis(&third) - 100.0).abs() < 1.0, "{third:?}");
+    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    assert_eq!(probe.cancel_at("burst", &second, t0).await.unwrap(), 1);
+    let fifth = book(t0).await;
+    assert!((millis(&fifth) - 200.0).abs() < 1.0, "{fifth:?}");
 }
 
 #[tokio::test]
@@ -810,33 +840,18 @@ fn assert_fleet(report: &Report, refused: f64, floor: f64) {
     assert!(report.goodput() >= floor, "{report:#?}");
 }
 
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_configured_keeps_a_strict_simulated_server_exact() {
     if RedisServer::start().is_none() {
         return;
     }
-    if std::env::var_os("FLEET_TRACE").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter("reqwest_throttle=debug")
-            .with_writer(std::io::stderr)
-            .init();
-    }
     let sim = StrictSim::start().await;
-    let report = fleet_run(&sim, "/v1/things", true, 200).await;
-    if std::env::var_os("FLEET_DUMP").is_some() {
-        let requests = sim.api.requests();
-        let start = requests[0].at;
-        for r in requests.iter().take(120) {
-            eprintln!(
-                "{:>8.2} {:?}",
-                (r.at - start).as_secs_f64() * 1e3,
-                r.status.map(|s| s.as_u16())
-            );
-        }
-    }
-    assert_fleet(&report, 0.01, 0.8);
+    let report = fleet_run(&sim, "/v1/things", true, 500).await;
+    assert_fleet(&report, 0.01, 0.95);
 }
 
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_configured_keeps_real_nginx_without_burst_exact() {
     if RedisServer::start().is_none() {
@@ -845,20 +860,22 @@ async fn a_fleet_configured_keeps_real_nginx_without_burst_exact() {
     let Some(nginx) = Nginx::start().await else {
         return;
     };
-    let report = fleet_run(&nginx, nginx::FLEET, true, 200).await;
-    assert_fleet(&report, 0.01, 0.8);
+    let report = fleet_run(&nginx, nginx::FLEET, true, 500).await;
+    assert_fleet(&report, 0.01, 0.95);
 }
 
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_told_nothing_learns_a_strict_simulated_server_together() {
     if RedisServer::start().is_none() {
         return;
     }
     let sim = StrictSim::start().await;
-    let report = fleet_run(&sim, "/v1/things", false, 300).await;
-    assert_fleet(&report, 0.05, 0.7);
+    let report = fleet_run(&sim, "/v1/things", false, 500).await;
+    assert_fleet(&report, 0.05, 0.9);
 }
 
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_told_nothing_learns_real_nginx_without_burst_together() {
     if RedisServer::start().is_none() {
@@ -867,8 +884,8 @@ async fn a_fleet_told_nothing_learns_real_nginx_without_burst_together() {
     let Some(nginx) = Nginx::start().await else {
         return;
     };
-    let report = fleet_run(&nginx, nginx::FLEET, false, 300).await;
-    assert_fleet(&report, 0.05, 0.7);
+    let report = fleet_run(&nginx, nginx::FLEET, false, 500).await;
+    assert_fleet(&report, 0.05, 0.9);
 }
 
 /// Four workers without `expected_workers`, Redis killed in the middle of a run: each falls
@@ -964,5 +981,57 @@ async fn with_redis_killed_a_fleet_falls_back_to_its_counted_share_then_shares_a
         shared_again - restarted <= Duration::from_secs(2),
         "shared again only {:?} after the restart",
         shared_again - restarted
+    );
+}
+
+/// One worker refused by a server without burst (plain 429s, nothing configured): the pace it
+/// learns from the refusal, and its latest decrease, go into the lane's hash, and the other
+/// worker paces on them at its next booking without having been refused itself.
+#[tokio::test]
+async fn a_pace_one_worker_learns_from_plain_refusals_paces_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // 100/s without burst: five at once are refused but one, and the pace learned from that
+    // (well below 100/s) is accepted.
+    let api = SimulatedApi::builder()
+        .token_bucket(100.0, 1)
+        .headers(HeaderStyle::None)
+        .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
+        .build();
+    let lane_rate = |throttle: &Throttle| throttle.stats().lanes.first().and_then(|lane| lane.rate);
+    let (told, told_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
+    let (other, other_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
+    assert_eq!(send_all(&[&other_client], 1).await, vec![Ok(200)]);
+    assert_eq!(lane_rate(&other), None, "nothing learned yet");
+    // Five at once: the server takes one, the others are refused and the worker decreases.
+    let outcomes = send_all(&[&told_client], 5).await;
+    assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
+    let learned = lane_rate(&told).expect("a pace learned from the refusals");
+    // The server's bucket refills: the other worker's requests are not refused for coming
+    // right after the refused worker's last.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The other worker's next bookings read the fleet's curve (it is shared in the
+    // background, so the first may come before it).
+    let mut taken = None;
+    for _ in 0..20 {
+        let _ = send_all(&[&other_client], 1).await;
+        taken = lane_rate(&other);
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The fleet's latest curve: the refused worker's latest decrease, grown a little along it
+    // since (CUBIC grows with time).
+    let taken = taken.expect("the other worker paces on the fleet's curve");
+    assert!(
+        (taken - learned).abs() <= learned * 0.25,
+        "learned {learned}/s by the refused worker, {taken}/s taken by the other"
+    );
+    assert_eq!(
+        other.stats().lanes[0].rate_limited,
+        0,
+        "the other worker was never refused"
     );
 }

@@ -33,13 +33,20 @@ pub(crate) struct SharedBudget {
     /// or this lane's own): what the fallback takes its share of.
     fleet_limits: Mutex<[Option<Limit>; Dimension::ALL.len()]>,
     /// The pace learned from plain refusals: the fleet's as the latest booking read it, and the
-    /// latest decrease (µs of the server's clock) this lane published or took.
-    cubic: Mutex<(Option<FleetCubic>, f64)>,
+    /// one this lane published or took last.
+    cubic: Mutex<CubicSeen>,
 }
 
-/// Two decreases of the fleet's pace closer than this are one (the same decrease read back
-/// through two clocks, or two workers refused by the same congestion).
-const SAME_DECREASE_US: f64 = 2_000.0;
+/// The pace learned from plain refusals, as a lane has seen it.
+#[derive(Debug, Default)]
+struct CubicSeen {
+    /// The fleet's, as the latest booking read it.
+    fleet: Option<FleetCubic>,
+    /// The share of the fleet's this lane has read (taken, or known as its own).
+    seq: u64,
+    /// The curve this lane published or took last, on its own clock.
+    local: Option<SharedCubic>,
+}
 
 /// The store's answer to one booking.
 #[derive(Debug)]
@@ -65,7 +72,7 @@ impl SharedBudget {
             carried: AtomicU64::new(0),
             fleet_ahead: Default::default(),
             fleet_limits: Mutex::default(),
-            cubic: Mutex::new((None, f64::NEG_INFINITY)),
+            cubic: Mutex::default(),
         }
     }
 
@@ -97,7 +104,7 @@ impl SharedBudget {
                 cubic,
             } => {
                 if cubic.is_some() {
-                    self.lock_cubic().0 = cubic;
+                    self.lock_cubic().fleet = cubic;
                 }
                 // The grant is an instant of the server's clock: placed on this worker's by the
                 // best measured offset, so that the fleet's departures keep the grants' spacing
@@ -125,7 +132,7 @@ impl SharedBudget {
         })
     }
 
-    fn lock_cubic(&self) -> MutexGuard<'_, (Option<FleetCubic>, f64)> {
+    fn lock_cubic(&self) -> MutexGuard<'_, CubicSeen> {
         // Plain values: consistent even if a holder panicked.
         self.cubic
             .lock()
@@ -133,8 +140,8 @@ impl SharedBudget {
     }
 
     /// Shares the pace this lane learned from plain refusals with every worker (in the
-    /// background), if it holds a decrease the fleet has not seen: one worker's refusal slows
-    /// every worker, once.
+    /// background), if it changed since this lane last published or took one: one worker's
+    /// refusal slows every worker, once. The script keeps the latest decrease of the fleet.
     pub fn share_cubic(&self, shared: SharedCubic) {
         let clock = &self.store.clock;
         let (Some(since_us), Some(after_us)) =
@@ -143,13 +150,14 @@ impl SharedBudget {
             return;
         };
         {
-            let mut cubic = self.lock_cubic();
-            if after_us <= cubic.1 + SAME_DECREASE_US {
+            let mut seen = self.lock_cubic();
+            if seen.local == Some(shared) {
                 return;
             }
-            cubic.1 = after_us;
+            seen.local = Some(shared);
         }
         let fleet = FleetCubic {
+            seq: 0,
             last_max: shared.last_max,
             beta: shared.beta,
             since_us,
@@ -158,13 +166,19 @@ impl SharedBudget {
         self.in_background(move |store, key| async move { store.share_cubic(&key, fleet).await });
     }
 
-    /// The pace the fleet learned from plain refusals, once per decrease this lane has neither
-    /// published nor taken yet, on this worker's clock.
+    /// The pace the fleet learned from plain refusals, once per share that is not this lane's
+    /// own, on this worker's clock.
     pub fn cubic_news(&self) -> Option<SharedCubic> {
-        let mut cubic = self.lock_cubic();
-        let fleet = cubic
-            .0
-            .filter(|fleet| fleet.after_us > cubic.1 + SAME_DECREASE_US)?;
+        let mut seen = self.lock_cubic();
+        let fleet = seen.fleet.filter(|fleet| fleet.seq != seen.seq)?;
+        seen.seq = fleet.seq;
+        // This lane's own share read back: nothing to take.
+        if seen
+            .local
+            .is_some_and(|local| local.last_max == fleet.last_max && local.beta == fleet.beta)
+        {
+            return None;
+        }
         let clock = &self.store.clock;
         let shared = SharedCubic {
             last_max: fleet.last_max,
@@ -172,7 +186,7 @@ impl SharedBudget {
             since: clock.local(fleet.since_us)?,
             after: clock.local(fleet.after_us)?,
         };
-        cubic.1 = fleet.after_us;
+        seen.local = Some(shared);
         Some(shared)
     }
 

@@ -293,32 +293,34 @@ return 'ok'
 "#
 );
 
-/// Shares the pace a worker learned from plain refusals (field `rf`: `last_max,beta,since,after`,
-/// the curve's rate at its refusal, its decrease, its start and the decrease's instant in µs of
-/// the server's clock), unless the fleet already holds a later decrease: the bookings' replies
-/// carry it to every worker, which paces on it (see `SharedBudget::share_cubic`).
+/// Shares the pace a worker learned from plain refusals (field `rf`:
+/// `seq,last_max,beta,since,after`: a number that grows with every share, the curve's rate at
+/// its refusal, its decrease, its start and the decrease's instant in µs of the server's
+/// clock); the latest share wins (workers share only new decreases, so the latest is the
+/// fleet's latest, and comparing instants converted by different offsets would not be
+/// exact). The bookings' replies carry it to every worker, which paces on it (see
+/// `SharedBudget::share_cubic`).
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]..ARGV\[5\]: the four
-/// values; ARGV\[6\]: how long the hash lives without bookings, µs. Replies 1 when shared, 0
-/// when a later decrease was there.
+/// values; ARGV\[6\]: how long the hash lives without bookings, µs. Replies the new `seq`.
 pub(super) const SHARE_CUBIC: &str = concat!(
     prelude!(),
     r#"
-local held = redis.call('HGET', key, 'rf')
-local held_after = held and tonumber(string.match(held, ',([^,]+)$'))
-if held_after and held_after >= tonumber(ARGV[5]) then return 0 end
-redis.call('HSET', key, 'rf', ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
+local seq = redis.call('HINCRBY', key, 'rs', 1)
+redis.call('HSET', key, 'rf', seq .. ',' .. ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
 local until_us = now + tonumber(ARGV[6])
 redis.call('HSET', key, 'lx', fmt(math.max(until_us, tonumber(redis.call('HGET', key, 'lx')) or 0)))
 local ttl = ttl_ms(until_us)
 if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
-return 1
+return seq
 "#
 );
 
 /// The pace learned from plain refusals as the fleet shares it, in µs of the server's clock.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct FleetCubic {
+    /// Grows with every share (0 before it is shared).
+    pub seq: u64,
     pub last_max: f64,
     pub beta: f64,
     pub since_us: f64,
@@ -326,11 +328,13 @@ pub(crate) struct FleetCubic {
 }
 
 impl FleetCubic {
-    /// Reads the `rf` field; `None` for anything but four finite numbers.
+    /// Reads the `rf` field; `None` for anything but a sequence number and four finite numbers.
     pub(super) fn parse(field: &str) -> Option<FleetCubic> {
-        let mut values = field.split(',').map(|value| value.parse::<f64>().ok());
+        let (seq, values) = field.split_once(',')?;
+        let mut values = values.split(',').map(|value| value.parse::<f64>().ok());
         let mut next = || values.next().flatten().filter(|value| value.is_finite());
         let cubic = FleetCubic {
+            seq: seq.parse().ok()?,
             last_max: next()?,
             beta: next()?,
             since_us: next()?,
@@ -886,6 +890,30 @@ mod tests {
         assert_eq!(args(600)[7], "");
         let cancel = settle_args(&grants, &booked, &Cost::zero(), Reconcile::Cancel, None);
         assert_eq!(cancel[7], "cancel");
+    }
+
+    #[test]
+    fn the_fleets_curve_reads_back_or_not_at_all() {
+        assert_eq!(
+            FleetCubic::parse("3,100,0.7,1000.5,2000"),
+            Some(FleetCubic {
+                seq: 3,
+                last_max: 100.0,
+                beta: 0.7,
+                since_us: 1000.5,
+                after_us: 2000.0
+            })
+        );
+        for garbage in [
+            "",
+            "3,100,0.7,1",
+            "3,100,0.7,1,2,3",
+            "x,1,1,1,1",
+            "3,NaN,1,1,1",
+            "3,inf,1,1,1",
+        ] {
+            assert_eq!(FleetCubic::parse(garbage), None, "{garbage}");
+        }
     }
 
     #[test]
