@@ -154,8 +154,8 @@ impl fmt::Debug for RedisStore {
 impl RedisStore {
     /// The server at `url` (`redis://host:port/db`, `rediss://…`; nothing is connected yet:
     /// the first booking connects). Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout
-    /// [`DEFAULT_TIMEOUT`], fall back to the whole limit (set
-    /// [`expected_workers`](Self::expected_workers) to your fleet's size).
+    /// [`DEFAULT_TIMEOUT`], fall back to `1 / N` of every limit, N the live workers Redis last
+    /// counted by heartbeat ([`expected_workers`](Self::expected_workers) overrides it).
     ///
     /// ```
     /// use reqwest_throttle::store::RedisStore;
