@@ -13,10 +13,22 @@
 //! `worker` as first argument. The server's own counters are the truth: 429s and goodput.
 //! With `FLEET_TRACE=1` the workers log the crate's `tracing` events (debug) to stderr.
 //!
+//! `--strict [sim|nginx]` measures instead 4 worker processes × 125 GETs from 4 tasks each
+//! against a strict server (50/s, no burst, plain 429s: the simulator's, or real nginx
+//! `limit_req` on `/fleet`, found as the real-limiter tests find it, `RT_NGINX`): each its own
+//! budget told the rate, one budget shared through Redis told the rate, and shared told
+//! nothing; goodput as the real-limiter tests count it (served per second over the limit, from
+//! the first request to the last answer) and the server's 429s.
+//!
 //! `--faults [runs]` repeats only the fault run (default 5 times) and breaks it into phases:
 //! before the kill, Redis down, restarted but not every worker back, every worker back; with
 //! each 429 and whether its worker was then on the fallback budget (`FLEET_DEBUG=1`: also
 //! when each worker's store went down and came back).
+
+// The real limiters of the `real_limiters` tests (nginx); this example needs only part of it.
+#[allow(dead_code)]
+#[path = "../tests/real/mod.rs"]
+mod real;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -51,6 +63,13 @@ fn main() -> Result<()> {
     }
     if args.get(1).map(String::as_str) == Some("llm-worker") {
         return worker(&args[2], args.get(3).map(String::as_str), true);
+    }
+    if args.get(1).map(String::as_str) == Some("strict-worker") {
+        return strict_worker(&args[2], &args[3], &args[4]);
+    }
+    if args.get(1).map(String::as_str) == Some("--strict") {
+        let server = args.get(2).cloned().unwrap_or_else(|| "sim".to_owned());
+        return tokio::runtime::Runtime::new()?.block_on(strict(&server));
     }
     if args.get(1).map(String::as_str) == Some("--faults") {
         let runs = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(5);
@@ -509,4 +528,170 @@ fn phases(
             worker.map_or("?".to_owned(), |w| w.to_string())
         );
     }
+}
+
+/// The strict runs: workers, GETs per worker, tasks per worker, the server's rate.
+const STRICT_WORKERS: usize = 4;
+const STRICT_REQUESTS: usize = 125;
+const STRICT_TASKS: usize = 4;
+const STRICT_RATE: u64 = 50;
+
+/// One worker of a strict run: `mode` is `own`, `shared` or `nothing` (shared, told nothing);
+/// prints `completed failed first_start_us last_end_us` (µs since the Unix epoch).
+fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let mut builder = Throttle::builder();
+        if mode != "nothing" {
+            builder = builder.host(
+                "127.0.0.1",
+                Policy::new().rate(Rate::per_second(STRICT_RATE)),
+            );
+        }
+        if mode != "own" {
+            builder = builder.store(RedisStore::new(redis)?.prefix("fleet-strict"));
+        }
+        let throttle = builder.build()?;
+        let client = ClientBuilder::new(reqwest::Client::new())
+            .with(throttle)
+            .build();
+        let wall = || {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_micros()
+        };
+        let first = wall();
+        let mut tasks = Vec::new();
+        for task in 0..STRICT_TASKS {
+            let (client, url) = (client.clone(), url.to_owned());
+            tasks.push(tokio::spawn(async move {
+                let (mut completed, mut failed) = (0u64, 0u64);
+                for _ in (task..STRICT_REQUESTS).step_by(STRICT_TASKS) {
+                    let answer =
+                        tokio::time::timeout(Duration::from_secs(60), client.get(&url).send())
+                            .await;
+                    match answer {
+                        Ok(Ok(response)) if response.status().is_success() => {
+                            let _ = response.bytes().await;
+                            completed += 1
+                        }
+                        _ => failed += 1,
+                    }
+                }
+                (completed, failed)
+            }));
+        }
+        let (mut completed, mut failed) = (0, 0);
+        for task in tasks {
+            let (c, f) = task.await?;
+            completed += c;
+            failed += f;
+        }
+        println!("{completed} {failed} {first} {}", wall());
+        Ok(())
+    })
+}
+
+/// `--strict`: the three strict runs against `server` (`sim` or `nginx`).
+async fn strict(server: &str) -> Result<()> {
+    use real::measure::RealServer;
+
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let _redis = RedisServer::start(port)?;
+    let redis = format!("redis://127.0.0.1:{port}/");
+    println!(
+        "{STRICT_WORKERS} worker processes × {STRICT_REQUESTS} GETs from {STRICT_TASKS} tasks, a strict {STRICT_RATE}/s server ({server}), redis-server on loopback\n"
+    );
+    println!(
+        "{:<34} {:>9} {:>6} {:>9} {:>9} {:>9}",
+        "run", "served", "failed", "attempts", "429s", "goodput"
+    );
+    for (name, mode) in [
+        ("each its own budget, told 50/s", "own"),
+        ("shared through Redis, told 50/s", "shared"),
+        ("shared through Redis, told nothing", "nothing"),
+    ] {
+        // A fresh server each run: a fresh limiter state.
+        let (url, counts): (String, Box<dyn Fn() -> (u64, u64)>) = if server == "nginx" {
+            let nginx = real::nginx::Nginx::start()
+                .await
+                .ok_or("no nginx (set RT_NGINX)")?;
+            let url = nginx.url(real::nginx::FLEET);
+            let nginx = Arc::new(nginx);
+            let runtime = tokio::runtime::Handle::current();
+            (
+                url,
+                Box::new(move || {
+                    let nginx = Arc::clone(&nginx);
+                    let counts = std::thread::scope(|scope| {
+                        scope
+                            .spawn(|| runtime.block_on(nginx.counts(real::nginx::FLEET)))
+                            .join()
+                    });
+                    match counts {
+                        Ok(Ok(counts)) => (counts.attempts, counts.rate_limited),
+                        _ => (0, 0),
+                    }
+                }),
+            )
+        } else {
+            let api = SimulatedApi::builder()
+                .token_bucket(STRICT_RATE as f64, 1)
+                .headers(HeaderStyle::None)
+                .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
+                .build();
+            let served = api.serve().await?;
+            let url = served.url("/v1/things");
+            let keep = Arc::new(Mutex::new(Some(served)));
+            (
+                url,
+                Box::new(move || {
+                    let _alive = &keep;
+                    let stats = api.stats();
+                    (stats.received, stats.limited)
+                }),
+            )
+        };
+        let exe = std::env::current_exe()?;
+        let children = (0..STRICT_WORKERS)
+            .map(|_| {
+                Command::new(&exe)
+                    .args(["strict-worker", &url, &redis, mode])
+                    .stdout(Stdio::piped())
+                    .spawn()
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        let outputs = wait_for(children).await?;
+        let (mut completed, mut failed, mut first, mut last) = (0u64, 0u64, u128::MAX, 0u128);
+        for output in outputs {
+            let text = String::from_utf8_lossy(&output.stdout);
+            let fields: Vec<u128> = text
+                .split_whitespace()
+                .filter_map(|field| field.parse().ok())
+                .collect();
+            if let [c, f, start, end] = fields[..] {
+                completed += c as u64;
+                failed += f as u64;
+                first = first.min(start);
+                last = last.max(end);
+            }
+        }
+        // Let nginx's log catch up with its answers.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (attempts, refused) = tokio::task::block_in_place(counts);
+        let requests = (STRICT_WORKERS * STRICT_REQUESTS) as f64;
+        let span = (last.saturating_sub(first) as f64 / 1e6).max(requests / STRICT_RATE as f64);
+        let goodput = completed as f64 / span / STRICT_RATE as f64;
+        println!(
+            "{name:<34} {:>9} {failed:>6} {attempts:>9} {:>9} {:>8.1}%",
+            format!("{completed}/{}", requests as u64),
+            format!(
+                "{refused} ({:.1}%)",
+                100.0 * refused as f64 / attempts.max(1) as f64
+            ),
+            100.0 * goodput
+        );
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ pub(crate) enum Booker {
     /// and learned), the cooldown gate and the spacing as sent, and books only while the store
     /// is down.
     #[cfg(feature = "redis")]
-    Shared(crate::store::SharedBudget),
+    Shared(Box<crate::store::SharedBudget>),
 }
 
 /// What the booker did with a booking in a shared budget.
@@ -56,7 +56,7 @@ impl Booker {
     ) -> Booker {
         match store {
             Some(store) if store.applies_to(key) => {
-                Booker::Shared(crate::store::SharedBudget::new(store, key))
+                Booker::Shared(Box::new(crate::store::SharedBudget::new(store, key)))
             }
             _ => Booker::Local,
         }
@@ -96,6 +96,26 @@ impl Booker {
         #[cfg(feature = "redis")]
         if let Booker::Shared(shared) = self {
             shared.learn(dimension, limit, strict, fresh);
+        }
+    }
+
+    /// Shares the pace the lane learned from plain refusals with the other processes, if it
+    /// holds a decrease they have not seen.
+    #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
+    pub(crate) fn share_cubic(&self, shared: crate::limiter::pace::SharedCubic) {
+        #[cfg(feature = "redis")]
+        if let Booker::Shared(budget) = self {
+            budget.share_cubic(shared);
+        }
+    }
+
+    /// The pace another process learned from plain refusals, once per decrease this lane has
+    /// not seen yet.
+    pub(crate) fn cubic_news(&self) -> Option<crate::limiter::pace::SharedCubic> {
+        match self {
+            Booker::Local => None,
+            #[cfg(feature = "redis")]
+            Booker::Shared(budget) => budget.cubic_news(),
         }
     }
 
@@ -139,10 +159,11 @@ async fn book_in_store(
     let shapes = crate::store::shapes_of(budget);
     match shared.book(cost, &shapes, max_wait).await {
         Ok(SharedOutcome::Granted(mut booking)) => {
-            // A timer set for an instant already past still waits for the timer wheel's next
-            // tick: a booking that may leave at once leaves at once.
+            // Departs at its grant with the precision of one process (not on the timer's next
+            // millisecond tick): the fleet's requests reach the server as far apart as their
+            // grants are. An instant already past leaves at once.
             if booking.ready_at() > Instant::now() {
-                tokio::time::sleep_until(booking.ready_at()).await;
+                crate::limiter::sleep_exactly_until(booking.ready_at()).await;
             }
             // The fleet-wide concurrency slot, if the store caps it: after the rate.
             if shared.lease_into(&mut booking, deadline).await.is_err() {

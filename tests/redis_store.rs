@@ -18,6 +18,13 @@ use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 mod redis_server;
 use redis_server::{store, store_of, RedisServer};
 
+/// The real limiters (nginx), the measured run, and its fleet variant; not all of it is used
+/// here.
+#[allow(dead_code)]
+mod real;
+use real::measure::{measure_fleet, CountedClient, Load, RealServer, Report, ServerCounts};
+use real::nginx::{self, Nginx};
+
 const URL: &str = "http://api.test/v1/things";
 /// Bounds every request: a store that hangs fails the test instead of stalling it.
 const NO_HANG: Duration = Duration::from_secs(5);
@@ -627,12 +634,12 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     let second = book(t0).await;
     let third = book(t0).await;
     assert!((millis(&third) - 200.0).abs() < 1.0, "{third:?}");
-    // The second, not the latest, is dropped: the schedule closes up behind it, and the next
-    // booking takes the third's place in line (200 ms), not the one after it (300 ms). The
-    // third keeps its slot.
-    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 1);
+    // The second, not the latest, is dropped. Without burst, closing the schedule up behind it
+    // would put the next booking on the third's instant (two requests at once, refused by a
+    // server without burst): it is forfeited, and the next booking goes after the third.
+    assert_eq!(probe.cancel_at("lane", &second, t0).await.unwrap(), 0);
     let fourth = book(t0).await;
-    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    assert!((millis(&fourth) - 300.0).abs() < 1.0, "{fourth:?}");
     // Ten seconds later the cell is at rest: a booking then starts after a gap. The fourth,
     // dropped only now, was absorbed by that gap: it gives nothing back, and the next booking
     // waits behind the fifth as if it had not been dropped.
@@ -642,6 +649,36 @@ async fn an_earlier_dropped_booking_gives_its_span_back_unless_a_gap_absorbed_it
     assert_eq!(probe.cancel_at("lane", &fourth, later).await.unwrap(), 0);
     let sixth = book(later).await;
     assert!((millis(&sixth) - 100.0).abs() < 1.0, "{sixth:?}");
+
+    // With a burst of 2, two requests at once are within the rate: the schedule closes up
+    // behind an earlier dropped booking, and the next one takes the place in line of the one
+    // after it (200 ms, beside the fourth), not the one after that (300 ms).
+    let limits = [
+        Some(Limit::new(Duration::from_millis(100), 2)),
+        None,
+        None,
+        None,
+    ];
+    let book = |now: Duration| {
+        let probe = &probe;
+        async move {
+            probe
+                .book_at("burst", &Cost::requests(1), &limits, now)
+                .await
+                .expect("the store answers")
+                .expect("nothing is refused without a max wait")
+        }
+    };
+    let _first = book(t0).await;
+    let second = book(t0).await;
+    let third = book(t0).await;
+    let fourth = book(t0).await;
+    assert_eq!(second.wait, Duration::ZERO);
+    assert!((millis(&third) - 100.0).abs() < 1.0, "{third:?}");
+    assert!((millis(&fourth) - 200.0).abs() < 1.0, "{fourth:?}");
+    assert_eq!(probe.cancel_at("burst", &second, t0).await.unwrap(), 1);
+    let fifth = book(t0).await;
+    assert!((millis(&fifth) - 200.0).abs() < 1.0, "{fifth:?}");
 }
 
 #[tokio::test]
@@ -701,4 +738,300 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
     let (_, two) = client(Rate::per_second(100), Some(renewed()), &slow);
     assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
+}
+
+/// The simulator's strict server on loopback: 50 requests/s without burst (a token bucket of
+/// one), plain 429s without headers or Retry-After, as nginx `limit_req` answers.
+struct StrictSim {
+    api: SimulatedApi,
+    server: reqwest_throttle::sim::SimServer,
+}
+
+impl StrictSim {
+    async fn start() -> StrictSim {
+        let api = SimulatedApi::builder()
+            .token_bucket(f64::from(nginx::RATE_PER_SECOND), 1)
+            .headers(HeaderStyle::None)
+            .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
+            .build();
+        let server = api.serve().await.expect("a loopback port");
+        StrictSim { api, server }
+    }
+}
+
+impl RealServer for StrictSim {
+    fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    async fn counts(&self, _path: &str) -> Result<ServerCounts, String> {
+        let stats = self.api.stats();
+        Ok(ServerCounts {
+            attempts: stats.received,
+            rate_limited: stats.limited,
+        })
+    }
+}
+
+/// Four workers, each its own `Throttle` with its own `RedisStore` on `port` (as four processes
+/// would be), told the server's rate or nothing; default policy otherwise (retries included).
+fn fleet_of_four(port: u16, prefix: &str, configured: bool) -> Vec<CountedClient> {
+    (0..4)
+        .map(|_| {
+            let builder = Throttle::builder();
+            let builder = if configured {
+                let rate = Rate::per_second(u64::from(nginx::RATE_PER_SECOND));
+                builder.host("127.0.0.1", Policy::new().rate(rate))
+            } else {
+                builder
+            };
+            let throttle = builder
+                .store(store_of(port, prefix))
+                .build()
+                .expect("a valid throttle");
+            CountedClient::new(vec![std::sync::Arc::new(throttle)])
+        })
+        .collect()
+}
+
+/// 4 workers × 4 tasks send `requests` GETs together to a strict 50/s server through one
+/// shared budget; the run as counted.
+async fn fleet_run(
+    server: &impl RealServer,
+    path: &str,
+    configured: bool,
+    requests: usize,
+) -> Report {
+    let redis = RedisServer::start().expect("redis-server (see the module doc)");
+    let clients = fleet_of_four(redis.port, "fleet", configured);
+    let load = Load {
+        requests,
+        tasks: 16,
+        timeout: Duration::from_secs(60),
+        limit_per_second: nginx::RATE_PER_SECOND,
+    };
+    let report = measure_fleet(&clients, server, path, load).await.unwrap();
+    println!(
+        "fleet of 4, {}: completed {}/{}, attempts {}, 429s {} ({:.1} %), goodput {:.1} %",
+        if configured {
+            "configured"
+        } else {
+            "nothing configured"
+        },
+        report.completed,
+        report.requests,
+        report.server.attempts,
+        report.server.rate_limited,
+        100.0 * refused_share(&report),
+        100.0 * report.goodput()
+    );
+    report
+}
+
+fn refused_share(report: &Report) -> f64 {
+    report.server.rate_limited as f64 / report.server.attempts.max(1) as f64
+}
+
+/// Every request answered, the server's refusals within `refused` of its attempts, and the
+/// goodput above `floor` (a collapse, not a measurement: the figures are the example's).
+fn assert_fleet(report: &Report, refused: f64, floor: f64) {
+    assert_eq!(report.completed as usize, report.requests, "{report:#?}");
+    assert!(refused_share(report) <= refused, "{report:#?}");
+    assert!(report.goodput() >= floor, "{report:#?}");
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_a_strict_simulated_server_exact() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let sim = StrictSim::start().await;
+    let report = fleet_run(&sim, "/v1/things", true, 500).await;
+    assert_fleet(&report, 0.01, 0.95);
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_real_nginx_without_burst_exact() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let Some(nginx) = Nginx::start().await else {
+        return;
+    };
+    let report = fleet_run(&nginx, nginx::FLEET, true, 500).await;
+    assert_fleet(&report, 0.01, 0.95);
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_a_strict_simulated_server_together() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let sim = StrictSim::start().await;
+    let report = fleet_run(&sim, "/v1/things", false, 500).await;
+    assert_fleet(&report, 0.05, 0.9);
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_real_nginx_without_burst_together() {
+    if RedisServer::start().is_none() {
+        return;
+    }
+    let Some(nginx) = Nginx::start().await else {
+        return;
+    };
+    let report = fleet_run(&nginx, nginx::FLEET, false, 500).await;
+    assert_fleet(&report, 0.05, 0.9);
+}
+
+/// Four workers without `expected_workers`, Redis killed in the middle of a run: each falls
+/// back to a quarter of the limit (the live workers Redis last counted), so the fleet keeps
+/// within it; every worker books in Redis again soon after the restart; every request ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_killed_a_fleet_falls_back_to_its_counted_share_then_shares_again() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    const RATE: u64 = 40;
+    let api = SimulatedApi::builder().record_limit(100_000).build();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            client(
+                Rate::per_second(RATE),
+                Some(store(&server, "members")),
+                &api,
+            )
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for (_, client) in &workers {
+        for _ in 0..4 {
+            let (client, stop) = (client.clone(), std::sync::Arc::clone(&stop));
+            tasks.push(tokio::spawn(async move {
+                // Bounded in count too: 40/s for a few seconds is far below this.
+                for _ in 0..2_000 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    match tokio::time::timeout(NO_HANG, client.get(URL).send()).await {
+                        Err(_) => panic!("a request hung"),
+                        Ok(Ok(response)) => assert_eq!(response.status(), 200),
+                        Ok(Err(error)) => panic!("a request failed: {error}"),
+                    }
+                }
+            }));
+        }
+    }
+    // Long enough for every worker to have counted the four.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let killed = tokio::time::Instant::now();
+    let port = server.kill();
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    let _server = RedisServer::start_on(port).expect("redis-server restarts");
+    let restarted = tokio::time::Instant::now();
+    // Every worker books in Redis again.
+    let shared_again = loop {
+        let all_up = workers
+            .iter()
+            .all(|(throttle, _)| throttle.stats().store.is_some_and(|store| store.up));
+        if all_up {
+            break tokio::time::Instant::now();
+        }
+        assert!(
+            restarted.elapsed() < NO_HANG,
+            "the store never came back for every worker"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in tasks {
+        tokio::time::timeout(NO_HANG * 2, task)
+            .await
+            .expect("a worker hung")
+            .expect("no request lost");
+    }
+    for (throttle, _) in &workers {
+        let store = throttle.stats().store.unwrap();
+        assert!(store.fallbacks > 0 && store.reconnects >= 1, "{store:?}");
+    }
+    // What the fleet sent while Redis was down: at most the limit and 10 %, over the outage
+    // (from the first failed call, a little after the kill, until the restart).
+    let down = restarted - killed;
+    let sent = api
+        .requests()
+        .iter()
+        .filter(|request| request.at >= killed && request.at < restarted)
+        .count();
+    let allowed = RATE as f64 * down.as_secs_f64() * 1.1;
+    println!(
+        "down {down:?}: {sent} sent (the limit and 10 %: {allowed:.0}); every worker shared again {:?} after the restart",
+        shared_again - restarted
+    );
+    assert!(
+        sent as f64 <= allowed,
+        "{sent} sent in {down:?}, more than {allowed:.0}"
+    );
+    assert!(
+        shared_again - restarted <= Duration::from_secs(2),
+        "shared again only {:?} after the restart",
+        shared_again - restarted
+    );
+}
+
+/// One worker refused by a server without burst (plain 429s, nothing configured): the pace it
+/// learns from the refusal, and its latest decrease, go into the lane's hash, and the other
+/// worker paces on them at its next booking without having been refused itself.
+#[tokio::test]
+async fn a_pace_one_worker_learns_from_plain_refusals_paces_every_worker() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // 100/s without burst: five at once are refused but one, and the pace learned from that
+    // (well below 100/s) is accepted.
+    let api = SimulatedApi::builder()
+        .token_bucket(100.0, 1)
+        .headers(HeaderStyle::None)
+        .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
+        .build();
+    let lane_rate = |throttle: &Throttle| throttle.stats().lanes.first().and_then(|lane| lane.rate);
+    let (told, told_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
+    let (other, other_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
+    assert_eq!(send_all(&[&other_client], 1).await, vec![Ok(200)]);
+    assert_eq!(lane_rate(&other), None, "nothing learned yet");
+    // Five at once: the server takes one, the others are refused and the worker decreases.
+    let outcomes = send_all(&[&told_client], 5).await;
+    assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
+    let learned = lane_rate(&told).expect("a pace learned from the refusals");
+    // The server's bucket refills: the other worker's requests are not refused for coming
+    // right after the refused worker's last.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The other worker's next bookings read the fleet's curve (it is shared in the
+    // background, so the first may come before it).
+    let mut taken = None;
+    for _ in 0..20 {
+        let _ = send_all(&[&other_client], 1).await;
+        taken = lane_rate(&other);
+        if taken.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The fleet's latest curve: the refused worker's latest decrease, grown a little along it
+    // since (CUBIC grows with time).
+    let taken = taken.expect("the other worker paces on the fleet's curve");
+    assert!(
+        (taken - learned).abs() <= learned * 0.25,
+        "learned {learned}/s by the refused worker, {taken}/s taken by the other"
+    );
+    assert_eq!(
+        other.stats().lanes[0].rate_limited,
+        0,
+        "the other worker was never refused"
+    );
 }

@@ -271,6 +271,13 @@ impl Lane {
         deadline: Option<Instant>,
         now: Instant,
     ) -> (u64, Cost, Option<Duration>) {
+        // Another worker of the fleet was refused: pace on its decrease, as if this lane had
+        // made it (and take refusals of what left before it as answered).
+        if let Some(shared) = self.booker.cubic_news() {
+            let mut pace = self.pace();
+            let actions = pace.adopt_cubic(shared, now);
+            self.apply(&pace, &actions);
+        }
         self.tick(now);
         let generation = self.budget.generation();
         let max_wait = deadline

@@ -7,11 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::script::{self, Booked, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
+use super::script::{self, Booked, FleetCubic, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
+use crate::limiter::pace::SharedCubic;
 use crate::limiter::{Budget, Cost, Dimension, Limit, Settled};
-use crate::time::{duration_to_nanos, later};
+use crate::time::duration_to_nanos;
 
 /// Where a lane keeps its budget when a store applies to it.
 #[derive(Debug)]
@@ -31,6 +32,20 @@ pub(crate) struct SharedBudget {
     /// The limits the store's latest answer booked under (learned by any worker of the fleet,
     /// or this lane's own): what the fallback takes its share of.
     fleet_limits: Mutex<[Option<Limit>; Dimension::ALL.len()]>,
+    /// The pace learned from plain refusals: the fleet's as the latest booking read it, and the
+    /// one this lane published or took last.
+    cubic: Mutex<CubicSeen>,
+}
+
+/// The pace learned from plain refusals, as a lane has seen it.
+#[derive(Debug, Default)]
+struct CubicSeen {
+    /// The fleet's, as the latest booking read it.
+    fleet: Option<FleetCubic>,
+    /// The share of the fleet's this lane has read (taken, or known as its own).
+    seq: u64,
+    /// The curve this lane published or took last, on its own clock.
+    local: Option<SharedCubic>,
 }
 
 /// The store's answer to one booking.
@@ -57,6 +72,7 @@ impl SharedBudget {
             carried: AtomicU64::new(0),
             fleet_ahead: Default::default(),
             fleet_limits: Mutex::default(),
+            cubic: Mutex::default(),
         }
     }
 
@@ -71,20 +87,29 @@ impl SharedBudget {
         if self.carried.load(Relaxed) != outage && self.carry_over(shapes).await {
             self.carried.store(outage, Relaxed);
         }
+        let sent = Instant::now();
         let booked = self
             .store
             .book(&self.key, cost, shapes, max_wait, None)
             .await?;
-        // The wait counts from when the server ran the script, which is before the reply came:
-        // counted from now, the request never leaves early.
-        let now = Instant::now();
+        let received = Instant::now();
+        // The store answered: a good moment to say this worker is alive.
+        self.store.beat();
         Ok(match booked {
             Booked::Granted {
                 wait,
                 grants,
                 ahead,
+                ran_at,
+                cubic,
             } => {
-                let ready_at = later(now, wait);
+                if cubic.is_some() {
+                    self.lock_cubic().fleet = cubic;
+                }
+                // The grant is an instant of the server's clock: placed on this worker's by the
+                // best measured offset, so that the fleet's departures keep the grants' spacing
+                // (see the `clock` module).
+                let ready_at = self.store.clock.grant_at(ran_at, wait, sent, received);
                 for (kept, ahead) in self.fleet_ahead.iter().zip(ahead) {
                     if let Some(ahead) = ahead {
                         kept.store(duration_to_nanos(ahead), Relaxed);
@@ -105,6 +130,64 @@ impl SharedBudget {
             Booked::TooLong { dimension, wait } => SharedOutcome::TooLong { dimension, wait },
             Booked::NeverFits { dimension, burst } => SharedOutcome::NeverFits { dimension, burst },
         })
+    }
+
+    fn lock_cubic(&self) -> MutexGuard<'_, CubicSeen> {
+        // Plain values: consistent even if a holder panicked.
+        self.cubic
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Shares the pace this lane learned from plain refusals with every worker (in the
+    /// background), if it changed since this lane last published or took one: one worker's
+    /// refusal slows every worker, once. The script keeps the latest decrease of the fleet.
+    pub fn share_cubic(&self, shared: SharedCubic) {
+        let clock = &self.store.clock;
+        let (Some(since_us), Some(after_us)) =
+            (clock.server_us(shared.since), clock.server_us(shared.after))
+        else {
+            return;
+        };
+        {
+            let mut seen = self.lock_cubic();
+            if seen.local == Some(shared) {
+                return;
+            }
+            seen.local = Some(shared);
+        }
+        let fleet = FleetCubic {
+            seq: 0,
+            last_max: shared.last_max,
+            beta: shared.beta,
+            since_us,
+            after_us,
+        };
+        self.in_background(move |store, key| async move { store.share_cubic(&key, fleet).await });
+    }
+
+    /// The pace the fleet learned from plain refusals, once per share that is not this lane's
+    /// own, on this worker's clock.
+    pub fn cubic_news(&self) -> Option<SharedCubic> {
+        let mut seen = self.lock_cubic();
+        let fleet = seen.fleet.filter(|fleet| fleet.seq != seen.seq)?;
+        seen.seq = fleet.seq;
+        // This lane's own share read back: nothing to take.
+        if seen
+            .local
+            .is_some_and(|local| local.last_max == fleet.last_max && local.beta == fleet.beta)
+        {
+            return None;
+        }
+        let clock = &self.store.clock;
+        let shared = SharedCubic {
+            last_max: fleet.last_max,
+            beta: fleet.beta,
+            since: clock.local(fleet.since_us)?,
+            after: clock.local(fleet.after_us)?,
+        };
+        seen.local = Some(shared);
+        Some(shared)
     }
 
     fn lock_fleet_limits(&self) -> MutexGuard<'_, [Option<Limit>; Dimension::ALL.len()]> {
@@ -367,8 +450,8 @@ pub(crate) struct SharedCommitment {
 const LEASE_POLL: Duration = Duration::from_millis(25);
 const LEASE_POLL_MIN: Duration = Duration::from_millis(2);
 
-/// A lease id unique across the fleet: the process, its start, a counter.
-fn lease_id() -> String {
+/// An id unique across the fleet (a lease's, a worker's): the process, its start, a counter.
+pub(super) fn lease_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let process = PROCESS.get_or_init(|| {

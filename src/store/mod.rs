@@ -35,6 +35,14 @@
 //! the latest booking; under-estimates charged). A pause a worker learns from the server
 //! (Retry-After, a reset) is written to Redis too, so every worker honours it.
 //!
+//! A grant is an instant of the server's clock: each worker places it on its own clock by the
+//! offset measured on its fastest recent round trip and leaves at it to some tens of
+//! microseconds, and the shared cell spaces requests a little further apart than their
+//! interval (2 %, at most 1 ms) against the arrival jitter between processes, so that a fleet
+//! keeps a server without burst (nginx `limit_req`) as one process does. What a worker learns
+//! from plain refusals (the pace and its latest decrease) is shared the same way: one refusal
+//! slows the fleet once.
+//!
 //! Keys: one hash per lane, `{prefix:lane}` (default prefix `reqwest-throttle`), and
 //! `{prefix:lane}:leases` for a fleet-wide [`concurrency`](RedisStore::concurrency) cap; the
 //! braces are a hash tag, so every key of a lane stays on one Redis Cluster slot. The hash
@@ -63,8 +71,10 @@
 //! calling it ([`OnStoreDown`]):
 //!
 //! - [`OnStoreDown::Fallback`] (the default): the lane books in a budget of this process at a
-//!   share of each limit, by default the rate divided by [`RedisStore::expected_workers`], so
-//!   the fleet as a whole stays under the limit while Redis is down;
+//!   share of each limit, by default `1 / N` with N the live workers Redis last counted (each
+//!   booking worker renews a heartbeat entry that expires; see the `members` module), or
+//!   `1 / expected_workers` when [`RedisStore::expected_workers`] overrides it, so the fleet as
+//!   a whole stays under the limit while Redis is down;
 //! - [`OnStoreDown::FailFast`]: the request fails with
 //!   [`Error::StoreUnavailable`](crate::Error::StoreUnavailable) and nothing is sent.
 //!
@@ -94,15 +104,19 @@ use crate::stats::StoreStats;
 use crate::PolicyError;
 
 mod connection;
+mod clock;
 mod health;
 mod lane;
+mod members;
 mod script;
 
 pub(crate) use lane::{shapes_of, SharedBooking, SharedBudget, SharedCommitment, SharedOutcome};
 pub(crate) use script::{Booked, Reconcile, Shape, Shapes};
 
 use connection::{Connection, Connector, Source};
+use clock::ServerClock;
 use health::{Attempt, Health};
+use members::Members;
 
 /// The default key prefix.
 pub const DEFAULT_PREFIX: &str = "reqwest-throttle";
@@ -164,6 +178,9 @@ pub struct RedisStore {
     lease: Duration,
     /// The first setting given that cannot work: the throttle's `build` refuses the store with it.
     invalid: Option<PolicyError>,
+    /// Whether the fallback share follows the live workers Redis counts (until
+    /// [`expected_workers`](Self::expected_workers) or [`on_down`](Self::on_down) sets it).
+    membership: bool,
 }
 
 /// How long a fleet-wide concurrency slot is held without renewal, by default.
@@ -215,8 +232,8 @@ impl RedisStore {
     /// The server at `url` (`redis://host:port/db`; `rediss://…` with the feature `tls`, which
     /// trusts the system's root certificates). Nothing is connected yet: the first booking
     /// connects. Defaults: every lane, prefix [`DEFAULT_PREFIX`], timeout [`DEFAULT_TIMEOUT`],
-    /// fall back to the whole limit (set [`expected_workers`](Self::expected_workers) to your
-    /// fleet's size).
+    /// fall back to `1 / N` of every limit, N the live workers Redis last counted by heartbeat
+    /// ([`expected_workers`](Self::expected_workers) overrides it).
     ///
     /// ```
     /// use reqwest_throttle::store::RedisStore;
@@ -356,6 +373,7 @@ impl RedisStore {
             concurrency: None,
             lease: DEFAULT_LEASE,
             invalid: None,
+            membership: true,
         }
     }
 
@@ -445,8 +463,10 @@ impl RedisStore {
         self
     }
 
-    /// How many processes share the budget (at least 1): while Redis is down, each falls back
-    /// to `1 / workers` of every limit.
+    /// How many processes share the budget (at least 1), as an override: while Redis is down,
+    /// each falls back to `1 / workers` of every limit. Without it, the share is `1 / N` of the
+    /// live workers Redis last counted (each booking worker renews a heartbeat entry every
+    /// 500 ms; an entry lives 3 s), which follows a fleet that scales.
     ///
     /// ```
     /// use reqwest_throttle::store::{OnStoreDown, RedisStore};
@@ -466,12 +486,13 @@ impl RedisStore {
         self.on_down = OnStoreDown::Fallback {
             share: 1.0 / f64::from(workers),
         };
+        self.membership = false;
         self
     }
 
-    /// What a lane does while Redis does not answer (default: fall back to the whole limit, or
-    /// to the share [`expected_workers`](Self::expected_workers) sets). A fallback share must be
-    /// in `(0, 1]`.
+    /// What a lane does while Redis does not answer (default: fall back to `1 / N` of every
+    /// limit, N the live workers last counted; see [`expected_workers`](Self::expected_workers)).
+    /// A fallback share must be in `(0, 1]`.
     pub fn on_down(mut self, on_down: OnStoreDown) -> Self {
         if let OnStoreDown::Fallback { share } = on_down {
             // Written so that NaN fails it too.
@@ -485,6 +506,7 @@ impl RedisStore {
             }
         }
         self.on_down = on_down;
+        self.membership = false;
         self
     }
 
@@ -546,6 +568,7 @@ impl RedisStore {
             settle: Script::new(script::SETTLE),
             cool_down: Script::new(script::COOL_DOWN),
             learn: Script::new(script::LEARN),
+            share_cubic: Script::new(script::SHARE_CUBIC),
             acquire: Script::new(script::ACQUIRE),
             renew: Script::new(script::RENEW),
             release: Script::new(script::RELEASE),
@@ -556,6 +579,9 @@ impl RedisStore {
             on_down: self.on_down,
             lanes: self.lanes,
             health: Health::default(),
+            clock: ServerClock::default(),
+            heartbeat: Script::new(members::HEARTBEAT_SCRIPT),
+            members: self.membership.then(|| Members::new(lane::lease_id())),
         })
     }
 }
@@ -586,6 +612,7 @@ pub(crate) struct Store {
     settle: Script,
     cool_down: Script,
     learn: Script,
+    share_cubic: Script,
     acquire: Script,
     renew: Script,
     release: Script,
@@ -597,6 +624,11 @@ pub(crate) struct Store {
     on_down: OnStoreDown,
     lanes: Option<Box<LaneFilter>>,
     health: Health,
+    /// Where the server's clock falls on this process's.
+    clock: ServerClock,
+    heartbeat: Script,
+    /// The live workers, when the fallback share follows them.
+    members: Option<Members>,
 }
 
 impl fmt::Debug for Store {
@@ -624,8 +656,50 @@ impl Store {
         format!("{{{}:{}}}", self.prefix, lane.as_str())
     }
 
+    /// What a lane does while the store is down: by default, the share of the live workers
+    /// last counted.
     pub fn on_down(&self) -> OnStoreDown {
-        self.on_down
+        match (&self.members, self.on_down) {
+            (Some(members), OnStoreDown::Fallback { .. }) => OnStoreDown::Fallback {
+                share: members.share(),
+            },
+            (_, on_down) => on_down,
+        }
+    }
+
+    /// Renews this worker's heartbeat (in the background) if one is due: what the fallback
+    /// share counts.
+    pub fn beat(self: &Arc<Self>) {
+        let Some(members) = &self.members else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !members.due(Instant::now()) {
+            return;
+        }
+        let store = Arc::clone(self);
+        runtime.spawn(async move {
+            let Some(members) = &store.members else {
+                return;
+            };
+            let key = format!("{{{}}}:members", store.prefix);
+            let args = [
+                String::new(),
+                members.id().to_owned(),
+                script::micros(members::MEMBER_TTL),
+            ];
+            match store.run::<u64>(&store.heartbeat, &key, &args).await {
+                Ok(live) => {
+                    if live != u64::from(members.live()) {
+                        tracing::debug!(target: "reqwest_throttle", live, "live workers sharing the store");
+                    }
+                    members.counted(live, Instant::now());
+                }
+                Err(_) => members.missed(),
+            }
+        });
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -692,6 +766,9 @@ impl Store {
         match &result {
             Ok(_) => {
                 if self.health.answered() {
+                    if let Some(members) = &self.members {
+                        members.back(Instant::now());
+                    }
                     tracing::info!(target: "reqwest_throttle", "Redis answers again: lanes book in the shared budget");
                 }
             }
@@ -715,7 +792,7 @@ impl Store {
     }
 
     /// Books `cost` under `shapes` in the lane at `key`; `now`, when given, replaces the
-    /// server's clock (tests).
+    /// server's clock and books without the fleet's guard (tests).
     pub async fn book(
         &self,
         key: &str,
@@ -724,7 +801,9 @@ impl Store {
         max_wait: Option<Duration>,
         now: Option<Duration>,
     ) -> Result<Booked, StoreError> {
-        let args = script::book_args(cost, shapes, max_wait, now);
+        // The guard covers at least how far this worker may misplace its grant.
+        let guard = now.is_none().then(|| self.clock.uncertainty());
+        let args = script::book_args(cost, shapes, max_wait, now, guard);
         let reply: Vec<String> = self.run(&self.book, key, &args).await?;
         script::parse_booked(&reply)
     }
@@ -765,6 +844,19 @@ impl Store {
     ) -> Result<(), StoreError> {
         let args = script::learn_args(dimension, limit, strict, fresh);
         self.run::<String>(&self.learn, key, &args).await.map(drop)
+    }
+
+    /// Shares the pace a worker learned from plain refusals with the lane at `key`, unless the
+    /// fleet holds a later decrease.
+    pub async fn share_cubic(
+        &self,
+        key: &str,
+        cubic: script::FleetCubic,
+    ) -> Result<(), StoreError> {
+        let args = script::share_cubic_args(cubic);
+        self.run::<u64>(&self.share_cubic, key, &args)
+            .await
+            .map(drop)
     }
 
     /// Charges `dimension` of the lane at `key` down to `remaining` units available now.

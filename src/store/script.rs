@@ -73,22 +73,33 @@ end
 /// ARGV\[2\]: the most the caller may wait in µs, or `''`; then per dimension `d`, at
 /// ARGV\[3 + 4d\]..ARGV\[6 + 4d\]: its units, its interval in µs (`''`: unlimited), its burst,
 /// `1` when strict. A limit a worker learned and shared (`l<d>`) replaces the caller's.
+/// ARGV\[19\]..ARGV\[21\]: the guard between departures of different workers, a share of
+/// the requests' interval, its most and its least in µs (`''`: none; never above 5 % of the
+/// interval): each request occupies the shared cell that much longer than its interval (see
+/// [`FLEET_GUARD`]).
 ///
 /// Replies `{'ok', wait, (seq, start, end, previous tat, interval, burst) per dimension ('' when
-/// not booked; interval and burst: the limit booked under, '' when unlimited), now}`,
+/// not booked; interval and burst: the limit booked under, '' when unlimited), now, the pace
+/// the fleet learned from plain refusals (`rf`, see [`SHARE_CUBIC`]) or ''}`,
 /// `{'wait', dimension or -1 for a pause, wait}`, or `{'never', dimension, burst}`.
 pub(super) const BOOK: &str = concat!(
     prelude!(),
     r#"
 local max_wait = tonumber(ARGV[2])
+local guard, guard_cap = tonumber(ARGV[19]) or 0, tonumber(ARGV[20]) or 0
+local guard_floor = tonumber(ARGV[21]) or 0
 local state = redis.call('HMGET', key, 't0', 't1', 't2', 't3', 'c', 'c0', 'c1', 'c2', 'c3', 'lx',
-                         'l0', 'l1', 'l2', 'l3')
+                         'l0', 'l1', 'l2', 'l3', 'rf')
 local floor = math.max(now, tonumber(state[5]) or 0)
 local cells, limits = {}, {}
 for d = 0, 3 do
   local units = tonumber(ARGV[3 + 4 * d]) or 0
   local interval, burst, strict =
     limit_of(state[11 + d], ARGV[4 + 4 * d], ARGV[5 + 4 * d], ARGV[6 + 4 * d])
+  if interval and d == 0 then
+    interval = interval + math.min(math.max(math.min(interval * guard, guard_cap), guard_floor),
+                                   interval * 0.05)
+  end
   if interval then limits[d] = {interval = interval, burst = burst} end
   if units > 0 then
     floor = math.max(floor, tonumber(state[6 + d]) or 0)
@@ -142,6 +153,7 @@ for d = 0, 3 do
 end
 redis.call('PEXPIRE', key, ttl_ms(horizon))
 table.insert(reply, fmt(now))
+table.insert(reply, state[15] or '')
 return reply
 "#
 );
@@ -151,7 +163,8 @@ return reply
 /// back from an outage, see `SharedBudget`).
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; then per dimension `d`, at
-/// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `refund`, `debit` or `fill`), the grant's
+/// ARGV\[2 + 6d\]..ARGV\[7 + 6d\]: the change (`''`, `cancel`, `drop` (a cancel that never closes
+/// the schedule up: a cell without burst), `refund`, `debit` or `fill`), the grant's
 /// booking number, start, end and previous `tat`, and the amount in µs (refund, debit); or for
 /// `sync` the server's remaining units, the caller's interval in µs and burst (a learned limit
 /// replaces them), and three empty fields. A sync only charges: the server's `remaining` does
@@ -208,7 +221,7 @@ for d = 0, 3 do
           redis.call('HINCRBY', key, seq_field, 1)
         end
       end
-    elseif latest and change == 'cancel' then
+    elseif latest and (change == 'cancel' or change == 'drop') then
       if ARGV[base + 4] == '' then
         redis.call('HDEL', key, tat_field)
       else
@@ -279,6 +292,70 @@ if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
 return 'ok'
 "#
 );
+
+/// Shares the pace a worker learned from plain refusals (field `rf`:
+/// `seq,last_max,beta,since,after`: a number that grows with every share, the curve's rate at
+/// its refusal, its decrease, its start and the decrease's instant in µs of the server's
+/// clock); the latest share wins (workers share only new decreases, so the latest is the
+/// fleet's latest, and comparing instants converted by different offsets would not be
+/// exact). The bookings' replies carry it to every worker, which paces on it (see
+/// `SharedBudget::share_cubic`).
+///
+/// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]..ARGV\[5\]: the four
+/// values; ARGV\[6\]: how long the hash lives without bookings, µs. Replies the new `seq`.
+pub(super) const SHARE_CUBIC: &str = concat!(
+    prelude!(),
+    r#"
+local seq = redis.call('HINCRBY', key, 'rs', 1)
+redis.call('HSET', key, 'rf', seq .. ',' .. ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
+local until_us = now + tonumber(ARGV[6])
+redis.call('HSET', key, 'lx', fmt(math.max(until_us, tonumber(redis.call('HGET', key, 'lx')) or 0)))
+local ttl = ttl_ms(until_us)
+if redis.call('PTTL', key) < ttl then redis.call('PEXPIRE', key, ttl) end
+return seq
+"#
+);
+
+/// The pace learned from plain refusals as the fleet shares it, in µs of the server's clock.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct FleetCubic {
+    /// Grows with every share (0 before it is shared).
+    pub seq: u64,
+    pub last_max: f64,
+    pub beta: f64,
+    pub since_us: f64,
+    pub after_us: f64,
+}
+
+impl FleetCubic {
+    /// Reads the `rf` field; `None` for anything but a sequence number and four finite numbers.
+    pub(super) fn parse(field: &str) -> Option<FleetCubic> {
+        let (seq, values) = field.split_once(',')?;
+        let mut values = values.split(',').map(|value| value.parse::<f64>().ok());
+        let mut next = || values.next().flatten().filter(|value| value.is_finite());
+        let cubic = FleetCubic {
+            seq: seq.parse().ok()?,
+            last_max: next()?,
+            beta: next()?,
+            since_us: next()?,
+            after_us: next()?,
+        };
+        next().is_none().then_some(cubic)
+    }
+}
+
+/// The arguments of [`SHARE_CUBIC`] after KEYS.
+pub(super) fn share_cubic_args(cubic: FleetCubic) -> Vec<String> {
+    let fmt = |value: f64| format!("{value:.3}");
+    vec![
+        String::new(),
+        format!("{}", cubic.last_max),
+        format!("{}", cubic.beta),
+        fmt(cubic.since_us),
+        fmt(cubic.after_us),
+        LEARNED_FOR_US.to_owned(),
+    ]
+}
 
 /// The arguments of [`LEARN`] after KEYS.
 pub(super) fn learn_args(
@@ -420,6 +497,10 @@ pub(crate) enum Booked {
         /// How far past the script's run each booked dimension's cell is now booked: the end
         /// of the fleet's schedule, which still leaves if the store goes down.
         ahead: [Option<Duration>; DIMENSIONS],
+        /// When the script ran, in µs of the server's clock: the grant is `wait` after it.
+        ran_at: f64,
+        /// The pace the fleet learned from plain refusals, if any.
+        cubic: Option<FleetCubic>,
     },
     /// Not booked: the wait (for `dimension`'s rate, or with `None` for a pause) is longer than
     /// the caller may wait.
@@ -467,14 +548,29 @@ fn dimension_of(index: &str) -> Result<Option<Dimension>, StoreError> {
     }
 }
 
-/// The booking script's arguments after KEYS (see [`BOOK`]).
+/// The guard the shared schedule keeps between requests, a share of their interval...
+///
+/// Every worker leaves at its grant to some tens of microseconds (its clock placed on the
+/// server's, see `clock`), but what one process guarantees by the spacing as sent (a departure
+/// that left late pushes the next one back) does not hold between processes: one worker's
+/// request that leaves a little late is not seen by the next worker, whose on-time request
+/// then reaches the server less than an interval after it. A server without burst (nginx
+/// `limit_req`, which also reads arrivals in whole milliseconds) refuses that one. The shared
+/// cell spaces requests this much further apart, twice the guard of one process.
+pub(crate) const FLEET_GUARD: f64 = 0.02;
+/// ...up to this much.
+pub(crate) const MAX_FLEET_GUARD: Duration = Duration::from_millis(1);
+
+/// The booking script's arguments after KEYS (see [`BOOK`]); `guard`: with [`FLEET_GUARD`],
+/// and at least this much (how far this worker may misplace its grant on its clock).
 pub(super) fn book_args(
     cost: &Cost,
     shapes: &Shapes,
     max_wait: Option<Duration>,
     now: Option<Duration>,
+    guard: Option<Duration>,
 ) -> Vec<String> {
-    let mut args = Vec::with_capacity(2 + 4 * DIMENSIONS);
+    let mut args = Vec::with_capacity(4 + 4 * DIMENSIONS);
     args.push(now.map(micros).unwrap_or_default());
     args.push(max_wait.map(micros).unwrap_or_default());
     for (dimension, shape) in Dimension::ALL.into_iter().zip(shapes) {
@@ -487,6 +583,11 @@ pub(super) fn book_args(
             }
             None => args.extend([String::new(), String::new(), String::new()]),
         }
+    }
+    if let Some(floor) = guard {
+        args.push(FLEET_GUARD.to_string());
+        args.push(micros(MAX_FLEET_GUARD));
+        args.push(micros(floor));
     }
     args
 }
@@ -504,7 +605,9 @@ pub(super) fn parse_booked(reply: &[String]) -> Result<Booked, StoreError> {
             let wait = duration_of(field(1)?)?;
             let now = field(2 + 6 * DIMENSIONS)?
                 .parse::<f64>()
-                .map_err(|_| StoreError::Reply(format!("not a time: {reply:?}")))?;
+                .ok()
+                .filter(|now| now.is_finite())
+                .ok_or_else(|| StoreError::Reply(format!("not a time: {reply:?}")))?;
             let mut grants: Box<SharedGrants> = Box::default();
             let mut ahead = [None; DIMENSIONS];
             for (index, grant) in grants.iter_mut().enumerate() {
@@ -542,6 +645,11 @@ pub(super) fn parse_booked(reply: &[String]) -> Result<Booked, StoreError> {
                 wait,
                 grants,
                 ahead,
+                ran_at: now,
+                // Missing (a script of an older version) or garbage: nothing learned.
+                cubic: reply
+                    .get(3 + 6 * DIMENSIONS)
+                    .and_then(|field| FleetCubic::parse(field)),
             })
         }
         "wait" => Ok(Booked::TooLong {
@@ -607,6 +715,14 @@ pub(super) fn settle_args(
         let used = actual.get(dimension);
         let change = match (grant, how) {
             (None, _) => None,
+            // Without burst, closing the schedule up behind an earlier booking would put the
+            // next booking on the instant of a later one already granted: two requests at once,
+            // which a server without burst refuses (one process's spacing as sent would catch
+            // it, a fleet's workers do not see each other's departures). Given back only when
+            // it is the latest, else forfeited.
+            (Some(grant), Reconcile::Cancel) if !grant.seq.is_empty() && grant.burst <= 1 => {
+                Some(("drop", grant, 0))
+            }
             (Some(grant), Reconcile::Cancel) if !grant.seq.is_empty() => Some(("cancel", grant, 0)),
             (Some(_), Reconcile::Cancel) => None,
             (Some(grant), Reconcile::Settle) if used < booked => {
@@ -703,8 +819,11 @@ mod tests {
     #[test]
     fn booking_arguments_name_every_dimension() {
         let cost = Cost::requests(1).with(Dimension::Tokens, 7);
-        let args = book_args(&cost, &requests_per_second(10, 2), None, None);
+        let args = book_args(&cost, &requests_per_second(10, 2), None, None, None);
         assert_eq!(args.len(), 18);
+        let guard = Some(Duration::from_micros(300));
+        let guarded = book_args(&cost, &requests_per_second(10, 2), None, None, guard);
+        assert_eq!(&guarded[18..], &strings(&["0.02", "1000.000", "300.000"]));
         assert_eq!(&args[..6], &strings(&["", "", "1", "100000.000", "2", "0"]));
         // Tokens cost 7 but have no limit here: sent with no interval.
         assert_eq!(&args[6..10], &strings(&["7", "", "", ""]));
@@ -721,6 +840,7 @@ mod tests {
             wait,
             grants,
             ahead,
+            ..
         } = parse_booked(&reply).unwrap()
         else {
             panic!("not granted");
@@ -804,6 +924,30 @@ mod tests {
         assert!(!charged(900).clamped);
         assert_eq!(charged(u64::MAX).charged.get(Dimension::Tokens), 1_000);
         assert!(charged(u64::MAX).clamped);
+    }
+
+    #[test]
+    fn the_fleets_curve_reads_back_or_not_at_all() {
+        assert_eq!(
+            FleetCubic::parse("3,100,0.7,1000.5,2000"),
+            Some(FleetCubic {
+                seq: 3,
+                last_max: 100.0,
+                beta: 0.7,
+                since_us: 1000.5,
+                after_us: 2000.0
+            })
+        );
+        for garbage in [
+            "",
+            "3,100,0.7,1",
+            "3,100,0.7,1,2,3",
+            "x,1,1,1,1",
+            "3,NaN,1,1,1",
+            "3,inf,1,1,1",
+        ] {
+            assert_eq!(FleetCubic::parse(garbage), None, "{garbage}");
+        }
     }
 
     #[test]

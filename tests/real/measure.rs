@@ -143,6 +143,20 @@ pub async fn measure(
     path: &str,
     load: Load,
 ) -> Result<Report, String> {
+    measure_fleet(std::slice::from_ref(client), server, path, load).await
+}
+
+/// The same through a fleet of `clients` (each its own throttle, as separate processes would
+/// be): task `i` sends through client `i % clients.len()`; the client counts are their sums.
+pub async fn measure_fleet(
+    clients: &[CountedClient],
+    server: &impl RealServer,
+    path: &str,
+    load: Load,
+) -> Result<Report, String> {
+    if clients.is_empty() {
+        return Err("a fleet of no clients".to_owned());
+    }
     let url = server.url(path);
     let next_request = Arc::new(AtomicUsize::new(0));
     let completed = Arc::new(AtomicU64::new(0));
@@ -151,8 +165,9 @@ pub async fn measure(
     let start = Instant::now();
     let deadline = start + load.timeout;
     let tasks: Vec<_> = (0..load.tasks)
-        .map(|_| {
-            let (client, url) = (client.client.clone(), url.clone());
+        .map(|task| {
+            let client = clients[task % clients.len()].client.clone();
+            let url = url.clone();
             let (next_request, completed, failed) =
                 (next_request.clone(), completed.clone(), failed.clone());
             let first_failure = first_failure.clone();
@@ -179,7 +194,13 @@ pub async fn measure(
             .map_err(|e| format!("a request task panicked: {e}"))?;
     }
     let elapsed = start.elapsed();
-    let client_counts = client.counter.counts();
+    let client_counts = clients.iter().fold(ServerCounts::default(), |sum, client| {
+        let counts = client.counter.counts();
+        ServerCounts {
+            attempts: sum.attempts + counts.attempts,
+            rate_limited: sum.rate_limited + counts.rate_limited,
+        }
+    });
     let server_counts = settled_counts(server, path, client_counts.attempts).await?;
     let (completed, failed) = (completed.load(Relaxed), failed.load(Relaxed));
     let first_failure = first_failure

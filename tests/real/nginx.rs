@@ -7,6 +7,7 @@
 //! | `/burst10nodelay` | `burst=10 nodelay` | 10 extra at once, then one per 20 ms |
 //! | `/burst10` | `burst=10` | up to 10 extra queued by the server (answered late), the rest refused |
 //! | `/retryafter` | as `/burst0`, plus `Retry-After: 1` on its 429s | a server signal to honour |
+//! | `/fleet` | as `/burst0`, one zone for every client (keyed by `$host`, as an API key would be) | a strict budget a fleet of throttles shares |
 //!
 //! Each path serves a small static file: nginx never rate-limits `return 200`, which answers
 //! before the preaccess phase where `limit_req` runs.
@@ -23,12 +24,17 @@ pub const RATE_PER_SECOND: u32 = 50;
 /// Every limited path this server has.
 pub const ENDPOINTS: [&str; 4] = ["/burst0", "/burst10nodelay", "/burst10", "/retryafter"];
 
+/// The strict (no-burst) path shared by every client whatever its address: the one a fleet of
+/// workers is measured on (not among [`ENDPOINTS`], the paths of the one-client comparison).
+pub const FLEET: &str = "/fleet";
+
 /// `(path, limit_req arguments after the zone)`; the zone is named after the path.
-const LOCATIONS: [(&str, &str); 4] = [
+const LOCATIONS: [(&str, &str); 5] = [
     ("burst0", ""),
     ("burst10nodelay", " burst=10 nodelay"),
     ("burst10", " burst=10"),
     ("retryafter", ""),
+    ("fleet", ""),
 ];
 
 /// A running nginx; dropping it stops it. A new one has fresh zones.
@@ -123,8 +129,14 @@ fn config(dir: &Path, port: u16) -> String {
     let mut zones = String::new();
     let mut locations = String::new();
     for (name, options) in LOCATIONS {
+        // The fleet's zone counts every client together, as a server counts an API key.
+        let key = if name == "fleet" {
+            "$host"
+        } else {
+            "$binary_remote_addr"
+        };
         zones.push_str(&format!(
-            "    limit_req_zone $binary_remote_addr zone={name}:1m rate={RATE_PER_SECOND}r/s;\n"
+            "    limit_req_zone {key} zone={name}:1m rate={RATE_PER_SECOND}r/s;\n"
         ));
         let retry_after = if name == "retryafter" {
             "\n            add_header Retry-After $retry_after_on_429 always;"

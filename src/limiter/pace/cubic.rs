@@ -134,6 +134,21 @@ impl Cubic {
     }
 }
 
+/// The pace a lane learned from plain refusals, as a fleet shares it: the curve, and the
+/// instant of its latest decrease (refusals of attempts that left before it answer that
+/// decrease).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SharedCubic {
+    /// The rate, per second, at the refusal the curve starts from.
+    pub last_max: f64,
+    /// The decrease applied then.
+    pub beta: f64,
+    /// When the curve started.
+    pub since: Instant,
+    /// The latest decrease.
+    pub after: Instant,
+}
+
 /// Refusals in a row with nothing accepted between them (see
 /// [Refusals that cluster](self#refusals-that-cluster)).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -289,6 +304,45 @@ impl CubicPace {
         }
     }
 
+    /// The curve and the latest decrease, for a fleet that learns together; `None` before any
+    /// plain refusal.
+    pub(super) fn shared(&self) -> Option<SharedCubic> {
+        let (curve, after) = (self.curve?, self.after?);
+        Some(SharedCubic {
+            last_max: curve.last_max,
+            beta: curve.beta,
+            since: curve.since,
+            after,
+        })
+    }
+
+    /// Takes the curve another worker of the fleet decreased to, if its decrease is later than
+    /// this lane's: the lane paces on it (without repricing: the shared schedule restarted when
+    /// that worker decreased), and a refusal of an attempt that left before it answers that
+    /// decrease, not a new congestion.
+    pub(super) fn adopt(
+        &mut self,
+        shared: SharedCubic,
+        now: Instant,
+        pacing: &mut Pacing,
+        actions: &mut Actions,
+    ) {
+        if self.after.is_some_and(|after| after >= shared.after)
+            || !(shared.last_max.is_finite() && shared.beta.is_finite())
+        {
+            return;
+        }
+        let curve = Cubic {
+            last_max: shared.last_max.max(MIN_RATE),
+            beta: shared.beta.clamp(BETA_IN_STREAK, BETA_CONFIGURED),
+            since: shared.since,
+        };
+        self.curve = Some(curve);
+        self.after = Some(shared.after);
+        self.streak = None;
+        set_cubic_pace(curve.rate_at(now), false, pacing, actions);
+    }
+
     /// The lane was idle for `gap`: the curve resumes where it stood.
     pub(super) fn skip_idle(&mut self, gap: Duration) {
         if let Some(curve) = self.curve.as_mut() {
@@ -331,7 +385,7 @@ fn set_cubic_pace(rate: f64, reprice: bool, pacing: &mut Pacing, actions: &mut A
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::{learner, plain};
-    use super::super::protocol::{Action, Answer};
+    use super::super::protocol::{Action, Answer, Observation};
     use super::*;
 
     /// The instant the lane is told to cool down until, if it is.
@@ -374,6 +428,39 @@ mod tests {
         // Refusals of attempts sent during the wait belong to the same cluster.
         let actions = learner.observe(&plain(ms(500), Answer::RateLimited));
         assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    /// Two workers of a fleet: the first is refused and decreases; the second takes its curve
+    /// and, refused for a request that left before that decrease, does not decrease again.
+    #[test]
+    fn a_curve_taken_from_another_worker_answers_the_refusals_before_it() {
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        let mut first = learner(Duration::from_secs(60));
+        let mut second = learner(Duration::from_secs(60));
+        for worker in [&mut first, &mut second] {
+            for at in 0..20 {
+                worker.observe(&plain(ms(at * 20), Answer::Accepted));
+            }
+        }
+        assert!(first.shared_cubic().is_none());
+        first.observe(&plain(ms(400), Answer::RateLimited));
+        let shared = first.shared_cubic().expect("a curve after a plain refusal");
+        let actions = second.adopt_cubic(shared, ms(400));
+        assert_eq!(
+            second.limit(Dimension::Requests),
+            first.limit(Dimension::Requests)
+        );
+        assert!(!actions.is_empty());
+        // Taken once: the same curve again changes nothing.
+        assert!(second.adopt_cubic(shared, ms(406)).is_empty());
+        // A refusal of a request the second sent before the first's decrease: answered.
+        let early = Observation {
+            departed: ms(395),
+            ..plain(ms(410), Answer::RateLimited)
+        };
+        assert!(second.observe(&early).is_empty());
+        assert_eq!(second.shared_cubic(), Some(shared));
     }
 
     /// A refusal now and then between accepted requests (a leaky bucket, a pace a hair too

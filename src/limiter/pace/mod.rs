@@ -48,6 +48,7 @@ use self::refusal::Phase;
 use self::window::{LearnedWindow, WindowReader};
 use super::{Dimension, Limit};
 
+pub use self::cubic::SharedCubic;
 pub use self::protocol::{Action, Actions, Answer, InFlight, Observation, PaceConfig, Pause};
 
 mod bucket;
@@ -260,6 +261,21 @@ impl PaceLearner {
             }
             _ => {}
         }
+        actions
+    }
+
+    /// The pace learned from plain refusals (CUBIC's curve and its latest decrease), for the
+    /// other workers of a fleet; `None` before any.
+    pub fn shared_cubic(&self) -> Option<SharedCubic> {
+        self.cubic.shared()
+    }
+
+    /// Paces on the curve another worker of the fleet learned from plain refusals, if its
+    /// decrease is later than any this lane made or took: one refusal slows the fleet once.
+    pub fn adopt_cubic(&mut self, shared: SharedCubic, now: Instant) -> Actions {
+        let mut actions = Actions::default();
+        self.cubic
+            .adopt(shared, now, &mut self.pacing, &mut actions);
         actions
     }
 
