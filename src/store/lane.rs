@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::script::{self, Booked, FleetCubic, Reconcile, Shape, Shapes, SharedGrant, SharedGrants};
+use super::script::{
+    self, Booked, FleetCubic, Reconcile, Shape, Shapes, SharedGrant, SharedGrants,
+};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::pace::SharedCubic;
