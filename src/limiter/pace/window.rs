@@ -319,6 +319,18 @@ mod tests {
     use crate::limiter::Dimension;
     use crate::signals::{HeaderFamily, RateLimits};
 
+    /// The requests pace the learner set, if it set one.
+    fn requests_pace(actions: &Actions) -> Option<Limit> {
+        actions.iter().find_map(|action| match action {
+            Action::SetLimit {
+                dimension: Dimension::Requests,
+                limit,
+                ..
+            } => limit,
+            _ => None,
+        })
+    }
+
     #[test]
     fn a_window_announcing_a_limit_of_zero_paces_nothing_and_never_panics() {
         assert_eq!(fixed_window_pace(0, Duration::from_secs(60)), None);
@@ -370,14 +382,7 @@ mod tests {
             seq: 0,
             in_flight: Default::default(),
         });
-        let set = actions.iter().find_map(|action| match action {
-            Action::SetLimit {
-                dimension: Dimension::Requests,
-                limit,
-                ..
-            } => limit,
-            _ => None,
-        });
+        let set = requests_pace(&actions);
         // Whole seconds: the reset may be up to a second sooner, so the ten go over 4 s.
         assert_eq!(set.unwrap().interval, Duration::from_millis(400));
     }
@@ -403,14 +408,7 @@ mod tests {
         // Window [1 s, 2 s), first answer at 1.02 s: reset 3, Date 1.
         let next = limits(Some(window(9)), None);
         let actions = learner.observe(&accepted(at(1_020), &next));
-        let set = actions.iter().find_map(|action| match action {
-            Action::SetLimit {
-                dimension: Dimension::Requests,
-                limit,
-                ..
-            } => limit,
-            _ => None,
-        });
+        let set = requests_pace(&actions);
         assert_eq!(set.expect("paced").interval, Duration::from_millis(100));
     }
 
@@ -426,14 +424,7 @@ mod tests {
         };
         let limits = limits(Some(window), None);
         let actions = learner.observe(&accepted(now, &limits));
-        let set = actions.iter().find_map(|action| match action {
-            Action::SetLimit {
-                dimension: Dimension::Requests,
-                limit,
-                ..
-            } => limit,
-            _ => None,
-        });
+        let set = requests_pace(&actions);
         assert_eq!(set.expect("paced").interval, Duration::from_millis(250));
     }
 
@@ -448,17 +439,7 @@ mod tests {
         };
         let limits = limits(Some(window), None);
         let actions = learner.observe(&accepted(now, &limits));
-        let set = actions
-            .iter()
-            .find_map(|action| match action {
-                Action::SetLimit {
-                    dimension: Dimension::Requests,
-                    limit,
-                    ..
-                } => limit,
-                _ => None,
-            })
-            .expect("paced");
+        let set = requests_pace(&actions).expect("paced");
         // Not one request a day.
         assert_eq!(set.interval, Duration::from_secs(10));
         assert_eq!(learner.reset_at(), Some(now + Duration::from_secs(10)));
