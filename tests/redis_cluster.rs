@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientBuilder;
 use reqwest_throttle::retry::RetryPolicy;
 use reqwest_throttle::sim::SimulatedApi;
 use reqwest_throttle::store::RedisStore;
@@ -19,9 +19,8 @@ use reqwest_throttle::{Policy, Rate, Throttle};
 mod redis_server;
 use redis_server::RedisCluster;
 
-const URL: &str = "http://api.test/v1/things";
-/// Bounds every request: a store that hangs fails the test instead of stalling it.
-const NO_HANG: Duration = Duration::from_secs(5);
+mod store_clients;
+use store_clients::{client, send, send_all, NO_HANG};
 
 /// The Redis key of the lane `URL` goes in, under `prefix`.
 fn lane_key(prefix: &str) -> String {
@@ -35,50 +34,6 @@ fn cluster_store(cluster: &RedisCluster, prefix: &str) -> RedisStore {
         .expect("valid node URLs")
         .prefix(prefix)
         .timeout(Duration::from_secs(1))
-}
-
-/// A throttle limited to `rate` with no retries and no breaker, keeping its budget in `store`.
-fn client(rate: Rate, store: RedisStore, api: &SimulatedApi) -> (Throttle, ClientWithMiddleware) {
-    let policy = Policy::new()
-        .rate(rate)
-        .retry(RetryPolicy::disabled())
-        .no_breaker()
-        .unlimited_concurrency();
-    let throttle = Throttle::builder()
-        .default_policy(policy)
-        .store(store)
-        .build()
-        .expect("a valid throttle");
-    let client = ClientBuilder::new(reqwest::Client::new())
-        .with(throttle.clone())
-        .with(api.clone())
-        .build();
-    (throttle, client)
-}
-
-/// One GET, which must end (as a status or the crate's error) within [`NO_HANG`].
-async fn send(client: &ClientWithMiddleware) -> Result<u16, String> {
-    match tokio::time::timeout(NO_HANG, client.get(URL).send()).await {
-        Err(_) => panic!("a request hung"),
-        Ok(Ok(response)) => Ok(response.status().as_u16()),
-        Ok(Err(error)) => Err(error.to_string()),
-    }
-}
-
-/// Sends `n` GETs at once through each client; the outcomes in order.
-async fn send_all(clients: &[&ClientWithMiddleware], n: usize) -> Vec<Result<u16, String>> {
-    let mut tasks = Vec::new();
-    for client in clients {
-        for _ in 0..n {
-            let client = (*client).clone();
-            tasks.push(tokio::spawn(async move { send(&client).await }));
-        }
-    }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.expect("no panic"));
-    }
-    outcomes
 }
 
 /// How many bookings the lane at `key` counts (its requests cell's booking number) on the
@@ -111,9 +66,9 @@ async fn two_throttles_share_one_budget_through_a_cluster() {
     let rate = Rate::per_second(40).burst(4);
     let server = || SimulatedApi::builder().token_bucket(40.0, 10).build();
     let api = server();
-    let (first, one) = client(rate, cluster_store(&cluster, "pair"), &api);
-    let (second, two) = client(rate, cluster_store(&cluster, "pair"), &api);
-    let outcomes = send_all(&[&one, &two], 30).await;
+    let (first, one) = client(rate, Some(cluster_store(&cluster, "pair")), &api);
+    let (second, two) = client(rate, Some(cluster_store(&cluster, "pair")), &api);
+    let outcomes = send_all(&[&one, &two], 30, NO_HANG).await;
     assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
     let stats = api.stats();
     assert_eq!((stats.received, stats.limited), (60, 0), "{stats:?}");
@@ -139,7 +94,7 @@ async fn two_throttles_share_one_budget_through_a_cluster() {
             .with(api.clone())
             .build()
     };
-    let outcomes = send_all(&[&own(&alone), &own(&alone)], 30).await;
+    let outcomes = send_all(&[&own(&alone), &own(&alone)], 30, NO_HANG).await;
     assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
 
     // A fleet-wide cap keeps its leases in a second key of the lane, in the same slot.
@@ -152,9 +107,9 @@ async fn two_throttles_share_one_budget_through_a_cluster() {
         .latency(Duration::from_millis(100))
         .build();
     let capped = || cluster_store(&cluster, "capped").concurrency(1);
-    let (_, one) = client(Rate::per_second(100), capped(), &slow);
-    let (_, two) = client(Rate::per_second(100), capped(), &slow);
-    assert_eq!(send_all(&[&one, &two], 3).await, vec![Ok(200); 6]);
+    let (_, one) = client(Rate::per_second(100), Some(capped()), &slow);
+    let (_, two) = client(Rate::per_second(100), Some(capped()), &slow);
+    assert_eq!(send_all(&[&one, &two], 3, NO_HANG).await, vec![Ok(200); 6]);
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }
 
@@ -165,8 +120,8 @@ async fn bookings_continue_after_a_primary_fails_over() {
     };
     let api = SimulatedApi::builder().build();
     let store = cluster_store(&cluster, "failover").expected_workers(2);
-    let (throttle, client) = client(Rate::per_second(50), store, &api);
-    assert_eq!(send_all(&[&client], 5).await, vec![Ok(200); 5]);
+    let (throttle, client) = client(Rate::per_second(50), Some(store), &api);
+    assert_eq!(send_all(&[&client], 5, NO_HANG).await, vec![Ok(200); 5]);
     let key = lane_key("failover");
     let failed = cluster.primary_of(&key).expect("a primary serves the lane");
     let before = bookings_on(&cluster, failed, &key);
@@ -178,7 +133,7 @@ async fn bookings_continue_after_a_primary_fails_over() {
     // and none hangs, until a promoted replica serves the slot and books them again.
     let deadline = killed_at + Duration::from_secs(30);
     let (promoted, sent) = loop {
-        assert_eq!(send(&client).await, Ok(200));
+        assert_eq!(send(&client, NO_HANG).await, Ok(200));
         let stats = throttle.stats().store.expect("store stats");
         let promoted = cluster
             .primary_of(&key)
@@ -205,7 +160,7 @@ async fn bookings_continue_after_a_primary_fails_over() {
 
     // From now on every booking is in the shared budget, on the promoted replica.
     let booked = bookings_on(&cluster, promoted, &key);
-    assert_eq!(send_all(&[&client], 10).await, vec![Ok(200); 10]);
+    assert_eq!(send_all(&[&client], 10, NO_HANG).await, vec![Ok(200); 10]);
     let after = throttle.stats().store.expect("store stats");
     assert_eq!(after.fallbacks, sent.fallbacks, "{after:?}");
     assert_eq!(bookings_on(&cluster, promoted, &key), booked + 10);

@@ -8,15 +8,17 @@
 
 use std::time::Duration;
 
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
+use reqwest_middleware::ClientWithMiddleware;
 use reqwest_throttle::limiter::{Gcra, Limit};
-use reqwest_throttle::retry::RetryPolicy;
 use reqwest_throttle::sim::{HeaderStyle, SimulatedApi};
-use reqwest_throttle::store::{OnStoreDown, RedisStore};
+use reqwest_throttle::store::OnStoreDown;
 use reqwest_throttle::{Cost, Dimension, Error, Policy, Rate, Throttle};
 
 mod redis_server;
 use redis_server::{store, store_of, RedisServer};
+
+mod store_clients;
+use store_clients::{client, client_with, send_all, NO_HANG, URL};
 
 /// The real limiters (nginx), the measured run, and its fleet variant; not all of it is used
 /// here.
@@ -24,65 +26,6 @@ use redis_server::{store, store_of, RedisServer};
 mod real;
 use real::measure::{measure_fleet, CountedClient, Load, RealServer, Report, ServerCounts};
 use real::nginx::{self, Nginx};
-
-const URL: &str = "http://api.test/v1/things";
-/// Bounds every request: a store that hangs fails the test instead of stalling it.
-const NO_HANG: Duration = Duration::from_secs(5);
-
-/// A throttle whose only lane is limited to `rate`, sharing its budget through `store` if any;
-/// no retries, no breaker: every request is one attempt and ends as a response or an error.
-fn client(
-    rate: Rate,
-    store: Option<RedisStore>,
-    api: &SimulatedApi,
-) -> (Throttle, ClientWithMiddleware) {
-    client_with(Policy::new().rate(rate), store, api)
-}
-
-/// The same with `policy` (its rate, if any), no retries, no breaker.
-fn client_with(
-    policy: Policy,
-    store: Option<RedisStore>,
-    api: &SimulatedApi,
-) -> (Throttle, ClientWithMiddleware) {
-    let policy = policy
-        .retry(RetryPolicy::disabled())
-        .no_breaker()
-        .unlimited_concurrency();
-    let builder = Throttle::builder().default_policy(policy);
-    let builder = match store {
-        Some(store) => builder.store(store),
-        None => builder,
-    };
-    let throttle = builder.build().expect("a valid throttle");
-    let client = ClientBuilder::new(reqwest::Client::new())
-        .with(throttle.clone())
-        .with(api.clone())
-        .build();
-    (throttle, client)
-}
-
-/// Sends `n` GETs at once through each client; the statuses (or the crate's errors) in order.
-async fn send_all(clients: &[&ClientWithMiddleware], n: usize) -> Vec<Result<u16, String>> {
-    let mut tasks = Vec::new();
-    for client in clients {
-        for _ in 0..n {
-            let client = (*client).clone();
-            tasks.push(tokio::spawn(async move {
-                match tokio::time::timeout(NO_HANG * 2, client.get(URL).send()).await {
-                    Err(_) => panic!("a request hung"),
-                    Ok(Ok(response)) => Ok(response.status().as_u16()),
-                    Ok(Err(error)) => Err(error.to_string()),
-                }
-            }));
-        }
-    }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.expect("no panic"));
-    }
-    outcomes
-}
 
 /// The in-memory GCRA, cell by cell, as `Budget` books: every dimension at the slowest one's
 /// instant. The script must decide exactly as this does.
@@ -250,7 +193,7 @@ async fn two_throttles_sharing_a_budget_stay_within_it_together() {
     let api = SimulatedApi::builder().token_bucket(40.0, 5).build();
     let (first, one) = client(rate, Some(store(&server, "pair")), &api);
     let (second, two) = client(rate, Some(store(&server, "pair")), &api);
-    let outcomes = send_all(&[&one, &two], 30).await;
+    let outcomes = send_all(&[&one, &two], 30, NO_HANG * 2).await;
     assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
     let stats = api.stats();
     assert_eq!((stats.received, stats.limited), (60, 0), "{stats:?}");
@@ -265,7 +208,7 @@ async fn two_throttles_sharing_a_budget_stay_within_it_together() {
     let api = SimulatedApi::builder().token_bucket(40.0, 5).build();
     let (_, one) = client(rate, None, &api);
     let (_, two) = client(rate, None, &api);
-    let outcomes = send_all(&[&one, &two], 10).await;
+    let outcomes = send_all(&[&one, &two], 10, NO_HANG * 2).await;
     assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
 }
 
@@ -277,10 +220,10 @@ async fn with_redis_killed_requests_fail_fast_then_share_again_once_it_is_back()
     let api = SimulatedApi::builder().build();
     let store = store(&server, "fast").on_down(OnStoreDown::FailFast);
     let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
-    assert_eq!(send_all(&[&client], 3).await, vec![Ok(200); 3]);
+    assert_eq!(send_all(&[&client], 3, NO_HANG * 2).await, vec![Ok(200); 3]);
 
     let port = server.kill();
-    let outcomes = send_all(&[&client], 5).await;
+    let outcomes = send_all(&[&client], 5, NO_HANG * 2).await;
     assert!(
         outcomes.iter().all(|o| o
             .as_ref()
@@ -312,7 +255,10 @@ async fn with_redis_killed_requests_fail_fast_then_share_again_once_it_is_back()
         Some(store_of(port, "fast").on_down(OnStoreDown::FailFast)),
         &api,
     );
-    assert_eq!(send_all(&[&unlimited], 2).await, vec![Ok(200); 2]);
+    assert_eq!(
+        send_all(&[&unlimited], 2, NO_HANG * 2).await,
+        vec![Ok(200); 2]
+    );
 
     let _server = RedisServer::start_on(port).expect("redis-server restarts");
     let back = wait_until_shared(&throttle, &client).await;
@@ -327,11 +273,11 @@ async fn with_redis_killed_requests_fall_back_to_a_share_then_share_again() {
     let api = SimulatedApi::builder().build();
     let store = store(&server, "fallback").expected_workers(4);
     let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
-    assert_eq!(send_all(&[&client], 3).await, vec![Ok(200); 3]);
+    assert_eq!(send_all(&[&client], 3, NO_HANG * 2).await, vec![Ok(200); 3]);
 
     let port = server.kill();
     // At a quarter of 100/s (25/s, burst 25), every request still goes, from this process.
-    let outcomes = send_all(&[&client], 10).await;
+    let outcomes = send_all(&[&client], 10, NO_HANG * 2).await;
     assert_eq!(outcomes, vec![Ok(200); 10]);
     let down = throttle.stats().store.unwrap();
     assert!(
@@ -355,7 +301,7 @@ async fn a_paused_redis_takes_the_timeout_path_instead_of_hanging() {
         .timeout(Duration::from_millis(100))
         .on_down(OnStoreDown::FailFast);
     let (throttle, client) = client(Rate::per_second(100), Some(store), &api);
-    assert_eq!(send_all(&[&client], 1).await, vec![Ok(200)]);
+    assert_eq!(send_all(&[&client], 1, NO_HANG * 2).await, vec![Ok(200)]);
     // Every client's commands wait for a second: the booking cannot be answered in time.
     let mut admin = server.connection();
     redis::cmd("CLIENT")
@@ -439,7 +385,7 @@ async fn a_pause_one_worker_is_told_holds_back_every_worker() {
         Some(store(&server, "pause")),
         &refusing,
     );
-    assert_eq!(send_all(&[&told], 1).await, vec![Ok(429)]);
+    assert_eq!(send_all(&[&told], 1, NO_HANG * 2).await, vec![Ok(429)]);
     // The pause reaches Redis in the background: wait (boundedly) until it is there.
     let pause: Option<String> =
         poll_field(&server, "{pause:http://api.test:80}", "c", Option::is_some).await;
@@ -475,7 +421,7 @@ async fn a_shared_wait_beyond_max_wait_is_refused_without_booking() {
     let policy_rate = Rate::per_second(1).burst(1);
     let (_, first) = client(policy_rate, Some(store(&server, "wait")), &api);
     let (_, second) = client(policy_rate, Some(store(&server, "wait")), &api);
-    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    assert_eq!(send_all(&[&first], 1, NO_HANG * 2).await, vec![Ok(200)]);
     // The other worker's turn is a second away in the shared budget.
     for _ in 0..3 {
         let error = second
@@ -507,7 +453,7 @@ async fn a_request_dropped_while_it_waits_gives_its_shared_slot_back() {
     let rate = Rate::per_second(1).burst(1);
     let (_, first) = client(rate, Some(store(&server, "drop")), &api);
     let (_, second) = client(rate, Some(store(&server, "drop")), &api);
-    assert_eq!(send_all(&[&first], 1).await, vec![Ok(200)]);
+    assert_eq!(send_all(&[&first], 1, NO_HANG * 2).await, vec![Ok(200)]);
     // Booked a second ahead, then given up on after 100 ms.
     let gave_up = tokio::time::timeout(Duration::from_millis(100), first.get(URL).send()).await;
     assert!(gave_up.is_err(), "the second request left within a second");
@@ -548,7 +494,7 @@ async fn the_fallback_starts_where_the_fleets_schedule_ends_with_its_burst_spent
     assert_eq!(booked, Some(5u64));
     // Killed with four of the five still waiting for their slots: they leave on them.
     server.kill();
-    let outcomes = send_all(&[&client], 2).await;
+    let outcomes = send_all(&[&client], 2, NO_HANG * 2).await;
     assert_eq!(outcomes, vec![Ok(200); 2]);
     for request in shared {
         let response = request.await.expect("no panic").expect("sent");
@@ -582,7 +528,7 @@ async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
     };
     let shared = api();
     let (_, learner) = client_with(Policy::new(), Some(store(&server, "learn")), &shared);
-    assert_eq!(send_all(&[&learner], 1).await, vec![Ok(200)]);
+    assert_eq!(send_all(&[&learner], 1, NO_HANG * 2).await, vec![Ok(200)]);
     let learned: Option<String> =
         poll_field(&server, "{learn:http://api.test:80}", "l0", Option::is_some).await;
     assert!(learned.is_some(), "the learned limit never reached Redis");
@@ -600,7 +546,7 @@ async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
         booked_after.unwrap_or(0) > booked_before.unwrap_or(0),
         "the first request of a worker that knows no limit was not booked under the learned one"
     );
-    let outcomes = send_all(&[&learner, &other], 5).await;
+    let outcomes = send_all(&[&learner, &other], 5, NO_HANG * 2).await;
     assert_eq!(outcomes, vec![Ok(200); 10], "{learned:?}");
     assert_eq!(shared.stats().limited, 0);
 }
@@ -697,7 +643,10 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
         .build();
     let (_, one) = client(Rate::per_second(100), Some(capped()), &api);
     let (_, two) = client(Rate::per_second(100), Some(capped()), &api);
-    assert_eq!(send_all(&[&one, &two], 3).await, vec![Ok(200); 6]);
+    assert_eq!(
+        send_all(&[&one, &two], 3, NO_HANG * 2).await,
+        vec![Ok(200); 6]
+    );
     assert_eq!(api.stats().max_in_flight, 1, "{:?}", api.stats());
 
     // A worker takes the slot and dies without giving it back: another waits for it...
@@ -736,7 +685,10 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
     };
     let (_, one) = client(Rate::per_second(100), Some(renewed()), &slow);
     let (_, two) = client(Rate::per_second(100), Some(renewed()), &slow);
-    assert_eq!(send_all(&[&one, &two], 1).await, vec![Ok(200); 2]);
+    assert_eq!(
+        send_all(&[&one, &two], 1, NO_HANG * 2).await,
+        vec![Ok(200); 2]
+    );
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }
 
@@ -1002,10 +954,13 @@ async fn a_pace_one_worker_learns_from_plain_refusals_paces_every_worker() {
     let lane_rate = |throttle: &Throttle| throttle.stats().lanes.first().and_then(|lane| lane.rate);
     let (told, told_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
     let (other, other_client) = client_with(Policy::new(), Some(store(&server, "curve")), &api);
-    assert_eq!(send_all(&[&other_client], 1).await, vec![Ok(200)]);
+    assert_eq!(
+        send_all(&[&other_client], 1, NO_HANG * 2).await,
+        vec![Ok(200)]
+    );
     assert_eq!(lane_rate(&other), None, "nothing learned yet");
     // Five at once: the server takes one, the others are refused and the worker decreases.
-    let outcomes = send_all(&[&told_client], 5).await;
+    let outcomes = send_all(&[&told_client], 5, NO_HANG * 2).await;
     assert!(outcomes.contains(&Ok(429)), "{outcomes:?}");
     let learned = lane_rate(&told).expect("a pace learned from the refusals");
     // The server's bucket refills: the other worker's requests are not refused for coming
@@ -1015,7 +970,7 @@ async fn a_pace_one_worker_learns_from_plain_refusals_paces_every_worker() {
     // background, so the first may come before it).
     let mut taken = None;
     for _ in 0..20 {
-        let _ = send_all(&[&other_client], 1).await;
+        let _ = send_all(&[&other_client], 1, NO_HANG * 2).await;
         taken = lane_rate(&other);
         if taken.is_some() {
             break;

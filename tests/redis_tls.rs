@@ -9,18 +9,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use redis::TlsCertificates;
-use reqwest_middleware::{ClientBuilder, ClientWithMiddleware};
-use reqwest_throttle::retry::RetryPolicy;
 use reqwest_throttle::sim::SimulatedApi;
 use reqwest_throttle::store::{OnStoreDown, RedisStore};
-use reqwest_throttle::{Error, Policy, Rate, Throttle};
+use reqwest_throttle::{Error, Rate};
 
 mod redis_server;
 use redis_server::{free_port, RedisServer};
 
-const URL: &str = "http://api.test/v1/things";
-/// Bounds every request: a store that hangs fails the test instead of stalling it.
-const NO_HANG: Duration = Duration::from_secs(5);
+mod store_clients;
+use store_clients::{client, send_all, NO_HANG, URL};
 
 /// A `redis-server` that speaks only TLS, with the certificate a client must trust.
 struct TlsRedis {
@@ -102,47 +99,6 @@ fn trusting(port: u16, root_cert: &[u8]) -> redis::Client {
     .expect("a TLS client")
 }
 
-/// A throttle limited to `rate` with no retries and no breaker, keeping its budget in `store`.
-fn client(rate: Rate, store: RedisStore, api: &SimulatedApi) -> (Throttle, ClientWithMiddleware) {
-    let policy = Policy::new()
-        .rate(rate)
-        .retry(RetryPolicy::disabled())
-        .no_breaker()
-        .unlimited_concurrency();
-    let throttle = Throttle::builder()
-        .default_policy(policy)
-        .store(store)
-        .build()
-        .expect("a valid throttle");
-    let client = ClientBuilder::new(reqwest::Client::new())
-        .with(throttle.clone())
-        .with(api.clone())
-        .build();
-    (throttle, client)
-}
-
-/// Sends `n` GETs at once through each client; the outcomes in order, none allowed to hang.
-async fn send_all(clients: &[&ClientWithMiddleware], n: usize) -> Vec<Result<u16, String>> {
-    let mut tasks = Vec::new();
-    for client in clients {
-        for _ in 0..n {
-            let client = (*client).clone();
-            tasks.push(tokio::spawn(async move {
-                match tokio::time::timeout(NO_HANG, client.get(URL).send()).await {
-                    Err(_) => panic!("a request hung"),
-                    Ok(Ok(response)) => Ok(response.status().as_u16()),
-                    Ok(Err(error)) => Err(error.to_string()),
-                }
-            }));
-        }
-    }
-    let mut outcomes = Vec::new();
-    for task in tasks {
-        outcomes.push(task.await.expect("no panic"));
-    }
-    outcomes
-}
-
 #[tokio::test]
 async fn two_throttles_share_a_budget_over_tls_with_a_certificate_of_their_own() {
     let Some(redis) = TlsRedis::start() else {
@@ -158,9 +114,9 @@ async fn two_throttles_share_a_budget_over_tls_with_a_certificate_of_their_own()
             .prefix("tls")
             .timeout(Duration::from_secs(1))
     };
-    let (first, one) = client(rate, store(), &api);
-    let (second, two) = client(rate, store(), &api);
-    let outcomes = send_all(&[&one, &two], 20).await;
+    let (first, one) = client(rate, Some(store()), &api);
+    let (second, two) = client(rate, Some(store()), &api);
+    let outcomes = send_all(&[&one, &two], 20, NO_HANG).await;
     assert!(outcomes.iter().all(|o| *o == Ok(200)), "{outcomes:?}");
     let stats = api.stats();
     assert_eq!((stats.received, stats.limited), (40, 0), "{stats:?}");
@@ -192,8 +148,8 @@ async fn a_server_certificate_nobody_trusts_is_refused_and_nothing_is_sent() {
         .expect("rediss:// is accepted with the feature tls")
         .on_down(OnStoreDown::FailFast);
     let api = SimulatedApi::builder().build();
-    let (throttle, client) = client(Rate::per_second(40), store, &api);
-    let outcomes = send_all(&[&client], 3).await;
+    let (throttle, client) = client(Rate::per_second(40), Some(store), &api);
+    let outcomes = send_all(&[&client], 3, NO_HANG).await;
     assert!(
         outcomes.iter().all(|o| o
             .as_ref()
