@@ -539,6 +539,12 @@ const STRICT_RATE: u64 = 50;
 /// One worker of a strict run: `mode` is `own`, `shared` or `nothing` (shared, told nothing);
 /// prints `completed failed first_start_us last_end_us` (µs since the Unix epoch).
 fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
+    if std::env::var_os("FLEET_TRACE").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("reqwest_throttle=debug,fleet=info")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let mut builder = Throttle::builder();
@@ -565,7 +571,8 @@ fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
         let mut tasks = Vec::new();
         for task in 0..STRICT_TASKS {
             let (client, url) = (client.clone(), url.to_owned());
-            tasks.push(tokio::spawn(async move {
+            let span = tracing::info_span!("worker", pid = std::process::id());
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(async move {
                 let (mut completed, mut failed) = (0u64, 0u64);
                 for _ in (task..STRICT_REQUESTS).step_by(STRICT_TASKS) {
                     let answer =
@@ -580,7 +587,7 @@ fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
                     }
                 }
                 (completed, failed)
-            }));
+            }, span)));
         }
         let (mut completed, mut failed) = (0, 0);
         for task in tasks {
@@ -612,6 +619,10 @@ async fn strict(server: &str) -> Result<()> {
         ("shared through Redis, told 50/s", "shared"),
         ("shared through Redis, told nothing", "nothing"),
     ] {
+        // `FLEET_MODES=shared,nothing`: only those runs.
+        if std::env::var("FLEET_MODES").is_ok_and(|modes| !modes.split(',').any(|m| m == mode)) {
+            continue;
+        }
         // A fresh server each run: a fresh limiter state.
         let (url, counts): (String, Box<dyn Fn() -> (u64, u64)>) = if server == "nginx" {
             let nginx = real::nginx::Nginx::start()
@@ -629,6 +640,15 @@ async fn strict(server: &str) -> Result<()> {
                             .spawn(|| runtime.block_on(nginx.counts(real::nginx::FLEET)))
                             .join()
                     });
+                    if let Some(dir) = std::env::var_os("FLEET_LOG_DIR") {
+                        let log: String = nginx
+                            .timed_log()
+                            .iter()
+                            .map(|(status, uri, at)| format!("{at:.3} {status} {uri}\n"))
+                            .collect();
+                        let file = std::path::Path::new(&dir).join(format!("nginx-{}.log", nginx.port()));
+                        let _ = std::fs::write(file, log);
+                    }
                     match counts {
                         Ok(Ok(counts)) => (counts.attempts, counts.rate_limited),
                         _ => (0, 0),

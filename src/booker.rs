@@ -99,6 +99,15 @@ impl Booker {
         }
     }
 
+    /// The workers of the fleet that shares the lane's budget (`None`: this process alone).
+    pub(crate) fn fleet(&self) -> Option<u32> {
+        match self {
+            Booker::Local => None,
+            #[cfg(feature = "redis")]
+            Booker::Shared(budget) => Some(budget.workers()),
+        }
+    }
+
     /// Shares the pace the lane learned from plain refusals with the other processes, if it
     /// holds a decrease they have not seen.
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]

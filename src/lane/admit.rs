@@ -77,7 +77,9 @@ impl Lane {
                 self.counters.record_wait(waited);
                 self.rollout_admitted(&cost, now);
                 let settlement = Settlement::new(Arc::clone(&self.budget), commitment);
-                Ok(self.depart(plan, cost, Some(settlement), admission, permits, departed))
+                Ok(self
+                    .depart(plan, cost, Some(settlement), admission, permits, departed)
+                    .booked_at(now))
             }
             Now::Wait => Box::pin(self.wait_turn(plan, global, now, admission)).await,
         }
@@ -202,7 +204,8 @@ impl Lane {
             };
             self.rollout_admitted(cost, started);
             let permits = Permits::new(lane_permit, global_permit);
-            return Ok(self.depart(plan, *cost, Some(settlement), admission, permits, departed));
+            let ticket = self.depart(plan, *cost, Some(settlement), admission, permits, departed);
+            return Ok(ticket.booked_at(now));
         }
     }
 

@@ -502,6 +502,7 @@ mod tests {
         let actions = pace.observe(&Observation {
             now,
             departed: now,
+            booked: now,
             answer: Answer::Accepted,
             pause: None,
             limits: signals.rate_limits.as_ref(),

@@ -60,6 +60,8 @@ pub(crate) struct Ticket<'p> {
     admission: Option<Admission>,
     /// How many requests the lane had sent before this one.
     departure: u64,
+    /// When the attempt was booked: its departure, unless it waited for its slot.
+    booked: Instant,
     departed: Instant,
     permits: Option<Permits>,
     side: Side,
@@ -90,6 +92,7 @@ impl<'p> Ticket<'p> {
             settlement,
             admission,
             departure,
+            booked: departed,
             departed,
             permits: Some(permits),
             side: plan.side,
@@ -104,6 +107,13 @@ impl<'p> Ticket<'p> {
     /// When the attempt left the lane (got its turn).
     pub(crate) fn departed(&self) -> Instant {
         self.departed
+    }
+
+    /// This ticket, booked at `booked` (before it left): the pace a refusal answers is the one
+    /// it was booked at.
+    pub(super) fn booked_at(mut self, booked: Instant) -> Ticket<'p> {
+        self.booked = booked.min(self.departed);
+        self
     }
 
     /// This ticket with the instant its attempt left, as the metrics saw it.
@@ -215,6 +225,7 @@ impl<'p> Ticket<'p> {
         let observation = Observation {
             now,
             departed: self.departed,
+            booked: self.booked,
             answer,
             pause,
             limits: signals.rate_limits.as_ref(),
@@ -224,6 +235,13 @@ impl<'p> Ticket<'p> {
             in_flight,
         };
         let mut pace = lane.pace();
+        pace.set_fleet(lane.booker.fleet());
+        // What another worker of the fleet learned first: a refusal that answers its decrease
+        // is then not a congestion of its own.
+        if let Some(shared) = lane.booker.cubic_news() {
+            let actions = pace.adopt_cubic(shared, now);
+            lane.apply(&pace, &actions);
+        }
         let actions = pace.observe(&observation);
         if !actions.is_empty() {
             lane.apply(&pace, &actions);

@@ -157,6 +157,9 @@ impl SharedBudget {
                 return;
             }
             seen.local = Some(shared);
+            // The fleet's curve as read so far is older than this decrease: only a later one
+            // (this one read back, or another worker's) is news.
+            seen.seq = seen.fleet.map_or(seen.seq, |fleet| fleet.seq);
         }
         let fleet = FleetCubic {
             seq: 0,
@@ -168,8 +171,10 @@ impl SharedBudget {
         self.in_background(move |store, key| async move { store.share_cubic(&key, fleet).await });
     }
 
-    /// The pace the fleet learned from plain refusals, once per share that is not this lane's
-    /// own, on this worker's clock.
+    /// The pace the fleet learned from plain refusals, on this worker's clock, once per share
+    /// that is not this lane's own. The fleet's latest curve is the truth: every worker paces
+    /// on it, so that they grow alike, even when this lane decreased on its own meanwhile
+    /// (another worker's decrease answered the same congestion).
     pub fn cubic_news(&self) -> Option<SharedCubic> {
         let mut seen = self.lock_cubic();
         let fleet = seen.fleet.filter(|fleet| fleet.seq != seen.seq)?;
@@ -321,6 +326,11 @@ impl SharedBudget {
                 }
             }
         }
+    }
+
+    /// The workers sharing this budget, as last counted (at least this one).
+    pub fn workers(&self) -> u32 {
+        self.store.live_workers()
     }
 
     /// Shares a limit this lane learned from the server with every worker (in the background:

@@ -88,6 +88,13 @@ impl Store {
         format!("{{{}:{}}}", self.prefix, lane.as_str())
     }
 
+    /// The workers sharing the store as last counted (at least this one).
+    pub fn live_workers(&self) -> u32 {
+        self.members
+            .as_ref()
+            .map_or(1, |members| members.live().max(1))
+    }
+
     /// What a lane does while the store is down: by default, the share of the live workers
     /// last counted.
     pub fn on_down(&self) -> OnStoreDown {

@@ -81,12 +81,24 @@ impl Nginx {
 
     /// `(status, path)` of every request nginx has logged so far.
     fn access_log(&self) -> Vec<(u16, String)> {
+        self.timed_log()
+            .into_iter()
+            .map(|(status, uri, _)| (status, uri))
+            .collect()
+    }
+
+    /// `(status, path, seconds since the Unix epoch)` of every request nginx has logged so far,
+    /// in the order it logged them.
+    pub fn timed_log(&self) -> Vec<(u16, String, f64)> {
         self.process
             .read_file("access.log")
             .lines()
             .filter_map(|line| {
-                let (status, uri) = line.split_once(' ')?;
-                Some((status.parse().ok()?, uri.to_owned()))
+                let mut fields = line.split(' ');
+                let status = fields.next()?.parse().ok()?;
+                let uri = fields.next()?.to_owned();
+                let at = fields.next().and_then(|at| at.parse().ok()).unwrap_or(0.0);
+                Some((status, uri, at))
             })
             .collect()
     }
@@ -157,7 +169,7 @@ events {{
     worker_connections 1024;
 }}
 http {{
-    log_format counts '$status $uri';
+    log_format counts '$status $uri $msec';
     access_log {dir}/access.log counts;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;

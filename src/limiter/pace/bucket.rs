@@ -585,6 +585,7 @@ mod tests {
         learner.observe(&Observation {
             now,
             departed: now,
+            booked: now,
             answer: Answer::Accepted,
             pause: None,
             limits: Some(&limits),
@@ -635,6 +636,7 @@ mod tests {
             let actions = learner.observe(&Observation {
                 now,
                 departed: now,
+                booked: now,
                 answer: Answer::Accepted,
                 pause: None,
                 limits: Some(&limits),

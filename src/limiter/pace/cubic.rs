@@ -15,8 +15,9 @@
 //!
 //! # Guarantees
 //!
-//! - One decrease per congestion: refusals of attempts that left before the last decrease are
-//!   answers to the rate already given up.
+//! - One decrease per congestion: refusals of attempts booked before the last decrease are
+//!   answers to the rate already given up, even those that left after it (a grant in a budget
+//!   shared by a fleet keeps the slot it was given at the faster pace).
 //! - A configured rate is never exceeded. Refused, a lane at a configured rate first stops
 //!   bursting (the server allows less burst than was assumed); refused without bursting, it
 //!   slows by 3 % only (the documented rate was a little optimistic, or the clocks disagree).
@@ -184,23 +185,27 @@ impl Default for CubicPace {
 }
 
 impl CubicPace {
-    /// A plain refusal of an attempt that left at `departed`: the lane was too fast. A
+    /// A plain refusal of an attempt booked at `booked`: the lane was too fast. A
     /// configured rate first stops bursting; then, or without a configured rate, the pace drops
     /// multiplicatively, once per congestion. `unpaced` is the rate the lane's callers offered,
     /// for a lane that paced nothing.
     ///
     /// `accepted` is what the server accepted over the active period (how many, and when the
-    /// first of them left), read when the refusals cluster.
+    /// first of them left), read when the refusals cluster. `fleet`: the workers sharing the
+    /// lane's budget, when it is shared; this process saw its share of their acceptances, and
+    /// the pace it sets is the whole fleet's.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn back_off(
         &mut self,
-        departed: Instant,
+        booked: Instant,
         now: Instant,
         unpaced: Option<f64>,
         accepted: Option<(u64, Instant)>,
+        fleet: Option<u32>,
         pacing: &mut Pacing,
         actions: &mut Actions,
     ) {
-        if self.after.is_some_and(|after| departed < after) {
+        if self.after.is_some_and(|after| booked < after) {
             return;
         }
         self.after = Some(now);
@@ -215,7 +220,12 @@ impl CubicPace {
             },
         );
         self.streak = Some(streak);
-        if streak.decreases >= CLUSTER_DECREASES
+        // A worker of a fleet sees only its share of the answers: its streak is no evidence of
+        // a window spent (the others' requests may have been accepted meanwhile), and the
+        // quota it would read from its own acceptances is its share of the fleet's. A fleet
+        // keeps to its curve, halving in a streak.
+        if fleet.is_none()
+            && streak.decreases >= CLUSTER_DECREASES
             && now.saturating_duration_since(streak.since) >= CLUSTER_SPAN
         {
             self.wait_out_window(streak, now, accepted, pacing, actions);
@@ -239,7 +249,10 @@ impl CubicPace {
             curve.beta = curve.beta.min(BETA_IN_STREAK);
         }
         self.curve = Some(curve);
-        let rate = if configured {
+        // The streak's spacing is this process's own retries; a fleet's workers book in one
+        // schedule, where it would hold every worker to it (and the grants made meanwhile
+        // keep their slots): a fleet keeps to its curve.
+        let rate = if configured || fleet.is_some() {
             curve.rate_at(now)
         } else {
             curve.rate_at(now).min(streak_rate(streak, now))
@@ -316,10 +329,10 @@ impl CubicPace {
         })
     }
 
-    /// Takes the curve another worker of the fleet decreased to, if its decrease is later than
-    /// this lane's: the lane paces on it (without repricing: the shared schedule restarted when
-    /// that worker decreased), and a refusal of an attempt that left before it answers that
-    /// decrease, not a new congestion.
+    /// Takes the curve the fleet paces on (the latest decrease any worker shared): the lane
+    /// paces on it (without repricing: the shared schedule restarted when that worker
+    /// decreased), and a refusal of an attempt booked before that decrease, or before this
+    /// lane's own, answers it, not a new congestion.
     pub(super) fn adopt(
         &mut self,
         shared: SharedCubic,
@@ -327,9 +340,7 @@ impl CubicPace {
         pacing: &mut Pacing,
         actions: &mut Actions,
     ) {
-        if self.after.is_some_and(|after| after >= shared.after)
-            || !(shared.last_max.is_finite() && shared.beta.is_finite())
-        {
+        if !(shared.last_max.is_finite() && shared.beta.is_finite()) {
             return;
         }
         let curve = Cubic {
@@ -337,8 +348,12 @@ impl CubicPace {
             beta: shared.beta.clamp(BETA_IN_STREAK, BETA_CONFIGURED),
             since: shared.since,
         };
+        // Taken already: nothing changes.
+        if self.curve == Some(curve) && self.after.is_some_and(|after| after >= shared.after) {
+            return;
+        }
         self.curve = Some(curve);
-        self.after = Some(shared.after);
+        self.after = Some(self.after.map_or(shared.after, |after| after.max(shared.after)));
         self.streak = None;
         set_cubic_pace(curve.rate_at(now), false, pacing, actions);
     }
@@ -457,6 +472,7 @@ mod tests {
         // A refusal of a request the second sent before the first's decrease: answered.
         let early = Observation {
             departed: ms(395),
+            booked: ms(395),
             ..plain(ms(410), Answer::RateLimited)
         };
         assert!(second.observe(&early).is_empty());

@@ -37,6 +37,7 @@ pub(super) fn accepted<'a>(now: Instant, limits: &'a RateLimits) -> Observation<
     Observation {
         now,
         departed: now,
+        booked: now,
         answer: Answer::Accepted,
         pause: None,
         limits: Some(limits),
@@ -55,6 +56,7 @@ pub(super) fn plain(now: Instant, answer: Answer) -> Observation<'static> {
     Observation {
         now,
         departed: now,
+        booked: now,
         answer,
         pause: None,
         limits: None,

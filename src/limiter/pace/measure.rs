@@ -134,6 +134,7 @@ mod tests {
         let answer = |at: Instant, answer: Answer, pause: Option<Pause>| Observation {
             now: at,
             departed: at,
+            booked: at,
             answer,
             pause,
             limits: None,

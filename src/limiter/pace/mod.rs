@@ -121,6 +121,8 @@ pub struct PaceLearner {
     cubic: CubicPace,
     /// The configured burst, earned.
     burst: Burst,
+    /// The workers of the fleet whose budget the lane shares (`None`: its process alone).
+    fleet: Option<u32>,
 }
 
 impl PaceLearner {
@@ -134,6 +136,7 @@ impl PaceLearner {
             buckets: Buckets::default(),
             cubic: CubicPace::default(),
             burst: Burst::default(),
+            fleet: None,
         }
     }
 
@@ -203,6 +206,8 @@ impl PaceLearner {
     pub fn observe(&mut self, observation: &Observation<'_>) -> Actions {
         let mut actions = Actions::default();
         let (now, departed) = (observation.now, observation.departed);
+        // The pace a refusal answers is the one the attempt was booked at.
+        let booked = observation.booked.min(departed);
         let idle_gap = idle_gap(self.pacing.limit(Dimension::Requests));
         if let Some(idle) = self.measure.note(departed, observation.answer, idle_gap) {
             self.cubic.skip_idle(idle);
@@ -225,7 +230,7 @@ impl PaceLearner {
                 if configured.is_some() {
                     // A documented rate is close: only its burst (or a hair of its rate) was
                     // too much.
-                    self.back_off(departed, now, &mut actions);
+                    self.back_off(booked, now, &mut actions);
                 } else {
                     self.learn_from_refusal(departed, delay, now, &mut actions);
                 }
@@ -252,7 +257,7 @@ impl PaceLearner {
                     self.quota = Quota::FromHeaders(learned);
                 }
             }
-            (None, Answer::RateLimited) => self.back_off(departed, now, &mut actions),
+            (None, Answer::RateLimited) => self.back_off(booked, now, &mut actions),
             (None, Answer::Accepted) => {
                 self.cubic.grow(now, &mut self.pacing, &mut actions);
                 if let Quota::FromRefusals(phase) = &mut self.quota {
@@ -264,14 +269,20 @@ impl PaceLearner {
         actions
     }
 
+    /// Learns as one worker of a fleet of `workers` sharing the lane's budget (`None`: alone):
+    /// what this process sees of refusals and acceptances is then its share of the fleet's.
+    pub fn set_fleet(&mut self, workers: Option<u32>) {
+        self.fleet = workers.map(|workers| workers.max(1));
+    }
+
     /// The pace learned from plain refusals (CUBIC's curve and its latest decrease), for the
     /// other workers of a fleet; `None` before any.
     pub fn shared_cubic(&self) -> Option<SharedCubic> {
         self.cubic.shared()
     }
 
-    /// Paces on the curve another worker of the fleet learned from plain refusals, if its
-    /// decrease is later than any this lane made or took: one refusal slows the fleet once.
+    /// Paces on the curve the fleet learned from plain refusals (the latest decrease any worker
+    /// shared): one refusal slows the fleet once, and every worker grows alike.
     pub fn adopt_cubic(&mut self, shared: SharedCubic, now: Instant) -> Actions {
         let mut actions = Actions::default();
         self.cubic
@@ -285,13 +296,20 @@ impl PaceLearner {
         self.pacing.limit(Dimension::Requests).is_some()
     }
 
-    /// A plain refusal: CUBIC backs off from the pace the lane kept, or, unpaced, from the rate
-    /// its callers offered.
-    fn back_off(&mut self, departed: Instant, now: Instant, actions: &mut Actions) {
+    /// A plain refusal of an attempt booked at `booked`: CUBIC backs off from the pace the lane
+    /// kept, or, unpaced, from the rate its callers offered.
+    fn back_off(&mut self, booked: Instant, now: Instant, actions: &mut Actions) {
         let unpaced = self.measure.offered_rate(now);
         let accepted = self.measure.accepted();
-        self.cubic
-            .back_off(departed, now, unpaced, accepted, &mut self.pacing, actions);
+        self.cubic.back_off(
+            booked,
+            now,
+            unpaced,
+            accepted,
+            self.fleet,
+            &mut self.pacing,
+            actions,
+        );
     }
 
     /// A refusal with Retry-After and no rate-limit headers moves the guessed quota on a phase;

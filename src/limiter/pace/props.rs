@@ -158,6 +158,7 @@ fn drive(client: &mut Client, server: &mut FixedWindow, start: Instant, run: Dur
         };
         client.observe(Observation {
             departed,
+            booked: departed,
             pause: refused.map(|delay| Pause {
                 dimension: None,
                 delay,
@@ -246,6 +247,7 @@ proptest! {
             let answer = if refusal.is_some() { Answer::RateLimited } else { Answer::Accepted };
             client.observe(Observation {
                 departed,
+                booked: departed,
                 pause: refusal.map(|delay| Pause { dimension: None, delay }),
                 ..plain(departed + latency, answer)
             });
@@ -288,6 +290,7 @@ proptest! {
             let answer = if refusal.is_some() { Answer::RateLimited } else { Answer::Accepted };
             client.observe(Observation {
                 departed,
+                booked: departed,
                 pause: refusal.map(|delay| Pause { dimension: None, delay }),
                 ..plain(departed + latency + delayed, answer)
             });
@@ -332,6 +335,7 @@ proptest! {
             client.observe(Observation {
                 now: departed + latency,
                 departed,
+                booked: departed,
                 answer: if refused.is_some() { Answer::RateLimited } else { Answer::Accepted },
                 pause: None,
                 limits: Some(&limits),
@@ -379,6 +383,7 @@ proptest! {
             actions.extend(learner.observe(&Observation {
                 now,
                 departed: now,
+                booked: now,
                 answer,
                 pause: retry_after
                     .filter(|_| matches!(answer, Answer::RateLimited | Answer::Unavailable))

@@ -102,6 +102,11 @@ pub struct Observation<'a> {
     pub now: Instant,
     /// When the answered attempt left.
     pub departed: Instant,
+    /// When the answered attempt was booked (at or before `departed`): a refusal of an attempt
+    /// booked before the pace last decreased answers the pace given up, even when it left
+    /// after (a grant of a budget shared by a fleet keeps its slot when another worker slows
+    /// the fleet down).
+    pub booked: Instant,
     /// How the server answered.
     pub answer: Answer,
     /// The pause the server asked for (Retry-After on a refusal), uncapped: the learner caps it.

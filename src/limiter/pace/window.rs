@@ -374,6 +374,7 @@ mod tests {
         let actions = learner.observe(&Observation {
             now,
             departed: now,
+            booked: now,
             answer: Answer::Accepted,
             pause: None,
             limits: Some(&limits),
@@ -485,6 +486,7 @@ mod tests {
         let limits = window_limits(0, reset_at(4_830, 6_500));
         let actions = learner.observe(&Observation {
             departed: at(4_800),
+            booked: at(4_800),
             ..accepted(at(4_830), &limits)
         });
         let until = actions.iter().find_map(|action| match action {
