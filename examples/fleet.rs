@@ -572,22 +572,25 @@ fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
         for task in 0..STRICT_TASKS {
             let (client, url) = (client.clone(), url.to_owned());
             let span = tracing::info_span!("worker", pid = std::process::id());
-            tasks.push(tokio::spawn(tracing::Instrument::instrument(async move {
-                let (mut completed, mut failed) = (0u64, 0u64);
-                for _ in (task..STRICT_REQUESTS).step_by(STRICT_TASKS) {
-                    let answer =
-                        tokio::time::timeout(Duration::from_secs(60), client.get(&url).send())
-                            .await;
-                    match answer {
-                        Ok(Ok(response)) if response.status().is_success() => {
-                            let _ = response.bytes().await;
-                            completed += 1
+            tasks.push(tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    let (mut completed, mut failed) = (0u64, 0u64);
+                    for _ in (task..STRICT_REQUESTS).step_by(STRICT_TASKS) {
+                        let answer =
+                            tokio::time::timeout(Duration::from_secs(60), client.get(&url).send())
+                                .await;
+                        match answer {
+                            Ok(Ok(response)) if response.status().is_success() => {
+                                let _ = response.bytes().await;
+                                completed += 1
+                            }
+                            _ => failed += 1,
                         }
-                        _ => failed += 1,
                     }
-                }
-                (completed, failed)
-            }, span)));
+                    (completed, failed)
+                },
+                span,
+            )));
         }
         let (mut completed, mut failed) = (0, 0);
         for task in tasks {
@@ -646,7 +649,8 @@ async fn strict(server: &str) -> Result<()> {
                             .iter()
                             .map(|(status, uri, at)| format!("{at:.3} {status} {uri}\n"))
                             .collect();
-                        let file = std::path::Path::new(&dir).join(format!("nginx-{}.log", nginx.port()));
+                        let file =
+                            std::path::Path::new(&dir).join(format!("nginx-{}.log", nginx.port()));
                         let _ = std::fs::write(file, log);
                     }
                     match counts {

@@ -221,9 +221,9 @@ impl CubicPace {
         );
         self.streak = Some(streak);
         // A worker of a fleet sees only its share of the answers: its streak is no evidence of
-        // a window spent (the others' requests may have been accepted meanwhile), and the
-        // quota it would read from its own acceptances is its share of the fleet's. A fleet
-        // keeps to its curve, halving in a streak.
+        // a window spent or of a pace far too fast (the others' requests may have been
+        // accepted meanwhile), and the quota it would read from its own acceptances is its
+        // share of the fleet's. A fleet keeps to its curve: one decrease per congestion.
         if fleet.is_none()
             && streak.decreases >= CLUSTER_DECREASES
             && now.saturating_duration_since(streak.since) >= CLUSTER_SPAN
@@ -243,7 +243,7 @@ impl CubicPace {
         };
         let configured = pacing.config().configured(Dimension::Requests).is_some();
         let mut curve = Cubic::after_refusal(offered, self.curve, configured, now);
-        if streak.decreases > 1 && !configured {
+        if streak.decreases > 1 && !configured && fleet.is_none() {
             // Refused again with nothing accepted since the last decrease: the pace is still
             // far too fast (a burst's rate), or a window is spent; halve it.
             curve.beta = curve.beta.min(BETA_IN_STREAK);
@@ -353,7 +353,10 @@ impl CubicPace {
             return;
         }
         self.curve = Some(curve);
-        self.after = Some(self.after.map_or(shared.after, |after| after.max(shared.after)));
+        self.after = Some(
+            self.after
+                .map_or(shared.after, |after| after.max(shared.after)),
+        );
         self.streak = None;
         set_cubic_pace(curve.rate_at(now), false, pacing, actions);
     }
@@ -443,6 +446,89 @@ mod tests {
         // Refusals of attempts sent during the wait belong to the same cluster.
         let actions = learner.observe(&plain(ms(500), Answer::RateLimited));
         assert!(actions.is_empty(), "{actions:?}");
+    }
+
+    /// The same streak as above, seen by one worker of a fleet of four: its own refusals in a
+    /// row are no evidence of a window spent (the others' requests may have been accepted), so
+    /// it never waits out a window nor spaces its retries as a streak; one decrease per
+    /// congestion, never a halving.
+    #[test]
+    fn a_worker_of_a_fleet_keeps_to_its_curve_through_a_streak() {
+        let run = |fleet: Option<u32>| {
+            let mut learner = learner(Duration::from_secs(60));
+            learner.set_fleet(fleet);
+            let start = Instant::now();
+            let ms = |ms: u64| start + Duration::from_millis(ms);
+            for _ in 0..10 {
+                learner.observe(&plain(start, Answer::Accepted));
+            }
+            let mut cooled = false;
+            for at in [10, 20, 30, 70] {
+                let actions = learner.observe(&plain(ms(at), Answer::RateLimited));
+                cooled |= cooled_until(&actions).is_some();
+            }
+            let rate = 1.0
+                / learner
+                    .limit(Dimension::Requests)
+                    .map_or(f64::INFINITY, |limit| limit.interval.as_secs_f64());
+            (cooled, rate)
+        };
+        let (alone_cooled, _) = run(None);
+        assert!(alone_cooled, "a process alone waits the window out");
+        let (fleet_cooled, fleet_rate) = run(Some(4));
+        assert!(!fleet_cooled, "a worker of a fleet does not");
+        // Four decreases of β = 0.7 at most from the rate its callers offered, no halving and
+        // no streak spacing (which would be a few per second).
+        let offered = {
+            let mut probe = learner(Duration::from_secs(60));
+            let start = Instant::now();
+            for _ in 0..10 {
+                probe.observe(&plain(start, Answer::Accepted));
+            }
+            probe.observe(&plain(
+                start + Duration::from_millis(10),
+                Answer::RateLimited,
+            ));
+            1.0 / probe
+                .limit(Dimension::Requests)
+                .map_or(f64::INFINITY, |limit| limit.interval.as_secs_f64())
+                / BETA
+        };
+        assert!(
+            fleet_rate >= offered * BETA.powi(4) * 0.99,
+            "{fleet_rate} against {offered}"
+        );
+    }
+
+    /// A grant of a shared schedule keeps the slot it was given at the pace a refusal gave up:
+    /// refused after the decrease, it answers that decrease all the same, since it was booked
+    /// before it. An attempt booked after the decrease and refused is a congestion of its own.
+    #[test]
+    fn a_refusal_answers_the_pace_its_attempt_was_booked_at() {
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        let mut learner = learner(Duration::from_secs(60));
+        for at in 0..20 {
+            learner.observe(&plain(ms(at * 20), Answer::Accepted));
+        }
+        assert!(!learner
+            .observe(&plain(ms(400), Answer::RateLimited))
+            .is_empty());
+        let paced = learner.limit(Dimension::Requests);
+        let granted_before = Observation {
+            booked: ms(390),
+            departed: ms(420),
+            ..plain(ms(425), Answer::RateLimited)
+        };
+        assert!(learner.observe(&granted_before).is_empty());
+        assert_eq!(learner.limit(Dimension::Requests), paced);
+        let booked_after = Observation {
+            booked: ms(410),
+            departed: ms(430),
+            ..plain(ms(435), Answer::RateLimited)
+        };
+        assert!(!learner.observe(&booked_after).is_empty());
+        assert_ne!(learner.limit(Dimension::Requests), paced);
     }
 
     /// Two workers of a fleet: the first is refused and decreases; the second takes its curve
