@@ -541,7 +541,7 @@ const STRICT_RATE: u64 = 50;
 fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
     if std::env::var_os("FLEET_TRACE").is_some() {
         tracing_subscriber::fmt()
-            .with_env_filter("reqwest_throttle=debug,fleet=info")
+            .with_env_filter(std::env::var("FLEET_FILTER").unwrap_or_else(|_| "reqwest_throttle=debug,fleet=info".to_owned()))
             .with_writer(std::io::stderr)
             .init();
     }

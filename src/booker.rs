@@ -84,18 +84,13 @@ impl Booker {
         }
     }
 
-    /// Shares a limit the lane learned with the other processes.
+    /// `at` on the store's clock, µs (`None`: no store, or no offset measured yet).
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) fn learn(
-        &self,
-        dimension: Dimension,
-        limit: Option<crate::limiter::Limit>,
-        strict: bool,
-        fresh: bool,
-    ) {
-        #[cfg(feature = "redis")]
-        if let Booker::Shared(shared) = self {
-            shared.learn(dimension, limit, strict, fresh);
+    pub(crate) fn server_us(&self, at: Instant) -> Option<f64> {
+        match self {
+            Booker::Local => None,
+            #[cfg(feature = "redis")]
+            Booker::Shared(budget) => budget.server_us(at),
         }
     }
 
@@ -108,13 +103,29 @@ impl Booker {
         }
     }
 
-    /// Shares the pace the lane learned from plain refusals with the other processes, if it
-    /// holds a decrease they have not seen.
+    /// Shares a limit the lane learned with the other processes. `curve`: the pace the lane
+    /// learned from plain refusals, when it has one; a `dimension` of requests is then that
+    /// curve's pace: a new decrease is shared with its curve in one step, and a pace on a
+    /// curve the fleet has since decreased from is not shared (it would set the fleet back to
+    /// the pace it gave up).
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) fn share_cubic(&self, shared: crate::limiter::pace::SharedCubic) {
+    pub(crate) fn share_limit(
+        &self,
+        dimension: Dimension,
+        limit: Option<crate::limiter::Limit>,
+        (strict, fresh): (bool, bool),
+        curve: Option<crate::limiter::pace::SharedCubic>,
+    ) {
         #[cfg(feature = "redis")]
-        if let Booker::Shared(budget) = self {
-            budget.share_cubic(shared);
+        if let Booker::Shared(shared) = self {
+            let curve = curve.filter(|_| dimension == Dimension::Requests);
+            if let Some(curve) = curve {
+                let paced = limit.map(|limit| (limit, strict, fresh));
+                if shared.share_cubic(curve, paced) {
+                    return;
+                }
+            }
+            shared.learn(dimension, limit, (strict, fresh), curve.is_some());
         }
     }
 

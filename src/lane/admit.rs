@@ -190,6 +190,7 @@ impl Lane {
             // The units leave now: spent even if the caller later drops the request. (A
             // reservation that had to wait is committed only here, so a caller that gave up
             // while waiting for a concurrency slot still gets it refunded.)
+            tracing::trace!(target: "reqwest_throttle", departed_us = self.booker.server_us(Instant::now()), "departing");
             let settlement = booked.commit(&self.budget);
             let waited = started.elapsed();
             tracing::Span::current().record("waited_ms", waited.as_millis() as u64);

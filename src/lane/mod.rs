@@ -306,11 +306,9 @@ impl Lane {
                     self.budget.set_strict(dimension, strict);
                     // The fleet paces as one client: every worker books under what one learned,
                     // and on the curve of the latest decrease any of them made.
-                    self.booker.learn(dimension, limit, strict, fresh);
+                    self.booker
+                        .share_limit(dimension, limit, (strict, fresh), pace.shared_cubic());
                     crate::telemetry::learned_limit(&self.key, dimension, limit);
-                    if let Some(shared) = pace.shared_cubic() {
-                        self.booker.share_cubic(shared);
-                    }
                     if dimension == Dimension::Requests {
                         self.counters.paced.fetch_add(1, Relaxed);
                     }

@@ -112,6 +112,7 @@ impl SharedBudget {
                 // best measured offset, so that the fleet's departures keep the grants' spacing
                 // (see the `clock` module).
                 let ready_at = self.store.clock.grant_at(ran_at, wait, sent, received);
+                tracing::trace!(target: "reqwest_throttle", grant_us = ran_at + wait.as_secs_f64() * 1e6, placed_us = self.store.clock.server_us(ready_at), "granted");
                 for (kept, ahead) in self.fleet_ahead.iter().zip(ahead) {
                     if let Some(ahead) = ahead {
                         kept.store(duration_to_nanos(ahead), Relaxed);
@@ -142,19 +143,25 @@ impl SharedBudget {
     }
 
     /// Shares the pace this lane learned from plain refusals with every worker (in the
-    /// background), if it changed since this lane last published or took one: one worker's
-    /// refusal slows every worker, once. The script keeps the latest decrease of the fleet.
-    pub fn share_cubic(&self, shared: SharedCubic) {
+    /// background), with the requests' limit it set (`paced`: `(limit, strict, fresh)`), if the
+    /// curve changed since this lane last published or took one: one worker's refusal slows
+    /// every worker, once. The script keeps the latest decrease of the fleet. `true` when
+    /// shared (the limit with it).
+    pub fn share_cubic(&self, shared: SharedCubic, paced: Option<(Limit, bool, bool)>) -> bool {
         let clock = &self.store.clock;
         let (Some(since_us), Some(after_us)) =
             (clock.server_us(shared.since), clock.server_us(shared.after))
         else {
-            return;
+            return false;
         };
         {
             let mut seen = self.lock_cubic();
-            if seen.local == Some(shared) {
-                return;
+            // The same curve (taken from the fleet, or shared already): nothing new.
+            if seen.local.is_some_and(|local| {
+                (local.last_max, local.beta, local.since)
+                    == (shared.last_max, shared.beta, shared.since)
+            }) {
+                return false;
             }
             seen.local = Some(shared);
             // The fleet's curve as read so far is older than this decrease: only a later one
@@ -168,7 +175,16 @@ impl SharedBudget {
             since_us,
             after_us,
         };
-        self.in_background(move |store, key| async move { store.share_cubic(&key, fleet).await });
+        self.in_background(
+            move |store, key| async move { store.share_cubic(&key, fleet, paced).await },
+        );
+        true
+    }
+
+    /// The share of the fleet's pace learned from plain refusals this lane paces on, as last
+    /// read (0 before any).
+    pub fn curve_seq(&self) -> u64 {
+        self.lock_cubic().seq
     }
 
     /// The pace the fleet learned from plain refusals, on this worker's clock, once per share
@@ -328,16 +344,32 @@ impl SharedBudget {
         }
     }
 
+    /// `at` on the store's clock, µs (`None` before any offset was measured).
+    pub fn server_us(&self, at: Instant) -> Option<f64> {
+        self.store.clock.server_us(at)
+    }
+
     /// The workers sharing this budget, as last counted (at least this one).
     pub fn workers(&self) -> u32 {
         self.store.live_workers()
     }
 
     /// Shares a limit this lane learned from the server with every worker (in the background:
-    /// the lane's own budget already has it).
-    pub fn learn(&self, dimension: Dimension, limit: Option<Limit>, strict: bool, fresh: bool) {
+    /// the lane's own budget already has it). `on_curve`: the limit is the pace of the fleet's
+    /// curve learned from plain refusals; it is not shared if the fleet decreased since this
+    /// lane last read the curve.
+    pub fn learn(
+        &self,
+        dimension: Dimension,
+        limit: Option<Limit>,
+        (strict, fresh): (bool, bool),
+        on_curve: bool,
+    ) {
+        let on_curve = on_curve.then(|| self.curve_seq());
         self.in_background(move |store, key| async move {
-            store.learn(&key, dimension, limit, strict, fresh).await
+            store
+                .learn(&key, dimension, limit, (strict, fresh), on_curve)
+                .await
         });
     }
 

@@ -272,27 +272,30 @@ impl Store {
     }
 
     /// Shares the limit of `dimension` a worker learned for the lane at `key` (`None`: forgets
-    /// it); `fresh` starts its cell anew with the burst spent.
+    /// it); `fresh` starts its cell anew with the burst spent. `on_curve`: the share of the
+    /// fleet's pace learned from plain refusals the worker paces on, when the limit is that
+    /// pace: refused if the fleet has a later one.
     pub async fn learn(
         &self,
         key: &str,
         dimension: Dimension,
         limit: Option<Limit>,
-        strict: bool,
-        fresh: bool,
+        (strict, fresh): (bool, bool),
+        on_curve: Option<u64>,
     ) -> Result<(), StoreError> {
-        let args = script::learn_args(dimension, limit, strict, fresh);
+        let args = script::learn_args(dimension, limit, strict, fresh, on_curve);
         self.run::<String>(&self.learn, key, &args).await.map(drop)
     }
 
-    /// Shares the pace a worker learned from plain refusals with the lane at `key`, unless the
-    /// fleet holds a later decrease.
+    /// Shares the pace a worker learned from plain refusals with the lane at `key`, with the
+    /// requests' limit it set (`(limit, strict, fresh)`), in one step.
     pub async fn share_cubic(
         &self,
         key: &str,
         cubic: script::FleetCubic,
+        paced: Option<(Limit, bool, bool)>,
     ) -> Result<(), StoreError> {
-        let args = script::share_cubic_args(cubic);
+        let args = script::share_cubic_args(cubic, paced);
         self.run::<u64>(&self.share_cubic, key, &args)
             .await
             .map(drop)

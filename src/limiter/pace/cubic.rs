@@ -330,9 +330,9 @@ impl CubicPace {
     }
 
     /// Takes the curve the fleet paces on (the latest decrease any worker shared): the lane
-    /// paces on it (without repricing: the shared schedule restarted when that worker
-    /// decreased), and a refusal of an attempt booked before that decrease, or before this
-    /// lane's own, answers it, not a new congestion.
+    /// paces on it (its waiters booked at a faster pace book again), and a refusal of an
+    /// attempt booked before that decrease, or before this lane's own, answers it, not a new
+    /// congestion.
     pub(super) fn adopt(
         &mut self,
         shared: SharedCubic,
@@ -358,7 +358,13 @@ impl CubicPace {
                 .map_or(shared.after, |after| after.max(shared.after)),
         );
         self.streak = None;
-        set_cubic_pace(curve.rate_at(now), false, pacing, actions);
+        // A decrease: the waiters booked at the pace given up book again at the new one (a
+        // grant of the shared schedule made at that pace would be refused).
+        let rate = curve.rate_at(now);
+        let slower = pacing
+            .limit(Dimension::Requests)
+            .is_some_and(|limit| rate < rate_of(limit) * 0.99);
+        set_cubic_pace(rate, slower, pacing, actions);
     }
 
     /// The lane was idle for `gap`: the curve resumes where it stood.

@@ -12,9 +12,11 @@
 //! so one booking rounds by less than a microsecond where the in-memory cell counts nanoseconds.
 //! Every caller sends the limits it books under (configured, or learned from the server's
 //! headers), so a rate change takes effect at the next booking. A limit one worker learned from
-//! the server is shared (`l<d>`: `interval,burst,strict`, see [`LEARN`]) and replaces the
-//! caller's in every booking, so the fleet paces as one client even when only one worker was
-//! told; `lx` keeps the hash a minute past the latest one learned.
+//! the server is shared (`l<d>`: `interval,burst,strict`, see [`LEARN`]) and applies in every
+//! booking, so the fleet paces as one client even when only one worker was told; a caller whose
+//! own limit is slower (it has just slowed down, and its decrease is on its way to Redis) books
+//! at its own, never faster than either. `lx` keeps the hash a minute past the latest one
+//! learned.
 //!
 //! Every script sets the hash to expire one second after the last instant it holds (the latest
 //! theoretical arrival time or pause end): past that instant the state is back at rest (a cell
@@ -56,12 +58,30 @@ end
 local function ttl_ms(horizon)
   return math.min(math.ceil((horizon - now) / 1000) + 1000, 315360000000)
 end
+local function set_learned(d, interval, burst, strict, fresh)
+  redis.call('HSET', key, 'l' .. d, interval .. ',' .. burst .. ',' .. strict)
+  if fresh == '1' then
+    local spent = now + tonumber(interval) * tonumber(burst)
+    if spent > (tonumber(redis.call('HGET', key, 't' .. d)) or 0) then
+      redis.call('HSET', key, 't' .. d, fmt(spent))
+      redis.call('HINCRBY', key, 's' .. d, 1)
+      redis.call('HSET', key, 'g' .. d, fmt(spent))
+    end
+  end
+end
 local function limit_of(learned, interval, burst, strict)
+  local own_i, own_b = tonumber(interval), tonumber(burst)
   if learned then
     local i, b, s = string.match(learned, '^([^,]+),([^,]+),([01])$')
-    if tonumber(i) and tonumber(b) then return tonumber(i), tonumber(b), s == '1' end
+    i, b = tonumber(i), tonumber(b)
+    if i and b then
+      if own_i and own_b then
+        return math.max(i, own_i), math.min(b, own_b), s == '1' or strict == '1'
+      end
+      return i, b, s == '1'
+    end
   end
-  return tonumber(interval), tonumber(burst), strict == '1'
+  return own_i, own_b, strict == '1'
 end
 "#
     };
@@ -72,7 +92,8 @@ end
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs, or `''` for the server's `TIME`;
 /// ARGV\[2\]: the most the caller may wait in µs, or `''`; then per dimension `d`, at
 /// ARGV\[3 + 4d\]..ARGV\[6 + 4d\]: its units, its interval in µs (`''`: unlimited), its burst,
-/// `1` when strict. A limit a worker learned and shared (`l<d>`) replaces the caller's.
+/// `1` when strict. A limit a worker learned and shared (`l<d>`) applies unless the caller's is
+/// slower.
 /// ARGV\[19\]..ARGV\[21\]: the guard between departures of different workers, a share of
 /// the requests' interval, its most and its least in µs (`''`: none; never above 5 % of the
 /// interval): each request occupies the shared cell that much longer than its interval (see
@@ -267,23 +288,20 @@ const LEARNED_FOR_US: &str = "60000000";
 /// ARGV\[3\]: the interval in µs (`''`: forget the learned limit); ARGV\[4\]: the burst;
 /// ARGV\[5\]: `1` when strict; ARGV\[6\]: `1` when the cell starts anew with its burst spent
 /// (the server refused the pace it was booked at; bookings already granted keep their slots).
-/// ARGV\[7\]: how long the hash lives without bookings, µs.
+/// ARGV\[7\]: how long the hash lives without bookings, µs. ARGV\[8\]: the share of the
+/// pace learned from plain refusals (`rs`, see [`SHARE_CUBIC`]) the caller paces on, when the
+/// limit is that pace, else `''`: a worker that has not read the fleet's latest decrease yet
+/// would set the fleet back to the pace it gave up, and is answered `'stale'` instead.
 pub(super) const LEARN: &str = concat!(
     prelude!(),
     r#"
 local d = ARGV[2]
+local on = tonumber(ARGV[8])
+if on and (tonumber(redis.call('HGET', key, 'rs')) or 0) > on then return 'stale' end
 if ARGV[3] == '' then
   redis.call('HDEL', key, 'l' .. d)
 else
-  redis.call('HSET', key, 'l' .. d, ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
-  if ARGV[6] == '1' then
-    local spent = now + tonumber(ARGV[3]) * tonumber(ARGV[4])
-    if spent > (tonumber(redis.call('HGET', key, 't' .. d)) or 0) then
-      redis.call('HSET', key, 't' .. d, fmt(spent))
-      redis.call('HINCRBY', key, 's' .. d, 1)
-      redis.call('HSET', key, 'g' .. d, fmt(spent))
-    end
-  end
+  set_learned(d, ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 end
 local until_us = now + tonumber(ARGV[7])
 redis.call('HSET', key, 'lx', fmt(until_us))
@@ -302,12 +320,16 @@ return 'ok'
 /// `SharedBudget::share_cubic`).
 ///
 /// KEYS\[1\]: the lane's hash. ARGV\[1\]: now in µs or `''`; ARGV\[2\]..ARGV\[5\]: the four
-/// values; ARGV\[6\]: how long the hash lives without bookings, µs. Replies the new `seq`.
+/// values; ARGV\[6\]: how long the hash lives without bookings, µs; ARGV\[7\]..ARGV\[10\]:
+/// the requests' limit the decrease set (interval in µs, or `''` for none; burst; strict;
+/// fresh), written with the curve in one step (as [`LEARN`] would), so that no booking sees the
+/// new curve under the old pace. Replies the new `seq`.
 pub(super) const SHARE_CUBIC: &str = concat!(
     prelude!(),
     r#"
 local seq = redis.call('HINCRBY', key, 'rs', 1)
 redis.call('HSET', key, 'rf', seq .. ',' .. ARGV[2] .. ',' .. ARGV[3] .. ',' .. ARGV[4] .. ',' .. ARGV[5])
+if ARGV[7] ~= '' then set_learned('0', ARGV[7], ARGV[8], ARGV[9], ARGV[10]) end
 local until_us = now + tonumber(ARGV[6])
 redis.call('HSET', key, 'lx', fmt(math.max(until_us, tonumber(redis.call('HGET', key, 'lx')) or 0)))
 local ttl = ttl_ms(until_us)
@@ -344,9 +366,24 @@ impl FleetCubic {
     }
 }
 
-/// The arguments of [`SHARE_CUBIC`] after KEYS.
-pub(super) fn share_cubic_args(cubic: FleetCubic) -> Vec<String> {
+/// A limit as [`LEARN`] and [`SHARE_CUBIC`] take it: the interval in µs (`''`: none) and the
+/// burst.
+fn limit_args(limit: Option<Limit>) -> (String, String) {
+    match limit {
+        Some(limit) => (micros(limit.interval), limit.burst.max(1).to_string()),
+        None => (String::new(), String::new()),
+    }
+}
+
+/// The arguments of [`SHARE_CUBIC`] after KEYS: the curve, and the requests' limit the
+/// decrease set (`Some((limit, strict, fresh))`).
+pub(super) fn share_cubic_args(
+    cubic: FleetCubic,
+    paced: Option<(Limit, bool, bool)>,
+) -> Vec<String> {
     let fmt = |value: f64| format!("{value:.3}");
+    let (interval, burst) = limit_args(paced.map(|(limit, _, _)| limit));
+    let (strict, fresh) = paced.map_or((false, false), |(_, strict, fresh)| (strict, fresh));
     vec![
         String::new(),
         format!("{}", cubic.last_max),
@@ -354,20 +391,23 @@ pub(super) fn share_cubic_args(cubic: FleetCubic) -> Vec<String> {
         fmt(cubic.since_us),
         fmt(cubic.after_us),
         LEARNED_FOR_US.to_owned(),
+        interval,
+        burst,
+        flag(strict),
+        flag(fresh),
     ]
 }
 
-/// The arguments of [`LEARN`] after KEYS.
+/// The arguments of [`LEARN`] after KEYS; `on_curve`: the share of the fleet's curve the
+/// caller paces on, when the limit is that curve's pace.
 pub(super) fn learn_args(
     dimension: Dimension,
     limit: Option<Limit>,
     strict: bool,
     fresh: bool,
+    on_curve: Option<u64>,
 ) -> Vec<String> {
-    let (interval, burst) = match limit {
-        Some(limit) => (micros(limit.interval), limit.burst.max(1).to_string()),
-        None => (String::new(), String::new()),
-    };
+    let (interval, burst) = limit_args(limit);
     vec![
         String::new(),
         dimension.index().to_string(),
@@ -376,6 +416,7 @@ pub(super) fn learn_args(
         flag(strict),
         flag(fresh),
         LEARNED_FOR_US.to_owned(),
+        on_curve.map(|seq| seq.to_string()).unwrap_or_default(),
     ]
 }
 
