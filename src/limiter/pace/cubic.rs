@@ -83,6 +83,14 @@ const WINDOW_RESUME_SHARE: f64 = 0.98;
 /// it again (the server's quota may have grown).
 const WINDOW_HOLD: u32 = 30;
 
+/// Where a fleet's curve flattens, as a share of the rate refused, once two refusals came at
+/// about the same rate.
+const FLEET_CEILING_SHADE: f64 = 0.97;
+
+/// A curve taken from the fleet this much slower than the lane's pace books its waiters again
+/// (a decrease of β = 0.7 does, one near the ceiling or of a configured rate does not).
+const REBOOK_BELOW: f64 = 0.85;
+
 /// Units per second of `limit` (its interval is never zero).
 fn rate_of(limit: Limit) -> f64 {
     1.0 / limit.interval.as_secs_f64().max(1e-9)
@@ -243,6 +251,12 @@ impl CubicPace {
         };
         let configured = pacing.config().configured(Dimension::Requests).is_some();
         let mut curve = Cubic::after_refusal(offered, self.curve, configured, now);
+        if fleet.is_some() && curve.beta == BETA_NEAR_CEILING {
+            // A fleet's probe past the ceiling costs more than one process's: every grant made
+            // ahead at that pace is refused or given up. Once the ceiling is known, the curve
+            // flattens just below the rate refused.
+            curve.last_max *= FLEET_CEILING_SHADE;
+        }
         if streak.decreases > 1 && !configured && fleet.is_none() {
             // Refused again with nothing accepted since the last decrease: the pace is still
             // far too fast (a burst's rate), or a window is spent; halve it.
@@ -358,13 +372,15 @@ impl CubicPace {
                 .map_or(shared.after, |after| after.max(shared.after)),
         );
         self.streak = None;
-        // A decrease: the waiters booked at the pace given up book again at the new one (a
-        // grant of the shared schedule made at that pace would be refused).
+        // A steep decrease: the waiters booked at the pace given up book again at the new one
+        // (grants of the shared schedule made at that pace would be refused). Near the ceiling
+        // they keep their slots: a few percent too close, most are accepted, and every grant
+        // given up would leave its slot empty in the fleet's schedule.
         let rate = curve.rate_at(now);
-        let slower = pacing
+        let steep = pacing
             .limit(Dimension::Requests)
-            .is_some_and(|limit| rate < rate_of(limit) * 0.99);
-        set_cubic_pace(rate, slower, pacing, actions);
+            .is_some_and(|limit| rate < rate_of(limit) * REBOOK_BELOW);
+        set_cubic_pace(rate, steep, pacing, actions);
     }
 
     /// The lane was idle for `gap`: the curve resumes where it stood.
