@@ -18,7 +18,10 @@
 //! `limit_req` on `/fleet`, found as the real-limiter tests find it, `RT_NGINX`): each its own
 //! budget told the rate, one budget shared through Redis told the rate, and shared told
 //! nothing; goodput as the real-limiter tests count it (served per second over the limit, from
-//! the first request to the last answer) and the server's 429s.
+//! the first request to the last answer) and the server's 429s. `FLEET_MODES=shared,nothing`
+//! runs only those; `FLEET_TRACE=1` logs each worker's events to stderr (`FLEET_FILTER` sets
+//! the filter, e.g. `reqwest_throttle=trace` for every grant and departure on the store's
+//! clock); `FLEET_LOG_DIR=dir` keeps nginx's log of each run (status, path, instant).
 //!
 //! `--faults [runs]` repeats only the fault run (default 5 times) and breaks it into phases:
 //! before the kill, Redis down, restarted but not every worker back, every worker back; with
@@ -541,7 +544,10 @@ const STRICT_RATE: u64 = 50;
 fn strict_worker(url: &str, redis: &str, mode: &str) -> Result<()> {
     if std::env::var_os("FLEET_TRACE").is_some() {
         tracing_subscriber::fmt()
-            .with_env_filter(std::env::var("FLEET_FILTER").unwrap_or_else(|_| "reqwest_throttle=debug,fleet=info".to_owned()))
+            .with_env_filter(
+                std::env::var("FLEET_FILTER")
+                    .unwrap_or_else(|_| "reqwest_throttle=debug,fleet=info".to_owned()),
+            )
             .with_writer(std::io::stderr)
             .init();
     }

@@ -55,6 +55,96 @@ impl Reference {
     }
 }
 
+/// The second booking of two at one instant waits one interval of the slower of the caller's
+/// limit and the one the fleet learned.
+async fn second_wait(
+    probe: &reqwest_throttle::store::StoreProbe,
+    lane: &str,
+    own: Limit,
+    at: Duration,
+) -> Duration {
+    let limits = [Some(own), None, None, None];
+    let cost = Cost::requests(1);
+    for _ in 0..2 {
+        let booked = probe
+            .book_at(lane, &cost, &limits, at)
+            .await
+            .expect("the store answers")
+            .expect("nothing is refused without a max wait");
+        if !booked.wait.is_zero() {
+            return booked.wait;
+        }
+    }
+    Duration::ZERO
+}
+
+/// A limit the fleet learned applies to every booking, but a caller whose own limit is slower
+/// (it has just slowed down and its decrease is on its way) books at its own: never faster than
+/// either.
+#[tokio::test]
+async fn a_booking_is_never_faster_than_the_callers_own_limit_or_the_fleets() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "slower").__probe();
+    probe
+        .learn("lane", Limit::new(Duration::from_millis(10), 1), None)
+        .await
+        .expect("the store answers");
+    let slow = Limit::new(Duration::from_millis(100), 1);
+    let fast = Limit::new(Duration::from_millis(1), 1);
+    let origin = Duration::from_secs(1_000);
+    let wait = second_wait(&probe, "lane", slow, origin).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(100)) < Duration::from_millis(1),
+        "{wait:?}"
+    );
+    let later = origin + Duration::from_secs(10);
+    let wait = second_wait(&probe, "lane", fast, later).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(10)) < Duration::from_millis(1),
+        "{wait:?}"
+    );
+}
+
+/// A worker growing on a curve the fleet has since decreased from would set the fleet back to
+/// the pace it gave up: its pace is not shared until it has read the decrease.
+#[tokio::test]
+async fn a_pace_on_a_curve_the_fleet_decreased_from_is_not_shared() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "stale").__probe();
+    let own = Limit::new(Duration::from_micros(100), 1);
+    // The fleet's first decrease: 10 per second, share 1.
+    probe
+        .share_decrease("lane", Limit::new(Duration::from_millis(100), 1))
+        .await
+        .expect("the store answers");
+    // A worker still on the curve before it (share 0) grows to 100 per second: refused.
+    probe
+        .learn("lane", Limit::new(Duration::from_millis(10), 1), Some(0))
+        .await
+        .expect("the store answers");
+    let origin = Duration::from_secs(1_000);
+    let wait = second_wait(&probe, "lane", own, origin).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(100)) < Duration::from_millis(1),
+        "{wait:?}"
+    );
+    // On the fleet's latest curve, its growth is the fleet's.
+    probe
+        .learn("lane", Limit::new(Duration::from_millis(10), 1), Some(1))
+        .await
+        .expect("the store answers");
+    let later = origin + Duration::from_secs(10);
+    let wait = second_wait(&probe, "lane", own, later).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(10)) < Duration::from_millis(1),
+        "{wait:?}"
+    );
+}
+
 #[tokio::test]
 async fn the_script_books_exactly_as_the_in_memory_gcra() {
     let Some(server) = RedisServer::start() else {

@@ -116,6 +116,43 @@ impl StoreProbe {
             .map_err(|error| error.to_string())
     }
 
+    /// Shares `limit` of requests for `lane` as a worker learned it; `on_curve`: the share of
+    /// the fleet's pace learned from plain refusals the worker paces on, when `limit` is that
+    /// pace.
+    pub async fn learn(
+        &self,
+        lane: &str,
+        limit: Limit,
+        on_curve: Option<u64>,
+    ) -> Result<(), String> {
+        self.store
+            .learn(
+                &self.key(lane),
+                Dimension::Requests,
+                Some(limit),
+                (false, false),
+                on_curve,
+            )
+            .await
+            .map_err(|error| error.to_string())
+    }
+
+    /// Shares a decrease of the pace learned from plain refusals for `lane`, with the
+    /// requests' `limit` it set (not fresh: the schedule keeps what it booked).
+    pub async fn share_decrease(&self, lane: &str, limit: Limit) -> Result<(), String> {
+        let cubic = script::FleetCubic {
+            seq: 0,
+            last_max: 1.0 / limit.interval.as_secs_f64(),
+            beta: 0.7,
+            since_us: 0.0,
+            after_us: 0.0,
+        };
+        self.store
+            .share_cubic(&self.key(lane), cubic, Some((limit, false, false)))
+            .await
+            .map_err(|error| error.to_string())
+    }
+
     /// The store's counters.
     pub fn stats(&self) -> StoreStats {
         self.store.stats()

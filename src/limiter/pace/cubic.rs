@@ -522,6 +522,36 @@ mod tests {
         );
     }
 
+    /// A steep decrease taken from the fleet books the lane's waiters again (their grants,
+    /// made at the pace given up, would be refused); one near the ceiling keeps them.
+    #[test]
+    fn a_steep_decrease_taken_from_the_fleet_rebooks_the_waiters() {
+        let start = Instant::now();
+        let ms = |ms: u64| start + Duration::from_millis(ms);
+        let fresh = |actions: &Actions| {
+            actions.iter().find_map(|action| match action {
+                Action::SetLimit { fresh, .. } => Some(fresh),
+                _ => None,
+            })
+        };
+        for (beta, rebooks) in [(BETA, true), (BETA_NEAR_CEILING, false)] {
+            let mut lane = learner(Duration::from_secs(60));
+            for at in 0..20 {
+                lane.observe(&plain(ms(at * 20), Answer::Accepted));
+            }
+            lane.observe(&plain(ms(400), Answer::RateLimited));
+            let paced = rate_of(lane.limit(Dimension::Requests).expect("paced"));
+            let shared = SharedCubic {
+                last_max: paced,
+                beta,
+                since: ms(410),
+                after: ms(410),
+            };
+            let actions = lane.adopt_cubic(shared, ms(410));
+            assert_eq!(fresh(&actions), Some(rebooks), "β = {beta}");
+        }
+    }
+
     /// A grant of a shared schedule keeps the slot it was given at the pace a refusal gave up:
     /// refused after the decrease, it answers that decrease all the same, since it was booked
     /// before it. An attempt booked after the decrease and refused is a congestion of its own.
