@@ -22,6 +22,11 @@
 //!   bursting (the server allows less burst than was assumed); refused without bursting, it
 //!   slows by 3 % only (the documented rate was a little optimistic, or the clocks disagree).
 //! - Idle time does not advance the curve: a lane resumes where it stood.
+//! - A worker of a fleet sharing its budget paces on the fleet's latest curve. It sees only its
+//!   share of the answers, so it never reads a spent window, a quota or a streak from its own
+//!   refusals in a row (the rules below are one process's); once the ceiling is known its
+//!   curve flattens just below the rate refused, since a probe past it costs a fleet every
+//!   grant made ahead at that pace.
 //!
 //! # Refusals that cluster
 //!
