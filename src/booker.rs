@@ -86,7 +86,7 @@ impl Booker {
 
     /// `at` on the store's clock, µs (`None`: no store, or no offset measured yet).
     #[cfg_attr(not(feature = "redis"), allow(unused_variables))]
-    pub(crate) fn server_us(&self, at: Instant) -> Option<f64> {
+    pub(crate) fn server_us(&self, at: tokio::time::Instant) -> Option<f64> {
         match self {
             Booker::Local => None,
             #[cfg(feature = "redis")]
