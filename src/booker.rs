@@ -182,8 +182,9 @@ async fn book_in_store(
             // Departs at its grant with the precision of one process (not on the timer's next
             // millisecond tick): the fleet's requests reach the server as far apart as their
             // grants are. An instant already past leaves at once.
+            // Moved with the fleet's schedule if a decrease stretches it meanwhile.
             if booking.ready_at() > Instant::now() {
-                crate::limiter::sleep_exactly_until(booking.ready_at()).await;
+                shared.wait_for(&mut booking).await;
             }
             // The fleet-wide concurrency slot, if the store caps it: after the rate.
             if shared.lease_into(&mut booking, deadline).await.is_err() {
@@ -233,6 +234,16 @@ enum Place {
 }
 
 impl Booked {
+    /// Whether it holds a grant of the budget shared through a store: a decrease moves it with
+    /// the fleet's schedule (see `store::stretch`) instead of booking it again.
+    pub(crate) fn is_in_store(&self) -> bool {
+        match self.place {
+            Place::Lane(_) | Place::Budget(..) => false,
+            #[cfg(feature = "redis")]
+            Place::Shared(_) => true,
+        }
+    }
+
     /// Booked in the lane's own budget.
     pub(crate) fn in_lane(booked: Result<Commitment, Reservation>) -> Booked {
         Booked::at(Place::Lane(booked))

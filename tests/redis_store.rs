@@ -118,7 +118,7 @@ async fn a_pace_on_a_curve_the_fleet_decreased_from_is_not_shared() {
     let own = Limit::new(Duration::from_micros(100), 1);
     // The fleet's first decrease: 10 per second, share 1.
     probe
-        .share_decrease("lane", Limit::new(Duration::from_millis(100), 1))
+        .share_decrease("lane", Limit::new(Duration::from_millis(100), 1), None)
         .await
         .expect("the store answers");
     // A worker still on the curve before it (share 0) grows to 100 per second: refused.
@@ -143,6 +143,76 @@ async fn a_pace_on_a_curve_the_fleet_decreased_from_is_not_shared() {
         wait.abs_diff(Duration::from_millis(10)) < Duration::from_millis(1),
         "{wait:?}"
     );
+}
+
+/// A decrease stretches what the fleet's schedule has booked ahead (every worker moves its
+/// waiting grants alike): the next booking goes after the stretched schedule, at the new pace;
+/// a faster pace stretches nothing.
+#[tokio::test]
+async fn a_decrease_stretches_the_schedule_booked_ahead() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let probe = store(&server, "stretch").__probe();
+    let fast = Limit::new(Duration::from_millis(10), 1);
+    let slow = Limit::new(Duration::from_millis(20), 1);
+    probe
+        .learn("lane", fast, None)
+        .await
+        .expect("the store answers");
+    let origin = Duration::from_secs(1_000);
+    let limits = [Some(fast), None, None, None];
+    let book = |at: Duration| {
+        let probe = &probe;
+        async move {
+            probe
+                .book_at("lane", &Cost::requests(1), &limits, at)
+                .await
+                .expect("the store answers")
+                .expect("nothing is refused without a max wait")
+                .wait
+        }
+    };
+    // Ten requests at 100 per second: booked up to 100 ms past the origin.
+    for _ in 0..10 {
+        book(origin).await;
+    }
+    // 10 ms later the fleet halves its pace: past the pivot 20 ms after the decrease (the
+    // grants before it keep their instants), the 70 ms booked become 140.
+    let decrease = origin + Duration::from_millis(10);
+    let (first, stretch) = probe
+        .share_decrease("lane", slow, Some(decrease))
+        .await
+        .expect("the store answers")
+        .expect("a decrease from the fleet's pace is shared");
+    assert_eq!(stretch, 2.0);
+    let wait = book(decrease).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(20 + 140)) < Duration::from_micros(10),
+        "{wait:?}"
+    );
+    // Another worker's decrease to a pace above the fleet's (it answered the same congestion
+    // from a faster pace) is stale: not shared, the fleet keeps its pace.
+    let stale = probe
+        .share_decrease("lane", fast, Some(decrease))
+        .await
+        .expect("the store answers");
+    assert_eq!(stale, None);
+    let wait = book(decrease).await;
+    assert!(
+        wait.abs_diff(Duration::from_millis(20 + 140 + 20)) < Duration::from_micros(10),
+        "{wait:?}"
+    );
+    // A further decrease is the next share; from a schedule at the new pace, it stretches by
+    // the ratio of the two.
+    let slower = Limit::new(Duration::from_millis(30), 1);
+    let (second, stretch) = probe
+        .share_decrease("lane", slower, Some(decrease))
+        .await
+        .expect("the store answers")
+        .expect("a decrease from the fleet's pace is shared");
+    assert_eq!(second, first + 1);
+    assert!((stretch - 1.5).abs() < 1e-9, "{stretch}");
 }
 
 #[tokio::test]

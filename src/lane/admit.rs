@@ -159,8 +159,9 @@ impl Lane {
                 .await
                 .map_err(|()| self.concurrency_refusal(max_wait))?;
             // Booked at a pace the server refused while this request queued for a slot: book
-            // again at the new pace.
-            if self.budget.generation() != generation {
+            // again at the new pace. A grant of the fleet's schedule was moved with it instead
+            // (its slot would be left empty, the request sent to the back of the queue).
+            if self.budget.generation() != generation && !booked.is_in_store() {
                 drop((lane_permit, global_permit, booked));
                 now = Instant::now();
                 continue;

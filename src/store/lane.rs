@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use super::script::{
     self, Booked, FleetCubic, Reconcile, Shape, Shapes, SharedGrant, SharedGrants,
 };
+use super::stretch::{Stretches, Waiting};
 use super::{OnStoreDown, Store, StoreError};
 use crate::key::LaneKey;
 use crate::limiter::pace::SharedCubic;
@@ -36,7 +37,10 @@ pub(crate) struct SharedBudget {
     fleet_limits: Mutex<[Option<Limit>; Dimension::ALL.len()]>,
     /// The pace learned from plain refusals: the fleet's as the latest booking read it, and the
     /// one this lane published or took last.
-    cubic: Mutex<CubicSeen>,
+    cubic: Arc<Mutex<CubicSeen>>,
+    /// How the fleet's decreases stretched the schedule booked ahead, to move the grants
+    /// waiting here alike.
+    stretches: Arc<Stretches>,
 }
 
 /// The pace learned from plain refusals, as a lane has seen it.
@@ -48,6 +52,11 @@ struct CubicSeen {
     seq: u64,
     /// The curve this lane published or took last, on its own clock.
     local: Option<SharedCubic>,
+}
+
+fn lock(seen: &Mutex<CubicSeen>) -> MutexGuard<'_, CubicSeen> {
+    // Plain values: consistent even if a holder panicked.
+    seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The store's answer to one booking.
@@ -74,7 +83,8 @@ impl SharedBudget {
             carried: AtomicU64::new(0),
             fleet_ahead: Default::default(),
             fleet_limits: Mutex::default(),
-            cubic: Mutex::default(),
+            cubic: Arc::default(),
+            stretches: Arc::default(),
         }
     }
 
@@ -105,9 +115,10 @@ impl SharedBudget {
                 ran_at,
                 cubic,
             } => {
-                if cubic.is_some() {
-                    self.lock_cubic().fleet = cubic;
+                if let Some(cubic) = cubic {
+                    self.lock_cubic().fleet = Some(cubic);
                 }
+                self.hear(ran_at, cubic);
                 // The grant is an instant of the server's clock: placed on this worker's by the
                 // best measured offset, so that the fleet's departures keep the grants' spacing
                 // (see the `clock` module).
@@ -125,7 +136,12 @@ impl SharedBudget {
                     key: Arc::clone(&self.key),
                     cost: *cost,
                     grants,
-                    ready_at,
+                    waiting: Waiting {
+                        grant_us: ran_at + wait.as_secs_f64() * 1e6,
+                        ready_at,
+                        // Booked after every share up to the one its reply carried.
+                        seen: cubic.map_or(0, |cubic| cubic.seq),
+                    },
                     committed: false,
                     lease: None,
                 })
@@ -136,10 +152,7 @@ impl SharedBudget {
     }
 
     fn lock_cubic(&self) -> MutexGuard<'_, CubicSeen> {
-        // Plain values: consistent even if a holder panicked.
-        self.cubic
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.cubic)
     }
 
     /// Shares the pace this lane learned from plain refusals with every worker (in the
@@ -174,11 +187,50 @@ impl SharedBudget {
             beta: shared.beta,
             since_us,
             after_us,
+            stretch: None,
         };
-        self.in_background(
-            move |store, key| async move { store.share_cubic(&key, fleet, paced).await },
-        );
+        let (stretches, seen) = (Arc::clone(&self.stretches), Arc::clone(&self.cubic));
+        self.in_background(move |store, key| async move {
+            match store.share_cubic(&key, fleet, paced, None).await? {
+                // This worker's own waiting grants move with the fleet's schedule at once.
+                Some((seq, stretch)) => stretches.record(seq, stretch),
+                // The fleet paces slower already: the next booking's reply brings its curve
+                // as news, to be taken.
+                None => lock(&seen).seq = 0,
+            }
+            Ok(())
+        });
         true
+    }
+
+    /// Waits until `booking`'s grant comes, moved with the fleet's schedule by every decrease
+    /// shared meanwhile (see [`Stretches`]).
+    pub async fn wait_for(&self, booking: &mut SharedBooking) {
+        let ask = || async {
+            // Unanswered, the grant leaves where it stands: what the store cannot say, no
+            // other worker heard either.
+            if let Ok((ran_at, cubic)) = self.store.curve(&self.key).await {
+                if let Some(cubic) = cubic {
+                    let mut seen = self.lock_cubic();
+                    if seen.fleet.is_none_or(|fleet| fleet.seq < cubic.seq) {
+                        seen.fleet = Some(cubic);
+                    }
+                }
+                self.hear(ran_at, cubic);
+            }
+        };
+        booking.waiting = self.stretches.wait(booking.waiting, ask).await;
+    }
+
+    /// A script that ran at `ran_at` (µs of the server's clock) answered with the fleet's
+    /// latest share, `cubic`: its stretch, if any, moves the grants waiting here.
+    fn hear(&self, ran_at: f64, cubic: Option<FleetCubic>) {
+        if let Some(cubic) = cubic {
+            if let Some(stretch) = cubic.stretch {
+                self.stretches.record(cubic.seq, stretch);
+            }
+        }
+        self.stretches.heard(ran_at);
     }
 
     /// The share of the fleet's pace learned from plain refusals this lane paces on, as last
@@ -437,7 +489,8 @@ pub(crate) struct SharedBooking {
     key: Arc<str>,
     cost: Cost,
     grants: Box<SharedGrants>,
-    ready_at: Instant,
+    /// Its grant, as moved by the decreases shared since it was booked.
+    waiting: Waiting,
     committed: bool,
     /// The fleet-wide concurrency slot it holds, if the store caps concurrency.
     lease: Option<Lease>,
@@ -446,7 +499,7 @@ pub(crate) struct SharedBooking {
 impl SharedBooking {
     /// When the booked units may leave.
     pub fn ready_at(&self) -> Instant {
-        self.ready_at
+        self.waiting.ready_at
     }
 
     /// The units leave now: spent, but still to be reconciled with what they really cost.

@@ -108,6 +108,7 @@ mod members;
 mod probe;
 mod runtime;
 mod script;
+mod stretch;
 
 pub(crate) use lane::{shapes_of, SharedBooking, SharedBudget, SharedCommitment, SharedOutcome};
 pub use probe::{ProbeBooking, StoreProbe};
@@ -569,6 +570,7 @@ impl RedisStore {
             cool_down: Script::new(script::COOL_DOWN),
             learn: Script::new(script::LEARN),
             share_cubic: Script::new(script::SHARE_CUBIC),
+            curve: Script::new(script::CURVE),
             acquire: Script::new(script::ACQUIRE),
             renew: Script::new(script::RENEW),
             release: Script::new(script::RELEASE),

@@ -138,18 +138,27 @@ impl StoreProbe {
     }
 
     /// Shares a decrease of the pace learned from plain refusals for `lane`, with the
-    /// requests' `limit` it set (not fresh: the schedule keeps what it booked).
-    pub async fn share_decrease(&self, lane: &str, limit: Limit) -> Result<(), String> {
+    /// requests' `limit` it set (not fresh), at `now` (`None`: the server's clock). Returns
+    /// the share's number and how much it stretched the schedule booked ahead (1: not at all);
+    /// `None` when the fleet already paces slower (stale: not shared).
+    pub async fn share_decrease(
+        &self,
+        lane: &str,
+        limit: Limit,
+        now: Option<Duration>,
+    ) -> Result<Option<(u64, f64)>, String> {
         let cubic = script::FleetCubic {
             seq: 0,
             last_max: 1.0 / limit.interval.as_secs_f64(),
             beta: 0.7,
             since_us: 0.0,
             after_us: 0.0,
+            stretch: None,
         };
         self.store
-            .share_cubic(&self.key(lane), cubic, Some((limit, false, false)))
+            .share_cubic(&self.key(lane), cubic, Some((limit, false, false)), now)
             .await
+            .map(|shared| shared.map(|(seq, stretch)| (seq, stretch.factor)))
             .map_err(|error| error.to_string())
     }
 

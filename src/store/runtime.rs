@@ -45,6 +45,7 @@ pub(crate) struct Store {
     pub(super) cool_down: Script,
     pub(super) learn: Script,
     pub(super) share_cubic: Script,
+    pub(super) curve: Script,
     pub(super) acquire: Script,
     pub(super) renew: Script,
     pub(super) release: Script,
@@ -288,17 +289,28 @@ impl Store {
     }
 
     /// Shares the pace a worker learned from plain refusals with the lane at `key`, with the
-    /// requests' limit it set (`(limit, strict, fresh)`), in one step.
+    /// requests' limit it set (`(limit, strict, fresh)`), in one step, at `now` (`None`: the
+    /// server's clock). Returns the share's number and how it stretched the schedule booked
+    /// ahead; `None` when stale (the fleet paces slower already): not shared.
     pub async fn share_cubic(
         &self,
         key: &str,
         cubic: script::FleetCubic,
         paced: Option<(Limit, bool, bool)>,
-    ) -> Result<(), StoreError> {
-        let args = script::share_cubic_args(cubic, paced);
-        self.run::<u64>(&self.share_cubic, key, &args)
-            .await
-            .map(drop)
+        now: Option<Duration>,
+    ) -> Result<Option<(u64, script::Stretch)>, StoreError> {
+        let args = script::share_cubic_args(cubic, paced, now);
+        let reply: Vec<String> = self.run(&self.share_cubic, key, &args).await?;
+        script::parse_shared(&reply)
+            .map_err(|()| StoreError::Reply(format!("not a share: {reply:?}")))
+    }
+
+    /// The fleet's pace learned from plain refusals for the lane at `key`, and when the store
+    /// read it (µs of its clock).
+    pub async fn curve(&self, key: &str) -> Result<(f64, Option<script::FleetCubic>), StoreError> {
+        let reply: Vec<String> = self.run(&self.curve, key, &[String::new()]).await?;
+        script::parse_curve(&reply)
+            .ok_or_else(|| StoreError::Reply(format!("not a curve: {reply:?}")))
     }
 
     /// Charges `dimension` of the lane at `key` down to `remaining` units available now.

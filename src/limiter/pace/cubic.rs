@@ -92,10 +92,6 @@ const WINDOW_HOLD: u32 = 30;
 /// about the same rate.
 const FLEET_CEILING_SHADE: f64 = 0.97;
 
-/// A curve taken from the fleet this much slower than the lane's pace books its waiters again
-/// (a decrease of β = 0.7 does, one near the ceiling or of a configured rate does not).
-const REBOOK_BELOW: f64 = 0.85;
-
 /// Units per second of `limit` (its interval is never zero).
 fn rate_of(limit: Limit) -> f64 {
     1.0 / limit.interval.as_secs_f64().max(1e-9)
@@ -349,7 +345,7 @@ impl CubicPace {
     }
 
     /// Takes the curve the fleet paces on (the latest decrease any worker shared): the lane
-    /// paces on it (its waiters booked at a faster pace book again), and a refusal of an
+    /// paces on it, and a refusal of an
     /// attempt booked before that decrease, or before this lane's own, answers it, not a new
     /// congestion.
     pub(super) fn adopt(
@@ -377,15 +373,10 @@ impl CubicPace {
                 .map_or(shared.after, |after| after.max(shared.after)),
         );
         self.streak = None;
-        // A steep decrease: the waiters booked at the pace given up book again at the new one
-        // (grants of the shared schedule made at that pace would be refused). Near the ceiling
-        // they keep their slots: a few percent too close, most are accepted, and every grant
-        // given up would leave its slot empty in the fleet's schedule.
-        let rate = curve.rate_at(now);
-        let steep = pacing
-            .limit(Dimension::Requests)
-            .is_some_and(|limit| rate < rate_of(limit) * REBOOK_BELOW);
-        set_cubic_pace(rate, steep, pacing, actions);
+        // The waiters keep their grants: the decrease stretched the fleet's schedule, and each
+        // worker moves its waiting grants with it (booked again, each would leave its slot
+        // empty and go to the back of the queue).
+        set_cubic_pace(curve.rate_at(now), false, pacing, actions);
     }
 
     /// The lane was idle for `gap`: the curve resumes where it stood.
@@ -527,10 +518,10 @@ mod tests {
         );
     }
 
-    /// A steep decrease taken from the fleet books the lane's waiters again (their grants,
-    /// made at the pace given up, would be refused); one near the ceiling keeps them.
+    /// A decrease taken from the fleet never books the lane's waiters again, however steep:
+    /// the fleet's schedule was stretched, and their grants move with it.
     #[test]
-    fn a_steep_decrease_taken_from_the_fleet_rebooks_the_waiters() {
+    fn a_decrease_taken_from_the_fleet_keeps_the_waiters_grants() {
         let start = Instant::now();
         let ms = |ms: u64| start + Duration::from_millis(ms);
         let fresh = |actions: &Actions| {
@@ -539,7 +530,7 @@ mod tests {
                 _ => None,
             })
         };
-        for (beta, rebooks) in [(BETA, true), (BETA_NEAR_CEILING, false)] {
+        for beta in [BETA_IN_STREAK, BETA, BETA_NEAR_CEILING] {
             let mut lane = learner(Duration::from_secs(60));
             for at in 0..20 {
                 lane.observe(&plain(ms(at * 20), Answer::Accepted));
@@ -553,7 +544,12 @@ mod tests {
                 after: ms(410),
             };
             let actions = lane.adopt_cubic(shared, ms(410));
-            assert_eq!(fresh(&actions), Some(rebooks), "β = {beta}");
+            assert_eq!(fresh(&actions), Some(false), "β = {beta}");
+            let now = rate_of(lane.limit(Dimension::Requests).expect("paced"));
+            assert!(
+                (now - paced * beta).abs() < paced * 0.01,
+                "β = {beta}: {now}"
+            );
         }
     }
 

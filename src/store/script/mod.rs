@@ -89,8 +89,10 @@ end
 
 mod learned;
 
-pub(crate) use learned::FleetCubic;
-pub(super) use learned::{learn_args, share_cubic_args, LEARN, SHARE_CUBIC};
+pub(super) use learned::{
+    learn_args, parse_curve, parse_shared, share_cubic_args, CURVE, LEARN, SHARE_CUBIC,
+};
+pub(crate) use learned::{FleetCubic, Stretch, ASK_BEFORE, STRETCH_AFTER};
 
 /// Books a cost: see the module doc.
 ///

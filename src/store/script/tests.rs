@@ -136,26 +136,60 @@ fn settlement_refunds_over_and_debits_under_estimates_up_to_a_burst() {
 
 #[test]
 fn the_fleets_curve_reads_back_or_not_at_all() {
+    let curve = FleetCubic {
+        seq: 3,
+        last_max: 100.0,
+        beta: 0.7,
+        since_us: 1000.5,
+        after_us: 2000.0,
+        stretch: None,
+    };
+    // As an older version wrote it, and with the stretch its share made.
+    assert_eq!(FleetCubic::parse("3,100,0.7,1000.5,2000"), Some(curve));
     assert_eq!(
-        FleetCubic::parse("3,100,0.7,1000.5,2000"),
+        FleetCubic::parse("3,100,0.7,1000.5,2000,2500,1.5"),
         Some(FleetCubic {
-            seq: 3,
-            last_max: 100.0,
-            beta: 0.7,
-            since_us: 1000.5,
-            after_us: 2000.0
+            stretch: Some(Stretch {
+                at_us: 2500.0,
+                factor: 1.5
+            }),
+            ..curve
         })
+    );
+    // A share that stretched nothing.
+    assert_eq!(
+        FleetCubic::parse("3,100,0.7,1000.5,2000,2500,1"),
+        Some(curve)
     );
     for garbage in [
         "",
         "3,100,0.7,1",
         "3,100,0.7,1,2,3",
+        "3,100,0.7,1,2,3,0.5",
+        "3,100,0.7,1,2,3,NaN",
+        "3,100,0.7,1,2,3,4,5",
         "x,1,1,1,1",
         "3,NaN,1,1,1",
         "3,inf,1,1,1",
     ] {
         assert_eq!(FleetCubic::parse(garbage), None, "{garbage}");
     }
+    assert_eq!(
+        parse_shared(&["7".into(), "2500".into(), "1.5".into()]),
+        Ok(Some((
+            7,
+            Stretch {
+                at_us: 2500.0,
+                factor: 1.5
+            }
+        )))
+    );
+    assert_eq!(parse_shared(&["stale".into()]), Ok(None));
+    assert_eq!(parse_shared(&["7".into(), "2500".into()]), Err(()));
+    assert_eq!(
+        parse_shared(&["7".into(), "2500".into(), "0.5".into()]),
+        Err(())
+    );
 }
 
 #[test]
