@@ -207,6 +207,11 @@ impl SharedBudget {
     /// shared meanwhile (see [`Stretches`]).
     pub async fn wait_for(&self, booking: &mut SharedBooking) {
         let ask = || async {
+            // Only a decrease learned from plain refusals stretches the schedule: before the
+            // fleet shared one, there is nothing to ask.
+            if self.lock_cubic().fleet.is_none() {
+                return;
+            }
             // Unanswered, the grant leaves where it stands: what the store cannot say, no
             // other worker heard either.
             if let Ok((ran_at, cubic)) = self.store.curve(&self.key).await {

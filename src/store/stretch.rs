@@ -8,7 +8,8 @@
 //! same affine map, so that the fleet's grants keep their order and leave at the new pace. A
 //! worker hears of a stretch in the reply to its own share or to any later booking; a grant
 //! past the pivot of a stretch it may not have heard of (nothing heard from the store since
-//! [`STRETCH_AFTER`] before the grant) asks the store just before it leaves.
+//! [`STRETCH_AFTER`] before the grant) asks the store just before it leaves, once the fleet
+//! learns from plain refusals at all (before its first share, nothing stretches).
 
 use std::collections::VecDeque;
 use std::future::Future;
