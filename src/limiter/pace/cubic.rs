@@ -252,15 +252,6 @@ impl CubicPace {
         };
         let configured = pacing.config().configured(Dimension::Requests).is_some();
         let mut curve = Cubic::after_refusal(offered, self.curve, configured, now);
-        // Refused while growing back towards the rate refused last, with requests accepted
-        // since: the ceiling lies between the two, just below this pace.
-        let recovering = streak.decreases == 1
-            && self
-                .curve
-                .is_some_and(|previous| offered < previous.last_max);
-        if fleet.is_some() && !configured && recovering {
-            curve.beta = BETA_NEAR_CEILING;
-        }
         if fleet.is_some() && curve.beta == BETA_NEAR_CEILING {
             // A fleet's probe past the ceiling costs more than one process's: every grant made
             // ahead at that pace is refused or given up. Once the ceiling is known, the curve
@@ -525,42 +516,6 @@ mod tests {
             fleet_rate >= offered * BETA.powi(4) * 0.99,
             "{fleet_rate} against {offered}"
         );
-    }
-
-    /// Refused while growing back towards the rate refused last, after accepted requests: the
-    /// ceiling lies just below. A worker of a fleet then decreases gently (every refusal costs a
-    /// fleet more); a process alone keeps CUBIC's β.
-    #[test]
-    fn a_fleet_refused_while_recovering_decreases_gently() {
-        let run = |fleet: Option<u32>| {
-            let mut lane = learner(Duration::from_secs(60));
-            lane.set_fleet(fleet);
-            let start = Instant::now();
-            let ms = |ms: u64| start + Duration::from_millis(ms);
-            let rate = |lane: &super::super::PaceLearner| {
-                rate_of(lane.limit(Dimension::Requests).expect("paced"))
-            };
-            for at in 0..20 {
-                lane.observe(&plain(ms(at * 10), Answer::Accepted));
-            }
-            lane.observe(&plain(ms(200), Answer::RateLimited));
-            let first = rate(&lane);
-            // Accepted at the new pace for a while, then refused below the rate refused first.
-            for at in 0..10 {
-                lane.observe(&plain(ms(300 + at * 20), Answer::Accepted));
-            }
-            let before = rate(&lane);
-            assert!(before < first / BETA, "{before} against {first}");
-            let mut refused = plain(ms(600), Answer::RateLimited);
-            refused.booked = ms(590);
-            lane.observe(&refused);
-            rate(&lane) / before
-        };
-        let alone = run(None);
-        assert!((alone - BETA).abs() < 0.01, "{alone}");
-        let fleet = run(Some(4));
-        let gentle = BETA_NEAR_CEILING * FLEET_CEILING_SHADE;
-        assert!((fleet - gentle).abs() < 0.01, "{fleet}");
     }
 
     /// A decrease taken from the fleet never books the lane's waiters again, however steep:
