@@ -181,8 +181,8 @@ async fn book_in_store(
         Ok(SharedOutcome::Granted(mut booking)) => {
             // Departs at its grant with the precision of one process (not on the timer's next
             // millisecond tick): the fleet's requests reach the server as far apart as their
-            // grants are. An instant already past leaves at once.
-            // Moved with the fleet's schedule if a decrease stretches it meanwhile.
+            // grants are, moved with the fleet's schedule if a decrease stretches it meanwhile.
+            // An instant already past leaves at once.
             if booking.ready_at() > Instant::now() {
                 shared.wait_for(&mut booking).await;
             }

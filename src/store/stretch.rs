@@ -138,10 +138,18 @@ impl Stretches {
 mod tests {
     use super::*;
 
+    /// A grant at `grant_us` of a server whose clock reads 1 s at this worker's now.
     fn waiting(grant_us: f64, seen: u64) -> Waiting {
+        let now = Instant::now();
+        let from_now = Duration::from_secs_f64((grant_us - 1e6).abs() / 1e6);
+        let ready_at = if grant_us >= 1e6 {
+            now + from_now
+        } else {
+            now.checked_sub(from_now).unwrap_or(now)
+        };
         Waiting {
             grant_us,
-            ready_at: Instant::now() + Duration::from_secs_f64(grant_us / 1e6),
+            ready_at,
             seen,
         }
     }
@@ -198,11 +206,7 @@ mod tests {
     async fn a_waiting_grant_leaves_at_its_stretched_instant() {
         let stretches = std::sync::Arc::new(Stretches::default());
         let start = Instant::now();
-        let grant = Waiting {
-            grant_us: 1_100_000.0,
-            ready_at: start + Duration::from_millis(100),
-            seen: 0,
-        };
+        let grant = waiting(1_100_000.0, 0);
         // Heard from the store up to past the grant's instant, moved or not: nothing to ask.
         stretches.heard(1_200_000.0);
         let waiter = tokio::spawn({
@@ -234,11 +238,7 @@ mod tests {
     async fn a_grant_not_heard_of_for_a_while_asks_before_it_leaves() {
         let stretches = Stretches::default();
         let start = Instant::now();
-        let grant = Waiting {
-            grant_us: 1_100_000.0,
-            ready_at: start + Duration::from_millis(100),
-            seen: 0,
-        };
+        let grant = waiting(1_100_000.0, 0);
         stretches.heard(1_000_000.0);
         let asked = std::cell::Cell::new(None);
         let left = stretches
