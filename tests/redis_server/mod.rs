@@ -39,9 +39,10 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// Whether `client` answers PING within 100 ms.
-fn answers(client: &redis::Client) -> bool {
-    client
+/// Whether a server answers PING on the loopback `port` within 100 ms.
+fn answers_on(port: u16) -> bool {
+    redis::Client::open(url_of(port))
+        .expect("a valid URL")
         .get_connection_with_timeout(Duration::from_millis(100))
         .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
         .is_ok()
@@ -51,14 +52,20 @@ fn answers(client: &redis::Client) -> bool {
 pub struct RedisServer {
     child: Child,
     pub port: u16,
+    /// Where the server writes its log (removed when it is dropped).
+    log: PathBuf,
 }
 
 impl RedisServer {
     /// Starts one on a free port; `None` (the reason printed) outside CI without the binary.
     pub fn start() -> Option<RedisServer> {
-        RedisServer::start_on(free_port())
+        RedisServer::start_with_fresh_ports(1, |ports| {
+            let port = ports[0];
+            (port, RedisServer::args(port, &[]))
+        })
     }
 
+    /// Starts one on `port` (a restart where an earlier one was killed).
     pub fn start_on(port: u16) -> Option<RedisServer> {
         RedisServer::start_with(port, &[])
     }
@@ -66,22 +73,66 @@ impl RedisServer {
     /// Starts one on `port` with `extra` arguments (cluster mode, …), ready once it answers
     /// PING there.
     pub fn start_with(port: u16, extra: &[String]) -> Option<RedisServer> {
+        let args = RedisServer::args(port, extra);
+        match RedisServer::try_spawn(port, &args, || answers_on(port)) {
+            Ok(server) => server,
+            Err(exited) => panic!("{exited}"),
+        }
+    }
+
+    /// Starts one on ports of its own: `configure` gets `n` free ports and returns the one the
+    /// server answers on with its arguments. Ports found free may be taken before the server
+    /// binds them (every outgoing connection of a test running beside this one takes a port of
+    /// the same range), so a server that exits at start is started again on others, 5 times at
+    /// most.
+    pub fn start_with_fresh_ports(
+        n: usize,
+        configure: impl Fn(&[u16]) -> (u16, Vec<String>),
+    ) -> Option<RedisServer> {
+        let mut exits = Vec::new();
+        for _ in 0..5 {
+            let (port, args) = configure(&free_ports(n));
+            match RedisServer::try_spawn(port, &args, || answers_on(port)) {
+                Ok(server) => return server,
+                Err(exited) => exits.push(exited),
+            }
+        }
+        panic!("no redis-server would start:\n{}", exits.join("\n"));
+    }
+
+    fn args(port: u16, extra: &[String]) -> Vec<String> {
         let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
             .map(str::to_owned)
             .to_vec();
         args.extend(extra.iter().cloned());
-        let client = redis::Client::open(url_of(port)).expect("a valid URL");
-        RedisServer::spawn(port, &args, || answers(&client))
+        args
     }
 
     /// Starts one with exactly `args` (plus no persistence), ready once `ready` holds (5 s at
-    /// most, else the test fails).
+    /// most, else the test fails); a server that exits at start fails the test with its log.
     pub fn spawn(port: u16, args: &[String], ready: impl Fn() -> bool) -> Option<RedisServer> {
+        match RedisServer::try_spawn(port, args, ready) {
+            Ok(server) => server,
+            Err(exited) => panic!("{exited}"),
+        }
+    }
+
+    /// As [`RedisServer::spawn`], but a server that exits at start is an `Err` with its log.
+    fn try_spawn(
+        port: u16,
+        args: &[String],
+        ready: impl Fn() -> bool,
+    ) -> Result<Option<RedisServer>, String> {
         let binary = binary("RT_REDIS", "redis-server");
+        let log = std::env::temp_dir().join(format!(
+            "reqwest-throttle-redis-{}-{port}.log",
+            std::process::id()
+        ));
+        let log_file = std::fs::File::create(&log).expect("a log file for redis-server");
         let spawned = Command::new(&binary)
             .args(args)
             .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
+            .stdout(log_file)
             .stderr(Stdio::null())
             .spawn();
         let child = match spawned {
@@ -91,17 +142,20 @@ impl RedisServer {
             }
             Err(error) => {
                 eprintln!("skipped: cannot run {binary} ({error}); apt-get install redis-server");
-                return None;
+                return Ok(None);
             }
         };
-        let mut server = RedisServer { child, port };
+        let mut server = RedisServer { child, port, log };
         for _ in 0..200 {
             if ready() {
-                return Some(server);
+                return Ok(Some(server));
             }
             if let Ok(Some(status)) = server.child.try_wait() {
-                // A setting this build does not support (TLS, say), or the port was taken.
-                panic!("{binary} exited at start ({status}) with {args:?}");
+                // A setting this build does not support (TLS, say), or a port was taken.
+                let said = std::fs::read_to_string(&server.log).unwrap_or_default();
+                return Err(format!(
+                    "{binary} exited at start ({status}) with {args:?}; its log:\n{said}"
+                ));
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -128,6 +182,7 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -179,27 +234,31 @@ impl RedisCluster {
             dir,
         };
         let nodes = primaries * (1 + replicas);
-        let ports = free_ports(2 * nodes);
-        for (port, bus) in ports[..nodes].iter().zip(&ports[nodes..]) {
+        let dir = cluster.dir.to_string_lossy().into_owned();
+        for _ in 0..nodes {
             // The cluster bus gets a port of its own (the default, port + 10 000, may be taken
             // or above 65 535).
-            let extra = [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-port",
-                &bus.to_string(),
-                "--cluster-config-file",
-                &format!("nodes-{port}.conf"),
-                "--cluster-node-timeout",
-                &NODE_TIMEOUT_MS.to_string(),
-                // A replica takes over however long ago it last heard from its primary.
-                "--cluster-replica-validity-factor",
-                "0",
-                "--dir",
-                &cluster.dir.to_string_lossy(),
-            ]
-            .map(str::to_owned);
-            cluster.nodes.push(RedisServer::start_with(*port, &extra)?);
+            let node = RedisServer::start_with_fresh_ports(2, |ports| {
+                let (port, bus) = (ports[0], ports[1]);
+                let extra = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                    "--cluster-config-file",
+                    &format!("nodes-{port}.conf"),
+                    "--cluster-node-timeout",
+                    &NODE_TIMEOUT_MS.to_string(),
+                    // A replica takes over however long ago it last heard from its primary.
+                    "--cluster-replica-validity-factor",
+                    "0",
+                    "--dir",
+                    &dir,
+                ]
+                .map(str::to_owned);
+                (port, RedisServer::args(port, &extra))
+            })?;
+            cluster.nodes.push(node);
         }
         let mut create = Command::new(binary("RT_REDIS_CLI", "redis-cli"));
         create
