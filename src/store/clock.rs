@@ -11,12 +11,18 @@
 //! LAN), and places every grant with that same offset: grants one interval apart in Redis
 //! leave one interval apart, whichever worker holds them.
 //!
+//! "Recently" is a windowed minimum over two periods of [`FRESH_FOR`]/2 (as BBR keeps its
+//! minimum round trip): the fastest call of the current period and of the one before it. An
+//! old sample so ages out without its place going to whichever call comes next: on a loaded
+//! machine that call may be slow, and its midpoint a millisecond off, enough for a server
+//! without burst to refuse every request this worker sends after another's.
+//!
 //! Guarantees:
 //! - a grant is never placed before `sent + wait` (the script cannot have run before the call
 //!   left) nor after `received + wait`: a bad estimate (a clock stepped, a stale sample) costs
 //!   at most the round trip it was measured in, as counting from the reply always did;
-//! - a sample older than [`FRESH_FOR`] gives way to any newer one, so a clock stepped on the
-//!   server is followed within that time.
+//! - no sample older than [`FRESH_FOR`] is used once a newer one came, so a clock stepped on
+//!   the server is followed within that time.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -25,7 +31,8 @@ use tokio::time::Instant;
 
 use crate::time::{later, Epoch};
 
-/// How long the best sample is trusted before any newer one replaces it, however slow.
+/// How long the best sample is trusted before a newer one replaces it, however slow: two
+/// periods of the windowed minimum.
 pub(super) const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// One measurement: the round trip and the offset it gave, server µs minus local µs.
@@ -36,18 +43,67 @@ struct Sample {
     taken: Instant,
 }
 
+impl Sample {
+    /// The one of `a` and `b` with the shorter round trip (on a tie `b`, the newer one where
+    /// callers pass them in that order).
+    fn faster(a: Option<Sample>, b: Option<Sample>) -> Option<Sample> {
+        match (a, b) {
+            (Some(a), Some(b)) if b.round_trip <= a.round_trip => Some(b),
+            (Some(a), _) => Some(a),
+            (None, b) => b,
+        }
+    }
+}
+
+/// The fastest sample of the current period and of the one before it.
+#[derive(Clone, Copy, Debug, Default)]
+struct Window {
+    /// When the current period began (`None` before any sample).
+    since: Option<Instant>,
+    current: Option<Sample>,
+    previous: Option<Sample>,
+}
+
+impl Window {
+    /// Counts `sample`, taken at its `taken`, opening a new period first if the current one
+    /// is over; nothing taken [`FRESH_FOR`] or longer before it remains.
+    fn note(&mut self, sample: Sample) {
+        let period = FRESH_FOR / 2;
+        let elapsed = self
+            .since
+            .map(|since| sample.taken.saturating_duration_since(since));
+        if elapsed.is_none_or(|elapsed| elapsed >= period) {
+            self.previous = match elapsed {
+                Some(elapsed) if elapsed < FRESH_FOR => self.current,
+                _ => None,
+            };
+            self.current = None;
+            self.since = Some(sample.taken);
+        }
+        self.previous = self
+            .previous
+            .filter(|previous| sample.taken.saturating_duration_since(previous.taken) < FRESH_FOR);
+        self.current = Sample::faster(self.current, Some(sample));
+    }
+
+    /// The fastest sample of the two periods.
+    fn best(&self) -> Option<Sample> {
+        Sample::faster(self.previous, self.current)
+    }
+}
+
 /// The offset between Redis' clock and this process's, from the fastest recent round trip.
 #[derive(Debug)]
 pub(super) struct ServerClock {
     epoch: Epoch,
-    best: Mutex<Option<Sample>>,
+    window: Mutex<Window>,
 }
 
 impl Default for ServerClock {
     fn default() -> ServerClock {
         ServerClock {
             epoch: Epoch::now(),
-            best: Mutex::new(None),
+            window: Mutex::new(Window::default()),
         }
     }
 }
@@ -61,13 +117,16 @@ impl ServerClock {
     /// How far a grant placed by the best offset may be from where the server meant it: half
     /// the best round trip (zero before any: then the fixed guard alone applies).
     pub fn uncertainty(&self) -> Duration {
-        let best = self.best.lock().unwrap_or_else(|e| e.into_inner());
-        best.map_or(Duration::ZERO, |best| best.round_trip / 2)
+        self.best()
+            .map_or(Duration::ZERO, |best| best.round_trip / 2)
     }
 
     fn offset_us(&self) -> Option<f64> {
-        let best = self.best.lock().unwrap_or_else(|e| e.into_inner());
-        best.map(|best| best.offset_us)
+        self.best().map(|best| best.offset_us)
+    }
+
+    fn best(&self) -> Option<Sample> {
+        self.window.lock().unwrap_or_else(|e| e.into_inner()).best()
     }
 
     /// `instant` in µs of the server's clock, by the best offset measured; `None` before any.
@@ -104,14 +163,9 @@ impl ServerClock {
             taken: received,
         };
         let offset_us = {
-            let mut best = self.best.lock().unwrap_or_else(|e| e.into_inner());
-            let keep = best.filter(|best| {
-                best.round_trip < round_trip
-                    && received.saturating_duration_since(best.taken) < FRESH_FOR
-            });
-            let chosen = keep.unwrap_or(sample);
-            *best = Some(chosen);
-            chosen.offset_us
+            let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+            window.note(sample);
+            window.best().unwrap_or(sample).offset_us
         };
         // Where the script's now falls on this clock, by the best offset, kept inside the
         // window the call itself proves.
@@ -161,6 +215,34 @@ mod tests {
         let sent = start + 20 * MS;
         let back = clock.grant_at(1e6, 3 * MS, sent, sent + 2 * MS);
         assert_eq!(back, sent + 3 * MS);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_sample_ages_out_to_the_next_fastest_not_to_the_next_call() {
+        let clock = ServerClock::default();
+        let start = Instant::now();
+        // The script runs at its call's midpoint unless said otherwise: a call's offset is
+        // then exact.
+        let offset = 250_000.0;
+        let server = |at: Instant| clock.local_us(at) + offset;
+        let call = |sent: Instant, round_trip: Duration, ran_after: Duration| {
+            clock.grant_at(
+                server(sent + ran_after),
+                Duration::ZERO,
+                sent,
+                sent + round_trip,
+            )
+        };
+        call(start, MS / 2, MS / 4);
+        // Three quarters of the way to aging out, a call a little slower than the first.
+        let sent = start + FRESH_FOR * 3 / 4;
+        call(sent, MS, MS / 2);
+        // The first has aged out: a slow call whose reply was held up (its script ran 1 ms
+        // after it left, its midpoint says 4 ms) is placed by the second call's offset, not
+        // its own (which would put its grant 3 ms early).
+        let sent = start + FRESH_FOR + MS;
+        assert_eq!(call(sent, 8 * MS, MS), sent + MS);
+        assert_eq!(clock.uncertainty(), MS / 2);
     }
 
     #[tokio::test(start_paused = true)]
