@@ -104,6 +104,49 @@ async fn a_configured_rate_earns_its_burst_and_a_server_without_one_refuses_noth
     assert!(report.goodput >= 0.99, "goodput {:.3}", report.goodput);
 }
 
+/// Earned against a server that says nothing of its limits, the burst opens at the lane's next
+/// lull, empty, and fills during the lull after it: ten callers at once then leave together,
+/// not one interval apart.
+#[tokio::test(start_paused = true)]
+async fn an_earned_burst_opens_at_the_next_lull() {
+    let api = SimulatedApi::builder()
+        .headers(reqwest_throttle::sim::HeaderStyle::None)
+        .build();
+    let throttle = Throttle::builder()
+        .default_policy(Policy::new().rate(Rate::per_second(20)))
+        .build()
+        .unwrap();
+    let client = ClientBuilder::new(reqwest::Client::new())
+        .with(throttle)
+        .with(api.clone())
+        .build();
+    let send = |client: &ClientWithMiddleware| {
+        let request = client.get(URL).send();
+        async move { request.await.map(|response| response.status().as_u16()) }
+    };
+    // Twenty accepted one at a time earn the burst of twenty; the first request after a lull
+    // opens it.
+    for _ in 0..21 {
+        assert_eq!(send(&client).await.ok(), Some(200));
+        if api.stats().received == 20 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let callers: Vec<_> = (0..10).map(|_| tokio::spawn(send(&client))).collect();
+    for caller in callers {
+        assert_eq!(caller.await.unwrap().ok(), Some(200));
+    }
+    let mut arrivals: Vec<Instant> = api.requests().iter().map(|request| request.at).collect();
+    arrivals.sort();
+    let last_ten = &arrivals[arrivals.len() - 10..];
+    assert_eq!(
+        last_ten[9] - last_ten[0],
+        Duration::ZERO,
+        "the ten left spaced: the burst never opened"
+    );
+}
+
 /// A stated burst is trusted at once: the server refuses most of the first one, and the lane
 /// stops bursting at the first refusal.
 #[tokio::test(start_paused = true)]

@@ -675,6 +675,39 @@ async fn the_fallback_starts_where_the_fleets_schedule_ends_with_its_burst_spent
 }
 
 #[tokio::test]
+async fn a_fleet_worker_never_opens_a_burst_nobody_stated() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    // A server that says nothing of its limits: the lane learns nothing but the burst.
+    let api = SimulatedApi::builder().headers(HeaderStyle::None).build();
+    // 20/s, its burst of 20 unstated: a lane alone earns it after 20 accepted requests and
+    // opens it at its next lull. A worker of a fleet cannot tell the fleet's lull from its own.
+    let (_, client) = client(Rate::per_second(20), Some(store(&server, "earned")), &api);
+    let sent = 25;
+    for i in 0..sent {
+        if i == 22 {
+            // A lull of this worker's (two intervals with nothing sent): where a lane alone
+            // opens its earned burst.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(send_all(&[&client], 1, NO_HANG * 2).await, vec![Ok(200)]);
+    }
+    // Every request was booked in the shared cell (which expires soon after its last grant
+    // unless a learned limit keeps it)...
+    let lane = "{earned:http://api.test:80}";
+    let bookings: Option<u64> = poll_field(&server, lane, "s0", |_| true).await;
+    assert_eq!(bookings, Some(sent));
+    // ...and the burst stayed spaced: opened, it would be shared as the fleet's limit (and
+    // synced empty, pushing every worker's next grant a burst's length away).
+    let learned: Option<String> = poll_field(&server, lane, "l0", Option::is_some).await;
+    assert_eq!(
+        learned, None,
+        "a burst nobody stated was opened for the fleet"
+    );
+}
+
+#[tokio::test]
 async fn a_limit_one_worker_learns_from_headers_paces_every_worker() {
     let Some(server) = RedisServer::start() else {
         return;

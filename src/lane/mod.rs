@@ -274,7 +274,11 @@ impl Lane {
 
     /// Lets the pace learner act on what time alone changes, when it has something due.
     fn tick(&self, now: Instant) {
-        if self.burst_earned.load(Relaxed) && self.budget.is_at_rest() {
+        // A lane whose budget a fleet shares keeps an unstated burst spaced: this process's
+        // budget at rest says nothing of the fleet's schedule, and a burst opened while it is
+        // busy would let this worker jump the queue (and, synced empty, push every worker's
+        // next grant a burst's length away).
+        if self.burst_earned.load(Relaxed) && !self.booker.is_shared() && self.budget.is_at_rest() {
             let mut pace = self.pace();
             let actions = pace.open_earned_burst();
             self.apply(&pace, &actions);
@@ -285,6 +289,11 @@ impl Lane {
         let mut pace = self.pace();
         let actions = pace.tick(now);
         self.apply(&pace, &actions);
+    }
+
+    /// Records whether the learner has an earned burst waiting for a lull (see [`Lane::tick`]).
+    fn note_earned_burst(&self, pace: &PaceLearner) {
+        self.burst_earned.store(pace.has_earned_burst(), Relaxed);
     }
 
     /// Applies the learner's actions to the budget (under the learner's lock, so that two
@@ -362,7 +371,7 @@ impl Lane {
                 }
             }
         }
-        self.burst_earned.store(pace.has_earned_burst(), Relaxed);
+        self.note_earned_burst(pace);
         let due = pace
             .next_due()
             .map_or(u64::MAX, |due| self.since_created(due));

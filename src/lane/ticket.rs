@@ -243,7 +243,10 @@ impl<'p> Ticket<'p> {
             lane.apply(&pace, &actions);
         }
         let actions = pace.observe(&observation);
-        if !actions.is_empty() {
+        if actions.is_empty() {
+            // An answer that changed no limit may still have earned the burst.
+            lane.note_earned_burst(&pace);
+        } else {
             lane.apply(&pace, &actions);
         }
         if self.side == Side::Shadowed && answer == Answer::Accepted {

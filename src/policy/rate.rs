@@ -91,7 +91,8 @@ impl Rate {
     /// A lane earns an unstated burst: it sends one request at a time until the server has
     /// accepted a whole burst's worth without refusing (a server without burst, such as nginx
     /// `limit_req` without `burst=`, refuses most of a burst sent at once), then allows the
-    /// burst.
+    /// burst. A lane whose budget a fleet shares through a store never opens an unstated
+    /// burst: no worker can tell the fleet's lull from its own; state it to have it there.
     ///
     /// ```
     /// use reqwest_throttle::Rate;

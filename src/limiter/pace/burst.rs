@@ -7,7 +7,8 @@
 //!
 //! An earned burst opens only at the lane's next lull, and empty: a burst is for after a lull,
 //! and a busy lane with a burst catches up on every late departure with gaps shorter than its
-//! interval, which a server without burst refuses.
+//! interval, which a server without burst refuses. The lane opens it; a lane whose budget a
+//! fleet shares never does (its own budget at rest is no lull of the fleet's).
 
 use super::pacing::Pacing;
 use super::protocol::{Action, Actions, Answer};
