@@ -30,10 +30,10 @@ impl TlsRedis {
     fn start() -> Option<TlsRedis> {
         let certified = rcgen::generate_simple_self_signed(["127.0.0.1".to_owned()])
             .expect("a self-signed certificate");
-        let port = free_port();
         let dir = std::env::temp_dir().join(format!(
-            "reqwest-throttle-tls-{}-{port}",
-            std::process::id()
+            "reqwest-throttle-tls-{}-{}",
+            std::process::id(),
+            free_port()
         ));
         std::fs::create_dir_all(&dir).expect("a folder for the certificate");
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -41,30 +41,33 @@ impl TlsRedis {
         std::fs::write(&cert, &root_cert).expect("the certificate written");
         std::fs::write(&key, certified.signing_key.serialize_pem()).expect("the key written");
         let path = |file: &PathBuf| file.to_string_lossy().into_owned();
-        let args = [
-            "--port".to_owned(),
-            "0".to_owned(),
-            "--tls-port".to_owned(),
-            port.to_string(),
-            "--bind".to_owned(),
-            "127.0.0.1".to_owned(),
-            "--tls-cert-file".to_owned(),
-            path(&cert),
-            "--tls-key-file".to_owned(),
-            path(&key),
-            "--tls-ca-cert-file".to_owned(),
-            path(&cert),
-            "--tls-auth-clients".to_owned(),
-            "no".to_owned(),
-        ];
-        let client = trusting(port, &root_cert);
-        let ready = || {
-            client
+        let configure = |ports: &[u16]| {
+            let port = ports[0];
+            let args = [
+                "--port".to_owned(),
+                "0".to_owned(),
+                "--tls-port".to_owned(),
+                port.to_string(),
+                "--bind".to_owned(),
+                "127.0.0.1".to_owned(),
+                "--tls-cert-file".to_owned(),
+                path(&cert),
+                "--tls-key-file".to_owned(),
+                path(&key),
+                "--tls-ca-cert-file".to_owned(),
+                path(&cert),
+                "--tls-auth-clients".to_owned(),
+                "no".to_owned(),
+            ];
+            (port, args.to_vec())
+        };
+        let ready = |port: u16| {
+            trusting(port, &root_cert)
                 .get_connection_with_timeout(Duration::from_millis(200))
                 .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
                 .is_ok()
         };
-        let server = RedisServer::spawn(port, &args, ready)?;
+        let server = RedisServer::spawn_on_fresh_ports(1, configure, ready)?;
         Some(TlsRedis {
             server,
             root_cert,

@@ -89,10 +89,20 @@ impl RedisServer {
         n: usize,
         configure: impl Fn(&[u16]) -> (u16, Vec<String>),
     ) -> Option<RedisServer> {
+        RedisServer::spawn_on_fresh_ports(n, configure, answers_on)
+    }
+
+    /// As [`RedisServer::start_with_fresh_ports`], ready once `ready` holds of the port it
+    /// answers on (a TLS port, say).
+    pub fn spawn_on_fresh_ports(
+        n: usize,
+        configure: impl Fn(&[u16]) -> (u16, Vec<String>),
+        ready: impl Fn(u16) -> bool,
+    ) -> Option<RedisServer> {
         let mut exits = Vec::new();
         for _ in 0..5 {
             let (port, args) = configure(&free_ports(n));
-            match RedisServer::try_spawn(port, &args, || answers_on(port)) {
+            match RedisServer::try_spawn(port, &args, || ready(port)) {
                 Ok(server) => return server,
                 Err(exited) => exits.push(exited),
             }
