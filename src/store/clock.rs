@@ -73,11 +73,7 @@ impl Window {
             .since
             .map(|since| sample.taken.saturating_duration_since(since));
         if elapsed.is_none_or(|elapsed| elapsed >= period) {
-            self.previous = match elapsed {
-                Some(elapsed) if elapsed < FRESH_FOR => self.current,
-                _ => None,
-            };
-            self.current = None;
+            self.previous = self.current.take();
             self.since = Some(sample.taken);
         }
         self.previous = self

@@ -119,15 +119,7 @@ impl RedisServer {
     }
 
     /// Starts one with exactly `args` (plus no persistence), ready once `ready` holds (5 s at
-    /// most, else the test fails); a server that exits at start fails the test with its log.
-    pub fn spawn(port: u16, args: &[String], ready: impl Fn() -> bool) -> Option<RedisServer> {
-        match RedisServer::try_spawn(port, args, ready) {
-            Ok(server) => server,
-            Err(exited) => panic!("{exited}"),
-        }
-    }
-
-    /// As [`RedisServer::spawn`], but a server that exits at start is an `Err` with its log.
+    /// most, else the test fails); a server that exits at start is an `Err` with its log.
     fn try_spawn(
         port: u16,
         args: &[String],
