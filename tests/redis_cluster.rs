@@ -22,6 +22,13 @@ use redis_server::RedisCluster;
 mod store_clients;
 use store_clients::{client, send, send_all, NO_HANG};
 
+/// The real limiters (nginx) and the measured run, for the strict fleet; not all of it is used
+/// here.
+#[allow(dead_code)]
+mod real;
+mod strict_fleet;
+use strict_fleet::{assert_within, Strict, Targets, CONFIGURED, NOTHING};
+
 /// The Redis key of the lane `URL` goes in, under `prefix`.
 fn lane_key(prefix: &str) -> String {
     format!("{{{prefix}:http://api.test:80}}")
@@ -164,4 +171,45 @@ async fn bookings_continue_after_a_primary_fails_over() {
     let after = throttle.stats().store.expect("store stats");
     assert_eq!(after.fallbacks, sent.fallbacks, "{after:?}");
     assert_eq!(bookings_on(&cluster, promoted, &key), booked + 10);
+}
+
+/// Four workers through a cluster against a strict server (see `strict_fleet`), the measured
+/// run of `redis_store.rs` on one server; the store's timeout is the default (100 ms), as a
+/// release build's.
+async fn strict_fleet_through_a_cluster(strict: Strict, configured: bool, targets: Targets) {
+    let Some(cluster) = RedisCluster::start(3, 1) else {
+        return;
+    };
+    let store = || {
+        RedisStore::cluster(cluster.urls())
+            .expect("valid node URLs")
+            .prefix("fleet")
+    };
+    if let Some(report) = strict_fleet::run(strict, configured, store).await {
+        assert_within(&report, targets);
+    }
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --release --all-features --test redis_cluster fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_a_strict_simulated_server_exact_through_a_cluster() {
+    strict_fleet_through_a_cluster(Strict::Sim, true, CONFIGURED).await;
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --release --all-features --test redis_cluster fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_configured_keeps_real_nginx_without_burst_exact_through_a_cluster() {
+    strict_fleet_through_a_cluster(Strict::Nginx, true, CONFIGURED).await;
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --release --all-features --test redis_cluster fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_a_strict_simulated_server_through_a_cluster() {
+    strict_fleet_through_a_cluster(Strict::Sim, false, NOTHING).await;
+}
+
+#[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --release --all-features --test redis_cluster fleet -- --ignored --test-threads=1`"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_told_nothing_learns_real_nginx_without_burst_through_a_cluster() {
+    strict_fleet_through_a_cluster(Strict::Nginx, false, NOTHING).await;
 }

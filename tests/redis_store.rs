@@ -24,8 +24,8 @@ use store_clients::{client, client_with, send_all, NO_HANG, URL};
 /// here.
 #[allow(dead_code)]
 mod real;
-use real::measure::{measure_fleet, CountedClient, Load, RealServer, Report, ServerCounts};
-use real::nginx::{self, Nginx};
+mod strict_fleet;
+use strict_fleet::{assert_within, Strict, CONFIGURED, NOTHING};
 
 /// The in-memory GCRA, cell by cell, as `Budget` books: every dimension at the slowest one's
 /// instant. The script must decide exactly as this does.
@@ -885,152 +885,52 @@ async fn a_fleet_wide_concurrency_cap_holds_across_workers_and_a_crashed_holder_
     assert_eq!(slow.stats().max_in_flight, 1, "{:?}", slow.stats());
 }
 
-/// The simulator's strict server on loopback: 50 requests/s without burst (a token bucket of
-/// one), plain 429s without headers or Retry-After, as nginx `limit_req` answers.
-struct StrictSim {
-    api: SimulatedApi,
-    server: reqwest_throttle::sim::SimServer,
-}
-
-impl StrictSim {
-    async fn start() -> StrictSim {
-        let api = SimulatedApi::builder()
-            .token_bucket(f64::from(nginx::RATE_PER_SECOND), 1)
-            .headers(HeaderStyle::None)
-            .retry_after(reqwest_throttle::sim::RetryAfterStyle::None)
-            .build();
-        let server = api.serve().await.expect("a loopback port");
-        StrictSim { api, server }
-    }
-}
-
-impl RealServer for StrictSim {
-    fn url(&self, path: &str) -> String {
-        self.server.url(path)
-    }
-
-    async fn counts(&self, _path: &str) -> Result<ServerCounts, String> {
-        let stats = self.api.stats();
-        Ok(ServerCounts {
-            attempts: stats.received,
-            rate_limited: stats.limited,
-        })
-    }
-}
-
-/// Four workers, each its own `Throttle` with its own `RedisStore` on `port` (as four processes
-/// would be), told the server's rate or nothing; default policy otherwise (retries included).
-fn fleet_of_four(port: u16, prefix: &str, configured: bool) -> Vec<CountedClient> {
-    (0..4)
-        .map(|_| {
-            let builder = Throttle::builder();
-            let builder = if configured {
-                let rate = Rate::per_second(u64::from(nginx::RATE_PER_SECOND));
-                builder.host("127.0.0.1", Policy::new().rate(rate))
-            } else {
-                builder
-            };
-            let throttle = builder
-                .store(store_of(port, prefix))
-                .build()
-                .expect("a valid throttle");
-            CountedClient::new(vec![std::sync::Arc::new(throttle)])
-        })
-        .collect()
-}
-
-/// 4 workers × 4 tasks send `requests` GETs together to a strict 50/s server through one
-/// shared budget; the run as counted.
-async fn fleet_run(
-    server: &impl RealServer,
-    path: &str,
-    configured: bool,
-    requests: usize,
-) -> Report {
-    let redis = RedisServer::start().expect("redis-server (see the module doc)");
-    let clients = fleet_of_four(redis.port, "fleet", configured);
-    let load = Load {
-        requests,
-        tasks: 16,
-        timeout: Duration::from_secs(60),
-        limit_per_second: nginx::RATE_PER_SECOND,
-    };
-    let report = measure_fleet(&clients, server, path, load).await.unwrap();
-    println!(
-        "fleet of 4, {}: completed {}/{}, attempts {}, 429s {} ({:.1} %), goodput {:.1} %",
-        if configured {
-            "configured"
-        } else {
-            "nothing configured"
-        },
-        report.completed,
-        report.requests,
-        report.server.attempts,
-        report.server.rate_limited,
-        100.0 * refused_share(&report),
-        100.0 * report.goodput()
-    );
-    report
-}
-
-fn refused_share(report: &Report) -> f64 {
-    report.server.rate_limited as f64 / report.server.attempts.max(1) as f64
-}
-
-/// Every request answered, the server's refusals within `refused` of its attempts, and the
-/// goodput above `floor` (a collapse, not a measurement: the figures are the example's).
-fn assert_fleet(report: &Report, refused: f64, floor: f64) {
-    assert_eq!(report.completed as usize, report.requests, "{report:#?}");
-    assert!(refused_share(report) <= refused, "{report:#?}");
-    assert!(report.goodput() >= floor, "{report:#?}");
-}
-
 #[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_configured_keeps_a_strict_simulated_server_exact() {
-    if RedisServer::start().is_none() {
+    let Some(redis) = RedisServer::start() else {
         return;
+    };
+    let store = || store_of(redis.port, "fleet");
+    if let Some(report) = strict_fleet::run(Strict::Sim, true, store).await {
+        assert_within(&report, CONFIGURED);
     }
-    let sim = StrictSim::start().await;
-    let report = fleet_run(&sim, "/v1/things", true, 500).await;
-    assert_fleet(&report, 0.01, 0.95);
 }
 
 #[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_configured_keeps_real_nginx_without_burst_exact() {
-    if RedisServer::start().is_none() {
-        return;
-    }
-    let Some(nginx) = Nginx::start().await else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
-    let report = fleet_run(&nginx, nginx::FLEET, true, 500).await;
-    assert_fleet(&report, 0.01, 0.95);
+    let store = || store_of(redis.port, "fleet");
+    if let Some(report) = strict_fleet::run(Strict::Nginx, true, store).await {
+        assert_within(&report, CONFIGURED);
+    }
 }
 
 #[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_told_nothing_learns_a_strict_simulated_server_together() {
-    if RedisServer::start().is_none() {
+    let Some(redis) = RedisServer::start() else {
         return;
+    };
+    let store = || store_of(redis.port, "fleet");
+    if let Some(report) = strict_fleet::run(Strict::Sim, false, store).await {
+        assert_within(&report, NOTHING);
     }
-    let sim = StrictSim::start().await;
-    let report = fleet_run(&sim, "/v1/things", false, 500).await;
-    assert_fleet(&report, 0.05, 0.9);
 }
 
 #[ignore = "a measurement in real time against a strict server: run alone on a quiet machine, `cargo test --all-features --test redis_store fleet -- --ignored --test-threads=1`"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fleet_told_nothing_learns_real_nginx_without_burst_together() {
-    if RedisServer::start().is_none() {
-        return;
-    }
-    let Some(nginx) = Nginx::start().await else {
+    let Some(redis) = RedisServer::start() else {
         return;
     };
-    let report = fleet_run(&nginx, nginx::FLEET, false, 500).await;
-    assert_fleet(&report, 0.05, 0.9);
+    let store = || store_of(redis.port, "fleet");
+    if let Some(report) = strict_fleet::run(Strict::Nginx, false, store).await {
+        assert_within(&report, NOTHING);
+    }
 }
 
 /// Four workers without `expected_workers`, Redis killed in the middle of a run: each falls
